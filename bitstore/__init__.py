@@ -1,0 +1,69 @@
+"""bitstore: tiered, SHA1-addressed blob storage across S3, GCS, local disk and APIs.
+
+``import bitstore`` imports no cloud SDK, Beam or Arrow: cloud backends and specs are loaded on first
+use (``bitstore.S3Raw`` imports ``bitstore.backends.s3``, which imports boto3 only when a client is made).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from .backends.local import LocalRaw
+from .backends.memory import MemoryRaw
+from .composite import Composite
+from .errors import (
+    BitstoreError,
+    BlobTooLarge,
+    FetchFailed,
+    InvalidDataFound,
+    InvalidURI,
+    NotFoundInStore,
+    SpecError,
+    StoreNotAvailable,
+)
+from .retry import RetryPolicy
+from .sha1 import (
+    Sha1APISource,
+    Sha1Cache,
+    Sha1Composite,
+    Sha1FormatMixin,
+    Sha1Store,
+    VerifySha1Mixin,
+    sha1_hex,
+)
+from .store import FetchResult, Store
+
+if TYPE_CHECKING:
+    from .backends.gcs import GSRaw
+    from .backends.s3 import S3Raw
+    from .spec import from_spec
+
+__version__ = "0.1.0"
+
+# name -> module; imported on first attribute access so that no heavy dependency loads with bitstore.
+_LAZY = {
+    "S3Raw": "bitstore.backends.s3",
+    "GSRaw": "bitstore.backends.gcs",
+    "from_spec": "bitstore.spec",
+}
+
+__all__ = [
+    "Store", "FetchResult", "Composite",
+    "Sha1Store", "Sha1Cache", "Sha1APISource", "Sha1Composite", "Sha1FormatMixin", "VerifySha1Mixin", "sha1_hex",
+    "LocalRaw", "MemoryRaw", "S3Raw", "GSRaw", "from_spec", "RetryPolicy",
+    "BitstoreError", "NotFoundInStore", "InvalidDataFound", "StoreNotAvailable", "InvalidURI", "FetchFailed",
+    "BlobTooLarge", "SpecError",
+]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bitstore' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,104 @@
+"""``LocalRaw``: files on local disk, the embedded default store. Atomic writes, optional root confinement."""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from ..errors import BlobTooLarge, FetchFailed, InvalidURI, NotFoundInStore, StoreNotAvailable
+from ..store import Store
+
+__all__ = ["LocalRaw"]
+
+_NOT_FOUND = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
+
+
+class LocalRaw(Store):
+    """``file:///abs/path`` and plain paths. Relative paths resolve against ``root`` (else the working
+    directory). With a ``root``, no read or write reaches outside it, whatever ``..``, symlinks or
+    ``file://`` forms are used: such a uri raises ``InvalidURI``.
+    """
+
+    URI_HINT = "a path, or file:///absolute/path"
+    KIND = "local"
+
+    def __init__(self, root: str | os.PathLike | None = None, *, max_blob_bytes: int | None = None,
+                 name: str | None = None):
+        super().__init__(name=name)
+        self.root = None if root is None else os.path.realpath(os.fspath(root))
+        self.max_blob_bytes = max_blob_bytes
+
+    def _default_name(self) -> str:
+        return "local" if self.root is None else f"local:{self.root}"
+
+    # --- uris ------------------------------------------------------------------------------------
+    @staticmethod
+    def _raw_path(uri: Any) -> str | None:
+        if not isinstance(uri, str) or not uri or "\x00" in uri:
+            return None
+        if uri.startswith("file:"):
+            parts = urlsplit(uri)
+            if not uri.startswith("file://") or parts.netloc not in ("", "localhost") or not parts.path:
+                return None
+            return unquote(parts.path)
+        if "://" in uri:
+            return None
+        return uri
+
+    def _path(self, uri: Any) -> str:
+        raw = self._raw_path(uri)
+        if raw is None:
+            raise InvalidURI(self, uri, hint=self.URI_HINT)
+        base = self.root if self.root is not None else os.getcwd()
+        resolved = os.path.realpath(os.path.join(base, raw))
+        if self.root is not None and os.path.commonpath([self.root, resolved]) != self.root:
+            raise InvalidURI(self, uri, hint=f"paths must stay inside {self.root}")
+        return resolved
+
+    def is_valid(self, uri: Any) -> bool:
+        try:
+            self._path(uri)
+        except (InvalidURI, ValueError, OSError):
+            return False
+        return True
+
+    # --- io --------------------------------------------------------------------------------------
+    def get(self, uri: Any) -> bytes:
+        path = self._path(uri)
+        try:
+            with open(path, "rb") as f:
+                if self.max_blob_bytes is not None:
+                    size = os.fstat(f.fileno()).st_size
+                    if size > self.max_blob_bytes:
+                        raise BlobTooLarge(self, uri, size, self.max_blob_bytes)
+                return f.read()
+        except OSError as exc:
+            raise self._map_error(exc, uri) from None
+
+    def put(self, uri: Any, data: bytes) -> None:
+        path = self._path(uri)
+        folder = os.path.dirname(path)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".bitstore-", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except OSError as exc:
+            raise self._map_error(exc, uri) from None
+
+    def _map_error(self, exc: OSError, uri: Any) -> Exception:
+        if exc.errno in _NOT_FOUND or isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError)):
+            return NotFoundInStore(self, uri)
+        if isinstance(exc, PermissionError):
+            return StoreNotAvailable(self, f"permission denied for '{Path(exc.filename or '').name}'")
+        return FetchFailed(self, uri, f"{type(exc).__name__}: {exc.strerror or exc}")

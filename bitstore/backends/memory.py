@@ -1,0 +1,84 @@
+"""``MemoryRaw``: an in-process store for ``mem://`` URIs, optionally bounded with LRU eviction."""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from ..errors import BlobTooLarge, NotFoundInStore
+from ..store import Store
+
+__all__ = ["MemoryRaw"]
+
+
+class MemoryRaw(Store):
+    """Blobs held in memory under ``mem://<anything>``. With ``max_bytes``, the least recently used
+    blobs are evicted to stay within it; a single blob larger than ``max_bytes`` is refused."""
+
+    URI_HINT = "mem://<key>"
+    KIND = "mem"
+
+    def __init__(self, max_bytes: int | None = None, *, name: str | None = None):
+        super().__init__(name=name)
+        if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes < 0):
+            raise ValueError(f"max_bytes must be a non-negative int or None, not {max_bytes!r}")
+        self.max_bytes = max_bytes
+        self._blobs: OrderedDict[str, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def _default_name(self) -> str:
+        return "mem"
+
+    def is_valid(self, uri: Any) -> bool:
+        return isinstance(uri, str) and uri.startswith("mem://") and len(uri) > len("mem://")
+
+    def get(self, uri: Any) -> bytes:
+        self._check_valid(uri)
+        with self._lock:
+            try:
+                data = self._blobs[uri]
+            except KeyError:
+                raise NotFoundInStore(self, uri) from None
+            self._blobs.move_to_end(uri)
+            return data
+
+    def put(self, uri: Any, data: bytes) -> None:
+        self._check_valid(uri)
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes, not {type(data).__name__}")
+        data = bytes(data)
+        if self.max_bytes is not None and len(data) > self.max_bytes:
+            raise BlobTooLarge(self, uri, len(data), self.max_bytes)
+        with self._lock:
+            old = self._blobs.pop(uri, None)
+            if old is not None:
+                self._size -= len(old)
+            self._blobs[uri] = data
+            self._size += len(data)
+            while self.max_bytes is not None and self._size > self.max_bytes:
+                _, evicted = self._blobs.popitem(last=False)
+                self._size -= len(evicted)
+
+    def __contains__(self, uri: Any) -> bool:
+        with self._lock:
+            return uri in self._blobs
+
+    def __len__(self) -> int:
+        return len(self._blobs)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes currently held."""
+        return self._size
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["_lock"]
+        with self._lock:
+            state["_blobs"] = OrderedDict(self._blobs)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()

@@ -1,0 +1,177 @@
+"""The batch engine behind ``Store.get_many``: ultima threads, a bounded window, in-order results.
+
+Keys are read lazily. At most ``window`` keys are read ahead of the consumer (never fewer than
+``max_workers``), and no new key is started while the bytes fetched but not yet yielded exceed
+``max_bytes_in_flight``. A key whose canonical form equals one still in the window shares its fetch.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+from collections import deque
+from collections.abc import Hashable, Iterable, Iterator
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from .errors import InvalidURI
+
+if TYPE_CHECKING:
+    from .store import FetchResult, Store
+
+__all__ = ["fetch_many", "want_progress"]
+
+WINDOW_PER_WORKER = 4
+
+
+class _Slot:
+    """One fetch in flight, shared by every key in the window with the same canonical form."""
+
+    __slots__ = ("future", "refs", "canonical", "size")
+
+    def __init__(self, future: Future, canonical: Hashable | None):
+        self.future, self.canonical, self.refs, self.size = future, canonical, 1, 0
+
+
+class _Done(Future):
+    """A future that is already resolved (for keys answered without a fetch)."""
+
+    def __init__(self, value: Any):
+        super().__init__()
+        self.set_result(value)
+
+
+def want_progress(progress: bool | None) -> bool:
+    """``None`` shows progress only on an interactive terminal or in a notebook."""
+    if progress is not None:
+        return bool(progress)
+    if _in_notebook():
+        return True
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _in_notebook() -> bool:
+    shell = sys.modules.get("IPython")
+    if shell is None:
+        return False
+    try:
+        ip = shell.get_ipython()
+    except Exception:
+        return False
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
+
+
+def _progress_bar(total: int | None, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="blob", desc="bitstore", dynamic_ncols=True, leave=True)
+
+
+def _canonical(store: Store, key: Any) -> Hashable | None:
+    try:
+        canonical = store.canonical_key(key)
+        hash(canonical)
+        return canonical
+    except Exception:
+        return None
+
+
+def fetch_many(
+    store: Store,
+    keys: Iterable[Any],
+    *,
+    max_workers: int = 64,
+    max_bytes_in_flight: int,
+    progress: bool | None = None,
+    total: int | None = None,
+) -> Iterator[FetchResult]:
+    """Fetch every key of ``keys`` with ``store.fetch`` on ``max_workers`` threads; see module doc."""
+    if isinstance(keys, (str, bytes)):
+        raise TypeError("keys must be an iterable of keys, not a single str/bytes; wrap it in a list")
+    if not isinstance(max_workers, int) or max_workers < 1:
+        raise ValueError(f"max_workers must be a positive int, not {max_workers!r}")
+    if not isinstance(max_bytes_in_flight, int) or max_bytes_in_flight < 1:
+        raise ValueError(f"max_bytes_in_flight must be a positive int, not {max_bytes_in_flight!r}")
+    if total is None:
+        try:
+            total = len(keys)  # type: ignore[arg-type]
+        except TypeError:
+            total = None
+    return _run(store, iter(keys), max_workers, max_bytes_in_flight, _progress_bar(total, want_progress(progress)))
+
+
+def _run(store: Store, keys: Iterator[Any], max_workers: int, budget: int, bar) -> Iterator[FetchResult]:
+    from ultima import Workforce
+
+    from .store import FetchResult
+
+    window_cap = max_workers * WINDOW_PER_WORKER
+    window: deque[tuple[Any, _Slot]] = deque()
+    by_canonical: dict[Hashable, _Slot] = {}
+    held = [0]  # bytes fetched and not yet yielded
+    lock = threading.Lock()
+
+    def on_done(slot: _Slot):
+        def callback(future: Future):
+            if not future.cancelled() and future.exception() is None:
+                data = future.result().data
+                slot.size = len(data) if data is not None else 0
+                with lock:
+                    held[0] += slot.size
+        return callback
+
+    def fetch(key: Any) -> FetchResult:
+        return store.fetch(key)
+
+    exhausted = False
+    workforce = Workforce(backend="threading", n_workers=max_workers)
+    try:
+        while True:
+            while not exhausted and (len(window) < max_workers or (len(window) < window_cap and held[0] < budget)):
+                try:
+                    key = next(keys)
+                except StopIteration:
+                    exhausted = True
+                    break
+                if not store.accepts(key):
+                    error = str(InvalidURI(store, key, hint=getattr(store, "URI_HINT", None)))
+                    window.append((key, _Slot(_Done(FetchResult(key, None, "invalid", error=error)), None)))
+                    continue
+                canonical = _canonical(store, key)
+                slot = by_canonical.get(canonical) if canonical is not None else None
+                if slot is not None:
+                    slot.refs += 1
+                else:
+                    slot = _Slot(workforce.submit(fetch, key), canonical)
+                    slot.future.add_done_callback(on_done(slot))
+                    if canonical is not None:
+                        by_canonical[canonical] = slot
+                window.append((key, slot))
+            if not window:
+                return
+            key, slot = window.popleft()
+            try:
+                result = slot.future.result()
+            except Exception as exc:  # store.fetch never raises; this guards against a broken executor
+                result = FetchResult(key, None, "failed", error=f"{type(exc).__name__}: {exc}")
+            slot.refs -= 1
+            if slot.refs == 0:
+                with lock:
+                    held[0] -= slot.size
+                if slot.canonical is not None and by_canonical.get(slot.canonical) is slot:
+                    del by_canonical[slot.canonical]
+            if result.key is not key:
+                result = FetchResult(key, result.data, result.status, result.source, result.error, result.cached)
+            if bar is not None:
+                bar.update(1)
+            yield result
+    finally:
+        for _, slot in window:
+            slot.future.cancel()
+        workforce.shutdown(wait=False)
+        if bar is not None:
+            bar.close()

@@ -1,0 +1,169 @@
+"""``Composite``: ordered tiers, first hit wins, hits from expensive tiers written back to a cache."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ._logging import Counter, cause_of, log_once
+from .errors import (
+    FetchFailed,
+    InvalidDataFound,
+    NotFoundInStore,
+    StoreNotAvailable,
+    store_label,
+)
+from .store import Store
+
+__all__ = ["Composite"]
+
+logger = logging.getLogger(__name__)
+
+
+class Composite(Store):
+    """Ordered tiers of stores answering as one.
+
+    ``get`` tries, in order, the sources that accept the uri; the first hit wins. A hit from a source
+    appended with ``cache_result`` true is written to the cache tier before ``get`` returns. ``get``
+    raises ``NotFoundInStore`` only when every source answered "not found", else ``FetchFailed``.
+    """
+
+    def __init__(self, *, name: str | None = None):
+        super().__init__(name=name)
+        self.sources: list[Store] = []
+        self.cache: Store | None = None
+        self._tier_names: list[str] = []
+        self._write_back: list[bool] = []
+        self._cache_read_flags: list[bool] = []
+        self.cache_writes = Counter()
+        self.cache_write_failures = Counter()
+        self.cache_read_failures = Counter()
+
+    # --- building ------------------------------------------------------------------------------
+    @property
+    def cache_back(self) -> set[int]:
+        """Ids of the sources whose hits are written back (as in the original library)."""
+        return {id(s) for s, wb in zip(self.sources, self._write_back) if wb}
+
+    @property
+    def tier_names(self) -> list[str]:
+        """The unique name of each source, in order (what ``FetchResult.source`` reports)."""
+        return list(self._tier_names)
+
+    def _unique_name(self, store: Store) -> str:
+        base = store_label(store)
+        name, n = base, 2
+        while name in self._tier_names:
+            name, n = f"{base}#{n}", n + 1
+        return name
+
+    def _add(self, store: Store, write_back: bool, is_cache: bool) -> None:
+        if not callable(getattr(store, "get", None)) or not callable(getattr(store, "is_valid", None)):
+            raise TypeError(f"a tier must be a Store (with is_valid and get), not {type(store).__name__}")
+        self._tier_names.append(self._unique_name(store))
+        self.sources.append(store)
+        self._write_back.append(write_back)
+        self._cache_read_flags.append(is_cache)
+
+    def append_source(self, source: Store, cache_result: bool | None = None) -> Composite:
+        """Add a source after the existing ones. ``cache_result=None``: the source's default
+        (``True`` for API sources, ``False`` otherwise)."""
+        if cache_result is None:
+            cache_result = bool(getattr(source, "DEFAULT_CACHE_RESULT", False))
+        self._add(source, bool(cache_result), is_cache=False)
+        return self
+
+    append_store = append_source
+
+    def append_cache(self, cache: Store, read: bool = True) -> Composite:
+        """Set the write-back target; with ``read=True`` it is also read at this position."""
+        if self.cache is not None:
+            logger.warning("replacing configured cache %s with %s", store_label(self.cache), store_label(cache))
+        if read:
+            self._add(cache, False, is_cache=True)
+        self.cache = cache
+        return self
+
+    # --- reading -------------------------------------------------------------------------------
+    def is_valid(self, uri: Any) -> bool:
+        return any(_accepts(store, uri) for store in self.sources)
+
+    def get(self, uri: Any) -> bytes:
+        return self._fetch(uri)[0]
+
+    def _fetch(self, uri: Any) -> tuple[bytes, str, bool | None]:
+        self._check_valid(uri)
+        failures: list[str] = []
+        corrupt: list[str] = []
+        for store, name, write_back, is_cache in zip(
+            self.sources, self._tier_names, self._write_back, self._cache_read_flags
+        ):
+            if not _accepts(store, uri):
+                continue
+            try:
+                data = store.get(uri)
+            except InvalidDataFound as exc:
+                corrupt.append(f"{name}: {exc}")
+                continue
+            except NotFoundInStore:
+                continue
+            except Exception as exc:  # StoreNotAvailable, FetchFailed, or any error from a user's store
+                if is_cache:
+                    self.cache_read_failures.add()
+                    log_once(logger, logging.WARNING, f"cache-read:{name}", cause_of(exc),
+                             f"cache tier {name} failed a read, treated as a miss: {cause_of(exc)}")
+                else:
+                    failures.append(_describe(name, exc))
+                continue
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                failures.append(f"{name}: returned {type(data).__name__}, not bytes")
+                continue
+            data = bytes(data)
+            cached = None
+            if write_back and self.cache is not None and store is not self.cache:
+                cached = self._write_to_cache(data, uri)
+            return data, name, cached
+        if failures:
+            raise FetchFailed(self, uri, "; ".join(failures + corrupt))
+        raise NotFoundInStore(self, uri, "; ".join(corrupt) or None)
+
+    # --- writing -------------------------------------------------------------------------------
+    def _write_to_cache(self, data: bytes, uri: Any) -> bool:
+        """Write a hit to the cache tier; a failure is counted and logged once per cause, never raised."""
+        try:
+            stored = self.cache.put(uri, data)
+        except Exception as exc:
+            stored = False
+            log_once(logger, logging.WARNING, f"cache-write:{store_label(self.cache)}", cause_of(exc),
+                     f"cache write-back to {store_label(self.cache)} failed: {cause_of(exc)}")
+        if stored is False:
+            self.cache_write_failures.add()
+            return False
+        self.cache_writes.add()
+        return True
+
+    def put(self, uri: Any, data: bytes) -> Any:
+        """Write to the cache tier (the composite's writable tier)."""
+        if self.cache is None:
+            raise NotImplementedError(f"{type(self).__name__} has no cache tier to put into")
+        self._check_valid(uri)
+        return self.cache.put(uri, data)
+
+    def __repr__(self) -> str:
+        tiers = ", ".join(
+            f"{n}{' (cache)' if c else ''}{' -> cache' if w else ''}"
+            for n, w, c in zip(self._tier_names, self._write_back, self._cache_read_flags)
+        )
+        return f"<{type(self).__name__} {self.name!r}: [{tiers}]>"
+
+
+def _accepts(store: Any, uri: Any) -> bool:
+    try:
+        return bool(store.accepts(uri) if isinstance(store, Store) else store.is_valid(uri))
+    except Exception:
+        return False
+
+
+def _describe(name: str, exc: BaseException) -> str:
+    if isinstance(exc, (FetchFailed, StoreNotAvailable)):
+        return f"{name}: {exc}"
+    return f"{name}: {cause_of(exc)}"

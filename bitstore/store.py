@@ -1,0 +1,145 @@
+"""``Store``, the abstract base every store derives from, and ``FetchResult``, one answer of ``get_many``."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .errors import (
+    BitstoreError,
+    InvalidURI,
+    NotFoundInStore,
+    short,
+)
+
+__all__ = ["Store", "FetchResult", "Status", "DEFAULT_MAX_BYTES_IN_FLIGHT"]
+
+Status = Literal["found", "missing", "invalid", "failed"]
+DEFAULT_MAX_BYTES_IN_FLIGHT = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """One key's outcome. ``source`` names the tier that served it; ``cached`` tells whether the blob
+    was written back to a cache tier (None when no write-back was due)."""
+
+    key: Any
+    data: bytes | None
+    status: Status
+    source: str | None = None
+    error: str | None = None
+    cached: bool | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "found"
+
+    def __repr__(self) -> str:
+        body = "None" if self.data is None else f"<{len(self.data):,} bytes>"
+        extra = "".join(
+            [f", source={self.source!r}" if self.source else "", f", error={self.error!r}" if self.error else ""]
+        )
+        key = short(self.key, 60) if isinstance(self.key, str) else short(repr(self.key), 60)
+        return f"FetchResult(key={key!r}, status={self.status!r}, data={body}{extra})"
+
+
+class Store(ABC):
+    """A place blobs are read from (and optionally written to), addressed by a URI or key.
+
+    Subclasses implement ``is_valid`` and ``get``; ``put`` is optional. Everything else (``name``,
+    ``get_many``) works for any subclass, including one that never calls ``Store.__init__``.
+    """
+
+    URI_HINT: str | None = None
+    #: Whether a ``Composite`` writes this source's hits back to its cache when ``cache_result=None``.
+    DEFAULT_CACHE_RESULT: bool = False
+
+    def __init__(self, *, name: str | None = None):
+        if name is not None:
+            self.name = name
+
+    @abstractmethod
+    def is_valid(self, uri: Any) -> bool:
+        """Whether this store accepts ``uri``. Must return False (not raise) for non-string input."""
+
+    @abstractmethod
+    def get(self, uri: Any) -> bytes:
+        """The blob's bytes; ``NotFoundInStore`` when absent, ``InvalidURI`` for a bad uri."""
+
+    def put(self, uri: Any, data: bytes) -> Any:
+        raise NotImplementedError(f"{self.__class__.__name__} does not implement the 'put' method")
+
+    def _check_valid(self, uri: Any) -> None:
+        if not self.is_valid(uri):
+            raise InvalidURI(self, uri, hint=self.URI_HINT)
+
+    # --- naming -------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """A readable name used in metrics, provenance and messages (never holds secrets)."""
+        return self.__dict__.get("_name") or self._default_name()
+
+    @name.setter
+    def name(self, value: str) -> None:
+        if not isinstance(value, str) or not value:
+            raise TypeError("a store name must be a non-empty string")
+        self.__dict__["_name"] = value
+
+    def _default_name(self) -> str:
+        return type(self).__name__
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    # --- keys and single fetches -----------------------------------------------------------------
+    def accepts(self, key: Any) -> bool:
+        """``is_valid`` that never raises: a store whose ``is_valid`` chokes on a key does not accept it."""
+        try:
+            return bool(self.is_valid(key))
+        except Exception:
+            return False
+
+    def canonical_key(self, key: Any) -> Hashable:
+        """The form under which two keys name the same blob (duplicates in a batch are fetched once)."""
+        return key
+
+    def _fetch(self, uri: Any) -> tuple[bytes, str, bool | None]:
+        """Fetch one blob: ``(data, name of the tier that served it, cached)``. Composites override it."""
+        return self.get(uri), self.name, None
+
+    def fetch(self, key: Any) -> FetchResult:
+        """Fetch one key into a ``FetchResult``; never raises for a bad or missing key."""
+        if not self.accepts(key):
+            return FetchResult(key, None, "invalid", error=str(InvalidURI(self, key, hint=self.URI_HINT)))
+        try:
+            data, source, cached = self._fetch(key)
+        except InvalidURI as exc:
+            return FetchResult(key, None, "invalid", error=str(exc))
+        except NotFoundInStore as exc:
+            return FetchResult(key, None, "missing", error=str(exc))
+        except BitstoreError as exc:  # FetchFailed, StoreNotAvailable, BlobTooLarge...
+            return FetchResult(key, None, "failed", error=str(exc))
+        except Exception as exc:  # a user's store: any other error is that store failing
+            return FetchResult(key, None, "failed", error=f"{type(exc).__name__}: {short(str(exc), 1000)}")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            return FetchResult(key, None, "failed", error=f"{self.name} returned {type(data).__name__}, not bytes")
+        return FetchResult(key, bytes(data), "found", source=source, cached=cached)
+
+    # --- batches ---------------------------------------------------------------------------------
+    def get_many(
+        self,
+        keys: Iterable[Any],
+        *,
+        max_workers: int = 64,
+        max_bytes_in_flight: int = DEFAULT_MAX_BYTES_IN_FLIGHT,
+        progress: bool | None = None,
+        total: int | None = None,
+    ) -> Iterator[FetchResult]:
+        """Fetch ``keys`` concurrently; one ``FetchResult`` per key, in input order. See ``bitstore.batch``."""
+        from .batch import fetch_many
+
+        return fetch_many(
+            self, keys, max_workers=max_workers, max_bytes_in_flight=max_bytes_in_flight,
+            progress=progress, total=total,
+        )
