@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 
 _seen: set[tuple[str, str]] = set()
 _seen_lock = threading.Lock()
 _MAX_CAUSES = 10_000
+# What varies from blob to blob inside one cause: quoted keys or paths, and hex digests.
+_PER_BLOB = re.compile(r"'[^']*'|\"[^\"]*\"|[0-9a-fA-F]{32,}")
 
 
 def get_logger(name: str) -> logging.Logger:
@@ -14,8 +17,11 @@ def get_logger(name: str) -> logging.Logger:
 
 
 def log_once(logger: logging.Logger, level: int, scope: str, cause: str, message: str) -> bool:
-    """Log ``message`` the first time ``(scope, cause)`` is seen in this process; True when it was logged."""
-    key = (scope, cause)
+    """Log ``message`` the first time ``(scope, cause)`` is seen in this process; True when it was logged.
+
+    Keys, paths and digests inside ``cause`` are ignored, so one cause hitting many blobs logs once.
+    """
+    key = (scope, _PER_BLOB.sub("<key>", cause))
     with _seen_lock:
         if key in _seen or len(_seen) >= _MAX_CAUSES:
             return False
