@@ -52,7 +52,7 @@ class VerifySha1Mixin:
         actual = sha1_hex(data)
         if sha1.lower() != actual:
             log_once(logger, logging.WARNING, f"verify:{store_label(self)}", "sha1 mismatch",
-                     f"{store_label(self)}: data for {sha1} has SHA1 {actual}; treated as not found")
+                     f"{store_label(self)}: data for {sha1} has SHA1 {actual}; refused as corrupt")
             raise InvalidDataFound(self, sha1, f"data has SHA1 {actual}")
         return data
 
@@ -110,6 +110,9 @@ class Sha1Cache(Sha1Store):
     def put(self, sha1: str, data: bytes) -> bool:
         try:
             super().put(sha1, data)
+        except InvalidDataFound:  # already logged once by _verify_data
+            self.write_failures.add()
+            return False
         except Exception as exc:
             self.write_failures.add()
             log_once(logger, logging.WARNING, f"cache-put:{self.name}", cause_of(exc),
