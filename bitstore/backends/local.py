@@ -81,6 +81,8 @@ class LocalRaw(Store):
 
     def put(self, uri: Any, data: bytes) -> None:
         path = self._path(uri)
+        if path == self.root:  # its temp file would be created outside the root
+            raise InvalidURI(self, uri, hint="a path to a file inside the root")
         folder = os.path.dirname(path)
         try:
             os.makedirs(folder, exist_ok=True)
@@ -94,10 +96,13 @@ class LocalRaw(Store):
                     os.unlink(tmp)
                 raise
         except OSError as exc:
-            raise self._map_error(exc, uri) from None
+            raise self._map_error(exc, uri, writing=True) from None
 
-    def _map_error(self, exc: OSError, uri: Any) -> Exception:
-        if exc.errno in _NOT_FOUND or isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError)):
+    def _map_error(self, exc: OSError, uri: Any, writing: bool = False) -> Exception:
+        """A failed write is never "not found" (e.g. writing onto a folder)."""
+        not_found = exc.errno in _NOT_FOUND or isinstance(exc, (FileNotFoundError, IsADirectoryError,
+                                                                NotADirectoryError))
+        if not_found and not writing:
             return NotFoundInStore(self, uri)
         if isinstance(exc, PermissionError):
             return StoreNotAvailable(self, f"permission denied for '{Path(exc.filename or '').name}'")
