@@ -28,7 +28,7 @@ class _Slot:
 
     __slots__ = ("future", "refs", "canonical", "size")
 
-    def __init__(self, future: Future, canonical: Hashable | None):
+    def __init__(self, future: Future | None, canonical: Hashable | None):
         self.future, self.canonical, self.refs, self.size = future, canonical, 1, 0
 
 
@@ -115,17 +115,13 @@ def _run(store: Store, keys: Iterator[Any], max_workers: int, budget: int, bar) 
     held = [0]  # bytes fetched and not yet yielded
     lock = threading.Lock()
 
-    def on_done(slot: _Slot):
-        def callback(future: Future):
-            if not future.cancelled() and future.exception() is None:
-                data = future.result().data
-                slot.size = len(data) if data is not None else 0
-                with lock:
-                    held[0] += slot.size
-        return callback
-
-    def fetch(key: Any) -> FetchResult:
-        return store.fetch(key)
+    def fetch(key: Any, slot: _Slot) -> FetchResult:
+        # Counted before the future resolves (a done-callback could run after the consumer released the slot).
+        result = store.fetch(key)
+        slot.size = len(result.data) if result.data is not None else 0
+        with lock:
+            held[0] += slot.size
+        return result
 
     exhausted = False
     workforce = Workforce(backend="threading", n_workers=max_workers)
@@ -146,8 +142,8 @@ def _run(store: Store, keys: Iterator[Any], max_workers: int, budget: int, bar) 
                 if slot is not None:
                     slot.refs += 1
                 else:
-                    slot = _Slot(workforce.submit(fetch, key), canonical)
-                    slot.future.add_done_callback(on_done(slot))
+                    slot = _Slot(None, canonical)
+                    slot.future = workforce.submit(fetch, key, slot)
                     if canonical is not None:
                         by_canonical[canonical] = slot
                 window.append((key, slot))
