@@ -1,0 +1,95 @@
+"""Where a worker's store comes from: a spec, a ``Store`` or a factory, built once per worker process.
+
+A ``StoreSource`` is what travels inside pickled DoFns. It holds only the recipe (a spec dict, the
+user's ``Store`` or a factory), never the store a worker built from it, so a pickled DoFn carries no
+live client and no secret the library resolved itself. ``acquire()`` builds the store on first use
+in a process and hands the same one to every thread of that process (``apache_beam.utils.shared``).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, Union
+
+from apache_beam.utils.shared import Shared
+
+from bitstore import Store
+
+__all__ = ["StoreLike", "StoreSource"]
+
+StoreLike = Union[Mapping[str, Any], str, "os.PathLike[str]", Store, Callable[[], Store]]
+
+
+class _Holder:
+    """A weak-referenceable box for the shared store (``Shared`` keeps weak references only)."""
+
+    __slots__ = ("store", "__weakref__")
+
+    def __init__(self, store: Store):
+        self.store = store
+
+
+class StoreSource:
+    """The recipe for a worker's store, and its per-process instance.
+
+    ``store`` is a spec (a dict, or a TOML path read now, when the transform is built), a ``Store``
+    (pickled to the workers with the pipeline) or a zero-argument callable returning one.
+    """
+
+    def __init__(self, store: StoreLike):
+        if isinstance(store, Store):
+            self._kind, self._recipe = "store", store
+        elif isinstance(store, Mapping):
+            self._kind, self._recipe = "spec", dict(store)
+        elif isinstance(store, (str, os.PathLike)):
+            self._kind, self._recipe = "spec", _read_spec_file(store)
+        elif callable(store):
+            self._kind, self._recipe = "factory", store
+        else:
+            raise TypeError(
+                "store must be a spec (dict or TOML path), a bitstore Store or a zero-argument callable "
+                f"returning one, not {type(store).__name__}"
+            )
+        self._shared = Shared()
+
+    @property
+    def kind(self) -> str:
+        """``"spec"``, ``"store"`` or ``"factory"``."""
+        return self._kind
+
+    def build(self) -> Store:
+        """A new store from the recipe (a spec is resolved here, on the worker)."""
+        if self._kind == "spec":
+            from bitstore import from_spec
+
+            store = from_spec(self._recipe)
+        elif self._kind == "factory":
+            store = self._recipe()
+        else:
+            store = self._recipe
+        if not isinstance(store, Store):
+            raise TypeError(f"the store factory returned {type(store).__name__}, not a bitstore Store")
+        return store
+
+    def acquire(self) -> Store:
+        """This process's store, built on the first call and shared by every later caller."""
+        return self._shared.acquire(lambda: _Holder(self.build())).store
+
+    def __repr__(self) -> str:
+        if self._kind == "store":
+            from bitstore.errors import store_label
+
+            return f"StoreSource(store={store_label(self._recipe)!r})"
+        if self._kind == "factory":
+            return f"StoreSource(factory={getattr(self._recipe, '__qualname__', type(self._recipe).__name__)})"
+        return "StoreSource(spec)"
+
+
+def _read_spec_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    with open(path, "rb") as f:
+        return tomllib.load(f)

@@ -1,0 +1,75 @@
+"""``FetchBlobs``: a PCollection of SHA1 strings becomes found / missing / failed / invalid PCollections."""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.utils.windowed_value import WindowedValue
+
+from bitstore import FetchResult
+
+from ._fetching import (
+    DEFAULT_MAX_BATCH_BYTES,
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_WORKERS,
+    BatchFetchDoFn,
+    canonical_sha1,
+)
+from ._store import StoreLike, StoreSource
+
+__all__ = ["FetchBlobs", "FetchBlobsResult"]
+
+
+class FetchBlobsResult(NamedTuple):
+    """The four outputs of ``FetchBlobs``; every input element is in exactly one of them."""
+
+    found: pvalue.PCollection  # (sha1, bytes)
+    missing: pvalue.PCollection  # sha1
+    failed: pvalue.PCollection  # (sha1, error message)
+    invalid: pvalue.PCollection  # (element as given, reason)
+
+
+class _FetchBlobsDoFn(BatchFetchDoFn):
+    def key_of(self, element: Any) -> tuple[str | None, str | None]:
+        return canonical_sha1(element)
+
+    def on_invalid(self, element: WindowedValue, reason: str) -> Any:
+        return pvalue.TaggedOutput("invalid", element.with_value((element.value, reason)))
+
+    def on_result(self, element: WindowedValue, key: str, result: FetchResult) -> Any:
+        if result.status == "found":
+            return element.with_value((key, result.data))
+        if result.status == "missing":
+            return pvalue.TaggedOutput("missing", element.with_value(key))
+        if result.status == "failed":
+            return pvalue.TaggedOutput("failed", element.with_value((key, result.error or "failed")))
+        # A SHA1 the store itself does not accept (a store keyed some other way).
+        return pvalue.TaggedOutput("invalid", element.with_value((element.value, result.error or "invalid")))
+
+
+class FetchBlobs(beam.PTransform):
+    """Fetch the blob of each SHA1 in a PCollection from a bitstore store.
+
+    ``store`` is a spec (a dict, or a TOML path read now), a ``Store`` or a zero-argument callable
+    returning one; it is built once per worker process and shared by that process's threads. Keys are
+    fetched concurrently (``max_workers`` threads) in batches of at most ``max_batch_size`` keys, with at
+    most ``max_batch_bytes`` fetched and not yet emitted. Applying it returns a ``FetchBlobsResult``.
+    """
+
+    def __init__(
+        self,
+        store: StoreLike,
+        *,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        max_workers: int = DEFAULT_MAX_WORKERS,
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        label: str | None = None,
+    ):
+        super().__init__(label)
+        self._dofn = _FetchBlobsDoFn(StoreSource(store), max_batch_size=max_batch_size, max_workers=max_workers,
+                                     max_batch_bytes=max_batch_bytes)
+
+    def expand(self, keys: pvalue.PCollection) -> FetchBlobsResult:
+        outputs = keys | "Fetch" >> beam.ParDo(self._dofn).with_outputs("missing", "failed", "invalid", main="found")
+        return FetchBlobsResult(outputs.found, outputs.missing, outputs.failed, outputs.invalid)
