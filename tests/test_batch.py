@@ -1,0 +1,221 @@
+"""``get_many``: order, one result per key, statuses, dedupe, laziness and bounded read-ahead, progress."""
+from __future__ import annotations
+
+import itertools
+import statistics
+import threading
+import time
+
+import pytest
+
+from bitstore import Composite, FetchFailed, MemoryRaw, Sha1Composite, StoreNotAvailable
+from bitstore.batch import WINDOW_PER_WORKER
+from tests.core_helpers import DictStore, sha1
+
+
+class CountingKeys:
+    """An iterator of keys that records how many were read."""
+
+    def __init__(self, keys):
+        self._it = iter(keys)
+        self.read = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        key = next(self._it)
+        self.read += 1
+        return key
+
+
+class SlowStore(DictStore):
+    """Answers ``k<i>`` after a key-dependent pause (so completions come out of order); tracks gets in flight."""
+
+    def __init__(self, blobs=None, size: int = 10):
+        super().__init__(blobs)
+        self.size = size
+        self.started = 0
+        self.returned = 0
+        self.cond = threading.Condition()
+
+    def get(self, uri):
+        with self.cond:
+            self.started += 1
+            self.calls[uri] += 1
+        try:
+            time.sleep((hash(uri) % 5) / 2000)
+            if uri in self.blobs or not self.blobs:
+                return uri.encode().ljust(self.size, b".")
+            return super().get(uri)
+        finally:
+            with self.cond:
+                self.returned += 1
+                self.cond.notify_all()
+
+    def wait_idle(self):
+        with self.cond:
+            assert self.cond.wait_for(lambda: self.returned == self.started, timeout=30)
+
+
+def test_results_in_input_order_one_per_key():
+    store = SlowStore()
+    keys = [f"k{i}" for i in range(300)]
+    results = list(store.get_many(keys, max_workers=16))
+    assert [r.key for r in results] == keys
+    assert all(r.status == "found" and r.data == k.encode().ljust(10, b".") for r, k in zip(results, keys))
+    assert all(r.source == "SlowStore" for r in results)
+
+
+def test_statuses_sources_and_errors():
+    hot, cold = MemoryRaw(name="hot"), MemoryRaw(name="cold")
+    hot.put("mem://a", b"A")
+    cold.put("mem://b", b"B")
+    broken = DictStore(prefix="mem://", fail={"mem://c": FetchFailed("x", "mem://c", "503 slow down"),
+                                              "mem://d": StoreNotAvailable("x", "403")})
+    store = Composite(name="tiers")
+    for tier in (hot, broken, cold):
+        store.append_source(tier)
+    keys = ["mem://a", "mem://b", "mem://c", "mem://d", "mem://e", "nope", None, 7]
+    results = list(store.get_many(keys))
+    assert [(r.key, r.status, r.source, r.data) for r in results] == [
+        ("mem://a", "found", "hot", b"A"),
+        ("mem://b", "found", "cold", b"B"),
+        ("mem://c", "failed", None, None),
+        ("mem://d", "failed", None, None),  # unavailable for that key counts as failed
+        ("mem://e", "missing", None, None),
+        ("nope", "invalid", None, None),
+        (None, "invalid", None, None),
+        (7, "invalid", None, None),
+    ]
+    assert [r.error is None for r in results] == [True, True] + [False] * 6
+    assert "503 slow down" in results[2].error
+
+
+def test_never_raises_for_a_bad_key():
+    class Nasty:
+        def __eq__(self, other):
+            raise RuntimeError("eq")
+
+        def __hash__(self):
+            raise RuntimeError("hash")
+
+    store = MemoryRaw()
+    store.put("mem://ok", b"ok")
+    keys = [[1, 2], {"a": 1}, Nasty(), float("nan"), b"mem://ok", object(), "mem://ok", "", "x" * 1_000_000]
+    results = list(store.get_many(keys))
+    assert len(results) == len(keys)
+    assert all(r.key is k for r, k in zip(results, keys))
+    assert [r.status for r in results] == ["invalid"] * 6 + ["found"] + ["invalid"] * 2
+
+
+def test_duplicates_in_the_window_are_fetched_once():
+    store = SlowStore()
+    keys = ["a", "b", "a", "c", "a", "b"] * 3
+    results = list(store.get_many(keys, max_workers=8))
+    assert [r.key for r in results] == keys
+    assert all(r.status == "found" for r in results)
+    assert store.calls == {"a": 1, "b": 1, "c": 1}
+
+
+def test_canonical_duplicates_are_fetched_once_and_keep_their_own_key():
+    data = b"blob"
+    key = sha1(data)
+    source = DictStore({key: data})
+    store = Sha1Composite()
+    store.append_source(source)
+    forms = [key, key.upper(), f"sha1://{key}", f"SHA1://{key.upper()}"]
+    results = list(store.get_many(forms))
+    assert [r.key for r in results] == forms
+    assert all(r.data == data and r.status == "found" for r in results)
+    assert source.calls == {key: 1}
+
+
+def test_a_generator_is_read_lazily_within_the_window():
+    max_workers = 3
+    cap = max_workers * WINDOW_PER_WORKER
+    keys = CountingKeys(f"k{i}" for i in range(200))
+    ahead = []
+    for received, _ in enumerate(SlowStore().get_many(keys, max_workers=max_workers), start=1):
+        ahead.append(keys.read - received)
+    assert len(ahead) == 200
+    assert max(ahead) <= cap
+    assert ahead[:200 - cap] == [cap - 1] * (200 - cap)  # with a large byte budget the window stays full
+
+
+def test_max_bytes_in_flight_bounds_read_ahead():
+    """With a byte budget smaller than one blob, completed-but-unread blobs stop the read-ahead at max_workers."""
+    max_workers = 2
+    store = SlowStore(size=1000)
+    keys = CountingKeys(f"k{i}" for i in range(120))
+    ahead = []
+    results = store.get_many(keys, max_workers=max_workers, max_bytes_in_flight=100)
+    for received, _ in enumerate(results, start=1):
+        ahead.append(keys.read - received)
+        store.wait_idle()  # let every fetch started so far finish before asking for more
+        time.sleep(0.001)
+    steady = ahead[40:-10]
+    assert max(ahead) <= max_workers * WINDOW_PER_WORKER
+    assert statistics.mode(steady) <= max_workers
+    assert statistics.mode(steady) < max_workers * WINDOW_PER_WORKER - 1
+
+
+def test_the_window_holds_at_least_max_workers_keys():
+    """Every get waits until max_workers gets run at once: this completes only if that many are in flight,
+    even with a tiny byte budget."""
+    max_workers = 6
+    barrier = threading.Barrier(max_workers, timeout=30)
+
+    class Rendezvous(DictStore):
+        def get(self, uri):
+            barrier.wait()
+            return b"x" * 100
+
+    results = list(Rendezvous().get_many([f"k{i}" for i in range(max_workers * 3)], max_workers=max_workers,
+                                         max_bytes_in_flight=1))
+    assert [r.status for r in results] == ["found"] * (max_workers * 3), {r.error for r in results}
+
+
+def test_an_infinite_generator_works_lazily():
+    store = SlowStore()
+    keys = CountingKeys(f"k{i}" for i in itertools.count())
+    first = list(itertools.islice(store.get_many(keys, max_workers=4), 25))
+    assert [r.key for r in first] == [f"k{i}" for i in range(25)]
+    assert keys.read <= 25 + 4 * WINDOW_PER_WORKER
+
+
+def test_stopping_early_fetches_little_more():
+    store = SlowStore()
+    results = store.get_many((f"k{i}" for i in range(10_000)), max_workers=4)
+    assert next(results).key == "k0"
+    results.close()
+    store.wait_idle()
+    assert store.started <= 1 + 4 * WINDOW_PER_WORKER
+
+
+def test_argument_errors_are_raised_at_call_time():
+    store = MemoryRaw()
+    with pytest.raises(TypeError):
+        store.get_many("mem://a")
+    with pytest.raises(ValueError):
+        store.get_many([], max_workers=0)
+    with pytest.raises(ValueError):
+        store.get_many([], max_bytes_in_flight=0)
+    assert list(store.get_many([])) == []
+
+
+def test_progress_false_prints_nothing(capsys):
+    store = MemoryRaw()
+    list(store.get_many(["mem://a"] * 5, progress=False))
+    list(store.get_many(["mem://a"] * 5))  # None: not a terminal under pytest
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""
+
+
+def test_progress_true_shows_a_bar(capsys):
+    store = MemoryRaw()
+    store.put("mem://a", b"a")
+    list(store.get_many(["mem://a"] * 7, progress=True))
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "bitstore" in err and "7/7" in err and "blob" in err
