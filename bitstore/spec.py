@@ -150,6 +150,7 @@ def _validate(raw: Mapping[str, Any], source: str | None, base_dir: str) -> Spec
         raise SpecError(message, key=key, source=source)
 
     _reject_secrets(raw, "", fail)
+    raw = {k: v for k, v in raw.items() if v is not None}  # None means "not given", as in a keyword argument
     for key in raw:
         if key not in _TOP:
             fail(f"unknown key (top-level keys are: {', '.join(sorted(_TOP))})", _keyname(key))
@@ -157,6 +158,8 @@ def _validate(raw: Mapping[str, Any], source: str | None, base_dir: str) -> Spec
     if keys not in ("sha1", "uri"):
         fail(f"must be \"sha1\" or \"uri\", not {_shown(keys)}", "keys")
     name = _typed(raw, "name", str, "", fail)
+    if name == "":
+        fail("must not be empty", "name")
     max_workers = _typed(raw, "max_workers", int, "", fail)
     max_bytes = _typed(raw, "max_bytes_in_flight", int, "", fail)
     for key, value in (("max_workers", max_workers), ("max_bytes_in_flight", max_bytes)):
@@ -183,6 +186,7 @@ def _validate(raw: Mapping[str, Any], source: str | None, base_dir: str) -> Spec
 def _validate_tier(tier: Mapping[str, Any], index: int, keys: str, default_retry: dict, base_dir: str, fail) -> dict:
     where = f"tier[{index + 1}]"
     kind = tier.get("type")
+    tier = {k: v for k, v in tier.items() if v is not None or kind == "api" and k not in _API_OWN}
     if kind is None:
         fail(f"missing; one of: {', '.join(TIER_TYPES)}", f"{where}.type")
     if kind not in TIER_TYPES:
@@ -205,6 +209,8 @@ def _validate_tier(tier: Mapping[str, Any], index: int, keys: str, default_retry
         fail("read applies only to the tier with role = \"cache\"", f"{where}.read")
     if kind == "api":
         return _validate_api(out, where, fail)
+    if out.get("name") == "":
+        fail("must not be empty", f"{where}.name")
     if keys == "uri" and "verify" in out:
         fail("verify applies to SHA1 tiers (keys = \"sha1\")", f"{where}.verify")
     for key in ("max_blob_bytes", "max_bytes", "attempts"):

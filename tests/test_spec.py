@@ -1,0 +1,285 @@
+"""Store specs: dict and TOML specs build the described tiers; malformed specs fail with a ``SpecError``
+that names the key and the file; secrets are referenced, never embedded, and never echoed."""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bitstore import (
+    Composite,
+    LocalRaw,
+    MemoryRaw,
+    Sha1APISource,
+    Sha1Cache,
+    Sha1Composite,
+    Sha1Store,
+    SpecError,
+    from_spec,
+)
+from bitstore.spec import Spec, default_spec, load_spec
+
+CANARY = "canary-secret-9d1f4e2a"
+
+
+def sha1(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()
+
+
+class TextAPI(Sha1APISource):
+    """An API source built from spec keyword arguments: serves ``texts`` (sha1 -> str) as UTF-8 bytes."""
+
+    def __init__(self, texts=None, token: str | None = None, verify: bool = False, name: str | None = None):
+        super().__init__(verify=verify, name=name or "text-api")
+        self.texts = dict(texts or {})
+        self.token = token
+
+    def api_get(self, sha1: str) -> bytes | None:
+        if self.token is not None and not self.token:
+            raise RuntimeError("empty token")
+        text = self.texts.get(sha1)
+        return None if text is None else text.encode()
+
+
+def write(path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+# --- building -----------------------------------------------------------------------------------
+def test_dict_spec_builds_tiers_in_order(tmp_path):
+    blob = b"archived"
+    spec = {
+        "keys": "sha1",
+        "name": "main",
+        "tier": [
+            {"type": "local", "prefix": str(tmp_path / "archive"), "name": "archive", "verify": True},
+            {"type": "memory", "role": "cache"},
+            {"type": "api", "class": "tests.test_spec:TextAPI", "texts": {sha1(b"from api"): "from api"}},
+        ],
+    }
+    LocalRaw(tmp_path).put(str(tmp_path / "archive" / sha1(blob)), blob)
+    store = from_spec(spec)
+    assert isinstance(store, Sha1Composite) and store.name == "main"
+    archive, cache, api = store.sources
+    assert isinstance(archive, Sha1Store) and not isinstance(archive, Sha1Cache) and archive.verify is True
+    assert archive.prefix == str(tmp_path / "archive") + os.sep
+    assert isinstance(cache, Sha1Cache) and cache.verify is True and isinstance(cache.base_store, MemoryRaw)
+    assert store.cache is cache
+    assert isinstance(api, TextAPI)
+    assert store.tier_names == ["archive", "mem://blobs/", "text-api"]
+    assert store.get(sha1(blob)) == blob
+    assert store.get(sha1(b"from api").upper()) == b"from api"  # api hits go to the cache by default
+    assert cache.get(sha1(b"from api")) == b"from api"
+    assert store.cache_writes == 1
+
+
+def test_cache_read_false_and_cache_result(tmp_path):
+    spec = {"tier": [
+        {"type": "memory", "prefix": "mem://a/", "cache_result": True},
+        {"type": "local", "prefix": str(tmp_path), "role": "cache", "read": False},
+    ]}
+    store = from_spec(spec)
+    assert len(store.sources) == 1 and store.cache is not None and store.cache not in store.sources
+    source = store.sources[0]
+    source.base_store.put("mem://a/" + sha1(b"x"), b"x")
+    assert store.get(sha1(b"x")) == b"x"
+    assert (tmp_path / sha1(b"x")).read_bytes() == b"x"
+
+
+def test_toml_relative_local_prefix_resolves_against_the_file(tmp_path, monkeypatch):
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    path = write(folder / "store.toml", '[[tier]]\ntype = "local"\nprefix = "blobs/"\nrole = "cache"\n')
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec(path)
+    assert spec.tiers[0]["prefix"] == str(folder / "blobs") + os.sep
+    store = spec.build()
+    store.put(sha1(b"abc"), b"abc")
+    assert (folder / "blobs" / sha1(b"abc")).read_bytes() == b"abc"
+    assert from_spec(folder / "store.toml").get(sha1(b"abc")) == b"abc"  # PathLike accepted too
+
+
+def test_uri_keys_build_a_plain_composite_of_raw_stores(tmp_path):
+    (tmp_path / "a.bin").write_bytes(b"A")
+    store = from_spec({"keys": "uri", "tier": [
+        {"type": "memory", "name": "ram", "max_bytes": 100},
+        {"type": "local", "prefix": str(tmp_path), "name": "disk"},
+    ]})
+    assert type(store) is Composite
+    ram, disk = store.sources
+    assert isinstance(ram, MemoryRaw) and ram.max_bytes == 100 and ram.name == "ram"
+    assert isinstance(disk, LocalRaw) and disk.root == os.path.realpath(tmp_path)
+    assert store.get(str(tmp_path / "a.bin")) == b"A"
+    assert not store.is_valid("/etc/passwd")  # the local tier is confined to its root
+
+
+def test_spec_pickles_and_builds_the_same_store(tmp_path):
+    path = write(tmp_path / "s.toml", f"""
+max_workers = 8
+max_bytes_in_flight = 1000000
+[[tier]]
+type = "local"
+prefix = "{tmp_path / 'x'}"
+role = "cache"
+""")
+    spec = load_spec(path)
+    again = pickle.loads(pickle.dumps(spec))
+    assert again == spec and again.max_workers == 8 and again.max_bytes_in_flight == 1_000_000
+    assert again.source == path
+    assert load_spec(again) is again
+    assert repr(again.build()) == repr(spec.build())
+
+
+def test_default_spec_is_one_local_cache_tier(tmp_path):
+    store = from_spec(default_spec(tmp_path / "home"))
+    store.put(sha1(b"d"), b"d")
+    assert (tmp_path / "home" / "blobs" / sha1(b"d")).read_bytes() == b"d"
+    assert store.get(sha1(b"d")) == b"d" and store.cache is store.sources[0]
+
+
+def test_write_index_prefers_the_cache_then_the_first_non_api_tier(tmp_path):
+    api = {"type": "api", "class": "tests.test_spec:TextAPI"}
+    assert load_spec({"tier": [api, {"type": "memory"}, {"type": "memory", "role": "cache"}]}).write_index == 2
+    assert load_spec({"tier": [api, {"type": "memory"}]}).write_index == 1
+    assert load_spec({"tier": [api]}).write_index is None
+
+
+def test_api_env_references_are_resolved_when_building(monkeypatch):
+    monkeypatch.setenv("TEXT_API_TOKEN", CANARY)
+    tier = {"type": "api", "class": "tests.test_spec:TextAPI", "env": {"token": "TEXT_API_TOKEN"}}
+    spec = load_spec({"tier": [tier]})
+    assert CANARY not in repr(spec) and CANARY not in str(pickle.dumps(spec))
+    assert spec.build().sources[0].token == CANARY
+    monkeypatch.delenv("TEXT_API_TOKEN")
+    with pytest.raises(SpecError) as info:
+        spec.build()
+    assert "TEXT_API_TOKEN" in str(info.value) and "tier[1].env.token" in str(info.value)
+
+
+# --- errors name the key and the file --------------------------------------------------------------
+@pytest.mark.parametrize("toml, key, words", [
+    ('keys = "sha256"\n[[tier]]\ntype = "memory"\n', "keys", "sha1"),
+    ('colour = 1\n[[tier]]\ntype = "memory"\n', "colour", "unknown key"),
+    ('[[tier]]\ntype = "ftp"\n', "tier[1].type", "unknown tier type"),
+    ('[[tier]]\nprefix = "s3://b/"\n', "tier[1].type", "missing"),
+    ('[[tier]]\ntype = "memory"\n[[tier]]\ntype = "local"\nprefix = "x"\nbogus = true\n', "tier[2].bogus",
+     "unknown key"),
+    ('[[tier]]\ntype = "s3"\nprefix = "s3://b/"\nattempts = "many"\n', "tier[1].attempts", "integer"),
+    ('[[tier]]\ntype = "s3"\nprefix = "s3://b/"\nanonymous = 1\n', "tier[1].anonymous", "true or false"),
+    ('[[tier]]\ntype = "s3"\nprefix = "gs://b/"\n', "tier[1].prefix", "s3://bucket"),
+    ('[[tier]]\ntype = "gcs"\n', "tier[1].prefix", "needs a prefix"),
+    ('[[tier]]\ntype = "s3"\nprefix = "s3://b/"\ntransport = "carrier-pigeon"\n', "tier[1].transport", "auto"),
+    ('[[tier]]\ntype = "memory"\nrole = "cache"\n[[tier]]\ntype = "memory"\nrole = "cache"\n', "tier[2].role",
+     "only one"),
+    ('[[tier]]\ntype = "memory"\ncache_result = true\n', "tier[1].cache_result", "needs a tier"),
+    ('[[tier]]\ntype = "memory"\nread = false\n', "tier[1].read", "cache"),
+    ('[[tier]]\ntype = "api"\n', "tier[1].class", "package.module:ClassName"),
+    ('[[tier]]\ntype = "api"\nclass = "no colon"\n', "tier[1].class", "package.module:ClassName"),
+    ('max_workers = 0\n[[tier]]\ntype = "memory"\n', "max_workers", "positive"),
+    ('tier = []\n', "tier", "non-empty"),
+    ('name = "x"\n', "tier", "at least one"),
+    ('retry = { attempts = 0 }\n[[tier]]\ntype = "memory"\n', "retry", "attempts"),
+    ('keys = "uri"\n[[tier]]\ntype = "s3"\nprefix = "s3://b/"\n', "tier[1].prefix", "only a local tier"),
+    ('[[tier]]\ntype = "s3"\nprefix = "s3://b/"\ncredentials_env = { password = "X" }\n',
+     "tier[1].credentials_env.password", "boto3 Session"),
+    ('[[tier]]\ntype = "s3"\nprefix = "s3://b/"\ncredentials_env = { aws_access_key_id = "not a name!" }\n',
+     "tier[1].credentials_env.aws_access_key_id", "NAME of an environment variable"),
+    ('[[tier]]\ntype = "s3"\nprefix = "s3://b/"\nanonymous = true\nprofile = "prod"\n', "tier[1].anonymous",
+     "profile"),
+])
+def test_spec_errors_name_the_key_and_the_file(tmp_path, toml, key, words):
+    path = write(tmp_path / "bad.toml", toml)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    message = str(info.value)
+    assert f"'{key}'" in message and path in message and words in message
+    assert info.value.key == key and info.value.source == path
+    assert pickle.loads(pickle.dumps(info.value)).args == info.value.args
+
+
+def test_invalid_toml_and_missing_file(tmp_path):
+    path = write(tmp_path / "broken.toml", "[[tier]\ntype = \n")
+    with pytest.raises(SpecError, match="not valid TOML") as info:
+        load_spec(path)
+    assert path in str(info.value)
+    with pytest.raises(SpecError, match="cannot read"):
+        load_spec(tmp_path / "absent.toml")
+    with pytest.raises(SpecError, match="dict or a path"):
+        load_spec(42)
+
+
+@pytest.mark.parametrize("key", ["aws_secret_access_key", "aws_access_key_id", "password", "api_key", "token",
+                                 "client_secret", "credentials", "private_key", "auth"])
+def test_inline_secrets_are_refused_without_echoing_them(tmp_path, key):
+    for tier_type, extra in [("s3", 'prefix = "s3://b/"\n'), ("api", 'class = "tests.test_spec:TextAPI"\n')]:
+        path = write(tmp_path / "secret.toml", f'[[tier]]\ntype = "{tier_type}"\n{extra}{key} = "{CANARY}"\n')
+        with pytest.raises(SpecError) as info:
+            load_spec(path)
+        assert f"tier[1].{key}" in str(info.value) and "inline secret" in str(info.value)
+        assert CANARY not in str(info.value) and CANARY not in repr(info.value.args)
+
+
+def test_api_class_errors_are_spec_errors(tmp_path):
+    cases = [
+        ("no_such_module_xyz:Thing", "tier[1].class", "cannot import"),
+        ("tests.test_spec:Nope", "tier[1].class", "has no attribute"),
+        ("tests.test_spec:CANARY", "tier[1].class", "not a class"),
+    ]
+    for ref, key, words in cases:
+        with pytest.raises(SpecError) as info:
+            from_spec({"tier": [{"type": "api", "class": ref}]})
+        assert f"'{key}'" in str(info.value) and words in str(info.value)
+    with pytest.raises(SpecError) as info:
+        from_spec({"tier": [{"type": "api", "class": "tests.test_spec:TextAPI", "colour": CANARY}]})
+    assert "unexpected keyword argument 'colour'" in str(info.value) and CANARY not in str(info.value)
+    with pytest.raises(SpecError, match="did not make a Store"):
+        from_spec({"tier": [{"type": "api", "class": "collections:OrderedDict"}]})
+
+
+# --- hypothesis: malformed specs only ever raise SpecError ------------------------------------------
+_WORDS = ["type", "prefix", "role", "read", "cache_result", "verify", "name", "keys", "tier", "max_workers",
+          "attempts", "base_delay", "max_delay", "max_bytes", "max_blob_bytes", "anonymous", "profile",
+          "endpoint_url", "endpoint", "transport", "credentials_env", "credentials_file", "class", "env", "retry",
+          "local", "memory", "s3", "gcs", "api", "cache", "source", "sha1", "uri", "auto", "token", "x"]
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 10**12), st.floats(allow_nan=True),
+                     st.sampled_from(_WORDS), st.text(max_size=12),
+                     st.sampled_from(["mem://x/", "s3://b/p/", "gs://b/", "file:///tmp/x", "rel/dir", "/", ""]))
+_values = st.recursive(_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(_WORDS) | st.text(max_size=5), inner, max_size=4)),
+    max_leaves=12)
+_valid_tiers = st.sampled_from([
+    {"type": "memory"}, {"type": "memory", "role": "cache", "max_bytes": 10}, {"type": "local", "prefix": "rel/dir"},
+    {"type": "local", "prefix": "/", "role": "cache", "read": False}, {"type": "memory", "verify": True},
+    {"type": "s3", "prefix": "s3://b/p/", "attempts": 3}, {"type": "gcs", "prefix": "gs://b/", "anonymous": True},
+])
+# Near-valid tiers (a valid one with some keys replaced or added) reach the deeper checks; random ones the rest.
+_tier = st.one_of(
+    _valid_tiers,
+    st.builds(lambda base, changes: {**base, **changes}, _valid_tiers,
+              st.dictionaries(st.sampled_from(_WORDS), _values, max_size=2)),
+    st.dictionaries(st.sampled_from(_WORDS), _values, max_size=6).map(
+        lambda d: d if "type" in d else {**d, "type": "memory"}),
+)
+_spec = st.fixed_dictionaries({"tier": st.lists(_tier, min_size=1, max_size=4)}, optional={
+    "keys": st.sampled_from(["sha1", "uri"]) | _scalars,
+    "max_workers": _scalars, "name": _scalars, "retry": _values, "extra": _values,
+}) | st.dictionaries(st.sampled_from(_WORDS), _values, max_size=4)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_spec)
+def test_malformed_specs_raise_only_spec_errors(raw):
+    try:
+        spec = load_spec(raw)
+    except SpecError as exc:
+        assert exc.key is None or isinstance(exc.key, str)
+        return
+    assert isinstance(spec, Spec) and spec.tiers
+    if all(t["type"] in ("local", "memory") for t in spec.tiers):
+        store = spec.build()  # must not raise for a spec that validated
+        assert len(store.sources) + (store.cache is not None and store.cache not in store.sources) == len(spec.tiers)
