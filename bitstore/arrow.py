@@ -152,7 +152,8 @@ def _fetch_units(
     """``(unit, new columns)`` per unit, in order, from one ``get_many`` over the keys of every unit.
 
     The key iterator records each unit as ``get_many`` reaches it, so the units waiting for their results
-    are exactly those the engine has read ahead (its window), never the whole input.
+    are exactly those the engine has read ahead (its window), never the whole input. ``get_many`` is called
+    here, so its options are checked before the first batch is read.
     """
     waiting: deque[tuple[Unit, int]] = deque()
 
@@ -163,18 +164,22 @@ def _fetch_units(
             yield from keys
 
     results = store.get_many(all_keys(), **fetch_options)
-    early: list[FetchResult] = []  # a result pulled only to make the engine read more units
-    try:
-        while True:
-            if not waiting:
-                early.extend(islice(results, 1))
+
+    def per_unit() -> Iterator[tuple[Unit, list[pa.Array]]]:
+        early: list[FetchResult] = []  # a result pulled only to make the engine read more units
+        try:
+            while True:
                 if not waiting:
-                    return
-            unit, n = waiting.popleft()
-            taken, early = early[:n], early[n:]
-            yield unit, _columns_for(plan, taken, results, n)
-    finally:
-        results.close()
+                    early.extend(islice(results, 1))
+                    if not waiting:
+                        return
+                unit, n = waiting.popleft()
+                taken, early = early[:n], early[n:]
+                yield unit, _columns_for(plan, taken, results, n)
+        finally:
+            results.close()
+
+    return per_unit()
 
 
 def _columns_for(plan: _Plan, taken: list[FetchResult], results: Iterator[FetchResult], n: int) -> list[pa.Array]:
@@ -278,12 +283,9 @@ def enrich_batches(
                 raise TypeError(f"batch {i} has schema {batch.schema} but the first batch had {in_schema}")
             yield batch
 
-    def enriched() -> Iterator[pa.RecordBatch]:
-        units = _fetch_units(checked(), lambda b: _keys(b.column(key_index)), store, plan, options)
-        for batch, arrays in units:
-            yield pa.RecordBatch.from_arrays([*batch.columns, *arrays], schema=out_schema)
-
-    return pa.RecordBatchReader.from_batches(out_schema, enriched())
+    units = _fetch_units(checked(), lambda b: _keys(b.column(key_index)), store, plan, options)
+    enriched = (pa.RecordBatch.from_arrays([*batch.columns, *arrays], schema=out_schema) for batch, arrays in units)
+    return pa.RecordBatchReader.from_batches(out_schema, enriched)
 
 
 def _batch_source(batches: Any, batch_size: int,
