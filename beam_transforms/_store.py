@@ -1,6 +1,6 @@
 """Where a worker's store comes from: a spec, a ``Store`` or a factory, built once per worker process.
 
-A ``StoreSource`` is what travels inside pickled DoFns. It holds only the recipe (a spec dict, the
+A ``StoreSource`` is what travels inside pickled DoFns. It holds only the recipe (a validated spec, the
 user's ``Store`` or a factory), never the store a worker built from it, so a pickled DoFn carries no
 live client and no secret the library resolved itself. ``acquire()`` builds the store on first use
 in a process and hands the same one to every thread of that process (``apache_beam.utils.shared``).
@@ -14,10 +14,11 @@ from typing import Any, Union
 from apache_beam.utils.shared import Shared
 
 from bitstore import Store
+from bitstore.spec import Spec, load_spec
 
 __all__ = ["StoreLike", "StoreSource"]
 
-StoreLike = Union[Mapping[str, Any], str, "os.PathLike[str]", Store, Callable[[], Store]]
+StoreLike = Union[Spec, Mapping[str, Any], str, "os.PathLike[str]", Store, Callable[[], Store]]
 
 
 class _Holder:
@@ -32,17 +33,15 @@ class _Holder:
 class StoreSource:
     """The recipe for a worker's store, and its per-process instance.
 
-    ``store`` is a spec (a dict, or a TOML path read now, when the transform is built), a ``Store``
-    (pickled to the workers with the pipeline) or a zero-argument callable returning one.
+    ``store`` is a spec (a dict, a ``Spec``, or a TOML path read and checked now, when the transform is
+    built), a ``Store`` (pickled to the workers with the pipeline) or a zero-argument callable returning one.
     """
 
     def __init__(self, store: StoreLike):
         if isinstance(store, Store):
             self._kind, self._recipe = "store", store
-        elif isinstance(store, Mapping):
-            self._kind, self._recipe = "spec", dict(store)
-        elif isinstance(store, (str, os.PathLike)):
-            self._kind, self._recipe = "spec", _read_spec_file(store)
+        elif isinstance(store, (Spec, Mapping, str, os.PathLike)):
+            self._kind, self._recipe = "spec", load_spec(store)
         elif callable(store):
             self._kind, self._recipe = "factory", store
         else:
@@ -53,16 +52,14 @@ class StoreSource:
         self._shared = Shared()
 
     @property
-    def kind(self) -> str:
-        """``"spec"``, ``"store"`` or ``"factory"``."""
-        return self._kind
+    def spec(self) -> Spec | None:
+        """The validated spec, when the store was given as one."""
+        return self._recipe if self._kind == "spec" else None
 
     def build(self) -> Store:
         """A new store from the recipe (a spec is resolved here, on the worker)."""
         if self._kind == "spec":
-            from bitstore import from_spec
-
-            store = from_spec(self._recipe)
+            store = self._recipe.build()
         elif self._kind == "factory":
             store = self._recipe()
         else:
@@ -84,12 +81,3 @@ class StoreSource:
             return f"StoreSource(factory={getattr(self._recipe, '__qualname__', type(self._recipe).__name__)})"
         return "StoreSource(spec)"
 
-
-def _read_spec_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
-
-    with open(path, "rb") as f:
-        return tomllib.load(f)

@@ -1,0 +1,213 @@
+"""``python -m beam_transforms.pipeline``: the ``bitstore fetch`` job as an Apache Beam pipeline.
+
+Reads keys from a ``.txt`` (one a line), ``.csv`` (with a header) or ``.parquet`` input, fetches them
+with ``EnrichWithBlobs`` and writes a Parquet file with the same columns as ``bitstore fetch``
+(``sha1``, ``blob``, ``status``, ``source``), then prints the ``bitstore`` metrics. Rows are not in
+input order. Every other option is a Beam pipeline option; with no ``--runner`` the local Python
+runner (``FnApiRunner``) is used, which never tries to download the Prism runner.
+
+Exit codes, as ``bitstore fetch``: 0 done, 2 bad input or usage, 3 some key failed.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["main", "build", "DEFAULT_RUNNER"]
+
+DEFAULT_RUNNER = "FnApiRunner"
+EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 3
+_FORMATS = (".txt", ".csv", ".parquet")
+_WRITE_BATCH_ROWS = 256
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m beam_transforms.pipeline",
+        description="Fetch the blobs of the keys in a file into a Parquet file, as a Beam pipeline. "
+                    "Other options are passed to Beam (e.g. --runner=DataflowRunner --project ...).",
+    )
+    parser.add_argument("--input", required=True, metavar="PATH", help="keys: .txt, .csv or .parquet")
+    parser.add_argument("--output", required=True, metavar="PATH.parquet")
+    parser.add_argument("--spec", metavar="PATH",
+                        help="store spec (TOML); default: the local store under $BITSTORE_HOME (~/.bitstore)")
+    parser.add_argument("--column", default="sha1", help="the key column of a .csv or .parquet input (default: sha1)")
+    parser.add_argument("--max_workers", "--max-workers", type=int, default=None, metavar="N",
+                        help="concurrent fetches per worker thread (default: the spec's max_workers, else 32)")
+    parser.add_argument("--max_batch_size", "--max-batch-size", type=int, default=None, metavar="N",
+                        help="keys per batch (default: 256)")
+    return parser
+
+
+def _with_default_runner(beam_args: list[str]) -> list[str]:
+    """Beam's own default runner tries to download Prism first; ours is the local Python runner."""
+    if any(a == "--runner" or a.startswith("--runner=") for a in beam_args):
+        return beam_args
+    return [f"--runner={DEFAULT_RUNNER}", *beam_args]
+
+
+def _load_spec(path: str | None):
+    from bitstore.spec import default_spec, load_spec
+
+    if path:
+        return load_spec(path)
+    home = os.environ.get("BITSTORE_HOME") or os.path.join(os.path.expanduser("~"), ".bitstore")
+    return load_spec(default_spec(home))
+
+
+def _format(path: str) -> str:
+    fmt = os.path.splitext(path)[1].lower()
+    if fmt not in _FORMATS:
+        raise ValueError(f"{path}: cannot tell the input format from the extension {fmt or '(none)'!r}; "
+                         f"use one of {', '.join(_FORMATS)}")
+    return fmt
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path
+
+
+# --- reading keys ------------------------------------------------------------------------------------
+def _text_key(line: str) -> str:
+    return line.lstrip("\ufeff").strip()
+
+
+def _csv_header(path: str) -> list[str]:
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(path) as raw:
+        first = raw.readline().decode("utf-8-sig")
+    return next(csv.reader([first]), [])
+
+
+def _csv_field(line: str, index: int) -> list[Any]:
+    row = next(csv.reader([line]), [])
+    if not row:
+        return []
+    return [row[index] if index < len(row) else None]
+
+
+def read_keys(pipeline, path: str, column: str):
+    """The keys of ``path`` as a PCollection (local or remote paths Beam's file systems know)."""
+    import apache_beam as beam
+
+    fmt = _format(path)
+    if fmt == ".txt":
+        return (pipeline | "ReadText" >> beam.io.ReadFromText(path)
+                | "Strip" >> beam.Map(_text_key) | "SkipBlank" >> beam.Filter(bool))
+    if fmt == ".csv":
+        header = _csv_header(path)
+        if not header:
+            return pipeline | "NoKeys" >> beam.Create([])
+        if column not in header:
+            raise ValueError(f"{path}: no column {column!r} in the CSV header; columns are: {header[:20]}")
+        return (pipeline | "ReadCsv" >> beam.io.ReadFromText(path, skip_header_lines=1)
+                | "Field" >> beam.FlatMap(_csv_field, header.index(column)))
+    return (pipeline | "ReadParquet" >> beam.io.ReadFromParquet(path, columns=[column])
+            | "Column" >> beam.Map(lambda record, name: record[name], column))
+
+
+# --- output rows -------------------------------------------------------------------------------------
+def output_row(record: dict[str, Any]) -> dict[str, Any]:
+    """``bitstore fetch``'s row: the key in canonical form when valid (as given otherwise, as text)."""
+    from ._fetching import canonical_sha1
+
+    key = record["sha1"]
+    canonical, _ = canonical_sha1(key)
+    if record["status"] != "invalid" and canonical is not None:
+        key = canonical
+    elif isinstance(key, bytes):
+        key = key.decode("utf-8", "replace")
+    elif key is not None and not isinstance(key, str):
+        key = str(key)
+    return {"sha1": key, "blob": record["blob"], "status": record["status"], "source": record["source"]}
+
+
+def build(pipeline, *, input: str, output: str, store, column: str = "sha1", **fetch_options: int) -> None:
+    """Add the fetch job (read keys, fetch, write one Parquet file) to ``pipeline``."""
+    import apache_beam as beam
+
+    from bitstore.fetchjob import output_schema
+
+    from .enrichment import EnrichWithBlobs
+
+    (read_keys(pipeline, input, column)
+     | "AsRecord" >> beam.Map(lambda key: {"sha1": key})
+     | "Fetch" >> EnrichWithBlobs(store, blob_field="blob", status_field="status", source_field="source",
+                                  **fetch_options)
+     | "OutputRow" >> beam.Map(output_row)
+     | "Write" >> beam.io.WriteToParquet(output, schema=output_schema(), codec="snappy", num_shards=1,
+                                         shard_name_template="", record_batch_size=_WRITE_BATCH_ROWS))
+
+
+# --- metrics -----------------------------------------------------------------------------------------
+def metric_lines(result) -> tuple[list[str], int | None]:
+    """The ``bitstore`` counters and the ``fetch_ms`` distribution, and the number of failed keys."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    from ._fetching import NAMESPACE
+
+    try:
+        metrics = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
+    except Exception:  # a runner that does not report metrics
+        return ["(this runner reports no metrics)"], None
+    counters: dict[str, int] = {}
+    for counter in metrics["counters"]:
+        name = counter.key.metric.name
+        counters[name] = counters.get(name, 0) + (counter.committed or counter.attempted or 0)
+    lines = [f"{name}: {counters[name]:,}" for name in sorted(counters)]
+    for dist in metrics["distributions"]:
+        value = dist.committed or dist.attempted
+        if value is not None and value.count:
+            lines.append(f"{dist.key.metric.name}: {value.count:,} batches, mean {value.mean:,.1f} ms, "
+                         f"min {value.min:,} ms, max {value.max:,} ms")
+    return lines, counters.get("failed", 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, beam_args = _parser().parse_known_args(argv)
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from bitstore.errors import SpecError
+
+    options = PipelineOptions(_with_default_runner(beam_args))
+    try:
+        spec = _load_spec(args.spec)
+        if _is_local(args.input):
+            from bitstore.inputs import InputError, open_keys
+
+            try:
+                open_keys(args.input, args.column)  # checks format, readability and column up front
+            except InputError as exc:
+                raise ValueError(str(exc)) from None
+        if _is_local(args.output):
+            folder = os.path.dirname(os.path.abspath(args.output))
+            if not os.path.isdir(folder):
+                raise ValueError(f"cannot write {args.output}: no such folder {folder}")
+        fetch_options = {"max_workers": args.max_workers or spec.max_workers,
+                         "max_batch_size": args.max_batch_size, "max_batch_bytes": spec.max_bytes_in_flight}
+        pipeline = beam.Pipeline(options=options)
+        build(pipeline, input=args.input, output=args.output, store=spec, column=args.column,
+              **{k: v for k, v in fetch_options.items() if v is not None})
+    except (SpecError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    result = pipeline.run()
+    result.wait_until_finish()
+    lines, failed = metric_lines(result)
+    print(f"bitstore pipeline -> {args.output}", file=sys.stderr)
+    for line in lines:
+        print(f"  {line}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+if __name__ == "__main__":
+    # Run under the module's import name, so the pipeline's functions pickle by reference.
+    from beam_transforms.pipeline import main as _main
+
+    sys.exit(_main())
