@@ -1,0 +1,64 @@
+"""``import bitstore`` stays light: no cloud SDK, Beam, Arrow or obstore is imported with it."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ["boto3", "botocore", "google.cloud.storage", "apache_beam", "pyarrow", "obstore"]
+
+
+def _modules_after(code: str) -> set[str]:
+    probe = f"import sys\n{code}\nimport json\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return set(json.loads(out.splitlines()[-1]))
+
+
+def _heavy_in(modules: set[str]) -> list[str]:
+    return [name for name in HEAVY if any(m == name or m.startswith(name + ".") for m in modules)]
+
+
+def test_import_bitstore_imports_nothing_heavy():
+    modules = _modules_after("import bitstore")
+    assert "bitstore" in modules
+    assert _heavy_in(modules) == []
+
+
+def test_using_the_core_imports_nothing_heavy():
+    code = """
+import bitstore
+store = bitstore.Sha1Composite()
+store.append_source(bitstore.Sha1Store(bitstore.MemoryRaw(), "mem://"))
+list(store.get_many(["0" * 40, "bad"]))
+bitstore.LocalRaw(".").is_valid("x")
+"""
+    assert _heavy_in(_modules_after(code)) == []
+
+
+@pytest.mark.skipif(not all(importlib.util.find_spec(f"bitstore.backends.{m}") for m in ("s3", "gcs")),
+                    reason="cloud backends not in this checkout")
+def test_star_import_and_lazy_backends_import_nothing_heavy():
+    code = "from bitstore import *\nS3Raw, GSRaw, from_spec"
+    assert _heavy_in(_modules_after(code)) == []
+
+
+def test_the_probe_detects_a_heavy_import():
+    """Guards the test above against passing vacuously."""
+    assert "pyarrow" in _heavy_in(_modules_after("import pyarrow"))
+
+
+def test_public_names():
+    import bitstore
+
+    core = ["Store", "Composite", "Sha1Store", "Sha1Cache", "Sha1APISource", "Sha1Composite", "Sha1FormatMixin",
+            "VerifySha1Mixin", "LocalRaw", "MemoryRaw", "FetchResult", "BitstoreError", "NotFoundInStore",
+            "StoreNotAvailable", "InvalidURI", "InvalidDataFound", "FetchFailed"]
+    for name in core:
+        assert name in bitstore.__all__
+        assert getattr(bitstore, name).__name__ == name
+    from bitstore.sha1 import InvalidDataFound
+
+    assert InvalidDataFound is bitstore.InvalidDataFound  # importable from where the original had it
