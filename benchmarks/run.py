@@ -1,0 +1,193 @@
+"""Run every benchmark in one go: ``python -m benchmarks.run [--quick] [options]`` (``make bench``).
+
+1. S3 and GCS protocols against ``benchmarks.server`` (a separate process answering from memory), for
+   each blob size and per-request delay: the contenders of ``benchmarks.remote`` on the same keys.
+2. FetchBlobs against get_many on ``--beam-n`` keys (16 KiB, the largest delay).
+3. The local-disk store against a plain threaded read loop (``benchmarks.local_disk``).
+4. Peak memory of enrich_batches and ``bitstore fetch`` (``benchmarks/arrow_memory.py``, ``cli_memory.py``).
+
+Prints a table per case with ratios to bitstore and the issue's targets, and writes JSON and Markdown
+to ``benchmarks/results/``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+
+from .local_disk import local_contenders, write_blobs
+from .machine import machine_info
+from .measure import Contender, Row, measure
+from .remote import Target, point_sdks_at, remote_contenders
+from .report import RESULTS_DIR, markdown, write_results
+from .server import ServerProcess
+from .targets import evaluate
+
+__all__ = ["main"]
+
+WARMUP_KEYS = 64
+SMALL_LIMIT = 64 * 1024
+MEMORY_SCRIPTS = ("arrow_memory", "cli_memory")
+
+
+def _size_label(size: int) -> str:
+    mib = 1024 * 1024
+    return f"{size // mib} MiB" if size >= mib and size % mib == 0 else f"{size // 1024} KiB"
+
+
+def _csv(kind):
+    return lambda text: [kind(x) for x in text.split(",") if x.strip()]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="a short smoke run: few keys, no Beam scale case, no memory")
+    p.add_argument("--n", type=int, default=None, help="blobs per case for sizes <= 64 KiB (default 2000; quick 100)")
+    p.add_argument("--n-large", type=int, default=None, help="blobs per case for larger sizes (default 200; quick 10)")
+    p.add_argument("--sizes", type=_csv(int), default=[16 * 1024, 1024 * 1024], help="blob sizes in bytes")
+    p.add_argument("--delays", type=_csv(float), default=[0.0, 20.0], help="per-request server delays in ms")
+    p.add_argument("--protocols", type=_csv(str), default=["s3", "gcs"])
+    p.add_argument("--contenders", type=_csv(str), default=None,
+                   help="only contenders whose name contains one of these (comma separated, case-insensitive)")
+    p.add_argument("--beam-n", type=int, default=None,
+                   help="keys of the FetchBlobs-at-scale case (default 20000; 0 skips)")
+    p.add_argument("--skip-local", action="store_true")
+    p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--output-dir", default=RESULTS_DIR)
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def _select(contenders: list[Contender], patterns: list[str] | None) -> list[Contender]:
+    if not patterns:
+        return contenders
+    return [c for c in contenders if any(p.lower() in c.name.lower() for p in patterns)]
+
+
+def _print_row(row: Row) -> None:
+    if row.ok:
+        print(f"  {row.contender:<42} {row.blobs_per_s:>9,.0f} blobs/s {row.mb_per_s:>8,.1f} MB/s "
+              f"{row.cpu_ms_per_blob:>6.2f} CPU-ms/blob", flush=True)
+    else:
+        print(f"  {row.contender:<42} {row.status}: {row.note}", flush=True)
+
+
+def _remote_cases(args, server: ServerProcess, cases: list[dict], rows: list[Row]) -> None:
+    contenders = _select(remote_contenders(), args.contenders)
+    for size in args.sizes:
+        n = args.n if size <= SMALL_LIMIT else args.n_large
+        bucket = f"bench-{size}"
+        keys = server.fill(bucket, "blobs/", n + WARMUP_KEYS, size, seed=args.seed)
+        measured, warmup = keys[:n], keys[n:]
+        for delay in args.delays:
+            server.set_delay(delay)
+            for protocol in args.protocols:
+                name = f"{protocol} {_size_label(size)} {delay:g}ms"
+                cases.append({"name": name, "kind": "remote", "protocol": protocol, "size": size, "delay_ms": delay,
+                              "n": n, "title": f"{protocol.upper()}, {_size_label(size)} blobs, "
+                                               f"{delay:g} ms per request, {n:,} blobs"})
+                print(f"\n{name} ({n:,} blobs)", flush=True)
+                target = Target(protocol, server.endpoint, bucket, "blobs/")
+                for contender in contenders:
+                    row = measure(name, contender, target, measured, warmup, size, server)
+                    rows.append(row)
+                    _print_row(row)
+        server.drop(bucket)
+    server.set_delay(0)
+
+
+def _beam_case(args, server: ServerProcess, cases: list[dict], rows: list[Row]) -> None:
+    contenders = [c for c in remote_contenders() if c.name.startswith(("bitstore get_many", "beam"))
+                  and not c.name.endswith("[sdk]")]
+    size, delay = 16 * 1024, max(args.delays)
+    keys = server.fill("bench-beam", "blobs/", args.beam_n + WARMUP_KEYS, size, seed=args.seed + 1)
+    server.set_delay(delay)
+    protocol = args.protocols[0]
+    name = f"{protocol} 16 KiB {delay:g}ms, {args.beam_n:,} keys"
+    cases.append({"name": name, "kind": "beam-scale", "protocol": protocol, "size": size, "delay_ms": delay,
+                  "n": args.beam_n, "title": f"FetchBlobs at scale: {protocol.upper()}, 16 KiB, {delay:g} ms, "
+                                             f"{args.beam_n:,} keys (Beam start-up included)"})
+    print(f"\n{name}", flush=True)
+    target = Target(protocol, server.endpoint, "bench-beam", "blobs/")
+    for contender in contenders:
+        row = measure(name, contender, target, keys[: args.beam_n], keys[args.beam_n:], size, server)
+        rows.append(row)
+        _print_row(row)
+    server.drop("bench-beam")
+    server.set_delay(0)
+
+
+def _local_cases(args, cases: list[dict], rows: list[Row]) -> None:
+    for size in args.sizes:
+        n = args.n if size <= SMALL_LIMIT else args.n_large
+        name = f"local {_size_label(size)}"
+        cases.append({"name": name, "kind": "local", "size": size, "n": n,
+                      "title": f"Local disk, {_size_label(size)} blobs (page cache warm), {n:,} blobs"})
+        print(f"\n{name} ({n:,} blobs)", flush=True)
+        with tempfile.TemporaryDirectory(prefix="bitstore-bench-") as root:
+            keys = write_blobs(root, n + WARMUP_KEYS, size, seed=args.seed)
+            for contender in _select(local_contenders(), args.contenders):
+                row = measure(name, contender, root, keys[:n], keys[n:], size)
+                rows.append(row)
+                _print_row(row)
+
+
+def _memory_scripts() -> dict[str, str]:
+    """Run the peak-memory scripts other modules provide; their own output is the report."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = {}
+    for script in MEMORY_SCRIPTS:
+        title = f"Peak memory: benchmarks/{script}.py"
+        if not os.path.exists(os.path.join(here, f"{script}.py")):
+            out[title] = "not available: the script is not written yet"
+            continue
+        print(f"\nrunning benchmarks/{script}.py", flush=True)
+        try:
+            done = subprocess.run([sys.executable, "-m", f"benchmarks.{script}"], cwd=os.path.dirname(here),
+                                  capture_output=True, text=True, timeout=1800)
+            text = (done.stdout + ("\n" + done.stderr if done.returncode else "")).strip()
+            out[title] = f"{text}\n(exit code {done.returncode})"
+        except subprocess.TimeoutExpired:
+            out[title] = "timed out after 30 minutes"
+        print(out[title], flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = _parser().parse_args(argv)
+    if args.n is None:
+        args.n = 100 if args.quick else 2000
+    if args.n_large is None:
+        args.n_large = 10 if args.quick else 200
+    if args.beam_n is None:
+        args.beam_n = 0 if args.quick else 20000
+    command = shlex.join(["python", "-m", "benchmarks.run", *(sys.argv[1:] if argv is None else argv)])
+    machine = machine_info()
+    print(f"machine: {machine['cores']} cores, {machine['cpu']}, {machine['python']}, "
+          f"load {machine['load_avg_1_5_15']}", flush=True)
+    cases: list[dict] = []
+    rows: list[Row] = []
+    with ServerProcess() as server:
+        point_sdks_at(server.endpoint)
+        _remote_cases(args, server, cases, rows)
+        if args.beam_n:
+            _beam_case(args, server, cases, rows)
+    if not args.skip_local:
+        _local_cases(args, cases, rows)
+    extras = {} if args.quick or args.skip_memory else _memory_scripts()
+    machine["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
+    targets = evaluate(cases, rows)
+    text = markdown(machine, command, cases, rows, targets, extras)
+    payload = {"command": command, "machine": machine, "cases": cases, "rows": [r.to_dict() for r in rows],
+               "targets": targets, "extras": extras}
+    json_path, md_path = write_results(payload, text, args.output_dir)
+    print("\n" + text)
+    print(f"results: {json_path} and {md_path}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""The speed targets of issue 8, checked against one run's rows (reported as measured, pass or miss)."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .measure import Row
+
+__all__ = ["evaluate"]
+
+EPIC, OBSTORE, SDK_LOOP = "epic-bitstore", "obstore", "SDK sequential loop"
+GET_MANY, ENRICH, FETCH_BLOBS = "bitstore get_many", "bitstore enrich_table", "beam FetchBlobs"
+
+
+def _find(rows: Iterable[Row], case: str, prefix: str) -> Row | None:
+    for row in rows:
+        if row.case == case and row.contender.startswith(prefix) and not row.contender.endswith("[sdk]"):
+            return row if row.ok else None
+    return None
+
+
+def _check(name: str, value: float | None, threshold: float, at_most: bool = False) -> dict:
+    if value is None:
+        verdict = "not measured"
+    else:
+        verdict = "met" if (value <= threshold if at_most else value >= threshold) else "missed"
+    return {"target": name, "value": None if value is None else round(value, 3),
+            "threshold": f"{'<=' if at_most else '>='} {threshold}", "verdict": verdict}
+
+
+def _ratio(a: Row | None, b: Row | None) -> float | None:
+    return a.blobs_per_s / b.blobs_per_s if a and b and b.blobs_per_s else None
+
+
+def evaluate(cases: list[dict], rows: list[Row]) -> list[dict]:
+    """One entry per target and case: the measured value, the threshold and ``met``/``missed``/``not measured``."""
+    out = []
+    for case in cases:
+        name, kind = case["name"], case["kind"]
+        if kind == "remote":
+            ref = _find(rows, name, GET_MANY)
+            if case["size"] <= 64 * 1024 and case["delay_ms"] == 20:
+                out.append(_check(f"{name}: get_many / original library", _ratio(ref, _find(rows, name, EPIC)), 5))
+                out.append(_check(f"{name}: get_many / obstore", _ratio(ref, _find(rows, name, OBSTORE)), 0.85))
+                out.append(_check(f"{name}: get_many client CPU-ms per blob",
+                                  ref.cpu_ms_per_blob if ref else None, 1.0, at_most=True))
+            if case["size"] >= 1024 * 1024:
+                alternatives = [r for r in (_find(rows, name, p) for p in (SDK_LOOP, EPIC, OBSTORE)) if r]
+                best = max(alternatives, key=lambda r: r.blobs_per_s, default=None)
+                out.append(_check(f"{name}: get_many / best alternative ({best.contender if best else '-'})",
+                                  _ratio(ref, best), 0.9))
+            out.append(_check(f"{name}: enrich_table / get_many", _ratio(_find(rows, name, ENRICH), ref), 0.9))
+        elif kind == "beam-scale":
+            out.append(_check(f"{name}: FetchBlobs / get_many",
+                              _ratio(_find(rows, name, FETCH_BLOBS), _find(rows, name, GET_MANY)), 0.5))
+        elif kind == "local":
+            out.append(_check(f"{name}: get_many / plain threaded read loop",
+                              _ratio(_find(rows, name, GET_MANY), _find(rows, name, "plain")), 0.8))
+    return out
