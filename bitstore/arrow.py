@@ -163,7 +163,7 @@ def _fetch_units(
             waiting.append((unit, len(keys)))
             yield from keys
 
-    results = store.get_many(all_keys(), **fetch_options)
+    results = iter(store.get_many(all_keys(), **fetch_options))
 
     def per_unit() -> Iterator[tuple[Unit, list[pa.Array]]]:
         early: list[FetchResult] = []  # a result pulled only to make the engine read more units
@@ -177,7 +177,9 @@ def _fetch_units(
                 taken, early = early[:n], early[n:]
                 yield unit, _columns_for(plan, taken, results, n)
         finally:
-            results.close()
+            close = getattr(results, "close", None)  # stops the engine's threads when the reader is dropped
+            if close is not None:
+                close()
 
     return per_unit()
 
