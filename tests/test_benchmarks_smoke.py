@@ -1,0 +1,99 @@
+"""The benchmark harness runs end to end (tiny N) and its loopback server speaks both protocols.
+
+No timing assertions: speeds belong to ``python -m benchmarks.run``, not to the test suite.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.server import ServerProcess, blob_for
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with ServerProcess() as srv:
+        yield srv
+
+
+def test_quick_run_produces_a_row_per_contender(tmp_path):
+    args = [sys.executable, "-m", "benchmarks.run", "--quick", "--n", "12", "--sizes", "16384", "--delays", "0",
+            "--protocols", "s3", "--contenders", "obstore,epic,get_many,plain", "--output-dir", str(tmp_path)]
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    payload = json.loads((tmp_path / "latest.json").read_text())
+    assert (tmp_path / "latest.md").read_text().count("| contender |") == 2  # the S3 table and the local table
+    rows = {(r["case"], r["contender"]): r for r in payload["rows"]}
+    expected = {
+        ("s3 16 KiB 0ms", "epic-bitstore 1.1.0, ultimap 16 threads"),
+        ("s3 16 KiB 0ms", "obstore async, 64 in flight"),
+        ("s3 16 KiB 0ms", "bitstore get_many"),
+        ("s3 16 KiB 0ms", "bitstore get_many [sdk]"),
+        ("local 16 KiB", "plain open().read(), 64 threads"),
+        ("local 16 KiB", "bitstore get_many (LocalRaw)"),
+    }
+    assert set(rows) == expected
+    must_run = {k for k in expected if "bitstore get_many" not in k[1] or k[0].startswith("local")}
+    if importlib.util.find_spec("bitstore.backends.s3") is not None:
+        must_run |= {("s3 16 KiB 0ms", "bitstore get_many")}
+    for key in must_run:
+        row = rows[key]
+        assert row["status"] == "ok", (key, row["note"])
+        assert row["found"] == row["n"] == 12
+        assert row["nbytes"] == 12 * 16384
+        assert row["blobs_per_s"] > 0 and row["mb_per_s"] > 0 and row["cpu_ms_per_blob"] > 0
+    for key, row in rows.items():
+        assert row["status"] in ("ok", "not available"), (key, row["note"])
+        if key[0].startswith("s3") and row["status"] == "ok":
+            assert row["requests"] >= row["n"]  # the server really answered every blob
+    assert payload["machine"]["cores"] >= 1 and payload["machine"]["python"]
+    assert {t["verdict"] for t in payload["targets"]} <= {"met", "missed", "not measured"}
+
+
+def test_server_speaks_s3(server):
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=server.endpoint, aws_access_key_id="k", aws_secret_access_key="s",
+                          region_name="us-east-1")
+    client.create_bucket(Bucket="smoke")
+    client.put_object(Bucket="smoke", Key="dir/a b.bin", Body=b"x" * 70_000)
+    assert client.get_object(Bucket="smoke", Key="dir/a b.bin")["Body"].read() == b"x" * 70_000
+    assert client.head_object(Bucket="smoke", Key="dir/a b.bin")["ContentLength"] == 70_000
+    assert "smoke" in [b["Name"] for b in client.list_buckets()["Buckets"]]
+    with pytest.raises(client.exceptions.NoSuchKey):
+        client.get_object(Bucket="smoke", Key="absent")
+    with pytest.raises(client.exceptions.NoSuchBucket):
+        client.get_object(Bucket="no-such-bucket", Key="absent")
+
+
+def test_server_speaks_gcs_and_fills_by_sha1(server):
+    from google.api_core import exceptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    keys = server.fill("smoke-gcs", "blobs/", 3, 1000, seed=7)
+    assert keys == [hashlib.sha1(blob_for(7, i, 1000)).hexdigest() for i in range(3)]
+    client = storage.Client(project="p", credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": server.endpoint})
+    bucket = client.bucket("smoke-gcs")
+    data = bucket.blob(f"blobs/{keys[0]}").download_as_bytes()
+    assert hashlib.sha1(data).hexdigest() == keys[0]
+    meta = bucket.get_blob(f"blobs/{keys[1]}")
+    assert meta.size == 1000 and meta.crc32c
+    with pytest.raises(exceptions.NotFound):
+        bucket.blob("blobs/absent").download_as_bytes()
+    server.set_delay(5)
+    before = server.stats()
+    assert before["delay_ms"] == 5
+    bucket.blob(f"blobs/{keys[2]}").download_as_bytes()
+    server.set_delay(0)
+    counts = server.stats()["counts"]
+    assert counts["GET gcs:media"] == before["counts"]["GET gcs:media"] + 1
