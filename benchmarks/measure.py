@@ -103,7 +103,9 @@ def measure(case: str, contender: Contender, target: object, keys: Sequence[str]
     if before is not None:
         after = server.stats()
         row.server_cpu_s = after["cpu_s"] - before["cpu_s"]
-        row.requests = sum(after["counts"].values()) - sum(before["counts"].values())
+        routes = {k: v - before["counts"].get(k, 0) for k, v in after["counts"].items()}
+        row.extra["routes"] = {k: v for k, v in routes.items() if v}
+        row.requests = sum(row.extra["routes"].values())
     if found != len(keys) or nbytes != found * size:
         row.status = "error"
         row.note = f"got {found}/{len(keys)} blobs, {nbytes:,} bytes (expected {len(keys) * size:,})"
