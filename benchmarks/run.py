@@ -146,7 +146,7 @@ def _memory_scripts() -> dict[str, str]:
             continue
         print(f"\nrunning benchmarks/{script}.py", flush=True)
         try:
-            done = subprocess.run([sys.executable, "-m", f"benchmarks.{script}"], cwd=os.path.dirname(here),
+            done = subprocess.run([sys.executable, os.path.join(here, f"{script}.py")], cwd=os.path.dirname(here),
                                   capture_output=True, text=True, timeout=1800)
             text = (done.stdout + ("\n" + done.stderr if done.returncode else "")).strip()
             out[title] = f"{text}\n(exit code {done.returncode})"
