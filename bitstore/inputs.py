@@ -43,8 +43,7 @@ class KeyInput:
 
     def _csv(self) -> Iterator[Any]:
         with _open(self.path) as raw:
-            text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-            reader = csv.reader(text)
+            reader = csv.reader(_csv_lines(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""), self.path))
             try:
                 header = next(reader, None)
                 if header is None:
@@ -87,7 +86,8 @@ def open_keys(path: str | os.PathLike, column: str = "sha1") -> KeyInput:
     if fmt == ".csv":
         with _open(path) as raw:
             try:
-                header = next(csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")), None)
+                header = next(csv.reader(_csv_lines(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""), path)),
+                              None)
             except (csv.Error, UnicodeDecodeError) as exc:
                 raise InputError(f"{path}: not a readable CSV header: {_reason(exc)}") from None
         if header is not None:
@@ -127,6 +127,21 @@ def _text_keys(f: BinaryIO, label: str) -> Iterator[str]:
         key = key.strip()
         if key:
             yield key
+
+
+def _csv_lines(text: io.TextIOWrapper, label: str) -> Iterator[str]:
+    """The lines of a CSV file, refusing binary junk (NUL bytes) and runaway lines."""
+    number = 0
+    while True:
+        line = text.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_LINE_BYTES:
+            raise InputError(f"{label}: line {number} is longer than {MAX_LINE_BYTES:,} characters; not a CSV of keys")
+        if "\x00" in line:
+            raise InputError(f"{label}: line {number} holds binary data (NUL bytes); not a CSV of keys")
+        yield line
 
 
 def _csv_column(header: list[str], column: str, path: str) -> int:
