@@ -25,7 +25,13 @@ _MAX_SHOWN = 200
 
 def short(value: Any, limit: int = _MAX_SHOWN) -> str:
     """``str(value)`` cut to ``limit`` characters, so junk keys cannot flood a message or a log."""
-    text = value if isinstance(value, str) else repr(value)
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = repr(value)
+        except Exception:  # a key whose repr raises must not turn an error report into a crash
+            text = f"<{type(value).__name__} with a failing repr>"
     return text if len(text) <= limit else f"{text[:limit]}...(+{len(text) - limit} chars)"
 
 

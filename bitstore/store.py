@@ -40,7 +40,7 @@ class FetchResult:
         extra = "".join(
             [f", source={self.source!r}" if self.source else "", f", error={self.error!r}" if self.error else ""]
         )
-        key = short(self.key, 60) if isinstance(self.key, str) else short(repr(self.key), 60)
+        key = short(self.key, 60)
         return f"FetchResult(key={key!r}, status={self.status!r}, data={body}{extra})"
 
 
