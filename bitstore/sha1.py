@@ -168,6 +168,11 @@ class Sha1Composite(Sha1FormatMixin, Composite):
         self._check_valid(uri)
         return super()._fetch(self.canonical_key(uri))
 
+    def put(self, uri: Any, data: bytes) -> Any:
+        """Write to the cache tier under the canonical (lowercase, bare) SHA1."""
+        self._check_valid(uri)
+        return super().put(self.canonical_key(uri), data)
+
     def _write_to_cache(self, data: bytes, uri: Any) -> bool:
         if sha1_hex(data) != uri:
             self.cache_write_failures.add()
