@@ -100,13 +100,29 @@ def test_never_raises_for_a_bad_key():
         def __hash__(self):
             raise RuntimeError("hash")
 
+    class Unprintable:
+        def __repr__(self):
+            raise RuntimeError("repr")
+
     store = MemoryRaw()
     store.put("mem://ok", b"ok")
-    keys = [[1, 2], {"a": 1}, Nasty(), float("nan"), b"mem://ok", object(), "mem://ok", "", "x" * 1_000_000]
+    keys = [[1, 2], {"a": 1}, Nasty(), Unprintable(), float("nan"), b"mem://ok", object(), "mem://ok", "",
+            "x" * 1_000_000]
     results = list(store.get_many(keys))
     assert len(results) == len(keys)
     assert all(r.key is k for r, k in zip(results, keys))
-    assert [r.status for r in results] == ["invalid"] * 6 + ["found"] + ["invalid"] * 2
+    assert [r.status for r in results] == ["invalid"] * 7 + ["found"] + ["invalid"] * 2
+    assert "Unprintable" in results[3].error and "Unprintable" in repr(results[3])
+
+
+def test_varied_sizes_and_the_empty_blob_are_found(blobs):
+    blobs = {**blobs, sha1(b""): b""}
+    store = MemoryRaw()
+    for key, data in blobs.items():
+        store.put(f"mem://{key}", data)
+    results = list(store.get_many([f"mem://{key}" for key in blobs]))
+    assert [r.data for r in results] == list(blobs.values())
+    assert [r.status for r in results] == ["found"] * len(blobs)  # b"" is a blob, not a miss
 
 
 def test_duplicates_in_the_window_are_fetched_once():

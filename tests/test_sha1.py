@@ -242,6 +242,17 @@ def test_the_original_readme_flow():
     assert cache_raw.get(f"mem://cache/{KEY}") == DATA
 
 
+@pytest.mark.parametrize("form", [KEY, KEY.upper(), f"sha1://{KEY}", f"SHA1://{KEY.upper()}"])
+def test_sha1_composite_put_stores_under_the_canonical_sha1(form):
+    raw = MemoryRaw()
+    store = Sha1Composite()
+    store.append_cache(Sha1Cache(raw, "mem://c/"))
+    assert store.put(form, DATA) is True
+    assert raw.get(f"mem://c/{KEY}") == DATA and store.cache.write_failures == 0
+    with pytest.raises(InvalidURI):
+        store.put("not a sha1", DATA)
+
+
 def test_failed_tier_in_a_sha1_composite():
     store = Sha1Composite()
     store.append_source(DictStore(fail={KEY: TimeoutError("read timed out")}))
