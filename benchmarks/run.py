@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n-large", type=int, default=None, help="blobs per case for larger sizes (default 200; quick 10)")
     p.add_argument("--sizes", type=_csv(int), default=[16 * 1024, 1024 * 1024], help="blob sizes in bytes")
     p.add_argument("--delays", type=_csv(float), default=[0.0, 20.0], help="per-request server delays in ms")
-    p.add_argument("--protocols", type=_csv(str), default=["s3", "gcs"])
+    p.add_argument("--protocols", type=_csv(str), default=["s3", "gcs"], help="s3,gcs; empty for none")
     p.add_argument("--contenders", type=_csv(str), default=None,
                    help="only contenders whose name contains one of these (comma separated, case-insensitive)")
     p.add_argument("--beam-n", type=int, default=None,
@@ -170,11 +170,12 @@ def main(argv: list[str] | None = None) -> dict:
           f"load {machine['load_avg_1_5_15']}", flush=True)
     cases: list[dict] = []
     rows: list[Row] = []
-    with ServerProcess() as server:
-        point_sdks_at(server.endpoint)
-        _remote_cases(args, server, cases, rows)
-        if args.beam_n:
-            _beam_case(args, server, cases, rows)
+    if args.protocols:
+        with ServerProcess() as server:
+            point_sdks_at(server.endpoint)
+            _remote_cases(args, server, cases, rows)
+            if args.beam_n:
+                _beam_case(args, server, cases, rows)
     if not args.skip_local:
         _local_cases(args, cases, rows)
     extras = {} if args.quick or args.skip_memory else _memory_scripts()
