@@ -203,5 +203,5 @@ def remote_contenders() -> list[Contender]:
         Contender("bitstore get_many", _get_many("auto"), reference=True),
         Contender("bitstore get_many [sdk]", _get_many("sdk")),
         Contender("bitstore enrich_table", _enrich_table),
-        Contender("beam FetchBlobs (FnApiRunner)", _fetch_blobs, warmup=0),
+        Contender("beam FetchBlobs (FnApiRunner, start-up incl.)", _fetch_blobs, warmup=0),
     ]
