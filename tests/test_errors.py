@@ -1,6 +1,7 @@
 """Error types: hierarchy, messages, pickling, and no secrets in messages."""
 from __future__ import annotations
 
+import logging
 import pickle
 
 import pytest
@@ -120,3 +121,28 @@ def test_composite_errors_do_not_leak_a_tier_secret():
 def test_invalid_uri_from_a_sha1_composite_has_the_hint():
     with pytest.raises(InvalidURI, match=r"hint: <sha1> or sha1://<sha1>"):
         Sha1Composite().get("not-a-sha1")
+
+
+def test_log_lines_do_not_leak_a_tier_secret(caplog):
+    from tests.core_helpers import WritableDictStore
+
+    class SecretCache(WritableDictStore):
+        name = "secret-cache"
+
+        def __init__(self):
+            super().__init__(put_error=OSError("disk full"), fail={"k": OSError("cache read broke")})
+            self.token = CANARY
+
+        def __repr__(self):
+            return f"SecretCache(token={self.token!r})"
+
+    store = Composite(name="tiers-with-secret-cache")
+    store.append_cache(SecretCache())
+    store.append_source(SecretHoldingStore({"k": b"v"}), cache_result=True)
+    with caplog.at_level(logging.DEBUG, logger="bitstore"):
+        assert store.get("k") == b"v"
+        store.append_cache(SecretCache())  # replacing the cache logs both names
+    assert store.cache_write_failures == 1 and store.cache_read_failures == 1
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "secret-cache" in text
+    assert CANARY not in text

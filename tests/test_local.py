@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import threading
 from pathlib import Path
 
 import pytest
@@ -167,6 +168,30 @@ def test_no_partial_file_is_ever_visible(root, monkeypatch):
     assert leftovers == []
 
 
+def test_readers_see_a_whole_old_or_whole_new_blob_during_rewrites(root):
+    store = LocalRaw(root)
+    versions = [bytes([i]) * 300_000 for i in range(4)]
+    store.put("hot", versions[0])
+    stop = threading.Event()
+    seen: list[bytes] = []
+
+    def reader():
+        while not stop.is_set():
+            seen.append(store.get("hot"))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for i in range(1, 40):
+            store.put("hot", versions[i % 4])
+    finally:
+        stop.set()
+        thread.join()
+    assert seen
+    assert all(data in versions for data in seen)
+    assert sorted(p.name for p in root.iterdir()) == ["hot"]
+
+
 def test_put_onto_the_root_or_a_folder_is_refused_not_missing(root, tmp_path):
     store = LocalRaw(root)
     (root / "adir").mkdir()
@@ -202,6 +227,23 @@ def test_permission_denied_is_unavailable_not_missing(root):
     (root / "locked").chmod(0)
     with pytest.raises(StoreNotAvailable):
         LocalRaw(root).get("locked")
+
+
+def test_permission_error_maps_to_unavailable_without_the_full_path(root, monkeypatch):
+    """The same mapping, provoked through ``open`` so it also runs as root (which ignores file modes)."""
+    from bitstore import StoreNotAvailable
+    from bitstore.backends import local
+
+    def denied(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    (root / "private").mkdir()
+    (root / "private" / "blob").write_bytes(b"x")
+    monkeypatch.setattr(local, "open", denied, raising=False)
+    with pytest.raises(StoreNotAvailable) as info:
+        LocalRaw(root).get("private/blob")
+    assert "permission denied for 'blob'" in str(info.value)
+    assert "private/blob" not in str(info.value)
 
 
 def test_name_and_pickle(root):
