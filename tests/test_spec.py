@@ -283,3 +283,16 @@ def test_malformed_specs_raise_only_spec_errors(raw):
     if all(t["type"] in ("local", "memory") for t in spec.tiers):
         store = spec.build()  # must not raise for a spec that validated
         assert len(store.sources) + (store.cache is not None and store.cache not in store.sources) == len(spec.tiers)
+
+
+def test_the_readme_example_spec_is_valid(tmp_path):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = re.search(r"<!-- section: specs-cli -->(.*?)<!-- /section: specs-cli -->", text, re.S).group(1)
+    example = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
+    spec = load_spec(write(tmp_path / "store.toml", example))
+    assert [t["type"] for t in spec.tiers] == ["local", "s3", "gcs", "api", "memory"]
+    assert spec.cache_index == 0 and spec.tiers[0]["prefix"] == str(tmp_path / "cache" / "blobs") + os.sep
+    assert spec.tiers[1]["retry"] == {"attempts": 5, "base_delay": 0.05, "max_delay": 2.0}
