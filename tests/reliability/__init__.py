@@ -1,0 +1,1 @@
+"""Reliability and security under faults and bad input (issue 9)."""
