@@ -15,8 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .composite import Composite
 from .errors import SpecError
 from .retry import RetryPolicy
+from .sha1 import Sha1Composite
 from .store import Store
 
 __all__ = ["Spec", "load_spec", "from_spec", "default_spec", "TIER_TYPES"]
@@ -76,18 +78,25 @@ class Spec:
             return self.cache_index
         return next((i for i, t in enumerate(self.tiers) if t["type"] != "api"), None)
 
-    def build(self) -> Store:
-        """The composite store this spec describes (resolves environment variable references now)."""
-        from .composite import Composite
-        from .sha1 import Sha1Composite
+    @property
+    def uses_env(self) -> bool:
+        """Whether building reads environment variables (``credentials_env`` or an api tier's ``env``)."""
+        return any("credentials_env" in t or "env" in t for t in self.tiers)
 
-        composite = Sha1Composite(name=self.name) if self.keys == "sha1" else Composite(name=self.name)
+    def build(self) -> Store:
+        """The composite store this spec describes (resolves environment variable references now).
+
+        The store pickles as this spec: unpickling builds it again, reading the environment variables in
+        the new process, so values read from the environment never travel in a pickle.
+        """
+        composite = _composite_class(self.keys)(name=self.name)
         for index, tier in enumerate(self.tiers):
             store = self.build_tier(index)
             if tier.get("role") == "cache":
                 composite.append_cache(store, read=tier.get("read", True))
             else:
                 composite.append_source(store, cache_result=tier.get("cache_result"))
+        composite._spec_origin = (self, composite.tier_names, len(composite.sources))
         return composite
 
     def build_tier(self, index: int) -> Store:
@@ -105,6 +114,48 @@ class Spec:
         if tier.get("role") == "cache":
             return Sha1Cache(raw, tier["prefix"], verify=tier.get("verify", True), name=tier.get("name"))
         return Sha1Store(raw, tier["prefix"], verify=tier.get("verify", False), name=tier.get("name"))
+
+
+class _BuiltFromSpec:
+    """Mixin of the composites ``Spec.build`` makes: they pickle as their spec (see ``Spec.build``).
+
+    A store changed after it was built (tiers added) pickles as usual, unless its spec read environment
+    variables: then pickling refuses rather than carry those values.
+    """
+
+    def __reduce_ex__(self, protocol):
+        origin = self.__dict__.get("_spec_origin")
+        if origin is not None:
+            spec, names, count = origin
+            if self.tier_names == names and len(self.sources) == count:
+                return from_spec, (spec,)
+            if spec.uses_env:
+                raise TypeError("this store was changed after it was built from a spec that reads environment "
+                                "variables; pickle the Spec (bitstore.spec.load_spec) instead")
+        return super().__reduce_ex__(protocol)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_spec_origin", None)
+        return state
+
+
+class SpecSha1Composite(_BuiltFromSpec, Sha1Composite):
+    """The ``Sha1Composite`` a spec with ``keys = "sha1"`` builds."""
+
+    def _default_name(self) -> str:
+        return "Sha1Composite"
+
+
+class SpecComposite(_BuiltFromSpec, Composite):
+    """The ``Composite`` a spec with ``keys = "uri"`` builds."""
+
+    def _default_name(self) -> str:
+        return "Composite"
+
+
+def _composite_class(keys: str) -> type:
+    return SpecSha1Composite if keys == "sha1" else SpecComposite
 
 
 def from_spec(spec: Spec | Mapping[str, Any] | str | os.PathLike) -> Store:

@@ -14,6 +14,7 @@ from bitstore import (
     Composite,
     LocalRaw,
     MemoryRaw,
+    NotFoundInStore,
     Sha1APISource,
     Sha1Cache,
     Sha1Composite,
@@ -110,7 +111,7 @@ def test_uri_keys_build_a_plain_composite_of_raw_stores(tmp_path):
         {"type": "memory", "name": "ram", "max_bytes": 100},
         {"type": "local", "prefix": str(tmp_path), "name": "disk"},
     ]})
-    assert type(store) is Composite
+    assert isinstance(store, Composite) and not isinstance(store, Sha1Composite)
     ram, disk = store.sources
     assert isinstance(ram, MemoryRaw) and ram.max_bytes == 100 and ram.name == "ram"
     assert isinstance(disk, LocalRaw) and disk.root == os.path.realpath(tmp_path)
@@ -159,6 +160,39 @@ def test_api_env_references_are_resolved_when_building(monkeypatch):
     with pytest.raises(SpecError) as info:
         spec.build()
     assert "TEXT_API_TOKEN" in str(info.value) and "tier[1].env.token" in str(info.value)
+
+
+def test_a_built_store_pickles_as_its_spec_without_environment_values(monkeypatch, tmp_path):
+    monkeypatch.setenv("TEXT_API_TOKEN", CANARY)
+    api = {"type": "api", "class": "tests.test_spec:TextAPI", "env": {"token": "TEXT_API_TOKEN"},
+           "texts": {sha1(b"t"): "t"}}
+    store = from_spec({"name": "s", "tier": [{"type": "local", "prefix": str(tmp_path), "role": "cache"}, api]})
+    assert store.get(sha1(b"t")) == b"t" and store.sources[1].token == CANARY
+    data = pickle.dumps(store)
+    assert CANARY.encode() not in data
+    monkeypatch.setenv("TEXT_API_TOKEN", "worker-token")  # unpickling reads the variable again, where it runs
+    again = pickle.loads(data)
+    assert again.sources[1].token == "worker-token" and again.name == "s" and again.get(sha1(b"t")) == b"t"
+    assert repr(again) == repr(store)
+    monkeypatch.delenv("TEXT_API_TOKEN")
+    with pytest.raises(SpecError, match="TEXT_API_TOKEN is not set"):
+        pickle.loads(data)
+    store.append_source(Sha1Store(MemoryRaw(), "mem://x/"))  # changed after building: refuse to pickle it
+    with pytest.raises(TypeError, match="pickle the Spec"):
+        pickle.dumps(store)
+
+
+def test_a_changed_store_without_environment_references_pickles_as_usual():
+    store = from_spec({"tier": [{"type": "memory", "role": "cache"}]})
+    store.put(sha1(b"m"), b"m")
+    rebuilt = pickle.loads(pickle.dumps(store))  # unchanged: pickles as its spec, so its memory tier starts empty
+    with pytest.raises(NotFoundInStore):
+        rebuilt.get(sha1(b"m"))
+    extra = MemoryRaw()
+    extra.put("mem://e/" + sha1(b"e"), b"e")
+    store.append_source(Sha1Store(extra, "mem://e/"))
+    again = pickle.loads(pickle.dumps(store))
+    assert again.get(sha1(b"e")) == b"e" and again.get(sha1(b"m")) == b"m"  # pickled with its contents
 
 
 # --- errors name the key and the file --------------------------------------------------------------
