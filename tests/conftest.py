@@ -5,6 +5,8 @@ import hashlib
 
 import pytest
 
+pytest_plugins = ["tests.servers.fixtures"]
+
 
 def sha1(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()

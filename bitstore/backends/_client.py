@@ -1,0 +1,79 @@
+"""Per-process SDK clients (built lazily, shared by threads, rebuilt after ``fork``) and optional imports."""
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+__all__ = ["ProcessLocal", "require", "resolve_transport", "TRANSPORTS"]
+
+TRANSPORTS = ("auto", "sdk", "fast")
+
+
+class ProcessLocal(Generic[T]):
+    """One value per process made by ``factory`` on first use (under a lock, so threads share one).
+
+    A failed build is remembered for ``retry_after`` seconds, so a store whose credentials do not work
+    fails fast instead of re-probing them for every blob. Stores drop their holders when pickled.
+    """
+
+    def __init__(self, factory: Callable[[], T], retry_after: float = 30.0):
+        self._factory = factory
+        self._retry_after = retry_after
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pid: int | None = None
+        self._value: T | None = None
+        self._failure: tuple[BaseException, float] | None = None
+        self._lock = threading.Lock()
+        self._lock_pid = os.getpid()
+
+    def get(self) -> T:
+        pid = os.getpid()
+        if self._pid == pid:
+            return self._value  # type: ignore[return-value]
+        if self._lock_pid != pid:  # forked: the parent's lock may have been held by a thread that no longer exists
+            self._reset()
+        with self._lock:
+            if self._pid != pid:
+                failure = self._failure
+                if failure is not None and time.monotonic() - failure[1] < self._retry_after:
+                    raise failure[0]
+                try:
+                    self._value = self._factory()
+                except Exception as exc:
+                    self._failure = (exc, time.monotonic())
+                    raise
+                self._failure = None
+                self._pid = pid
+        return self._value  # type: ignore[return-value]
+
+
+def require(module: str, extra: str):
+    """Import ``module`` or raise an ImportError that names the extra to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f"{module} is needed for this store: pip install 'bitstore[{extra}]' ({exc})", name=exc.name
+        ) from exc
+
+
+def resolve_transport(transport: str) -> str:
+    """``"sdk"`` or ``"fast"``: ``"auto"`` is ``"fast"`` when obstore is installed."""
+    if transport == "sdk":
+        return "sdk"
+    if transport == "fast":
+        require("obstore", "fast")
+        return "fast"
+    try:
+        importlib.import_module("obstore")
+    except ImportError:
+        return "sdk"
+    return "fast"

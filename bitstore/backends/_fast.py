@@ -1,0 +1,101 @@
+"""The ``fast`` transport (``bitstore[fast]``): object GETs through obstore (Rust), driven from our threads.
+
+Credentials still come from the SDKs (boto3's credential chain, google-auth) through obstore's credential
+providers; obstore's own retries are off, so ``RetryPolicy`` and ``_errors`` behave exactly as on the SDK
+path. One obstore store per bucket, per process (the owner builds a transport per process).
+"""
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+from ._client import require
+from ._errors import check_size, read_exactly
+
+__all__ = ["S3Fast", "GCSFast"]
+
+_NO_RETRIES = {"max_retries": 0, "retry_timeout": timedelta(seconds=0),
+               "backoff": {"init_backoff": timedelta(milliseconds=1), "max_backoff": timedelta(milliseconds=1),
+                           "base": 2}}
+
+
+class _Transport:
+    """Per-bucket obstore stores built on demand; ``get`` is one attempt, checked against the announced size."""
+
+    def __init__(self, *, max_blob_bytes: int | None, timeout: tuple[float, float], endpoint: str | None):
+        self._obstore = require("obstore", "fast")
+        self.max_blob_bytes = max_blob_bytes
+        self._client_options = {
+            "connect_timeout": timedelta(seconds=timeout[0]),
+            "read_timeout": timedelta(seconds=timeout[1]),
+            "allow_http": bool(endpoint and endpoint.startswith("http://")),
+        }
+        self._stores: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _build(self, bucket: str) -> Any:
+        raise NotImplementedError
+
+    def _store(self, bucket: str) -> Any:
+        store = self._stores.get(bucket)
+        if store is None:
+            with self._lock:
+                store = self._stores.get(bucket)
+                if store is None:
+                    store = self._stores[bucket] = self._build(bucket)
+        return store
+
+    def get(self, bucket: str, key: str, owner: Any, uri: str) -> bytes:
+        result = self._obstore.get(self._store(bucket), key)
+        length = result.meta["size"]
+        check_size(owner, uri, length, self.max_blob_bytes)
+        return read_exactly(bytes(result.bytes()), length)
+
+
+class S3Fast(_Transport):
+    """obstore ``S3Store``s signed with a boto3 session's credentials (unsigned when ``session`` is None)."""
+
+    def __init__(self, session: Any, *, region: str | None, endpoint_url: str | None, max_blob_bytes: int | None,
+                 timeout: tuple[float, float]):
+        super().__init__(max_blob_bytes=max_blob_bytes, timeout=timeout, endpoint=endpoint_url)
+        config: dict[str, Any] = {"region": region or "us-east-1"}
+        if endpoint_url:
+            config.update(endpoint=endpoint_url, virtual_hosted_style_request=False)
+        if session is None:
+            config["skip_signature"] = True
+            self._provider = None
+        else:
+            from obstore.auth.boto3 import Boto3CredentialProvider
+
+            self._provider = Boto3CredentialProvider(session)
+        self._config = config
+
+    def _build(self, bucket: str) -> Any:
+        from obstore.store import S3Store
+
+        return S3Store(bucket, config=self._config, client_options=self._client_options, retry_config=_NO_RETRIES,
+                       credential_provider=self._provider)
+
+
+class GCSFast(_Transport):
+    """obstore ``GCSStore``s authorised by google-auth credentials (unsigned when anonymous)."""
+
+    def __init__(self, credentials: Any, *, anonymous: bool, endpoint: str | None, max_blob_bytes: int | None,
+                 timeout: tuple[float, float]):
+        super().__init__(max_blob_bytes=max_blob_bytes, timeout=timeout, endpoint=endpoint)
+        config: dict[str, Any] = {"base_url": endpoint} if endpoint else {}
+        if anonymous:
+            config["skip_signature"] = True
+            self._provider = None
+        else:
+            from obstore.auth.google import GoogleCredentialProvider
+
+            self._provider = GoogleCredentialProvider(credentials)
+        self._config = config
+
+    def _build(self, bucket: str) -> Any:
+        from obstore.store import GCSStore
+
+        return GCSStore(bucket, config=self._config, client_options=self._client_options, retry_config=_NO_RETRIES,
+                        credential_provider=self._provider)

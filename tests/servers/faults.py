@@ -1,0 +1,256 @@
+"""A fault-injecting HTTP proxy on 127.0.0.1 (asyncio, in its own thread) in front of moto or fake-gcs-server.
+
+Per request it either forwards to the upstream server or injects one fault:
+
+- ``"500"``, ``"503"``, ``"429"``: that status with an S3-style XML error body;
+- ``"slowdown"``: 503 with S3's ``SlowDown`` code;
+- ``"reset"``: the connection is reset (RST) without an answer;
+- ``"stall"``: nothing is sent for ``stall_seconds`` (set it above the client's read timeout), then the
+  connection is closed;
+- ``"truncate"``: the upstream answer is forwarded with its full Content-Length but half its body, then the
+  connection is closed.
+
+Which requests fail: with ``fail_first=N``, the first N requests for each (method, path) fail and later ones
+are forwarded; otherwise each request fails with probability ``rate``. Kinds are drawn from ``faults`` by a
+``random.Random(seed)``, so a run is reproducible. Only ``methods`` are faulted (GET by default: writes
+and bucket creation pass). The proxy stops itself after ``lifetime`` seconds; ``stats`` counts requests,
+forwards and each fault kind.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import random
+import socket
+import struct
+import threading
+from urllib.parse import urlsplit
+
+__all__ = ["FaultProxy", "FAULTS"]
+
+FAULTS = ("500", "503", "slowdown", "429", "reset", "stall", "truncate")
+_ERRORS = {"500": (500, "InternalError"), "503": (503, "ServiceUnavailable"), "slowdown": (503, "SlowDown"),
+           "429": (429, "TooManyRequests")}
+_REASONS = {200: "OK", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"proxy-connection"}
+_LIMIT = 1 << 20
+
+
+class FaultProxy:
+    def __init__(self, upstream: str, *, rate: float = 0.0, faults: tuple[str, ...] | list[str] = FAULTS,
+                 fail_first: int = 0, methods: tuple[str, ...] = ("GET",), seed: int = 0,
+                 stall_seconds: float = 3.0, lifetime: float = 600.0):
+        parts = urlsplit(upstream)
+        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.lifetime = lifetime
+        self.stats: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+        self._attempts: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.configure(rate=rate, faults=faults, fail_first=fail_first, methods=methods, seed=seed,
+                       stall_seconds=stall_seconds)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def configure(self, *, rate: float | None = None, faults=None, fail_first: int | None = None,
+                  methods=None, seed: int | None = None, stall_seconds: float | None = None) -> FaultProxy:
+        """Change the fault plan (takes effect for the next request); a new ``seed`` also forgets attempts."""
+        with self._lock:
+            if rate is not None:
+                if not 0.0 <= rate <= 1.0:
+                    raise ValueError("rate must be within [0, 1]")
+                self.rate = rate
+            if faults is not None:
+                unknown = set(faults) - set(FAULTS)
+                if unknown or not faults:
+                    raise ValueError(f"faults must be a non-empty subset of {FAULTS}, not {sorted(faults)}")
+                self.faults = tuple(faults)
+            if fail_first is not None:
+                self.fail_first = fail_first
+            if methods is not None:
+                self.methods = tuple(m.upper() for m in methods)
+            if stall_seconds is not None:
+                self.stall_seconds = stall_seconds
+            if seed is not None:
+                self._rng = random.Random(seed)
+                self._attempts.clear()
+        return self
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+    def start(self) -> FaultProxy:
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="fault-proxy", daemon=True)
+        self._thread.start()
+        if not ready.wait(10) or not self.port:
+            raise RuntimeError("fault proxy did not start")
+        return self
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None and thread.is_alive():
+            loop.call_soon_threadsafe(self._stop_event.set)
+            thread.join(10)
+
+    def _run(self, ready: threading.Event) -> None:
+        self._loop = asyncio.new_event_loop()
+        try:
+            self._loop.run_until_complete(self._serve(ready))
+        finally:
+            self._loop.close()
+
+    async def _serve(self, ready: threading.Event) -> None:
+        self._stop_event = asyncio.Event()
+        server = await asyncio.start_server(self._client, "127.0.0.1", 0, limit=_LIMIT)
+        self.port = server.sockets[0].getsockname()[1]
+        ready.set()
+        try:
+            await asyncio.wait_for(self._stop_event.wait(), self.lifetime)
+        except asyncio.TimeoutError:
+            pass
+        server.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- per connection --------------------------------------------------------------------------------
+    def _choose(self, method: str, path: str) -> str | None:
+        with self._lock:
+            self.stats["requests"] += 1
+            if method not in self.methods:
+                return None
+            if self.fail_first:
+                self._attempts[(method, path)] += 1
+                failing = self._attempts[(method, path)] <= self.fail_first
+            else:
+                failing = self._rng.random() < self.rate
+            kind = self._rng.choice(self.faults) if failing else None
+            self.stats[kind or "forwarded"] += 1
+            return kind
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request = await _read_message(reader, is_request=True)
+                if request is None:
+                    break
+                head, body = request
+                method, path = head[0].split(b" ")[:2]
+                kind = self._choose(method.decode(), path.decode().split("?", 1)[0])
+                if kind in _ERRORS:
+                    status, code = _ERRORS[kind]
+                    await _respond(writer, status, [(b"Content-Type", b"application/xml")], _error_xml(code))
+                    continue
+                if kind == "reset":
+                    _reset(writer)
+                    return
+                if kind == "stall":
+                    await asyncio.sleep(self.stall_seconds)
+                    _reset(writer)
+                    return
+                status_line, headers, payload = await self._forward(head, body, method)
+                if kind == "truncate" and len(payload) > 1:
+                    writer.write(_head(status_line, headers, len(payload)) + payload[: len(payload) // 2])
+                    await writer.drain()
+                    return  # closed (FIN) by the finally clause, mid-body
+                writer.write(_head(status_line, headers, len(payload)) + payload)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    async def _forward(self, head: list[bytes], body: bytes, method: bytes) -> tuple[bytes, list, bytes]:
+        reader, writer = await asyncio.open_connection(*self.upstream, limit=_LIMIT)
+        try:
+            host = f"{self.upstream[0]}:{self.upstream[1]}".encode()
+            lines = [head[0]]
+            for line in head[1:]:
+                name = line.split(b":", 1)[0].strip().lower()
+                if name not in (b"host", b"connection", b"keep-alive", b"proxy-connection"):
+                    lines.append(line)
+            lines += [b"Host: " + host, b"Connection: close"]
+            writer.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+            await writer.drain()
+            response = await _read_message(reader, is_request=False, no_body=method == b"HEAD")
+            if response is None:
+                raise ConnectionError("upstream closed without answering")
+            rhead, payload = response
+            headers = [line for line in rhead[1:] if line.split(b":", 1)[0].strip().lower() not in _HOP]
+            return rhead[0], headers, payload
+        finally:
+            writer.close()
+
+
+async def _read_message(reader: asyncio.StreamReader, is_request: bool, no_body: bool = False):
+    """(head lines, body) of one HTTP/1.1 message, the body de-chunked for responses; None at EOF."""
+    try:
+        raw = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial.strip():
+            raise
+        return None
+    head = raw[:-4].split(b"\r\n")
+    fields = {}
+    for line in head[1:]:
+        name, _, value = line.partition(b":")
+        fields[name.strip().lower()] = value.strip()
+    status = 0 if is_request else int(head[0].split(b" ")[1])
+    if no_body or status in (204, 304) or 100 <= status < 200:
+        return head, b""
+    if fields.get(b"transfer-encoding", b"").lower() == b"chunked":
+        raw_body, decoded = await _read_chunked(reader)
+        return head, raw_body if is_request else decoded
+    if b"content-length" in fields:
+        return head, await reader.readexactly(int(fields[b"content-length"]))
+    return head, b"" if is_request else await reader.read()
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """The chunked body as sent (forwarded as is for requests) and decoded (for responses)."""
+    raw, decoded = [], []
+    while True:
+        size_line = await reader.readuntil(b"\r\n")
+        raw.append(size_line)
+        size = int(size_line.split(b";")[0].strip(), 16)
+        if size == 0:
+            while True:  # trailers, up to the empty line
+                line = await reader.readuntil(b"\r\n")
+                raw.append(line)
+                if line == b"\r\n":
+                    return b"".join(raw), b"".join(decoded)
+        chunk = await reader.readexactly(size + 2)
+        raw.append(chunk)
+        decoded.append(chunk[:-2])
+
+
+def _head(status_line: bytes, headers: list[bytes], length: int) -> bytes:
+    lines = [status_line, *headers, b"Content-Length: %d" % length, b"Connection: keep-alive"]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+async def _respond(writer: asyncio.StreamWriter, status: int, headers: list[tuple[bytes, bytes]],
+                   body: bytes) -> None:
+    status_line = b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, "Error").encode())
+    writer.write(_head(status_line, [k + b": " + v for k, v in headers], len(body)) + body)
+    await writer.drain()
+
+
+def _error_xml(code: str) -> bytes:
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+            f"<Message>injected by the fault proxy</Message></Error>").encode()
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP reset (SO_LINGER 0), as a crashed or overloaded server would."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    writer.transport.abort()
