@@ -29,9 +29,9 @@ _COMMON = {"type", "name", "role", "read", "cache_result", "verify"}
 _RETRY = {"attempts", "base_delay", "max_delay"}
 _ALLOWED = {
     "s3": _COMMON | _RETRY | {"prefix", "endpoint_url", "anonymous", "profile", "region", "credentials_env",
-                              "transport", "max_blob_bytes"},
+                              "transport", "max_blob_bytes", "max_connections"},
     "gcs": _COMMON | _RETRY | {"prefix", "endpoint", "project", "anonymous", "credentials_file", "credentials_env",
-                               "transport", "max_blob_bytes"},
+                               "transport", "max_blob_bytes", "max_connections"},
     "local": _COMMON | {"prefix", "max_blob_bytes"},
     "memory": _COMMON | {"prefix", "max_bytes"},
 }
@@ -41,7 +41,7 @@ _NUMBER = (int, float)
 _TYPES: dict[str, Any] = {
     "name": str, "role": str, "read": bool, "cache_result": bool, "verify": bool, "prefix": str,
     "endpoint_url": str, "endpoint": str, "anonymous": bool, "profile": str, "region": str, "project": str,
-    "credentials_file": str, "transport": str, "max_blob_bytes": int, "max_bytes": int,
+    "credentials_file": str, "transport": str, "max_blob_bytes": int, "max_bytes": int, "max_connections": int,
     "attempts": int, "base_delay": _NUMBER, "max_delay": _NUMBER, "class": str, "env": dict,
 }
 _S3_SESSION_KEYS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "region_name", "profile_name")
@@ -264,7 +264,7 @@ def _validate_tier(tier: Mapping[str, Any], index: int, keys: str, default_retry
         fail("must not be empty", f"{where}.name")
     if keys == "uri" and "verify" in out:
         fail("verify applies to SHA1 tiers (keys = \"sha1\")", f"{where}.verify")
-    for key in ("max_blob_bytes", "max_bytes", "attempts"):
+    for key in ("max_blob_bytes", "max_bytes", "attempts", "max_connections"):
         if key in out and out[key] < (0 if key == "max_bytes" else 1):
             fail("must be a positive integer" if key != "max_bytes" else "must not be negative", f"{where}.{key}")
     for key in ("base_delay", "max_delay"):
@@ -451,7 +451,7 @@ def _build_s3(tier: dict, where: str, source: str | None, uri_mode: bool) -> Sto
         credentials = credentials or None
     return S3Raw(credentials, endpoint_url=tier.get("endpoint_url"), retry=_retry(tier),
                  max_blob_bytes=tier.get("max_blob_bytes"), transport=tier.get("transport", "auto"),
-                 **_raw_name(tier, uri_mode))
+                 **_connections(tier), **_raw_name(tier, uri_mode))
 
 
 def _build_gcs(tier: dict, where: str, source: str | None, uri_mode: bool) -> Store:
@@ -465,7 +465,7 @@ def _build_gcs(tier: dict, where: str, source: str | None, uri_mode: bool) -> St
         credentials = tier.get("credentials_file")
     return GSRaw(credentials, project=tier.get("project"), endpoint=tier.get("endpoint"), retry=_retry(tier),
                  max_blob_bytes=tier.get("max_blob_bytes"), transport=tier.get("transport", "auto"),
-                 **_raw_name(tier, uri_mode))
+                 **_connections(tier), **_raw_name(tier, uri_mode))
 
 
 def _build_local(tier: dict, where: str, source: str | None, uri_mode: bool) -> Store:
@@ -516,6 +516,10 @@ def _argument_error(exc: TypeError) -> str:
 
 def _retry(tier: dict) -> RetryPolicy | None:
     return RetryPolicy(**tier["retry"]) if "retry" in tier else None
+
+
+def _connections(tier: dict) -> dict:
+    return {"max_pool_connections": tier["max_connections"]} if "max_connections" in tier else {}
 
 
 def _raw_name(tier: dict, uri_mode: bool) -> dict:

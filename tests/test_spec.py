@@ -330,3 +330,71 @@ def test_the_readme_example_spec_is_valid(tmp_path):
     assert [t["type"] for t in spec.tiers] == ["local", "s3", "gcs", "api", "memory"]
     assert spec.cache_index == 0 and spec.tiers[0]["prefix"] == str(tmp_path / "cache" / "blobs") + os.sep
     assert spec.tiers[1]["retry"] == {"attempts": 5, "base_delay": 0.05, "max_delay": 2.0}
+
+
+# --- s3 and gcs tiers, against the test servers --------------------------------------------------------
+def test_s3_tier_options_reach_s3raw(monkeypatch):
+    from bitstore.backends.s3 import S3Raw
+
+    monkeypatch.setenv("KEY_ID_VAR", "AKIDEXAMPLE")
+    monkeypatch.setenv("SECRET_VAR", CANARY)
+    spec = load_spec({"retry": {"attempts": 3}, "tier": [{
+        "type": "s3", "prefix": "s3://bucket/files/", "endpoint_url": "http://127.0.0.1:9", "region": "eu-west-1",
+        "credentials_env": {"aws_access_key_id": "KEY_ID_VAR", "aws_secret_access_key": "SECRET_VAR"},
+        "base_delay": 0.5, "max_blob_bytes": 1000, "transport": "sdk", "max_connections": 7, "name": "archive",
+    }]})
+    assert spec.tiers[0]["retry"] == {"attempts": 3, "base_delay": 0.5}
+    assert CANARY not in repr(spec)
+    tier = spec.build().sources[0]
+    raw = tier.base_store
+    assert isinstance(raw, S3Raw) and tier.name == "archive" and tier.prefix == "s3://bucket/files/"
+    assert raw.endpoint_url == "http://127.0.0.1:9" and raw.max_blob_bytes == 1000 and raw.transport == "sdk"
+    assert (raw.retry.attempts, raw.retry.base_delay, raw.max_pool_connections) == (3, 0.5, 7)
+    assert raw.credentials == [{"aws_access_key_id": "AKIDEXAMPLE", "aws_secret_access_key": CANARY,
+                                "region_name": "eu-west-1"}]
+    profile = from_spec({"tier": [{"type": "s3", "prefix": "s3://b/", "profile": "prod"}]}).sources[0].base_store
+    assert profile.credentials == [{"profile_name": "prod"}]
+    anonymous = from_spec({"tier": [{"type": "s3", "prefix": "s3://b/", "anonymous": True}]}).sources[0].base_store
+    assert anonymous.credentials == ["anonymous"]
+    assert from_spec({"tier": [{"type": "s3", "prefix": "s3://b/"}]}).sources[0].base_store.credentials == [None]
+
+
+def test_gcs_tier_options_reach_gsraw(tmp_path, monkeypatch):
+    from bitstore.backends.gcs import GSRaw
+
+    path = write(tmp_path / "s.toml", '[[tier]]\ntype = "gcs"\nprefix = "gs://b/x/"\nproject = "p"\n'
+                                      'credentials_file = "sa.json"\nendpoint = "http://127.0.0.1:9/"\nattempts = 2\n')
+    raw = from_spec(path).sources[0].base_store
+    assert isinstance(raw, GSRaw) and raw.credentials == str(tmp_path / "sa.json") and raw.project == "p"
+    assert raw.endpoint == "http://127.0.0.1:9" and raw.retry.attempts == 2
+    monkeypatch.setenv("SA_PATH", "/keys/sa.json")
+    raw = from_spec({"tier": [{"type": "gcs", "prefix": "gs://b/", "credentials_env": "SA_PATH"}]}).sources[0]
+    assert raw.base_store.credentials == "/keys/sa.json"
+    with pytest.raises(SpecError, match="not both"):
+        load_spec({"tier": [{"type": "gcs", "prefix": "gs://b/", "credentials_env": "A", "credentials_file": "f"}]})
+
+
+def test_specs_read_through_s3_and_gcs_servers_with_write_back(s3, gcs, tmp_path):
+    blobs = {sha1(d): d for d in [b"on s3", b"on gcs", b""]}
+    on_s3, on_gcs, empty = blobs
+    s3.create_bucket("archive")
+    s3.put("archive", f"files/{on_s3}", b"on s3")
+    s3.put("archive", f"files/{empty}", b"")
+    gcs.create_bucket("lake")
+    gcs.put("lake", f"blobs/{on_gcs}", b"on gcs")
+    store = from_spec({"retry": {"attempts": 2, "base_delay": 0.001}, "tier": [
+        {"type": "local", "prefix": str(tmp_path / "cache"), "role": "cache"},
+        {"type": "s3", "prefix": "s3://archive/files/", "endpoint_url": s3.endpoint_url, "name": "s3-archive"},
+        {"type": "gcs", "prefix": "gs://lake/blobs/", "endpoint": gcs.endpoint, "project": "test",
+         "cache_result": True, "verify": True},
+    ]})
+    results = {r.key: r for r in store.get_many([on_s3, on_gcs, empty, MISSING_KEY], max_workers=4)}
+    assert [(results[k].status, results[k].source, results[k].data) for k in blobs] == [
+        ("found", "s3-archive", b"on s3"), ("found", "gs://lake/blobs/", b"on gcs"), ("found", "s3-archive", b"")]
+    assert results[MISSING_KEY].status == "missing"
+    assert (tmp_path / "cache" / on_gcs).read_bytes() == b"on gcs"  # gcs hits are written back, s3 ones not
+    assert not (tmp_path / "cache" / on_s3).exists()
+    assert pickle.loads(pickle.dumps(store)).get(on_s3) == b"on s3"
+
+
+MISSING_KEY = sha1(b"nowhere")
