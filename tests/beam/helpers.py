@@ -78,3 +78,16 @@ def count_builds() -> Store:
     """A factory that records each call in ``BUILDS``."""
     BUILDS.append(os.getpid())
     return Sha1Composite(name="counted")
+
+
+class FailingAPI(Sha1APISource):
+    """An API source (for specs) that fails for one key and has nothing else."""
+
+    def __init__(self, fail_key: str):
+        super().__init__(name="failing-api")
+        self.fail_key = fail_key
+
+    def api_get(self, sha1: str) -> bytes | None:
+        if sha1 == self.fail_key:
+            raise RuntimeError("the API is down")
+        return None

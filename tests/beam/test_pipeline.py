@@ -1,0 +1,127 @@
+"""``python -m beam_transforms.pipeline``: same inputs and output as ``bitstore fetch``, no Prism download."""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from beam_transforms import pipeline
+from bitstore import cli
+from bitstore.fetchjob import output_schema
+
+from .conftest import MULTI_PROCESS, ROOT
+
+BLOBS = {hashlib.sha1(data).hexdigest(): data for data in (b"pipeline blob %d " % i * (i + 1) for i in range(6))}
+KEYS = sorted(BLOBS)
+MISSING = hashlib.sha1(b"absent").hexdigest()
+FAILING = hashlib.sha1(b"failing").hexdigest()
+
+
+@pytest.fixture
+def job(tmp_path):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for key, data in BLOBS.items():
+        (archive / key).write_bytes(data)
+    spec = tmp_path / "store.toml"
+    spec.write_text(
+        'keys = "sha1"\n'
+        '[[tier]]\ntype = "local"\nprefix = "cache/"\nrole = "cache"\nname = "cache"\n'
+        '[[tier]]\ntype = "local"\nprefix = "archive/"\nname = "archive"\ncache_result = true\n'
+    )
+    keys = [KEYS[0], KEYS[1].upper(), "sha1://" + KEYS[2], *KEYS[3:], MISSING, "not a key", KEYS[0]]
+    return tmp_path, spec, keys
+
+
+def rows(path) -> list[tuple]:
+    table = pq.read_table(path)
+    assert table.schema.equals(output_schema()), table.schema
+    return sorted(tuple(r.values()) for r in table.to_pylist())
+
+
+def write_input(folder, fmt: str, keys: list[str]) -> str:
+    path = str(folder / f"keys{fmt}")
+    if fmt == ".txt":
+        with open(path, "w") as f:
+            f.write("\ufeff" + "\n".join(f"  {k} " for k in keys) + "\n\n")
+    elif fmt == ".csv":
+        with open(path, "w") as f:
+            f.write("id,key\n" + "".join(f'{i},"{k}"\n' for i, k in enumerate(keys)))
+    else:
+        pq.write_table(pa.table({"n": list(range(len(keys))), "key": keys}), path)
+    return path
+
+
+def test_pipeline_on_two_worker_processes_matches_bitstore_fetch_and_downloads_nothing(job):
+    folder, spec, keys = job
+    source = write_input(folder, ".csv", keys)
+    home = folder / "home"
+    env = {**os.environ, "HOME": str(home), "PYTHONPATH": ROOT,
+           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+    beam_args = [a for a in MULTI_PROCESS if not a.startswith("--runner")]  # the default runner is the point
+    done = subprocess.run(
+        [sys.executable, "-m", "beam_transforms.pipeline", "--input", source, "--column", "key",
+         "--output", str(folder / "beam.parquet"), "--spec", str(spec), *beam_args],
+        env=env, cwd=str(folder), capture_output=True, text=True, timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not (home / ".apache_beam").exists()  # where Beam's DirectRunner caches the Prism binary it downloads
+    assert "prism" not in done.stderr.lower()
+    assert f"found: {len(KEYS) + 1}" in done.stderr and "hits.archive: " in done.stderr
+    assert "missing: 1" in done.stderr and "invalid: 1" in done.stderr and "fetch_ms: " in done.stderr
+
+    beam_rows = rows(folder / "beam.parquet")
+    assert len(beam_rows) == len(keys)
+    assert cli.main(["--spec", str(spec), "fetch", "--input", source, "--column", "key",
+                     "--output", str(folder / "cli.parquet"), "--no-progress"]) == 0
+    cli_rows = rows(folder / "cli.parquet")
+    assert [r[:3] for r in beam_rows] == [r[:3] for r in cli_rows]
+    assert {r[3] for r in beam_rows if r[2] == "found"} <= {"archive", "cache"}
+    # The pipeline's workers wrote every archive hit back: the CLI run after it is served by the cache.
+    assert sorted(os.listdir(folder / "cache")) == KEYS
+    assert {r[3] for r in cli_rows if r[2] == "found"} == {"cache"}
+
+
+@pytest.mark.parametrize("fmt", [".txt", ".parquet"])
+def test_pipeline_reads_txt_and_parquet_like_bitstore_fetch(job, fmt, capsys):
+    folder, spec, keys = job
+    spec.write_text(spec.read_text() + f'[[tier]]\ntype = "api"\nclass = "tests.beam.helpers:FailingAPI"\n'
+                                       f'fail_key = "{FAILING}"\n')
+    keys = [*keys, FAILING]
+    source = write_input(folder, fmt, keys)
+    column = ["--column", "key"] if fmt == ".parquet" else []
+    assert pipeline.main(["--input", source, *column, "--output", str(folder / "beam.parquet"),
+                          "--spec", str(spec)]) == 3
+    assert "failed: 1" in capsys.readouterr().err
+    assert cli.main(["--spec", str(spec), "fetch", "--input", source, *column,
+                     "--output", str(folder / "cli.parquet"), "--no-progress"]) == 3
+    beam_rows = rows(folder / "beam.parquet")
+    assert [r[:3] for r in beam_rows] == [r[:3] for r in rows(folder / "cli.parquet")]
+    statuses = sorted(r[2] for r in beam_rows)
+    assert statuses == sorted(["found"] * (len(KEYS) + 1) + ["missing", "invalid", "failed"])
+    assert [r[1] for r in beam_rows if r[0] == KEYS[1]] == [BLOBS[KEYS[1]]]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--input", "keys.json"], "extension"),
+    (["--input", "keys.csv", "--column", "nope"], "no column 'nope'"),
+    (["--input", "absent.txt"], "cannot read"),
+    (["--input", "keys.csv", "--spec", "absent.toml"], "absent.toml"),
+])
+def test_pipeline_usage_errors_exit_2(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "keys.json").write_text("[]")
+    (tmp_path / "keys.csv").write_text("sha1\n" + "a" * 40 + "\n")
+    assert pipeline.main([*args, "--output", str(tmp_path / "out.parquet")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_default_runner_is_the_local_python_runner():
+    assert pipeline._with_default_runner(["--project=p"]) == ["--runner=FnApiRunner", "--project=p"]
+    assert pipeline._with_default_runner(["--runner", "DataflowRunner"]) == ["--runner", "DataflowRunner"]
+    assert pipeline._with_default_runner(["--runner=DirectRunner"]) == ["--runner=DirectRunner"]

@@ -1,0 +1,39 @@
+"""The project's wheel holds both import packages, so Dataflow workers can install it (--extra_package)."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from .conftest import ROOT
+
+PROJECT_FILES = ["pyproject.toml", "README.md", "bitstore", "beam_transforms"]
+
+
+def test_wheel_holds_bitstore_and_beam_transforms(tmp_path):
+    # Build from a copy: setuptools writes build/ and *.egg-info next to the sources.
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in PROJECT_FILES:
+        origin = Path(ROOT) / name
+        if origin.is_dir():
+            shutil.copytree(origin, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy(origin, src / name)
+    done = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path / "dist"), str(src)],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    wheels = list((tmp_path / "dist").glob("bitstore-*.whl"))
+    assert len(wheels) == 1
+    names = set(zipfile.ZipFile(wheels[0]).namelist())
+    for module in ["bitstore/__init__.py", "bitstore/spec.py", "bitstore/backends/local.py",
+                   "beam_transforms/__init__.py", "beam_transforms/fetch.py", "beam_transforms/pipeline.py"]:
+        assert module in names
+    assert not any(name.startswith(("tests/", "benchmarks/")) for name in names)
+    metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    text = zipfile.ZipFile(wheels[0]).read(metadata).decode()
+    assert "Provides-Extra: beam" in text
