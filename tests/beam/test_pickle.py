@@ -1,26 +1,16 @@
 """Pickled DoFns and handlers carry the recipe for a store, never the store a worker built from it."""
 from __future__ import annotations
 
-import base64
-import bz2
 import hashlib
-import io
 import pickle
-import threading
-import zlib
 
 import apache_beam as beam
 import pytest
-from apache_beam.internal import pickler
-from apache_beam.internal.cloudpickle import cloudpickle
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import Timestamp
-from apache_beam.utils.windowed_value import PANE_INFO_UNKNOWN
 
 from beam_transforms import BitstoreEnrichmentHandler, EnrichWithBlobs, FetchBlobs
-from bitstore import Store
 
 from .helpers import CANARY, KeyedAPI
+from .pickles import assert_clean, run_bundle
 
 DATA = b"served by the keyed API"
 KEY = hashlib.sha1(DATA).hexdigest()
@@ -40,48 +30,6 @@ def spec(tmp_path, monkeypatch):
     ]}
 
 
-def all_pickles(obj) -> list[bytes]:
-    """``obj`` pickled the ways Beam and users do: Beam's pickler (decompressed), cloudpickle, pickle."""
-    raw = base64.b64decode(pickler.dumps(obj))
-    try:
-        beam_bytes = zlib.decompress(raw)
-    except zlib.error:
-        beam_bytes = bz2.decompress(raw)
-    return [beam_bytes, cloudpickle.dumps(obj), pickle.dumps(obj)]
-
-
-def pickled_objects(obj) -> list:
-    """Every object the pickle of ``obj`` holds (standard pickle and Beam's cloudpickle walk the same graph)."""
-    seen = []
-
-    class Recorder(cloudpickle.Pickler):
-        def persistent_id(self, value):
-            seen.append(value)
-            return None
-
-    Recorder(io.BytesIO()).dump(obj)
-    return seen
-
-
-def assert_clean(obj) -> None:
-    """No secret in any pickle of ``obj``, and no store, client or lock inside it."""
-    for blob in all_pickles(obj):
-        assert CANARY.encode() not in blob
-    for value in pickled_objects(obj):
-        assert not isinstance(value, (Store, type(threading.Lock()))), value
-        assert not type(value).__module__.startswith(("botocore", "boto3", "google.cloud", "urllib3")), value
-
-
-def run_bundle(dofn, elements):
-    dofn.setup()
-    dofn.start_bundle()
-    out = []
-    for element in elements:
-        out.extend(dofn.process(element, timestamp=Timestamp(0), window=GlobalWindow(), pane_info=PANE_INFO_UNKNOWN))
-    out.extend(dofn.finish_bundle())
-    return out
-
-
 def _store_api(store) -> KeyedAPI:
     return next(s for s in store.sources if isinstance(s, KeyedAPI))
 
@@ -94,7 +42,7 @@ def test_dofns_pickle_without_the_store_they_built(spec, transform):
     assert len(out) == 1 and DATA in (out[0].value if transform is FetchBlobs else out[0].value.values())
     assert _store_api(dofn._store).api_key == CANARY  # the library resolved the secret on this "worker"
 
-    assert_clean(dofn)
+    assert_clean(dofn, CANARY)
     copy = pickle.loads(pickle.dumps(dofn))
     assert copy._store is None
     assert [wv.value for wv in run_bundle(copy, [element])] == [wv.value for wv in out]
@@ -106,7 +54,7 @@ def test_enrichment_handler_pickles_without_the_store_it_opened(spec):
         _, response = handler(beam.Row(sha1=KEY))
         assert response.blob == DATA and response.source == "keyed-api"
         assert _store_api(handler._store).api_key == CANARY
-        assert_clean(handler)
+        assert_clean(handler, CANARY)
     assert CANARY not in repr(handler)
 
 
@@ -118,4 +66,4 @@ def test_a_spec_path_is_read_when_the_transform_is_built(tmp_path, spec):
     path.unlink()  # the workers never need the file
     out = run_bundle(transform._dofn, [KEY.upper()])
     assert [wv.value for wv in out] == [(KEY, DATA)]
-    assert_clean(transform._dofn)
+    assert_clean(transform._dofn, CANARY)
