@@ -48,9 +48,10 @@ _S3_SESSION_KEYS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_t
 _TRANSPORTS = ("auto", "sdk", "fast")
 _ROLES = ("source", "cache")
 _SECRET_KEY = re.compile(
-    r"secret|passw|token|private[_-]?key|api[_-]?key|access[_-]?key|credential|bearer|(?:^|_)auth(?:_|$)", re.I
+    r"secret|passw|token|private[_-]?key|api[_-]?key|access[_-]?key|credential|bearer|(?:^|_)auth$", re.I
 )
-_SECRET_EXEMPT = {"credentials_env", "credentials_file"}
+# Keys that name or count something rather than hold it ("token_url", "secret_name", "max_tokens").
+_REFERENCE_KEY = re.compile(r"^(?:max|min|num)_|_(?:env|file|path|url|uri|name)$", re.I)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CLASS_REF = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
@@ -388,7 +389,7 @@ def _reject_secrets(table: Mapping[str, Any], path: str, fail) -> None:
     for key, value in table.items():
         if not isinstance(key, str):
             continue
-        if key in _SECRET_EXEMPT or key == "env":
+        if key == "env" or _REFERENCE_KEY.search(key):  # references (credentials_env = {...}): not secrets
             continue
         if _SECRET_KEY.search(key):
             fail("looks like an inline secret; specs reference secrets instead: profile = \"name\", "

@@ -398,3 +398,13 @@ def test_specs_read_through_s3_and_gcs_servers_with_write_back(s3, gcs, tmp_path
 
 
 MISSING_KEY = sha1(b"nowhere")
+
+
+def test_keys_that_name_or_count_secrets_are_not_refused():
+    tier = {"type": "api", "class": "tests.test_spec:TextAPI", "name": "t"}
+    for key in ["token_url", "secret_name", "max_tokens", "credentials_path", "api_key_env", "auth_uri"]:
+        spec = load_spec({"tier": [{**tier, key: "value"}]})
+        assert spec.tiers[0][key] == "value"
+    for key in ["basic_auth", "github_token", "db_password", "aws_session_token"]:
+        with pytest.raises(SpecError, match="inline secret"):
+            load_spec({"tier": [{**tier, key: "value"}]})
