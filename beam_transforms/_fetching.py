@@ -50,7 +50,7 @@ def field_of(element: Any, field: str) -> tuple[Any, str | None]:
     if isinstance(element, dict):
         if field in element:
             return element[field], None
-    elif hasattr(element, "_asdict") or isinstance(element, beam.Row):
+    elif hasattr(element, "_asdict"):  # beam.Row, named tuples
         if hasattr(element, field):
             return getattr(element, field), None
     else:

@@ -1,9 +1,11 @@
-"""The project's wheel holds both import packages, so Dataflow workers can install it (--extra_package)."""
+"""The project's wheel and sdist hold both import packages, so Dataflow workers can install them
+(``--extra_package`` with the wheel, ``--setup_file=./pyproject.toml`` with the sdist Beam builds)."""
 from __future__ import annotations
 
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from .conftest import ROOT
 PROJECT_FILES = ["pyproject.toml", "README.md", "bitstore", "beam_transforms"]
 
 
-def test_wheel_holds_bitstore_and_beam_transforms(tmp_path):
+def test_wheel_and_sdist_hold_bitstore_and_beam_transforms(tmp_path):
     # Build from a copy: setuptools writes build/ and *.egg-info next to the sources.
     src = tmp_path / "src"
     src.mkdir()
@@ -23,12 +25,13 @@ def test_wheel_holds_bitstore_and_beam_transforms(tmp_path):
         else:
             shutil.copy(origin, src / name)
     done = subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path / "dist"), str(src)],
+        [sys.executable, "-m", "build", "--sdist", "--wheel", "--no-isolation", "--outdir", str(tmp_path / "dist"),
+         str(src)],
         capture_output=True, text=True, timeout=240,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     wheels = list((tmp_path / "dist").glob("bitstore-*.whl"))
-    assert len(wheels) == 1
+    assert [w.name for w in wheels] == ["bitstore-0.1.0-py3-none-any.whl"]  # the name the README uses
     names = set(zipfile.ZipFile(wheels[0]).namelist())
     for module in ["bitstore/__init__.py", "bitstore/spec.py", "bitstore/backends/local.py",
                    "beam_transforms/__init__.py", "beam_transforms/fetch.py", "beam_transforms/pipeline.py"]:
@@ -37,3 +40,10 @@ def test_wheel_holds_bitstore_and_beam_transforms(tmp_path):
     metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
     text = zipfile.ZipFile(wheels[0]).read(metadata).decode()
     assert "Provides-Extra: beam" in text
+
+    sdists = list((tmp_path / "dist").glob("bitstore-*.tar.gz"))
+    assert len(sdists) == 1
+    with tarfile.open(sdists[0]) as sdist:
+        members = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+    assert {"pyproject.toml", "bitstore/__init__.py", "beam_transforms/__init__.py",
+            "beam_transforms/_store.py"} <= members
