@@ -2,10 +2,11 @@
 
 ``python -m benchmarks.profile [--protocol s3] [--n 4000] [--size 16384] [--delay-ms 20] [--transport auto]``
 
-Starts ``benchmarks.server``, fills it, then runs the fetch in a child process under
-``py-spy record --gil`` (samples only the thread holding the GIL, i.e. the Python work that costs client
-CPU and serialises threads) and prints the top frames by own samples and by inclusive samples, as
-file:line. The raw collapsed stacks are kept in ``benchmarks/results/`` for flame graphs.
+Starts ``benchmarks.server``, fills it, starts the fetch in a child process, and once the child has built
+its store and warmed up attaches ``py-spy record --gil`` (samples only the thread holding the GIL, i.e.
+the Python work that costs client CPU and serialises threads), so set-up is left out. Prints the top
+frames by own samples and by inclusive samples, as file:line. The raw collapsed stacks are kept in
+``benchmarks/results/`` for flame graphs.
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ def _child(args) -> None:
         keys = f.read().split()
     store = bitstore_store(Target(args.protocol, args.endpoint, args.bucket, "blobs/"), args.transport)
     list(store.get_many(keys[:64], progress=False))
+    print("READY", flush=True)
+    sys.stdin.readline()  # the profiler is attached
     start = time.perf_counter()
     found = sum(r.data is not None for r in store.get_many(keys[64:], progress=False))
     print(f"fetched {found:,}/{len(keys) - 64:,} blobs in {time.perf_counter() - start:.2f}s", flush=True)
@@ -106,8 +109,16 @@ def main(argv: list[str] | None = None) -> str:
         child = [sys.executable, "-m", "benchmarks.profile", "--child", "--protocol", args.protocol,
                  "--endpoint", server.endpoint, "--bucket", "profile", "--keys-file", keys_file.name,
                  "--transport", args.transport]
-        subprocess.run([py_spy, "record", "--gil", "--format", "raw", "--rate", str(args.rate), "-o", raw,
-                        "--", *child], cwd=root, check=True)
+        with subprocess.Popen(child, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as proc:
+            if proc.stdout.readline().strip() != "READY":
+                raise SystemExit("the profiled child failed to start")
+            spy = subprocess.Popen([py_spy, "record", "--gil", "--format", "raw", "--rate", str(args.rate),
+                                    "-o", raw, "--pid", str(proc.pid)])
+            time.sleep(2)  # let py-spy attach before the timed fetch starts
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            print(proc.stdout.read().strip())
+            spy.wait()
     text = (f"py-spy on get_many: {args.protocol}, {args.size:,} B, {args.delay_ms:g} ms, {args.n:,} blobs, "
             f"transport={args.transport}\n{hotspots(raw, args.top)}\nraw stacks: {raw}")
     print(text)
