@@ -21,7 +21,7 @@ import tempfile
 from .local_disk import local_contenders, write_blobs
 from .machine import machine_info
 from .measure import Contender, Row, measure
-from .remote import Target, point_sdks_at, remote_contenders
+from .remote import Target, obstore_async, point_sdks_at, remote_contenders
 from .report import RESULTS_DIR, markdown, write_results
 from .server import ServerProcess
 from .targets import evaluate
@@ -99,6 +99,25 @@ def _remote_cases(args, server: ServerProcess, cases: list[dict], rows: list[Row
     server.set_delay(0)
 
 
+def _server_check(args, server: ServerProcess, cases: list[dict], rows: list[Row]) -> None:
+    """The server's headroom: obstore with 4x the contenders' concurrency on 16 KiB blobs at the largest delay.
+    If it goes well past every contender, the server was not what limited them."""
+    size, delay, n = 16 * 1024, max(args.delays), 4 * args.n
+    keys = server.fill("bench-check", "blobs/", n + WARMUP_KEYS, size, seed=args.seed + 2)
+    server.set_delay(delay)
+    name = f"server headroom {delay:g}ms"
+    cases.append({"name": name, "kind": "server-check", "protocol": "s3", "size": size, "delay_ms": delay, "n": n,
+                  "title": f"Server headroom: S3, 16 KiB, {delay:g} ms, {n:,} blobs, 256 requests in flight"})
+    print(f"\n{name}", flush=True)
+    contender = Contender("obstore async, 256 in flight", obstore_async(256))
+    row = measure(name, contender, Target("s3", server.endpoint, "bench-check", "blobs/"), keys[:n], keys[n:],
+                  size, server)
+    rows.append(row)
+    _print_row(row)
+    server.drop("bench-check")
+    server.set_delay(0)
+
+
 def _beam_case(args, server: ServerProcess, cases: list[dict], rows: list[Row]) -> None:
     contenders = [c for c in remote_contenders() if c.name.startswith(("bitstore get_many", "beam"))
                   and not c.name.endswith("[sdk]")]
@@ -173,6 +192,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.protocols:
         with ServerProcess() as server:
             point_sdks_at(server.endpoint)
+            _server_check(args, server, cases, rows)
             _remote_cases(args, server, cases, rows)
             if args.beam_n:
                 _beam_case(args, server, cases, rows)

@@ -30,9 +30,10 @@ def test_quick_run_produces_a_row_per_contender(tmp_path):
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     payload = json.loads((tmp_path / "latest.json").read_text())
-    assert (tmp_path / "latest.md").read_text().count("| contender |") == 2  # the S3 table and the local table
+    assert (tmp_path / "latest.md").read_text().count("| contender |") == 3  # server check, S3 and local tables
     rows = {(r["case"], r["contender"]): r for r in payload["rows"]}
     expected = {
+        ("server headroom 0ms", "obstore async, 256 in flight"),
         ("s3 16 KiB 0ms", "epic-bitstore 1.1.0, ultimap 16 threads"),
         ("s3 16 KiB 0ms", "obstore async, 64 in flight"),
         ("s3 16 KiB 0ms", "bitstore get_many"),
@@ -47,12 +48,12 @@ def test_quick_run_produces_a_row_per_contender(tmp_path):
     for key in must_run:
         row = rows[key]
         assert row["status"] == "ok", (key, row["note"])
-        assert row["found"] == row["n"] == 12
-        assert row["nbytes"] == 12 * 16384
+        assert row["found"] == row["n"] > 0
+        assert row["nbytes"] == row["n"] * 16384
         assert row["blobs_per_s"] > 0 and row["mb_per_s"] > 0 and row["cpu_ms_per_blob"] > 0
     for key, row in rows.items():
         assert row["status"] in ("ok", "not available"), (key, row["note"])
-        if key[0].startswith("s3") and row["status"] == "ok":
+        if not key[0].startswith("local") and row["status"] == "ok":
             assert row["requests"] >= row["n"]  # the server really answered every blob
     assert payload["machine"]["cores"] >= 1 and payload["machine"]["python"]
     assert {t["verdict"] for t in payload["targets"]} <= {"met", "missed", "not measured"}
