@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from html import escape
 from typing import Any
 
 from ._logging import Counter, cause_of, log_once
@@ -155,12 +156,32 @@ class Composite(Store):
         )
         return f"<{type(self).__name__} {self.name!r}: [{tiers}]>"
 
+    def _repr_html_(self) -> str:
+        """The tiers as a table, for Jupyter (names and classes only, like ``repr``: never a secret)."""
+        rows = "".join(
+            f"<tr><td>{i}</td><td>{escape(name)}</td><td>{escape(_kind(store))}</td>"
+            f"<td>{'cache' if is_cache else 'source'}</td><td>{'yes' if write_back else ''}</td></tr>"
+            for i, (store, name, write_back, is_cache) in enumerate(
+                zip(self.sources, self._tier_names, self._write_back, self._cache_read_flags), 1)
+        )
+        target = "none" if self.cache is None else escape(store_label(self.cache))
+        return (
+            f"<table><caption>{escape(type(self).__name__)} {escape(self.name)!r}, write-back to: {target}</caption>"
+            "<thead><tr><th>#</th><th>tier</th><th>class</th><th>role</th><th>hits cached</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>"
+        )
+
 
 def _accepts(store: Any, uri: Any) -> bool:
     try:
         return bool(store.accepts(uri) if isinstance(store, Store) else store.is_valid(uri))
     except Exception:
         return False
+
+
+def _kind(store: Any) -> str:
+    base = getattr(store, "base_store", None)
+    return type(store).__name__ + (f" over {type(base).__name__}" if base is not None else "")
 
 
 def _describe(name: str, exc: BaseException) -> str:
