@@ -6,6 +6,7 @@ Keys are read lazily. At most ``window`` keys are read ahead of the consumer (ne
 """
 from __future__ import annotations
 
+import importlib.util
 import sys
 import threading
 from collections import deque
@@ -66,7 +67,10 @@ def _in_notebook() -> bool:
 def _progress_bar(total: int | None, enabled: bool):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    if _in_notebook() and importlib.util.find_spec("ipywidgets") is None:
+        from tqdm.std import tqdm  # what tqdm.auto falls back to, minus its "IProgress not found" warning
+    else:
+        from tqdm.auto import tqdm
 
     return tqdm(total=total, unit="blob", desc="bitstore", dynamic_ncols=True, leave=True)
 
