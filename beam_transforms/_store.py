@@ -51,11 +51,6 @@ class StoreSource:
             )
         self._shared = Shared()
 
-    @property
-    def spec(self) -> Spec | None:
-        """The validated spec, when the store was given as one."""
-        return self._recipe if self._kind == "spec" else None
-
     def build(self) -> Store:
         """A new store from the recipe (a spec is resolved here, on the worker)."""
         if self._kind == "spec":
