@@ -40,8 +40,9 @@ def point_sdks_at(endpoint: str) -> None:
         AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
         AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true", STORAGE_EMULATOR_HOST=endpoint,
     )
-    for name in ("apache_beam", "google", "botocore", "urllib3", "epic", "bitstore"):
+    for name in ("apache_beam", "google", "botocore", "epic", "bitstore"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # "pool is full" with 16+ threads
 
 
 def _need(module: str, why: str):
@@ -84,7 +85,7 @@ def _epic(t: Target) -> Fetcher:
     epic = _need("epic.bitstore", "epic-bitstore not installed (pip install epic-bitstore==1.1.0)")
     from ultima import ultimap
 
-    raw = epic.S3Raw() if t.protocol == "s3" else epic.GSRaw()
+    raw = epic.S3Raw() if t.protocol == "s3" else _epic_gs_raw(epic.GSRaw)()
     store = epic.Sha1Store(raw, t.uri_prefix)
 
     def fetch(keys: Sequence[str]) -> tuple[int, int]:
@@ -92,6 +93,21 @@ def _epic(t: Target) -> Fetcher:
         return len(sizes), sum(sizes)
 
     return fetch
+
+
+def _epic_gs_raw(base: type) -> type:
+    """The original GSRaw, with the 100-connection pool it mounts for https:// also mounted for http://,
+    so that against the plain-http server it behaves as it does against real GCS."""
+
+    class GSRaw(base):
+        @staticmethod
+        def _configure_connection_pool_size(client):
+            from requests.adapters import HTTPAdapter
+
+            base._configure_connection_pool_size(client)
+            client._http.mount("http://", HTTPAdapter(pool_maxsize=100))
+
+    return GSRaw
 
 
 # --- obstore, async, 64 requests in flight ----------------------------------------------------------------
