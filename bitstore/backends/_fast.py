@@ -3,9 +3,13 @@
 Credentials still come from the SDKs (boto3's credential chain, google-auth) through obstore's credential
 providers; obstore's own retries are off, so ``RetryPolicy`` and ``_errors`` behave exactly as on the SDK
 path. One obstore store per bucket, per process (the owner builds a transport per process).
+
+obstore's runtime (tokio) does not survive ``fork``: a process forked after obstore ran in its parent
+hangs on its first request. ``usable()`` tells the owner to stay on the SDK path in such a process.
 """
 from __future__ import annotations
 
+import os
 import threading
 from datetime import timedelta
 from typing import Any
@@ -13,18 +17,27 @@ from typing import Any
 from ._client import require
 from ._errors import check_size, read_exactly
 
-__all__ = ["S3Fast", "GCSFast"]
+__all__ = ["S3Fast", "GCSFast", "usable"]
+
+_started_in: int | None = None  # pid of the process in which obstore's runtime was first used
 
 _NO_RETRIES = {"max_retries": 0, "retry_timeout": timedelta(seconds=0),
                "backoff": {"init_backoff": timedelta(milliseconds=1), "max_backoff": timedelta(milliseconds=1),
                            "base": 2}}
 
 
+def usable() -> bool:
+    """Whether obstore can run in this process: not in one forked after obstore ran in its parent."""
+    return _started_in in (None, os.getpid())
+
+
 class _Transport:
     """Per-bucket obstore stores built on demand; ``get`` is one attempt, checked against the announced size."""
 
     def __init__(self, *, max_blob_bytes: int | None, timeout: tuple[float, float], endpoint: str | None):
+        global _started_in
         self._obstore = require("obstore", "fast")
+        _started_in = os.getpid()
         self.max_blob_bytes = max_blob_bytes
         self._client_options = {
             "connect_timeout": timedelta(seconds=timeout[0]),

@@ -16,6 +16,7 @@ import re
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
+from .._logging import log_once
 from ..errors import StoreNotAvailable
 from ..retry import RetryPolicy
 from ..store import Store
@@ -188,10 +189,15 @@ class GSRaw(Store):
     def _make_fast(self) -> Any:
         if resolve_transport(self.transport) == "sdk":
             return None
-        from ._fast import GCSFast
+        from . import _fast
+
+        if not _fast.usable():
+            log_once(logger, logging.INFO, "fast-transport", "forked",
+                     "obstore cannot run in a process forked after it ran in its parent: using the SDK here")
+            return None
 
         conn = self._conn.get()
-        return GCSFast(conn.credentials, anonymous=_is_anonymous(conn.credentials), endpoint=self.emulator,
+        return _fast.GCSFast(conn.credentials, anonymous=_is_anonymous(conn.credentials), endpoint=self.emulator,
                        max_blob_bytes=self.max_blob_bytes, timeout=self.timeout)
 
     def __getstate__(self) -> dict:

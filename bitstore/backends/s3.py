@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+from .._logging import log_once
 from ..errors import StoreNotAvailable
 from ..retry import RetryPolicy
 from ..store import Store
@@ -165,10 +166,15 @@ class S3Raw(Store):
     def _make_fast(self) -> Any:
         if resolve_transport(self.transport) == "sdk":
             return None
-        from ._fast import S3Fast
+        from . import _fast
+
+        if not _fast.usable():
+            log_once(logger, logging.INFO, "fast-transport", "forked",
+                     "obstore cannot run in a process forked after it ran in its parent: using the SDK here")
+            return None
 
         conn = self._conn.get()
-        return S3Fast(conn.session, region=conn.client.meta.region_name, endpoint_url=self.endpoint_url,
+        return _fast.S3Fast(conn.session, region=conn.client.meta.region_name, endpoint_url=self.endpoint_url,
                       max_blob_bytes=self.max_blob_bytes, timeout=self.timeout)
 
     def __getstate__(self) -> dict:

@@ -1,0 +1,147 @@
+"""Behaviour S3Raw and GSRaw share, against moto and fake-gcs-server, with the SDK and the fast transport."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import multiprocessing
+import os
+import pickle
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bitstore import BlobTooLarge, FetchFailed, InvalidURI, NotFoundInStore, Sha1Store
+
+_FORKED_STORE = None
+
+
+def _get_in_child(uri: str) -> tuple[bytes, bool]:
+    """Run in a forked worker: the inherited store must build its own client for this process."""
+    data = _FORKED_STORE.get(uri)
+    return data, _FORKED_STORE._conn._pid == os.getpid()
+
+
+def test_get_returns_exact_bytes(cloud):
+    cloud.create_bucket("bkt")
+    blobs = {"a": b"", "dir/b c.bin": b"\x00" * 3 + os.urandom(70_000), "ü/ñ+%": b"unicode key"}
+    raw = cloud.raw()
+    for key, data in blobs.items():
+        uri = cloud.put("bkt", key, data)
+        assert raw.get(uri) == data
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=40)
+       .filter(lambda k: not k.startswith("/") and "//" not in k and not k.endswith("/")
+               and all(part not in (".", "..") for part in k.split("/"))),
+       data=st.binary(max_size=2048))
+def test_put_then_get_any_key(cloud, key, data):
+    raw = getattr(cloud, "keys_store", None)
+    if raw is None:  # one store per test, not per example (building a client costs more than a request)
+        raw = cloud.keys_store = cloud.raw()
+        cloud.create_bucket("keys")
+    uri = f"{cloud.scheme}://keys/{key}"
+    raw.put(uri, data)
+    assert raw.get(uri) == data
+
+
+def test_missing_key_and_missing_bucket_are_not_found(cloud):
+    cloud.create_bucket("bkt")
+    raw = cloud.raw()
+    for uri in (f"{cloud.scheme}://bkt/absent", f"{cloud.scheme}://no-such-bucket/absent"):
+        with pytest.raises(NotFoundInStore) as info:
+            raw.get(uri)
+        assert not isinstance(info.value, FetchFailed)
+    results = list(raw.get_many([f"{cloud.scheme}://bkt/absent"], progress=False))
+    assert [r.status for r in results] == ["missing"]
+
+
+def test_put_into_missing_bucket_fails_not_missing(cloud):
+    raw = cloud.raw()
+    with pytest.raises(FetchFailed) as info:
+        raw.put(f"{cloud.scheme}://no-such-bucket/key", b"data")
+    assert not isinstance(info.value, NotFoundInStore)
+
+
+def test_size_limit_refuses_before_reading(cloud):
+    cloud.create_bucket("bkt")
+    big = cloud.put("bkt", "big", b"x" * 5000)
+    small = cloud.put("bkt", "small", b"y" * 10)
+    raw = cloud.raw(max_blob_bytes=1000)
+    assert raw.get(small) == b"y" * 10
+    with pytest.raises(BlobTooLarge) as info:
+        raw.get(big)
+    assert "5,000 bytes" in str(info.value) and "1,000" in str(info.value)
+    assert [r.status for r in raw.get_many([big, small], progress=False)] == ["failed", "found"]
+
+
+@pytest.mark.parametrize("bad", ["{s}://", "{s}://bucket", "{s}://bucket/", "{s}:/bucket/key", "file:///x",
+                                 "http://bucket/key", "", None, 42, b"{s}://bucket/key"])
+def test_invalid_uris(cloud, bad):
+    raw = cloud.raw()
+    uri = bad.replace("{s}", cloud.scheme) if isinstance(bad, str) else bad
+    assert raw.is_valid(uri) is False
+    with pytest.raises(InvalidURI) as info:
+        raw.get(uri)
+    assert f"{cloud.scheme}://bucket/key" in str(info.value)
+    with pytest.raises(InvalidURI):
+        raw.put(uri, b"x")
+
+
+@given(st.one_of(st.text(max_size=30),
+                 st.builds(str.__add__, st.sampled_from(["s3://", "gs://"]), st.text(max_size=30))))
+def test_is_valid_matches_the_uri_shape(text):
+    from bitstore.backends.gcs import GSRaw
+    from bitstore.backends.s3 import S3Raw
+
+    for store, scheme in ((S3Raw(), "s3"), (GSRaw(), "gs")):
+        rest = text[len(scheme) + 3:] if text.startswith(f"{scheme}://") else None
+        bucket, _, key = (rest or "").partition("/")
+        assert store.is_valid(text) is (rest is not None and bool(bucket) and bool(key))
+
+
+def test_names_and_kind(cloud):
+    raw = cloud.raw()
+    assert raw.name == cloud.scheme and raw.KIND == cloud.scheme
+    assert cloud.raw(name="primary").name == "primary"
+    assert Sha1Store(raw, f"{cloud.scheme}://bkt/files/").name == f"{cloud.scheme}://bkt/files/"
+
+
+def test_pickle_drops_clients_and_works_after(cloud):
+    cloud.create_bucket("bkt")
+    uri = cloud.put("bkt", "k", b"payload")
+    raw = cloud.raw()
+    assert raw.get(uri) == b"payload"
+    blob = pickle.dumps(raw)
+    for marker in (b"botocore", b"urllib3", b"requests.sessions", b"AuthorizedSession", b"obstore"):
+        assert marker not in blob
+    clone = pickle.loads(blob)
+    assert clone.get(uri) == b"payload"
+
+
+def test_get_many_64_threads_no_pool_warnings(cloud, caplog):
+    cloud.create_bucket("bkt")
+    blobs = {cloud.put("bkt", f"blob/{i}", hashlib.sha1(str(i).encode()).digest() * (i % 7 + 1)): i
+             for i in range(150)}
+    expected = {uri: hashlib.sha1(str(i).encode()).digest() * (i % 7 + 1) for uri, i in blobs.items()}
+    raw = cloud.raw()
+    with caplog.at_level(logging.WARNING):
+        results = list(raw.get_many(list(expected) * 2, max_workers=64, progress=False))
+    assert [r.key for r in results] == list(expected) * 2
+    assert all(r.status == "found" and r.data == expected[r.key] for r in results)
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+
+
+def test_client_rebuilt_after_fork(cloud):
+    global _FORKED_STORE
+    cloud.create_bucket("bkt")
+    uri = cloud.put("bkt", "k", b"from the child")
+    _FORKED_STORE = cloud.raw()
+    assert _FORKED_STORE.get(uri) == b"from the child"  # the parent's client exists before the fork
+    try:
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            answers = pool.map(_get_in_child, [uri] * 4)
+    finally:
+        _FORKED_STORE = None
+    assert answers == [(b"from the child", True)] * 4
