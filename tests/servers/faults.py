@@ -10,11 +10,11 @@ Per request it either forwards to the upstream server or injects one fault:
 - ``"truncate"``: the upstream answer is forwarded with its full Content-Length but half its body, then the
   connection is closed.
 
-Which requests fail: with ``fail_first=N``, the first N requests for each (method, path) fail and later ones
-are forwarded; otherwise each request fails with probability ``rate``. Kinds are drawn from ``faults`` by a
-``random.Random(seed)``, so a run is reproducible. Only ``methods`` are faulted (GET by default: writes
-and bucket creation pass). The proxy stops itself after ``lifetime`` seconds; ``stats`` counts requests,
-forwards and each fault kind.
+Which requests fail: every request for a path in ``fail_paths`` (a hopeless object); with ``fail_first=N``,
+the first N requests for each (method, path) fail and later ones are forwarded; otherwise each request fails
+with probability ``rate``. Kinds are drawn from ``faults`` by a ``random.Random(seed)``, so a run is
+reproducible. Only ``methods`` are faulted (GET by default: writes and bucket creation pass). The proxy
+stops itself after ``lifetime`` seconds; ``stats`` counts requests, forwards and each fault kind.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ _LIMIT = 1 << 20
 class FaultProxy:
     def __init__(self, upstream: str, *, rate: float = 0.0, faults: tuple[str, ...] | list[str] = FAULTS,
                  fail_first: int = 0, methods: tuple[str, ...] = ("GET",), seed: int = 0,
-                 stall_seconds: float = 3.0, lifetime: float = 600.0):
+                 stall_seconds: float = 3.0, lifetime: float = 600.0, fail_paths=()):
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.lifetime = lifetime
@@ -47,7 +47,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._attempts: collections.Counter[tuple[str, str]] = collections.Counter()
         self.configure(rate=rate, faults=faults, fail_first=fail_first, methods=methods, seed=seed,
-                       stall_seconds=stall_seconds)
+                       stall_seconds=stall_seconds, fail_paths=fail_paths)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -57,7 +57,8 @@ class FaultProxy:
         return f"http://127.0.0.1:{self.port}"
 
     def configure(self, *, rate: float | None = None, faults=None, fail_first: int | None = None,
-                  methods=None, seed: int | None = None, stall_seconds: float | None = None) -> FaultProxy:
+                  methods=None, seed: int | None = None, stall_seconds: float | None = None,
+                  fail_paths=None) -> FaultProxy:
         """Change the fault plan (takes effect for the next request); a new ``seed`` also forgets attempts."""
         with self._lock:
             if rate is not None:
@@ -75,6 +76,8 @@ class FaultProxy:
                 self.methods = tuple(m.upper() for m in methods)
             if stall_seconds is not None:
                 self.stall_seconds = stall_seconds
+            if fail_paths is not None:
+                self.fail_paths = frozenset(fail_paths)
             if seed is not None:
                 self._rng = random.Random(seed)
                 self._attempts.clear()
@@ -123,7 +126,9 @@ class FaultProxy:
             self.stats["requests"] += 1
             if method not in self.methods:
                 return None
-            if self.fail_first:
+            if path in self.fail_paths:
+                failing = True
+            elif self.fail_first:
                 self._attempts[(method, path)] += 1
                 failing = self._attempts[(method, path)] <= self.fail_first
             else:
@@ -159,8 +164,9 @@ class FaultProxy:
                     return  # closed (FIN) by the finally clause, mid-body
                 writer.write(_head(status_line, headers, len(payload)) + payload)
                 await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
+                asyncio.CancelledError):
+            pass  # the client went away, sent garbage, or the proxy is stopping
         finally:
             writer.close()
 
