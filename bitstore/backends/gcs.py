@@ -68,6 +68,8 @@ class GSRaw(Store):
             raise TypeError("credentials must be None, 'anonymous', a service-account JSON path or a google-auth "
                             f"Credentials object; got {type(credentials).__name__}")
         self.credentials = credentials
+        # A token the user passed is their credential and travels; one this process obtains does not.
+        self._drop_token = _is_credentials(credentials) and getattr(credentials, "token", None) is None
         self.project = project or getattr(credentials, "project_id", None)
         self.endpoint = endpoint.rstrip("/") if endpoint else None
         self.retry = RetryPolicy.coerce(retry)
@@ -203,7 +205,7 @@ class GSRaw(Store):
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         del state["_conn"], state["_fast"]
-        if _is_credentials(self.credentials):
+        if self._drop_token:
             state["credentials"] = _without_token(self.credentials)
         return state
 
