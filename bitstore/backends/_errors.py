@@ -73,10 +73,10 @@ def status_error(status: int | None, code: str | None, message: str, store: Any,
         if writing:
             return FetchFailed(store, uri, f"cannot write, the bucket does not exist ({detail})")
         return NotFoundInStore(store, uri)
-    if status in (401, 403) or code in _AUTH_CODES:
-        return StoreNotAvailable(store, f"credentials missing or rejected ({detail})")
     if code == "InvalidObjectState":  # archived (e.g. S3 Glacier): not readable here, as the original
         return NotFoundInStore(store, uri, "archived, not readable without a restore")
+    if status in (401, 403) or code in _AUTH_CODES:
+        return StoreNotAvailable(store, f"credentials missing or rejected ({detail})")
     if status in (408, 429) or (status is not None and status >= 500) or code in _THROTTLING_CODES:
         return TransientError(detail)
     if status is not None and 400 <= status < 500:  # a request the service will never accept

@@ -1,0 +1,137 @@
+"""The one error mapping (``bitstore.backends._errors``) on real SDK exception objects."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bitstore import BlobTooLarge, FetchFailed, NotFoundInStore, StoreNotAvailable
+from bitstore.backends._errors import (
+    ShortRead,
+    check_size,
+    clean,
+    gcs_error,
+    obstore_error,
+    read_exactly,
+    s3_error,
+    status_error,
+)
+from bitstore.retry import TransientError
+
+URI = "s3://bkt/key"
+
+
+def _client_error(code: str, status: int):
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": "msg"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+                       "GetObject")
+
+
+@pytest.mark.parametrize(("code", "status", "expected"), [
+    ("NoSuchKey", 404, NotFoundInStore), ("NoSuchBucket", 404, NotFoundInStore), ("404", 404, NotFoundInStore),
+    ("AccessDenied", 403, StoreNotAvailable), ("InvalidAccessKeyId", 403, StoreNotAvailable),
+    ("ExpiredToken", 400, StoreNotAvailable), ("SignatureDoesNotMatch", 403, StoreNotAvailable),
+    ("SlowDown", 503, TransientError), ("InternalError", 500, TransientError), ("Throttling", 400, TransientError),
+    ("RequestTimeout", 400, TransientError), ("TooManyRequests", 429, TransientError),
+    ("InvalidObjectState", 403, NotFoundInStore), ("InvalidObjectState", 400, NotFoundInStore),
+    ("InvalidArgument", 400, FetchFailed),
+])
+def test_s3_client_errors(code, status, expected):
+    mapped = s3_error(_client_error(code, status), "s3", URI)
+    assert isinstance(mapped, expected)
+    if expected is NotFoundInStore:
+        assert not isinstance(mapped, FetchFailed)
+
+
+def test_a_missing_bucket_on_write_is_a_failure_not_missing():
+    mapped = s3_error(_client_error("NoSuchBucket", 404), "s3", URI, writing=True)
+    assert isinstance(mapped, FetchFailed) and "bucket does not exist" in str(mapped)
+
+
+@pytest.mark.parametrize("make", [
+    lambda bx: bx.ResponseStreamingError(error="connection cut"),
+    lambda bx: bx.IncompleteReadError(actual_bytes=5, expected_bytes=10),
+    lambda bx: bx.ReadTimeoutError(endpoint_url="http://127.0.0.1:1/bkt/key"),
+    lambda bx: bx.ConnectTimeoutError(endpoint_url="http://127.0.0.1:1/bkt/key"),
+    lambda bx: bx.EndpointConnectionError(endpoint_url="http://127.0.0.1:1/bkt/key"),
+    lambda bx: bx.ConnectionClosedError(endpoint_url="http://127.0.0.1:1/bkt/key"),
+])
+def test_s3_transport_errors_are_transient(make):
+    from botocore import exceptions as bx
+
+    assert isinstance(s3_error(make(bx), "s3", URI), TransientError)
+
+
+def test_s3_missing_credentials_are_unavailable():
+    from botocore.exceptions import NoCredentialsError, PartialCredentialsError
+
+    for exc in (NoCredentialsError(), PartialCredentialsError(provider="env", cred_var="secret")):
+        assert isinstance(s3_error(exc, "s3", URI), StoreNotAvailable)
+
+
+@pytest.mark.parametrize(("exc_name", "expected"), [
+    ("NotFound", NotFoundInStore), ("Forbidden", StoreNotAvailable), ("Unauthorized", StoreNotAvailable),
+    ("TooManyRequests", TransientError), ("ServiceUnavailable", TransientError),
+    ("InternalServerError", TransientError), ("BadRequest", FetchFailed),
+])
+def test_gcs_api_errors(exc_name, expected):
+    from google.api_core import exceptions as gx
+
+    assert isinstance(gcs_error(getattr(gx, exc_name)("msg"), "gs", "gs://b/k"), expected)
+
+
+def test_gcs_transport_and_auth_errors():
+    import requests
+    from google.auth import exceptions as ax
+
+    assert isinstance(gcs_error(requests.exceptions.ChunkedEncodingError("cut"), "gs", "gs://b/k"), TransientError)
+    assert isinstance(gcs_error(requests.exceptions.ConnectionError("reset"), "gs", "gs://b/k"), TransientError)
+    assert isinstance(gcs_error(ax.RefreshError("revoked"), "gs", "gs://b/k"), StoreNotAvailable)
+    assert isinstance(gcs_error(ax.DefaultCredentialsError("none"), "gs", "gs://b/k"), StoreNotAvailable)
+    assert isinstance(gcs_error(ax.TransportError("metadata down"), "gs", "gs://b/k"), TransientError)
+
+
+def test_obstore_errors():
+    from obstore import exceptions as ox
+
+    assert isinstance(obstore_error(FileNotFoundError("Object at location k not found"), "s3", URI), NotFoundInStore)
+    assert isinstance(obstore_error(ox.PermissionDeniedError("denied"), "s3", URI), StoreNotAvailable)
+    assert isinstance(obstore_error(ox.UnauthenticatedError("no"), "s3", URI), StoreNotAvailable)
+    generic = ox.GenericError("Error performing GET http://h/b/k - Server returned non-2xx status code: 503")
+    assert isinstance(obstore_error(generic, "s3", URI), TransientError)
+    bad = ox.GenericError("Error performing GET http://h/b/k - Client error with status 400 Bad Request")
+    assert isinstance(obstore_error(bad, "s3", URI), FetchFailed)
+
+
+def test_our_errors_pass_through_and_short_reads_are_transient():
+    too_large = BlobTooLarge("s3", URI, 10, 5)
+    for mapper in (s3_error, gcs_error, obstore_error):
+        assert mapper(too_large, "s3", URI) is too_large
+        assert isinstance(mapper(ShortRead("cut"), "s3", URI), TransientError)
+
+
+def test_size_and_length_checks():
+    check_size("s3", URI, 5, 5)
+    check_size("s3", URI, None, 5)
+    with pytest.raises(BlobTooLarge, match="6 bytes"):
+        check_size("s3", URI, 6, 5)
+    assert read_exactly(b"abc", 3) == b"abc" and read_exactly(b"abc", None) == b"abc"
+    with pytest.raises(ShortRead):
+        read_exactly(b"ab", 3)
+
+
+@given(status=st.integers(100, 599), code=st.one_of(st.none(), st.text(max_size=20)))
+def test_status_mapping_is_total_and_never_calls_a_failure_missing(status, code):
+    mapped = status_error(status, code, "message", "s3", URI)
+    assert isinstance(mapped, (NotFoundInStore, StoreNotAvailable, FetchFailed, TransientError))
+    if status >= 500 or status == 429:
+        assert not isinstance(mapped, NotFoundInStore) or code in ("NoSuchKey", "NoSuchBucket", "NotFound", "404",
+                                                                   "notFound", "InvalidObjectState")
+
+
+@given(secret=st.text(st.characters(codec="ascii", categories=("L", "N")), min_size=8, max_size=30))
+def test_clean_removes_signed_query_strings(secret):
+    text = f"GET https://bkt.s3.amazonaws.com/key?X-Amz-Credential={secret}&X-Amz-Signature={secret} failed"
+    cleaned = clean(text)
+    assert secret not in cleaned and "https://bkt.s3.amazonaws.com/key" in cleaned
