@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="only contenders whose name contains one of these (comma separated, case-insensitive)")
     p.add_argument("--beam-n", type=int, default=None,
                    help="keys of the FetchBlobs-at-scale case (default 20000; 0 skips)")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="interleaved rounds per case; the median round is reported (default 3; quick 1)")
     p.add_argument("--skip-local", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--output-dir", default=RESULTS_DIR)
@@ -75,6 +77,34 @@ def _print_row(row: Row) -> None:
         print(f"  {row.contender:<42} {row.status}: {row.note}", flush=True)
 
 
+def _measure_case(args, name: str, contenders: list[Contender], target, keys: list[str], warmup: list[str],
+                  size: int, server: ServerProcess | None = None) -> list[Row]:
+    """``--repeat`` interleaved rounds over the contenders; each row is the round with the median blobs/s
+    (a contender that failed in any round keeps that failure). Every round's rate goes in the note."""
+    runs: dict[str, list[Row]] = {c.name: [] for c in contenders}
+    for round_ in range(args.repeat):
+        for contender in contenders:
+            if runs[contender.name] and not runs[contender.name][0].ok:
+                continue
+            row = measure(name, contender, target, keys, warmup, size, server)
+            runs[contender.name].append(row)
+            print(f"  [{round_ + 1}/{args.repeat}]", end="")
+            _print_row(row)
+    rows = []
+    for contender in contenders:
+        done = runs[contender.name]
+        failed = [r for r in done if not r.ok]
+        if failed:
+            rows.append(failed[0])
+            continue
+        row = sorted(done, key=lambda r: r.blobs_per_s)[len(done) // 2]
+        if len(done) > 1:
+            row.extra["rounds_blobs_per_s"] = [round(r.blobs_per_s) for r in done]
+            row.note = "rounds: " + " / ".join(f"{r.blobs_per_s:,.0f}" for r in done)
+        rows.append(row)
+    return rows
+
+
 def _remote_cases(args, server: ServerProcess, cases: list[dict], rows: list[Row]) -> None:
     contenders = _select(remote_contenders(), args.contenders)
     for size in args.sizes:
@@ -91,10 +121,7 @@ def _remote_cases(args, server: ServerProcess, cases: list[dict], rows: list[Row
                                                f"{delay:g} ms per request, {n:,} blobs"})
                 print(f"\n{name} ({n:,} blobs)", flush=True)
                 target = Target(protocol, server.endpoint, bucket, "blobs/")
-                for contender in contenders:
-                    row = measure(name, contender, target, measured, warmup, size, server)
-                    rows.append(row)
-                    _print_row(row)
+                rows += _measure_case(args, name, contenders, target, measured, warmup, size, server)
         server.drop(bucket)
     server.set_delay(0)
 
@@ -110,10 +137,8 @@ def _server_check(args, server: ServerProcess, cases: list[dict], rows: list[Row
                   "title": f"Server headroom: S3, 16 KiB, {delay:g} ms, {n:,} blobs, 256 requests in flight"})
     print(f"\n{name}", flush=True)
     contender = Contender("obstore async, 256 in flight", obstore_async(256))
-    row = measure(name, contender, Target("s3", server.endpoint, "bench-check", "blobs/"), keys[:n], keys[n:],
-                  size, server)
-    rows.append(row)
-    _print_row(row)
+    rows += _measure_case(args, name, [contender], Target("s3", server.endpoint, "bench-check", "blobs/"),
+                          keys[:n], keys[n:], size, server)
     server.drop("bench-check")
     server.set_delay(0)
 
@@ -131,10 +156,7 @@ def _beam_case(args, server: ServerProcess, cases: list[dict], rows: list[Row]) 
                                              f"{args.beam_n:,} keys (Beam start-up included)"})
     print(f"\n{name}", flush=True)
     target = Target(protocol, server.endpoint, "bench-beam", "blobs/")
-    for contender in contenders:
-        row = measure(name, contender, target, keys[: args.beam_n], keys[args.beam_n:], size, server)
-        rows.append(row)
-        _print_row(row)
+    rows += _measure_case(args, name, contenders, target, keys[: args.beam_n], keys[args.beam_n:], size, server)
     server.drop("bench-beam")
     server.set_delay(0)
 
@@ -148,10 +170,8 @@ def _local_cases(args, cases: list[dict], rows: list[Row]) -> None:
         print(f"\n{name} ({n:,} blobs)", flush=True)
         with tempfile.TemporaryDirectory(prefix="bitstore-bench-") as root:
             keys = write_blobs(root, n + WARMUP_KEYS, size, seed=args.seed)
-            for contender in _select(local_contenders(), args.contenders):
-                row = measure(name, contender, root, keys[:n], keys[n:], size)
-                rows.append(row)
-                _print_row(row)
+            rows += _measure_case(args, name, _select(local_contenders(), args.contenders), root, keys[:n],
+                                  keys[n:], size)
 
 
 def _memory_scripts() -> dict[str, str]:
@@ -181,6 +201,8 @@ def main(argv: list[str] | None = None) -> dict:
         args.n = 100 if args.quick else 2000
     if args.n_large is None:
         args.n_large = 10 if args.quick else 200
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
     if args.beam_n is None:
         args.beam_n = 0 if args.quick else 20000
     command = shlex.join(["python", "-m", "benchmarks.run", *(sys.argv[1:] if argv is None else argv)])
