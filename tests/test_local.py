@@ -254,3 +254,17 @@ def test_name_and_pickle(root):
     back = pickle.loads(pickle.dumps(store))
     assert (back.root, back.max_blob_bytes, back.name) == (store.root, 5, store.name)
     assert back.get("k") == b"v"
+
+
+def test_put_files_get_umask_mode_not_0600(tmp_path):
+    import os
+    import stat
+
+    from bitstore import LocalRaw
+
+    store = LocalRaw(root=tmp_path)
+    store.put("a/b.bin", b"x")
+    mode = stat.S_IMODE(os.stat(tmp_path / "a" / "b.bin").st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask

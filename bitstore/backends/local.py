@@ -14,6 +14,9 @@ from ..store import Store
 
 __all__ = ["LocalRaw"]
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
 _NOT_FOUND = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
 
 
@@ -89,6 +92,7 @@ class LocalRaw(Store):
             fd, tmp = tempfile.mkstemp(dir=folder, prefix=".bitstore-", suffix=".tmp")
             try:
                 with os.fdopen(fd, "wb") as f:
+                    os.fchmod(f.fileno(), _FILE_MODE)  # mkstemp makes 0600; blobs get the usual umask-based mode
                     f.write(data)
                 os.replace(tmp, path)
             except BaseException:
