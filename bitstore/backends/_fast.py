@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+from abc import ABC, abstractmethod
 from datetime import timedelta
 from typing import Any
 
@@ -31,7 +32,7 @@ def usable() -> bool:
     return _started_in in (None, os.getpid())
 
 
-class _Transport:
+class _Transport(ABC):
     """Per-bucket obstore stores built on demand; ``get`` is one attempt, checked against the announced size."""
 
     def __init__(self, *, max_blob_bytes: int | None, timeout: tuple[float, float], endpoint: str | None):
@@ -47,8 +48,9 @@ class _Transport:
         self._stores: dict[str, Any] = {}
         self._lock = threading.Lock()
 
+    @abstractmethod
     def _build(self, bucket: str) -> Any:
-        raise NotImplementedError
+        """A new obstore store for ``bucket``."""
 
     def _store(self, bucket: str) -> Any:
         store = self._stores.get(bucket)

@@ -16,10 +16,11 @@ from bitstore import BlobTooLarge, FetchFailed, InvalidURI, NotFoundInStore, Sha
 _FORKED_STORE = None
 
 
-def _get_in_child(uri: str) -> tuple[bytes, bool]:
-    """Run in a forked worker: the inherited store must build its own client for this process."""
+def _get_in_child(uri: str) -> tuple[bytes, bool, bool]:
+    """Run in a forked worker: the inherited store must build its own client for this process, and stay off
+    obstore (whose runtime does not survive a fork)."""
     data = _FORKED_STORE.get(uri)
-    return data, _FORKED_STORE._conn._pid == os.getpid()
+    return data, _FORKED_STORE._conn._pid == os.getpid(), _FORKED_STORE._fast.get() is None
 
 
 def test_get_returns_exact_bytes(cloud):
@@ -144,4 +145,4 @@ def test_client_rebuilt_after_fork(cloud):
             answers = pool.map(_get_in_child, [uri] * 4)
     finally:
         _FORKED_STORE = None
-    assert answers == [(b"from the child", True)] * 4
+    assert answers == [(b"from the child", True, True)] * 4
