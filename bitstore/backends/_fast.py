@@ -9,6 +9,7 @@ hangs on its first request. ``usable()`` tells the owner to stay on the SDK path
 """
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 from abc import ABC, abstractmethod
@@ -33,9 +34,16 @@ def usable() -> bool:
 
 
 class _Transport(ABC):
-    """Per-bucket obstore stores built on demand; ``get`` is one attempt, checked against the announced size."""
+    """Per-bucket obstore stores built on demand; ``get`` is one attempt, checked against the announced size.
 
-    def __init__(self, *, max_blob_bytes: int | None, timeout: tuple[float, float], endpoint: str | None):
+    A subclass names its obstore store class (``_STORE``) and turns the SDK's credentials into an obstore
+    credential provider (``_provider``); requests are unsigned when there are no credentials.
+    """
+
+    _STORE: str
+
+    def __init__(self, credentials: Any, config: dict[str, Any], *, max_blob_bytes: int | None,
+                 timeout: tuple[float, float], endpoint: str | None):
         global _started_in
         self._obstore = require("obstore", "fast")
         _started_in = os.getpid()
@@ -45,12 +53,23 @@ class _Transport(ABC):
             "read_timeout": timedelta(seconds=timeout[1]),
             "allow_http": bool(endpoint and endpoint.startswith("http://")),
         }
+        if credentials is None:
+            self._config = {**config, "skip_signature": True}
+            self._credential_provider = None
+        else:
+            self._config = config
+            self._credential_provider = self._provider(credentials)
         self._stores: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     @abstractmethod
+    def _provider(self, credentials: Any) -> Any:
+        """An obstore credential provider drawing on the SDK's ``credentials``."""
+
     def _build(self, bucket: str) -> Any:
-        """A new obstore store for ``bucket``."""
+        store_class = getattr(importlib.import_module("obstore.store"), self._STORE)
+        return store_class(bucket, config=self._config, client_options=self._client_options,
+                           retry_config=_NO_RETRIES, credential_provider=self._credential_provider)
 
     def _store(self, bucket: str) -> Any:
         store = self._stores.get(bucket)
@@ -71,46 +90,33 @@ class _Transport(ABC):
 class S3Fast(_Transport):
     """obstore ``S3Store``s signed with a boto3 session's credentials (unsigned when ``session`` is None)."""
 
+    _STORE = "S3Store"
+
     def __init__(self, session: Any, *, region: str | None, endpoint_url: str | None, max_blob_bytes: int | None,
                  timeout: tuple[float, float]):
-        super().__init__(max_blob_bytes=max_blob_bytes, timeout=timeout, endpoint=endpoint_url)
         config: dict[str, Any] = {"region": region or "us-east-1"}
         if endpoint_url:
             config.update(endpoint=endpoint_url, virtual_hosted_style_request=False)
-        if session is None:
-            config["skip_signature"] = True
-            self._provider = None
-        else:
-            from obstore.auth.boto3 import Boto3CredentialProvider
+        super().__init__(session, config, max_blob_bytes=max_blob_bytes, timeout=timeout, endpoint=endpoint_url)
 
-            self._provider = Boto3CredentialProvider(session)
-        self._config = config
+    def _provider(self, credentials: Any) -> Any:
+        from obstore.auth.boto3 import Boto3CredentialProvider
 
-    def _build(self, bucket: str) -> Any:
-        from obstore.store import S3Store
-
-        return S3Store(bucket, config=self._config, client_options=self._client_options, retry_config=_NO_RETRIES,
-                       credential_provider=self._provider)
+        return Boto3CredentialProvider(credentials)
 
 
 class GCSFast(_Transport):
     """obstore ``GCSStore``s authorised by google-auth credentials (unsigned when anonymous)."""
 
+    _STORE = "GCSStore"
+
     def __init__(self, credentials: Any, *, anonymous: bool, endpoint: str | None, max_blob_bytes: int | None,
                  timeout: tuple[float, float]):
-        super().__init__(max_blob_bytes=max_blob_bytes, timeout=timeout, endpoint=endpoint)
         config: dict[str, Any] = {"base_url": endpoint} if endpoint else {}
-        if anonymous:
-            config["skip_signature"] = True
-            self._provider = None
-        else:
-            from obstore.auth.google import GoogleCredentialProvider
+        super().__init__(None if anonymous else credentials, config, max_blob_bytes=max_blob_bytes, timeout=timeout,
+                         endpoint=endpoint)
 
-            self._provider = GoogleCredentialProvider(credentials)
-        self._config = config
+    def _provider(self, credentials: Any) -> Any:
+        from obstore.auth.google import GoogleCredentialProvider
 
-    def _build(self, bucket: str) -> Any:
-        from obstore.store import GCSStore
-
-        return GCSStore(bucket, config=self._config, client_options=self._client_options, retry_config=_NO_RETRIES,
-                        credential_provider=self._provider)
+        return GoogleCredentialProvider(credentials)

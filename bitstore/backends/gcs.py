@@ -10,26 +10,19 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import os
 import re
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
-from .._logging import log_once
 from ..errors import StoreNotAvailable
 from ..retry import RetryPolicy
-from ..store import Store
-from ._client import TRANSPORTS, ProcessLocal, require, resolve_transport
-from ._errors import HTTPStatusError, check_size, clean, gcs_error, obstore_error, read_exactly
+from ._client import require
+from ._cloud import ANONYMOUS, DEFAULT_POOL, CloudRaw
+from ._errors import HTTPStatusError, check_size, clean, gcs_error, read_exactly
 
 __all__ = ["GSRaw", "ANONYMOUS"]
 
-logger = logging.getLogger(__name__)
-
-ANONYMOUS = "anonymous"
-_URI = re.compile(r"gs://([^/]+)/(.+)", re.DOTALL)
-DEFAULT_POOL = 128
 _NO_PROJECT = "<none>"
 
 
@@ -42,7 +35,7 @@ class _Conn(NamedTuple):
     credentials: Any
 
 
-class GSRaw(Store):
+class GSRaw(CloudRaw):
     """Objects in GCS buckets.
 
     ``credentials``: None (google-auth's default chain; anonymous when ``endpoint`` or
@@ -54,14 +47,15 @@ class GSRaw(Store):
 
     URI_HINT = "gs://bucket/key"
     KIND = "gs"
+    _URI = re.compile(r"gs://([^/]+)/(.+)", re.DOTALL)
+    _sdk_error = staticmethod(gcs_error)
 
     def __init__(self, credentials: Any = None, *, project: str | None = None, endpoint: str | None = None,
                  retry: RetryPolicy | dict | int | None = None, max_blob_bytes: int | None = None,
                  max_pool_connections: int = DEFAULT_POOL, timeout: tuple[float, float] = (10.0, 60.0),
                  name: str | None = None, transport: str = "auto"):
-        super().__init__(name=name)
-        if transport not in TRANSPORTS:
-            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
+        super().__init__(retry=retry, max_blob_bytes=max_blob_bytes, max_pool_connections=max_pool_connections,
+                         timeout=timeout, name=name, transport=transport)
         if isinstance(credentials, os.PathLike):
             credentials = os.fspath(credentials)
         if not (credentials is None or isinstance(credentials, str) or _is_credentials(credentials)):
@@ -72,40 +66,8 @@ class GSRaw(Store):
         self._drop_token = _is_credentials(credentials) and getattr(credentials, "token", None) is None
         self.project = project or getattr(credentials, "project_id", None)
         self.endpoint = endpoint.rstrip("/") if endpoint else None
-        self.retry = RetryPolicy.coerce(retry)
-        self.max_blob_bytes = max_blob_bytes
-        self.max_pool_connections = max_pool_connections
-        self.timeout = tuple(timeout)
-        self.transport = transport
-        self._init_process_state()
 
-    @classmethod
-    def anonymous(cls, **kwargs: Any) -> GSRaw:
-        """A store for public buckets (or an emulator): no credentials looked up."""
-        return cls(ANONYMOUS, **kwargs)
-
-    def _default_name(self) -> str:
-        return "gs"
-
-    # --- uris ------------------------------------------------------------------------------------
-    def is_valid(self, uri: Any) -> bool:
-        return isinstance(uri, str) and _URI.fullmatch(uri) is not None
-
-    def _split(self, uri: Any) -> tuple[str, str]:
-        self._check_valid(uri)
-        bucket, key = _URI.fullmatch(uri).groups()
-        return bucket, key
-
-    # --- io --------------------------------------------------------------------------------------
-    def get(self, uri: Any) -> bytes:
-        bucket, key = self._split(uri)
-        fast = self._fast.get()
-        if fast is not None:
-            return self.retry.run(lambda: fast.get(bucket, key, self, uri),
-                                  lambda exc: obstore_error(exc, self, uri), self, uri)
-        return self.retry.run(lambda: self._get_once(bucket, key, uri),
-                              lambda exc: gcs_error(exc, self, uri), self, uri)
-
+    # --- io: one attempt each (CloudRaw retries them and maps their errors) -------------------------
     def _get_once(self, bucket: str, key: str, uri: str) -> bytes:
         conn = self._conn.get()
         url = f"{conn.base_url}/download/storage/v1/b/{quote(bucket, safe='')}/o/{quote(key, safe='')}?alt=media"
@@ -120,26 +82,11 @@ class GSRaw(Store):
                 length = None
         return read_exactly(data, length)
 
-    def put(self, uri: Any, data: bytes) -> None:
-        bucket, key = self._split(uri)
-        body = bytes(data)
-
-        def upload() -> None:
-            blob = self._conn.get().client.bucket(bucket).blob(key)
-            blob.upload_from_string(body, content_type="application/octet-stream", retry=None, timeout=self.timeout)
-
-        self.retry.run(upload, lambda exc: gcs_error(exc, self, uri, writing=True), self, uri)
+    def _put_once(self, bucket: str, key: str, body: bytes) -> None:
+        blob = self._conn.get().client.bucket(bucket).blob(key)
+        blob.upload_from_string(body, content_type="application/octet-stream", retry=None, timeout=self.timeout)
 
     # --- clients -----------------------------------------------------------------------------------
-    @property
-    def client(self) -> Any:
-        """This process's ``google.cloud.storage.Client`` (built on first use)."""
-        return self._conn.get().client
-
-    def _init_process_state(self) -> None:
-        self._conn: ProcessLocal[_Conn] = ProcessLocal(self._connect)
-        self._fast: ProcessLocal[Any] = ProcessLocal(self._make_fast)
-
     @property
     def emulator(self) -> str | None:
         """The endpoint when one is set (ours, else ``STORAGE_EMULATOR_HOST``); None for Google's own."""
@@ -188,30 +135,17 @@ class GSRaw(Store):
         session.mount("http://", adapter)
         return _Conn(client, session, client.api_endpoint.rstrip("/"), credentials)
 
-    def _make_fast(self) -> Any:
-        if resolve_transport(self.transport) == "sdk":
-            return None
-        from . import _fast
+    def _build_fast(self, conn: _Conn) -> Any:
+        from ._fast import GCSFast
 
-        if not _fast.usable():
-            log_once(logger, logging.INFO, "fast-transport", "forked",
-                     "obstore cannot run in a process forked after it ran in its parent: using the SDK here")
-            return None
-
-        conn = self._conn.get()
-        return _fast.GCSFast(conn.credentials, anonymous=_is_anonymous(conn.credentials), endpoint=self.emulator,
+        return GCSFast(conn.credentials, anonymous=_is_anonymous(conn.credentials), endpoint=self.emulator,
                        max_blob_bytes=self.max_blob_bytes, timeout=self.timeout)
 
     def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        del state["_conn"], state["_fast"]
+        state = super().__getstate__()
         if self._drop_token:
             state["credentials"] = _without_token(self.credentials)
         return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._init_process_state()
 
 
 def _is_credentials(value: Any) -> bool:

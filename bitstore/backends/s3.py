@@ -7,26 +7,17 @@ GET data path goes through it, with the same credentials, retries and error mapp
 """
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from .._logging import log_once
 from ..errors import StoreNotAvailable
 from ..retry import RetryPolicy
-from ..store import Store
-from ._client import TRANSPORTS, ProcessLocal, require, resolve_transport
-from ._errors import check_size, obstore_error, read_exactly, s3_error
+from ._client import require
+from ._cloud import ANONYMOUS, DEFAULT_POOL, CloudRaw
+from ._errors import check_size, read_exactly, s3_error
 
 __all__ = ["S3Raw", "ANONYMOUS"]
-
-logger = logging.getLogger(__name__)
-
-ANONYMOUS = "anonymous"
-_URI = re.compile(r"s3://([^/]+)/(.+)", re.DOTALL)
-#: get_many's default concurrency is 64 threads; room for more without "connection pool is full" warnings.
-DEFAULT_POOL = 128
 
 
 class _Conn(NamedTuple):
@@ -36,7 +27,7 @@ class _Conn(NamedTuple):
     session: Any
 
 
-class S3Raw(Store):
+class S3Raw(CloudRaw):
     """Objects in S3 buckets.
 
     ``credentials``: None (boto3's default chain: environment, profiles, instance roles...), a dict of
@@ -49,50 +40,19 @@ class S3Raw(Store):
 
     URI_HINT = "s3://bucket/key"
     KIND = "s3"
+    _URI = re.compile(r"s3://([^/]+)/(.+)", re.DOTALL)
+    _sdk_error = staticmethod(s3_error)
 
     def __init__(self, credentials: None | str | Mapping[str, Any] | Sequence[Mapping[str, Any] | str | None] = None,
                  *, endpoint_url: str | None = None, retry: RetryPolicy | dict | int | None = None,
                  max_blob_bytes: int | None = None, max_pool_connections: int = DEFAULT_POOL,
                  timeout: tuple[float, float] = (10.0, 60.0), name: str | None = None, transport: str = "auto"):
-        super().__init__(name=name)
-        if transport not in TRANSPORTS:
-            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
+        super().__init__(retry=retry, max_blob_bytes=max_blob_bytes, max_pool_connections=max_pool_connections,
+                         timeout=timeout, name=name, transport=transport)
         self.credentials = _credential_options(credentials)
         self.endpoint_url = endpoint_url
-        self.retry = RetryPolicy.coerce(retry)
-        self.max_blob_bytes = max_blob_bytes
-        self.max_pool_connections = max_pool_connections
-        self.timeout = tuple(timeout)
-        self.transport = transport
-        self._init_process_state()
 
-    @classmethod
-    def anonymous(cls, **kwargs: Any) -> S3Raw:
-        """A store for public buckets: unsigned requests, no credentials looked up."""
-        return cls(ANONYMOUS, **kwargs)
-
-    def _default_name(self) -> str:
-        return "s3"
-
-    # --- uris ------------------------------------------------------------------------------------
-    def is_valid(self, uri: Any) -> bool:
-        return isinstance(uri, str) and _URI.fullmatch(uri) is not None
-
-    def _split(self, uri: Any) -> tuple[str, str]:
-        self._check_valid(uri)
-        bucket, key = _URI.fullmatch(uri).groups()
-        return bucket, key
-
-    # --- io --------------------------------------------------------------------------------------
-    def get(self, uri: Any) -> bytes:
-        bucket, key = self._split(uri)
-        fast = self._fast.get()
-        if fast is not None:
-            return self.retry.run(lambda: fast.get(bucket, key, self, uri),
-                                  lambda exc: obstore_error(exc, self, uri), self, uri)
-        return self.retry.run(lambda: self._get_once(bucket, key, uri),
-                              lambda exc: s3_error(exc, self, uri), self, uri)
-
+    # --- io: one attempt each (CloudRaw retries them and maps their errors) -------------------------
     def _get_once(self, bucket: str, key: str, uri: str) -> bytes:
         response = self._conn.get().client.get_object(Bucket=bucket, Key=key)
         body = response["Body"]
@@ -104,22 +64,10 @@ class S3Raw(Store):
             body.close()
         return read_exactly(data, length)
 
-    def put(self, uri: Any, data: bytes) -> None:
-        bucket, key = self._split(uri)
-        body = bytes(data)
-        self.retry.run(lambda: self._conn.get().client.put_object(Bucket=bucket, Key=key, Body=body),
-                       lambda exc: s3_error(exc, self, uri, writing=True), self, uri)
+    def _put_once(self, bucket: str, key: str, body: bytes) -> None:
+        self._conn.get().client.put_object(Bucket=bucket, Key=key, Body=body)
 
     # --- clients -----------------------------------------------------------------------------------
-    @property
-    def client(self) -> Any:
-        """This process's boto3 S3 client (built on first use)."""
-        return self._conn.get().client
-
-    def _init_process_state(self) -> None:
-        self._conn: ProcessLocal[_Conn] = ProcessLocal(self._connect)
-        self._fast: ProcessLocal[Any] = ProcessLocal(self._make_fast)
-
     def _config(self, **extra: Any) -> Any:
         from botocore.config import Config
 
@@ -163,28 +111,11 @@ class S3Raw(Store):
             return not isinstance(mapped, StoreNotAvailable)
         return True
 
-    def _make_fast(self) -> Any:
-        if resolve_transport(self.transport) == "sdk":
-            return None
-        from . import _fast
+    def _build_fast(self, conn: _Conn) -> Any:
+        from ._fast import S3Fast
 
-        if not _fast.usable():
-            log_once(logger, logging.INFO, "fast-transport", "forked",
-                     "obstore cannot run in a process forked after it ran in its parent: using the SDK here")
-            return None
-
-        conn = self._conn.get()
-        return _fast.S3Fast(conn.session, region=conn.client.meta.region_name, endpoint_url=self.endpoint_url,
+        return S3Fast(conn.session, region=conn.client.meta.region_name, endpoint_url=self.endpoint_url,
                       max_blob_bytes=self.max_blob_bytes, timeout=self.timeout)
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        del state["_conn"], state["_fast"]
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._init_process_state()
 
 
 def _credential_options(credentials: Any) -> list:
