@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from ..errors import StoreNotAvailable
 from ..retry import RetryPolicy
+from . import _redact
 from ._client import require
 from ._cloud import ANONYMOUS, DEFAULT_POOL, CloudRaw
 from ._errors import HTTPStatusError, check_size, clean, gcs_error, read_exactly
@@ -120,6 +121,7 @@ class GSRaw(CloudRaw):
 
     def _connect(self) -> _Conn:
         storage = require("google.cloud.storage", "gcp")
+        _redact.install()
         from requests.adapters import HTTPAdapter
 
         credentials, project = self._resolve_credentials()

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 from ..errors import StoreNotAvailable
 from ..retry import RetryPolicy
+from . import _redact
 from ._client import require
 from ._cloud import ANONYMOUS, DEFAULT_POOL, CloudRaw
 from ._errors import check_size, read_exactly, s3_error
@@ -77,6 +78,7 @@ class S3Raw(CloudRaw):
 
     def _connect(self) -> _Conn:
         boto3 = require("boto3", "aws")
+        _redact.install()
         tried = []
         for option in self.credentials:
             if option == ANONYMOUS:
