@@ -37,9 +37,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="store spec (TOML); default: the local store under $BITSTORE_HOME (~/.bitstore)")
     parser.add_argument("--column", default="sha1", help="the key column of a .csv or .parquet input (default: sha1)")
     parser.add_argument("--max_workers", "--max-workers", type=int, default=None, metavar="N",
-                        help="concurrent fetches per worker thread (default: the spec's max_workers, else 32)")
+                        help="concurrent fetches per worker thread (default: the spec's max_workers, else 64)")
     parser.add_argument("--max_batch_size", "--max-batch-size", type=int, default=None, metavar="N",
-                        help="keys per batch (default: 256)")
+                        help="keys per batch (default: 1024)")
     return parser
 
 

@@ -6,10 +6,11 @@ engine's ``max_bytes_in_flight`` plus the output batch being built and the one t
 """
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice
+from itertools import accumulate, islice
 from typing import TYPE_CHECKING, Any, TypeVar
 
 try:
@@ -114,12 +115,25 @@ class _Plan:
 
     def columns(self, results: list[FetchResult]) -> list[pa.Array]:
         """The new columns for one unit's results (built from Python lists, not row by row)."""
-        out = [pa.array([r.data for r in results], type=pa.large_binary())]
+        out = [_large_binary([r.data for r in results])]
         if self.status_column is not None:
             out.append(pa.array([r.status for r in results], type=pa.string()))
         if self.source_column is not None:
             out.append(pa.array([r.source for r in results], type=pa.string()))
         return out
+
+
+def _large_binary(values: list[bytes | None]) -> pa.Array:
+    """A ``large_binary`` array built with one copy of the bytes (``pa.array`` grows its buffer by doubling,
+    copying large blobs several times)."""
+    offsets = array("q", accumulate((len(v) if v is not None else 0 for v in values), initial=0))
+    data = b"".join(v for v in values if v is not None)
+    null_count = values.count(None)
+    validity = None
+    if null_count:
+        validity = pa.array([v is not None for v in values], type=pa.bool_()).buffers()[1]
+    return pa.Array.from_buffers(pa.large_binary(), len(values),
+                                 [validity, pa.py_buffer(offsets), pa.py_buffer(data)], null_count=null_count)
 
 
 def _is_string(t: pa.DataType) -> bool:
@@ -236,8 +250,8 @@ def enrich_table(
     options = _fetch_options(max_workers, max_bytes_in_flight, progress, table.num_rows)
     chunks: list[list[pa.Array]] = [[] for _ in fields]
     for _, arrays in _fetch_units(key_chunks, _keys, store, plan, options):
-        for column, array in zip(chunks, arrays):
-            column.append(array)
+        for column, chunk in zip(chunks, arrays):
+            column.append(chunk)
     for field, column in zip(fields, chunks):
         table = table.append_column(field, pa.chunked_array(column, type=field.type))
     return table

@@ -93,7 +93,7 @@ def fetch_many(
     progress: bool | None = None,
     total: int | None = None,
 ) -> Iterator[FetchResult]:
-    """Fetch every key of ``keys`` with ``store.fetch`` on ``max_workers`` threads; see module doc."""
+    """Fetch every key of ``keys`` like ``store.fetch`` on ``max_workers`` threads; see module doc."""
     if isinstance(keys, (str, bytes)):
         raise TypeError("keys must be an iterable of keys, not a single str/bytes; wrap it in a list")
     if not isinstance(max_workers, int) or max_workers < 1:
@@ -121,7 +121,7 @@ def _run(store: Store, keys: Iterator[Any], max_workers: int, budget: int, bar) 
 
     def fetch(key: Any, slot: _Slot) -> FetchResult:
         # Counted before the future resolves (a done-callback could run after the consumer released the slot).
-        result = store.fetch(key)
+        result = store._result(key)  # keys were checked with store.accepts as they were read
         slot.size = len(result.data) if result.data is not None else 0
         with lock:
             held[0] += slot.size

@@ -112,6 +112,10 @@ class Store(ABC):
         """Fetch one key into a ``FetchResult``; never raises for a bad or missing key."""
         if not self.accepts(key):
             return FetchResult(key, None, "invalid", error=str(InvalidURI(self, key, hint=self.URI_HINT)))
+        return self._result(key)
+
+    def _result(self, key: Any) -> FetchResult:
+        """``fetch`` for a key already known to be accepted (the batch engine checks keys as it reads them)."""
         try:
             data, source, cached = self._fetch(key)
         except InvalidURI as exc:

@@ -70,17 +70,44 @@ class LocalRaw(Store):
         return True
 
     # --- io --------------------------------------------------------------------------------------
+    def _lexical_path(self, uri: Any) -> str:
+        """The absolute path ``uri`` names, ``..`` folded but symlinks not followed (no system call)."""
+        raw = self._raw_path(uri)
+        if raw is None:
+            raise InvalidURI(self, uri, hint=self.URI_HINT)
+        path = os.path.normpath(os.path.join(self.root if self.root is not None else os.getcwd(), raw))
+        if self.root is not None and not self._inside(path):
+            raise InvalidURI(self, uri, hint=f"paths must stay inside {self.root}")
+        return path
+
+    def _inside(self, path: str) -> bool:
+        return path == self.root or path.startswith(self.root.rstrip(os.sep) + os.sep)
+
     def get(self, uri: Any) -> bytes:
-        path = self._path(uri)
+        """Reads follow symlinks, then check where the opened file really is (one readlink of the open file
+        on Linux, instead of resolving every path component before opening)."""
+        path = self._lexical_path(uri)
         try:
             with open(path, "rb") as f:
+                if self.root is not None:
+                    self._check_opened(f.fileno(), uri)
                 if self.max_blob_bytes is not None:
                     size = os.fstat(f.fileno()).st_size
                     if size > self.max_blob_bytes:
                         raise BlobTooLarge(self, uri, size, self.max_blob_bytes)
                 return f.read()
         except OSError as exc:
+            if self.root is not None:
+                self._path(uri)  # a miss through a symlink pointing out of the root is InvalidURI, not missing
             raise self._map_error(exc, uri) from None
+
+    def _check_opened(self, fd: int, uri: Any) -> None:
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # no /proc (not Linux): resolve the path the slow way
+            real = self._path(uri)
+        if not self._inside(real):
+            raise InvalidURI(self, uri, hint=f"paths must stay inside {self.root}")
 
     def put(self, uri: Any, data: bytes) -> None:
         path = self._path(uri)
