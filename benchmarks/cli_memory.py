@@ -45,11 +45,13 @@ def make_store(home: Path, keys: int, blob_bytes: int) -> Path:
     return keys_file
 
 
-def run_fetch(home: Path, keys_file: Path, output: Path, workers: int) -> dict:
+def run_fetch(home: Path, keys_file: Path, output: Path, workers: int, budget: int | None = None) -> dict:
     """Run ``bitstore fetch`` in a subprocess; its peak RSS (polled and from getrusage) and wall time."""
     env = {**os.environ, "BITSTORE_HOME": str(home), "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "bitstore.cli", "fetch", "--input", str(keys_file), "--output", str(output),
            "--max-workers", str(workers), "--no-progress"]
+    if budget:
+        cmd += ["--max-bytes-in-flight", str(budget)]
     started = time.perf_counter()
     proc = psutil.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     polled = 0
@@ -88,9 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blob-bytes", type=int, default=256, help="blob size (default 256)")
     parser.add_argument("--workers", type=int, default=64, help="--max-workers (default 64)")
     parser.add_argument("--ceiling-mib", type=float, default=200, help="peak RSS ceiling, MiB (default 200)")
+    parser.add_argument("--budget-mib", type=float, default=2.0,
+                        help="--max-bytes-in-flight in MiB (default 2: the 100,000-key data set is over 10x that)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    figures = {"keys": args.keys, "blob_bytes": args.blob_bytes, "ceiling": int(args.ceiling_mib * MiB)}
+    figures = {"keys": args.keys, "blob_bytes": args.blob_bytes, "ceiling": int(args.ceiling_mib * MiB),
+               "budget": int(args.budget_mib * MiB)}
     problems = []
     with tempfile.TemporaryDirectory(prefix="bitstore-cli-memory-") as tmp:
         for label, n in (("small", max(1, args.keys // 10)), ("full", args.keys)):
@@ -99,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             keys_file = make_store(home, n, args.blob_bytes)
             setup = time.perf_counter() - started
             output = home / "out.parquet"
-            run = run_fetch(home, keys_file, output, args.workers)
+            run = run_fetch(home, keys_file, output, args.workers, int(args.budget_mib * MiB))
             if run["exit"] != 0:
                 problems.append(f"{label}: exit {run['exit']}: {run['stderr'].strip()[-500:]}")
                 continue

@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--output", "-o", required=True, metavar="PATH.parquet")
     fetch.add_argument("--max-workers", type=_positive_int, metavar="N",
                        help="concurrent fetches (default: the spec's max_workers, else 64)")
+    fetch.add_argument("--max-bytes-in-flight", type=_positive_int, metavar="BYTES",
+                       help="bytes fetched and not yet written (default: the spec's, else 256 MiB)")
     fetch.add_argument("--batch-size", type=_positive_int, metavar="N", default=None,
                        help="rows per Parquet row group (default: 4096)")
     fetch.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -164,7 +166,7 @@ def _fetch(args: argparse.Namespace) -> int:
         store, keys, args.output,
         max_workers=args.max_workers or spec.max_workers or 64,
         batch_size=args.batch_size or DEFAULT_BATCH_ROWS,
-        max_bytes_in_flight=spec.max_bytes_in_flight or DEFAULT_MAX_BYTES_IN_FLIGHT,
+        max_bytes_in_flight=args.max_bytes_in_flight or spec.max_bytes_in_flight or DEFAULT_MAX_BYTES_IN_FLIGHT,
         progress=args.progress,
         total=keys.total,
     )
