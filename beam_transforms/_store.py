@@ -64,8 +64,18 @@ class StoreSource:
         return store
 
     def acquire(self) -> Store:
-        """This process's store, built on the first call and shared by every later caller."""
-        return self._shared.acquire(lambda: _Holder(self.build())).store
+        """This process's store, built on the first call and shared by every later caller.
+
+        ``Shared`` keeps only a weak reference (and keeps alive just the last object acquired in the
+        process), so this source holds the box itself: the store lives as long as a DoFn using it.
+        """
+        self._held = self._shared.acquire(lambda: _Holder(self.build()))
+        return self._held.store
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_held", None)  # the worker's live store never travels
+        return state
 
     def __repr__(self) -> str:
         if self._kind == "store":

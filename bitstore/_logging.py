@@ -8,12 +8,8 @@ import threading
 _seen: set[tuple[str, str]] = set()
 _seen_lock = threading.Lock()
 _MAX_CAUSES = 10_000
-# What varies from blob to blob inside one cause: quoted keys or paths, and hex digests.
-_PER_BLOB = re.compile(r"'[^']*'|\"[^\"]*\"|[0-9a-fA-F]{32,}")
-
-
-def get_logger(name: str) -> logging.Logger:
-    return logging.getLogger(name)
+# What varies from blob to blob inside one cause: quoted keys or paths, hex digests, sizes and counts.
+_PER_BLOB = re.compile(r"'[^']*'|\"[^\"]*\"|[0-9a-fA-F]{32,}|\d[\d,.]*")
 
 
 def log_once(logger: logging.Logger, level: int, scope: str, cause: str, message: str) -> bool:

@@ -46,15 +46,23 @@ def store_label(store: Any) -> str:
     return name if isinstance(name, str) and name else type(store).__name__
 
 
+def _restore(cls: type, message: str, state: dict) -> BitstoreError:
+    """Rebuild an error from its message and attributes, without re-running its constructor."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
 class BitstoreError(Exception):
-    """Base of every error bitstore raises."""
+    """Base of every error bitstore raises. Pickles (and copies) with its exact message and attributes."""
 
     def __init__(self, msg: str, *params: Any):
         self._params = params
         super().__init__(msg)
 
     def __reduce__(self):
-        return type(self), self._params
+        return _restore, (type(self), str(self), self.__dict__)
 
 
 class StoreNotAvailable(BitstoreError):

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .backends._client import EnvVar
 from .composite import Composite
 from .errors import SpecError
 from .retry import RetryPolicy
@@ -96,7 +97,8 @@ class Spec:
             if tier.get("role") == "cache":
                 composite.append_cache(store, read=tier.get("read", True))
             else:
-                composite.append_source(store, cache_result=tier.get("cache_result"))
+                default = True if tier["type"] == "api" else None  # api tiers write back, whatever their class
+                composite.append_source(store, cache_result=tier.get("cache_result", default))
         composite._spec_origin = (self, composite.tier_names, len(composite.sources))
         return composite
 
@@ -443,8 +445,10 @@ def _build_s3(tier: dict, where: str, source: str | None, uri_mode: bool) -> Sto
     if tier.get("anonymous"):
         credentials: Any = "anonymous"
     else:
-        credentials = {k: _from_env(v, f"{where}.credentials_env.{k}", source)
-                       for k, v in tier.get("credentials_env", {}).items()}
+        credentials = {}
+        for k, var in tier.get("credentials_env", {}).items():
+            _from_env(var, f"{where}.credentials_env.{k}", source)  # set now, or a clear SpecError
+            credentials[k] = EnvVar(var)  # read again by each process's client, never stored as a value
         if "profile" in tier:
             credentials["profile_name"] = tier["profile"]
         if "region" in tier:

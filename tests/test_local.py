@@ -268,3 +268,14 @@ def test_put_files_get_umask_mode_not_0600(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert mode == 0o666 & ~umask
+
+
+def test_get_reads_what_put_wrote_through_a_symlink_and_dotdot(tmp_path):
+    from bitstore import LocalRaw
+
+    (tmp_path / "sub" / "deep").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "sub" / "deep")
+    store = LocalRaw(root=tmp_path)
+    store.put("link/../x", b"through the link")
+    assert (tmp_path / "sub" / "x").read_bytes() == b"through the link"
+    assert store.get("link/../x") == b"through the link"

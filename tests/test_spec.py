@@ -350,8 +350,12 @@ def test_s3_tier_options_reach_s3raw(monkeypatch):
     assert isinstance(raw, S3Raw) and tier.name == "archive" and tier.prefix == "s3://bucket/files/"
     assert raw.endpoint_url == "http://127.0.0.1:9" and raw.max_blob_bytes == 1000 and raw.transport == "sdk"
     assert (raw.retry.attempts, raw.retry.base_delay, raw.max_pool_connections) == (3, 0.5, 7)
-    assert raw.credentials == [{"aws_access_key_id": "AKIDEXAMPLE", "aws_secret_access_key": CANARY,
-                                "region_name": "eu-west-1"}]
+    from bitstore.backends._client import EnvVar, resolve_env
+
+    assert raw.credentials == [{"aws_access_key_id": EnvVar("KEY_ID_VAR"),
+                                "aws_secret_access_key": EnvVar("SECRET_VAR"), "region_name": "eu-west-1"}]
+    assert resolve_env(raw.credentials[0]) == {"aws_access_key_id": "AKIDEXAMPLE", "aws_secret_access_key": CANARY,
+                                               "region_name": "eu-west-1"}
     profile = from_spec({"tier": [{"type": "s3", "prefix": "s3://b/", "profile": "prod"}]}).sources[0].base_store
     assert profile.credentials == [{"profile_name": "prod"}]
     anonymous = from_spec({"tier": [{"type": "s3", "prefix": "s3://b/", "anonymous": True}]}).sources[0].base_store
@@ -408,3 +412,19 @@ def test_keys_that_name_or_count_secrets_are_not_refused():
     for key in ["basic_auth", "github_token", "db_password", "aws_session_token"]:
         with pytest.raises(SpecError, match="inline secret"):
             load_spec({"tier": [{**tier, key: "value"}]})
+
+
+def test_credentials_from_env_are_not_stored_on_the_s3_tier(monkeypatch):
+    import pickle
+
+    from bitstore.spec import load_spec
+
+    monkeypatch.setenv("CANARY_KEY_ID", "AKIACANARYKEYID00000")
+    monkeypatch.setenv("CANARY_SECRET", "canary-secret-value-123")
+    spec = {"tier": [{"type": "s3", "prefix": "s3://bucket/files/", "endpoint_url": "http://127.0.0.1:9",
+                      "credentials_env": {"aws_access_key_id": "CANARY_KEY_ID",
+                                          "aws_secret_access_key": "CANARY_SECRET"}}]}
+    tier = load_spec(spec).build().sources[0]
+    raw = pickle.dumps(tier)
+    assert b"canary-secret-value-123" not in raw and b"AKIACANARYKEYID00000" not in raw
+    assert b"CANARY_SECRET" in raw  # the reference travels, and is read again where the client is built

@@ -1,6 +1,7 @@
 """Per-process SDK clients (built lazily, shared by threads, rebuilt after ``fork``) and optional imports."""
 from __future__ import annotations
 
+import copy
 import importlib
 import os
 import threading
@@ -10,7 +11,7 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["ProcessLocal", "require", "resolve_transport", "TRANSPORTS"]
+__all__ = ["ProcessLocal", "EnvVar", "require", "resolve_transport", "TRANSPORTS"]
 
 TRANSPORTS = ("auto", "sdk", "fast")
 
@@ -44,7 +45,7 @@ class ProcessLocal(Generic[T]):
             if self._pid != pid:
                 failure = self._failure
                 if failure is not None and time.monotonic() - failure[1] < self._retry_after:
-                    raise failure[0]
+                    raise copy.copy(failure[0]) from None  # a fresh object: tracebacks do not pile up
                 try:
                     self._value = self._factory()
                 except Exception as exc:
@@ -77,3 +78,36 @@ def resolve_transport(transport: str) -> str:
     except ImportError:
         return "sdk"
     return "fast"
+
+
+class EnvVar:
+    """A credential named by the environment variable that holds it. It is read in each process when the
+    client is built, so the value never travels in a pickle and never appears in a repr."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def value(self) -> str:
+        value = os.environ.get(self.name)
+        if value is None:
+            raise KeyError(f"environment variable {self.name} is not set")
+        return value
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, EnvVar) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __repr__(self) -> str:
+        return f"EnvVar({self.name!r})"
+
+    def __reduce__(self):
+        return EnvVar, (self.name,)
+
+
+def resolve_env(options: dict) -> dict:
+    """``options`` with every ``EnvVar`` value replaced by the variable's value (``KeyError`` if unset)."""
+    return {k: v.value() if isinstance(v, EnvVar) else v for k, v in options.items()}

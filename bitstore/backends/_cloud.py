@@ -14,8 +14,8 @@ from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .._logging import log_once
-from ..errors import BitstoreError
+from .._logging import cause_of, log_once
+from ..errors import BitstoreError, StoreNotAvailable
 from ..retry import RetryPolicy
 from ..store import Store
 from ._client import TRANSPORTS, ProcessLocal, resolve_transport
@@ -117,7 +117,15 @@ class CloudRaw(Store):
             log_once(logger, logging.INFO, "fast-transport", "forked",
                      "obstore cannot run in a process forked after it ran in its parent: using the SDK here")
             return None
-        return self._build_fast(self._conn.get())
+        conn = self._conn.get()
+        try:
+            return self._build_fast(conn)
+        except Exception as exc:
+            if self.transport == "fast":
+                raise StoreNotAvailable(self, f"the fast transport could not start: {cause_of(exc)}") from None
+            log_once(logger, logging.WARNING, "fast-transport", cause_of(exc),
+                     f"the fast transport could not start ({cause_of(exc)}): using the SDK")
+            return None
 
     @abstractmethod
     def _build_fast(self, conn: Any) -> Any:

@@ -71,10 +71,12 @@ class LocalRaw(Store):
 
     # --- io --------------------------------------------------------------------------------------
     def _lexical_path(self, uri: Any) -> str:
-        """The absolute path ``uri`` names, ``..`` folded but symlinks not followed (no system call)."""
+        """The absolute path ``uri`` names, symlinks not followed (no system call unless it has ``..``)."""
         raw = self._raw_path(uri)
         if raw is None:
             raise InvalidURI(self, uri, hint=self.URI_HINT)
+        if ".." in raw.split("/"):  # "link/.." is the link target's parent for the OS: resolve as put does
+            return self._path(uri)
         path = os.path.normpath(os.path.join(self.root if self.root is not None else os.getcwd(), raw))
         if self.root is not None and not self._inside(path):
             raise InvalidURI(self, uri, hint=f"paths must stay inside {self.root}")

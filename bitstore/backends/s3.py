@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from ..errors import StoreNotAvailable
 from ..retry import RetryPolicy
 from . import _redact
-from ._client import require
+from ._client import require, resolve_env
 from ._cloud import ANONYMOUS, DEFAULT_POOL, CloudRaw
 from ._errors import check_size, read_exactly, s3_error
 
@@ -88,7 +88,7 @@ class S3Raw(CloudRaw):
                     "s3", endpoint_url=self.endpoint_url, config=self._config(signature_version=UNSIGNED))
                 return _Conn(client, None)
             try:
-                session = boto3.Session(**(option or {}))
+                session = boto3.Session(**resolve_env(option or {}))
                 if session.get_credentials() is None:
                     tried.append("no credentials found")
                     continue

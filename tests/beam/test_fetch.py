@@ -152,3 +152,27 @@ def test_fetch_blobs_rejects_bad_batching_options(bad):
 def test_fetch_blobs_rejects_a_store_it_cannot_use():
     with pytest.raises(TypeError, match="store must be"):
         FetchBlobs(42)
+
+
+def test_store_source_keeps_its_store_while_other_shared_objects_come_and_go():
+    import gc
+
+    from apache_beam.utils.shared import Shared
+
+    from beam_transforms._store import StoreSource
+    from bitstore import MemoryRaw
+
+    builds = []
+
+    def factory():
+        builds.append(1)
+        return MemoryRaw()
+
+    source = StoreSource(factory)
+    first = source.acquire()
+    other = Shared()
+    for _ in range(3):  # another user of Shared in the same process (e.g. RunInference)
+        other.acquire(lambda: type("Box", (), {})())
+        gc.collect()
+    assert source.acquire() is first and len(builds) == 1
+    assert "_held" not in source.__getstate__()
