@@ -8,7 +8,6 @@ before the bundle commits. Subclasses decide what a key is and what each outcome
 """
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -17,7 +16,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 
-from bitstore import FetchResult, Store
+from bitstore import FetchResult, Sha1Composite, Store
 from bitstore.errors import short
 
 from ._store import StoreSource
@@ -32,7 +31,7 @@ DEFAULT_MAX_BATCH_SIZE = 1024
 DEFAULT_MAX_WORKERS = 64
 DEFAULT_MAX_BATCH_BYTES = 64 * 1024 * 1024
 
-_SHA1_KEY = re.compile(r"(?:[sS][hH][aA]1://)?([0-9a-fA-F]{40})")
+_SHA1_KEY = Sha1Composite.SHA1_URI_REGEX
 
 
 def canonical_sha1(element: Any) -> tuple[str | None, str | None]:

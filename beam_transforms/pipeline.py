@@ -17,11 +17,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from bitstore.inputs import FORMATS
+from bitstore.spec import load_spec_or_default
+
 __all__ = ["main", "build", "DEFAULT_RUNNER"]
 
 DEFAULT_RUNNER = "FnApiRunner"
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 3
-_FORMATS = (".txt", ".csv", ".parquet")
 _WRITE_BATCH_ROWS = 256
 
 
@@ -50,20 +52,11 @@ def _with_default_runner(beam_args: list[str]) -> list[str]:
     return [f"--runner={DEFAULT_RUNNER}", *beam_args]
 
 
-def _load_spec(path: str | None):
-    from bitstore.spec import default_spec, load_spec
-
-    if path:
-        return load_spec(path)
-    home = os.environ.get("BITSTORE_HOME") or os.path.join(os.path.expanduser("~"), ".bitstore")
-    return load_spec(default_spec(home))
-
-
 def _format(path: str) -> str:
     fmt = os.path.splitext(path)[1].lower()
-    if fmt not in _FORMATS:
+    if fmt not in FORMATS:
         raise ValueError(f"{path}: cannot tell the input format from the extension {fmt or '(none)'!r}; "
-                         f"use one of {', '.join(_FORMATS)}")
+                         f"use one of {', '.join(FORMATS)}")
     return fmt
 
 
@@ -177,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     options = PipelineOptions(_with_default_runner(beam_args))
     try:
-        spec = _load_spec(args.spec)
+        spec = load_spec_or_default(args.spec)
         if _is_local(args.input):
             from bitstore.inputs import InputError, open_keys
 

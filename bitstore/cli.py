@@ -83,12 +83,9 @@ def _parser() -> argparse.ArgumentParser:
 
 # --- commands ---------------------------------------------------------------------------------------
 def _load_spec(args: argparse.Namespace):
-    from .spec import default_spec, load_spec
+    from .spec import load_spec_or_default
 
-    if args.spec:
-        return load_spec(args.spec)
-    home = os.environ.get("BITSTORE_HOME") or os.path.join(os.path.expanduser("~"), ".bitstore")
-    return load_spec(default_spec(home))
+    return load_spec_or_default(args.spec)
 
 
 def _get(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .backends._client import EnvVar
+from .backends._client import TRANSPORTS, EnvVar
 from .composite import Composite
 from .errors import SpecError
 from .retry import RetryPolicy
@@ -46,7 +46,6 @@ _TYPES: dict[str, Any] = {
     "attempts": int, "base_delay": _NUMBER, "max_delay": _NUMBER, "class": str, "env": dict,
 }
 _S3_SESSION_KEYS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "region_name", "profile_name")
-_TRANSPORTS = ("auto", "sdk", "fast")
 _ROLES = ("source", "cache")
 _SECRET_KEY = re.compile(
     r"secret|passw|token|private[_-]?key|api[_-]?key|access[_-]?key|credential|bearer|(?:^|_)auth$", re.I
@@ -178,6 +177,14 @@ def load_spec(spec: Spec | Mapping[str, Any] | str | os.PathLike) -> Spec:
     raise SpecError(f"a spec is a dict or a path to a TOML file, not {type(spec).__name__}")
 
 
+def load_spec_or_default(path: str | os.PathLike | None) -> Spec:
+    """The spec at ``path``, else the embedded local store under ``$BITSTORE_HOME`` (default ``~/.bitstore``)."""
+    if path:
+        return load_spec(path)
+    home = os.environ.get("BITSTORE_HOME") or os.path.join(os.path.expanduser("~"), ".bitstore")
+    return load_spec(default_spec(home))
+
+
 def default_spec(home: str | os.PathLike) -> dict[str, Any]:
     """The embedded store: one local tier under ``home/blobs/``, read first and used as the cache."""
     folder = os.path.join(os.path.abspath(os.path.expanduser(os.fspath(home))), "blobs")
@@ -282,8 +289,8 @@ def _validate_tier(tier: Mapping[str, Any], index: int, keys: str, default_retry
 
 
 def _validate_cloud(tier: dict, kind: str, where: str, default_retry: dict, base_dir: str, fail) -> None:
-    if tier.get("transport", "auto") not in _TRANSPORTS:
-        fail(f"must be one of {', '.join(_TRANSPORTS)}, not {_shown(tier['transport'])}", f"{where}.transport")
+    if tier.get("transport", "auto") not in TRANSPORTS:
+        fail(f"must be one of {', '.join(TRANSPORTS)}, not {_shown(tier['transport'])}", f"{where}.transport")
     refs = [k for k in ("profile", "credentials_env", "credentials_file") if k in tier]
     if tier.get("anonymous") and refs:
         fail(f"anonymous = true cannot be combined with {refs[0]}", f"{where}.anonymous")
