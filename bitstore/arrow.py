@@ -1,8 +1,9 @@
 """Arrow adapter: tables and streams of record batches gain a blob column (and optional status/source columns).
 
 Every input batch's keys are read lazily, across batches, into one ``store.get_many`` call; its in-order
-results are cut back into one set of new columns per batch. Memory therefore stays bounded by the batch
-engine's ``max_bytes_in_flight`` plus the output batch being built and the one the consumer holds.
+results are cut back into one set of new columns per batch (enrich_table: per 16 MiB of blobs). Memory
+therefore stays bounded by the batch engine's ``max_bytes_in_flight`` plus the output batch being built and
+the one the consumer holds.
 """
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ __all__ = [
 #: in memory at once, so this is kept small next to pyarrow's default of 131,072 rows.
 DATASET_BATCH_ROWS = 1024
 _TABLE_SLICE_ROWS = 65_536
+#: enrich_table ends a chunk of its new columns once it holds this many bytes of blobs, so fetched blobs are
+#: copied into the table (and freed) while later ones are still being fetched.
+_CHUNK_BYTES = 16 << 20
 
 Unit = TypeVar("Unit")
 
@@ -160,14 +164,14 @@ def _fetch_units(
     units: Iterable[Unit],
     keys_of: Callable[[Unit], list[Any]],
     store: Store,
-    plan: _Plan,
     fetch_options: dict[str, Any],
-) -> Iterator[tuple[Unit, list[pa.Array]]]:
-    """``(unit, new columns)`` per unit, in order, from one ``get_many`` over the keys of every unit.
+) -> Iterator[tuple[Unit, Iterator[FetchResult]]]:
+    """``(unit, its results)`` per unit, in order, from one ``get_many`` over the keys of every unit.
 
-    The key iterator records each unit as ``get_many`` reaches it, so the units waiting for their results
-    are exactly those the engine has read ahead (its window), never the whole input. ``get_many`` is called
-    here, so its options are checked before the first batch is read.
+    A unit's results come as an iterator that must be read to its end before the next unit is taken. The key
+    iterator records each unit as ``get_many`` reaches it, so the units waiting for their results are exactly
+    those the engine has read ahead (its window), never the whole input. ``get_many`` is called here, so its
+    options are checked before the first batch is read.
     """
     waiting: deque[tuple[Unit, int]] = deque()
 
@@ -179,7 +183,7 @@ def _fetch_units(
 
     results = iter(store.get_many(all_keys(), **fetch_options))
 
-    def per_unit() -> Iterator[tuple[Unit, list[pa.Array]]]:
+    def per_unit() -> Iterator[tuple[Unit, Iterator[FetchResult]]]:
         early: list[FetchResult] = []  # a result pulled only to make the engine read more units
         try:
             while True:
@@ -189,7 +193,7 @@ def _fetch_units(
                         return
                 unit, n = waiting.popleft()
                 taken, early = early[:n], early[n:]
-                yield unit, _columns_for(plan, taken, results, n)
+                yield unit, _exactly(n, taken, results)
         finally:
             close = getattr(results, "close", None)  # stops the engine's threads when the reader is dropped
             if close is not None:
@@ -198,12 +202,30 @@ def _fetch_units(
     return per_unit()
 
 
-def _columns_for(plan: _Plan, taken: list[FetchResult], results: Iterator[FetchResult], n: int) -> list[pa.Array]:
-    """Build one unit's columns; its results list dies here, before the caller yields the Arrow data."""
-    rows = taken + list(islice(results, n - len(taken)))
-    if len(rows) != n:
-        raise RuntimeError(f"the batch engine returned {len(rows)} results for {n} keys")
-    return plan.columns(rows)
+def _exactly(n: int, taken: list[FetchResult], results: Iterator[FetchResult]) -> Iterator[FetchResult]:
+    """The ``n`` results of one unit: those already ``taken``, then the rest from ``results``."""
+    got = len(taken)
+    yield from taken
+    for result in islice(results, n - got):
+        got += 1
+        yield result
+    if got != n:
+        raise RuntimeError(f"the batch engine returned {got} results for {n} keys")
+
+
+def _pieces(results: Iterator[FetchResult], max_bytes: int) -> Iterator[list[FetchResult]]:
+    """``results`` cut into lists that end once they hold ``max_bytes`` of blobs (or at the end)."""
+    piece: list[FetchResult] = []
+    size = 0
+    for result in results:
+        piece.append(result)
+        if result.data is not None:
+            size += len(result.data)
+        if size >= max_bytes:
+            yield piece
+            piece, size = [], 0
+    if piece:
+        yield piece
 
 
 def _fetch_options(max_workers: int, max_bytes_in_flight: int, progress: bool | None,
@@ -249,9 +271,11 @@ def enrich_table(
     )
     options = _fetch_options(max_workers, max_bytes_in_flight, progress, table.num_rows)
     chunks: list[list[pa.Array]] = [[] for _ in fields]
-    for _, arrays in _fetch_units(key_chunks, _keys, store, plan, options):
-        for column, chunk in zip(chunks, arrays):
-            column.append(chunk)
+    for _, results in _fetch_units(key_chunks, _keys, store, options):
+        for piece in _pieces(results, _CHUNK_BYTES):
+            for column, chunk in zip(chunks, plan.columns(piece)):
+                column.append(chunk)
+            del piece  # its blobs are in the table now; free them before the next piece is gathered
     for field, column in zip(fields, chunks):
         table = table.append_column(field, pa.chunked_array(column, type=field.type))
     return table
@@ -299,8 +323,9 @@ def enrich_batches(
                 raise TypeError(f"batch {i} has schema {batch.schema} but the first batch had {in_schema}")
             yield batch
 
-    units = _fetch_units(checked(), lambda b: _keys(b.column(key_index)), store, plan, options)
-    enriched = (pa.RecordBatch.from_arrays([*batch.columns, *arrays], schema=out_schema) for batch, arrays in units)
+    units = _fetch_units(checked(), lambda b: _keys(b.column(key_index)), store, options)
+    enriched = (pa.RecordBatch.from_arrays([*batch.columns, *plan.columns(list(results))], schema=out_schema)
+                for batch, results in units)
     return pa.RecordBatchReader.from_batches(out_schema, enriched)
 
 

@@ -14,6 +14,7 @@ from collections.abc import Hashable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from ._memory import tune_allocator
 from .errors import InvalidURI
 
 if TYPE_CHECKING:
@@ -105,6 +106,7 @@ def fetch_many(
             total = len(keys)  # type: ignore[arg-type]
         except TypeError:
             total = None
+    tune_allocator()
     return _run(store, iter(keys), max_workers, max_bytes_in_flight, _progress_bar(total, want_progress(progress)))
 
 

@@ -7,6 +7,7 @@ import random
 import re
 import subprocess
 import sys
+import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -289,6 +290,53 @@ def test_streaming_memory_stays_bounded_over_a_dataset_larger_than_the_budget():
     assert figures["rows"] == 2048 and data == 2048 * (32 * 1024 // 40) * 40  # every blob went through
     assert figures["python_peak"] + figures["arrow_peak"] < data / 4, figures
     assert figures["rss_growth"] < data * 3 / 4, figures
+
+
+def test_enrich_table_cuts_its_new_columns_into_chunks_by_bytes(monkeypatch):
+    """Blobs are copied into the table a chunk at a time (so they are freed while later ones are fetched):
+    each chunk of the new columns ends once it holds ``_CHUNK_BYTES``, and the columns stay row-aligned."""
+    import bitstore.arrow as arrow_module
+
+    monkeypatch.setattr(arrow_module, "_CHUNK_BYTES", 5_000)
+    keys = [SHAS[3], None, SHAS[1], SHAS[4], ABSENT[0], SHAS[3], SHAS[3], SHAS[0], SHAS[2]] * 3
+    out = enrich_table(pa.table({"sha1": keys}), memory_store(), status_column="status", max_workers=3)
+    blob, status = out.column("blob"), out.column("status")
+    check_rows(keys, blob.to_pylist(), status.to_pylist())
+    lengths = [len(c) for c in blob.chunks]
+    assert lengths == [len(c) for c in status.chunks] and sum(lengths) == len(keys)
+    sizes = [sum(len(b) for b in c.to_pylist() if b is not None) for c in blob.chunks]
+    assert all(size >= 5_000 for size in sizes[:-1]) and len(sizes) > 3, sizes
+    for chunk, size in zip(blob.chunks, sizes):  # each chunk ends at the first row that reaches the bound
+        last = chunk[len(chunk) - 1].as_py()
+        assert size - (len(last) if last is not None else 0) < 5_000
+
+
+def test_enrich_table_holds_the_table_plus_one_chunk_not_every_blob_twice():
+    """Peak Python memory of enrich_table over 128 MiB of freshly fetched blobs, in a fresh process: the table
+    plus about one chunk, not the fetched blobs and the table both (which would be twice the data)."""
+    code = textwrap.dedent("""
+        import tracemalloc, pyarrow as pa
+        from bitstore import Store
+        from bitstore.arrow import enrich_table
+
+        class Fresh(Store):
+            def is_valid(self, uri):
+                return isinstance(uri, str)
+
+            def get(self, uri):
+                return bytes(1 << 20)
+
+        table = pa.table({"sha1": [f"k{i}" for i in range(128)]})
+        tracemalloc.start()
+        out = enrich_table(table, Fresh(), max_workers=4, max_bytes_in_flight=4 << 20)
+        _, peak = tracemalloc.get_traced_memory()
+        assert out.column("blob").null_count == 0
+        print(peak, out.column("blob").nbytes)
+    """)
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    peak, data = map(int, run.stdout.split())
+    assert data >= 128 << 20
+    assert peak < data * 3 / 2, (peak, data)
 
 
 # --- errors ----------------------------------------------------------------------------------------
