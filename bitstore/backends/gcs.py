@@ -62,9 +62,9 @@ class GSRaw(CloudRaw):
         if not (credentials is None or isinstance(credentials, str) or _is_credentials(credentials)):
             raise TypeError("credentials must be None, 'anonymous', a service-account JSON path or a google-auth "
                             f"Credentials object; got {type(credentials).__name__}")
+        # Kept as the user gave it: the client refreshes a per-process copy, so the tokens a process obtains
+        # never reach this object (nor its pickles); a token the user passed is their credential and travels.
         self.credentials = credentials
-        # A token the user passed is their credential and travels; one this process obtains does not.
-        self._drop_token = _is_credentials(credentials) and getattr(credentials, "token", None) is None
         self.project = project or getattr(credentials, "project_id", None)
         self.endpoint = endpoint.rstrip("/") if endpoint else None
 
@@ -117,7 +117,7 @@ class GSRaw(CloudRaw):
             except DefaultCredentialsError:
                 raise StoreNotAvailable(self, "no default Google credentials found") from None
             return found, self.project or project
-        return creds, self.project
+        return _process_copy(creds), self.project
 
     def _connect(self) -> _Conn:
         storage = require("google.cloud.storage", "gcp")
@@ -143,12 +143,6 @@ class GSRaw(CloudRaw):
         return GCSFast(conn.credentials, anonymous=_is_anonymous(conn.credentials), endpoint=self.emulator,
                        max_blob_bytes=self.max_blob_bytes, timeout=self.timeout)
 
-    def __getstate__(self) -> dict:
-        state = super().__getstate__()
-        if self._drop_token:
-            state["credentials"] = _without_token(self.credentials)
-        return state
-
 
 def _is_credentials(value: Any) -> bool:
     """A google-auth Credentials object (duck-typed, so google-auth need not be imported to check)."""
@@ -159,15 +153,12 @@ def _is_anonymous(credentials: Any) -> bool:
     return type(credentials).__name__ == "AnonymousCredentials"
 
 
-def _without_token(credentials: Any) -> Any:
-    """A copy of user-passed credentials without the access token this process obtained."""
-    clone = copy.copy(credentials)
+def _process_copy(credentials: Any) -> Any:
+    """This process's copy of user-passed credentials, for the client to refresh in place."""
     try:
-        clone.token = None
-        clone.expiry = None
-    except AttributeError:  # a read-only token: such credentials refresh on use anyway
-        pass
-    return clone
+        return copy.copy(credentials)
+    except Exception:  # an uncopyable credentials class: tokens it obtains would then be pickled with the store
+        return credentials
 
 
 def _status_error(response: Any) -> HTTPStatusError:

@@ -46,11 +46,30 @@ def test_token_obtained_later_is_not_pickled(gcs):
 
     creds = Credentials(token=None, refresh_token="refresh-secret-11", client_id="id", client_secret="cs",
                         token_uri="http://127.0.0.1:9/token")
-    raw = gcs.raw(credentials=creds, project="proj")
-    creds.token = "ya29.obtained-by-refresh"  # as a refresh in this process would
+    raw = gcs.raw(credentials=creds, project="proj", transport="sdk")
+    raw.client._credentials.token = "ya29.obtained-by-refresh"  # as a refresh in this process would
+    assert creds.token is None  # the client refreshes its own copy, never the user's object
     blob = pickle.dumps(raw)
     assert b"ya29.obtained-by-refresh" not in blob
     assert pickle.loads(blob).credentials.token is None
+
+
+def test_a_refreshed_token_replacing_the_users_is_not_pickled(gcs):
+    """Credentials passed with a token (the user's, which travels) and a refresh token: once this process
+    refreshes, the pickle still carries the user's token, never the one obtained here."""
+    from google.oauth2.credentials import Credentials
+
+    gcs.create_bucket("bkt")
+    uri = gcs.put("bkt", "k", b"data")
+    creds = Credentials(token=TOKEN, refresh_token="refresh-secret-12", client_id="id", client_secret="cs",
+                        token_uri="http://127.0.0.1:9/token")
+    raw = gcs.raw(credentials=creds, project="proj", transport="sdk")
+    assert raw.get(uri) == b"data"
+    raw.client._credentials.token = "ya29.refreshed-in-this-process"
+    blob = pickle.dumps(raw)
+    assert b"ya29.refreshed-in-this-process" not in blob
+    clone = pickle.loads(blob)
+    assert clone.credentials.token == TOKEN and clone.get(uri) == b"data"
 
 
 def test_project_comes_from_the_credentials():
