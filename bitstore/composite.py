@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from html import escape
 from typing import Any
 
@@ -128,10 +129,11 @@ class Composite(Store):
         raise NotFoundInStore(self, uri, "; ".join(corrupt) or None)
 
     # --- writing -------------------------------------------------------------------------------
-    def _write_to_cache(self, data: bytes, uri: Any) -> bool:
-        """Write a hit to the cache tier; a failure is counted and logged once per cause, never raised."""
+    def _write_to_cache(self, data: bytes, uri: Any, put: Callable[[Any, bytes], Any] | None = None) -> bool:
+        """Write a hit to the cache tier (with ``put``, else its ``put``); a failure is counted and logged once
+        per cause, never raised."""
         try:
-            stored = self.cache.put(uri, data)
+            stored = (put or self.cache.put)(uri, data)
         except Exception as exc:
             stored = False
             log_once(logger, logging.WARNING, f"cache-write:{store_label(self.cache)}", cause_of(exc),

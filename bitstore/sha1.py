@@ -5,6 +5,7 @@ import hashlib
 import logging
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 from ._logging import Counter, cause_of, log_once
@@ -95,6 +96,10 @@ class Sha1Store(Sha1FormatMixin, VerifySha1Mixin, Store):
             self._verify_data(data, sha1)
         return self.base_store.put(self._uri(sha1), data)
 
+    def _put_verified(self, sha1: str, data: bytes) -> Any:
+        """``put`` of bytes whose SHA1 the caller has just checked against ``sha1`` (write-back): no second hash."""
+        return self.base_store.put(self._uri(sha1), data)
+
 
 class Sha1Cache(Sha1Store):
     """A ``Sha1Store`` used as a cache: ``put`` never raises and returns whether the blob was stored.
@@ -108,8 +113,14 @@ class Sha1Cache(Sha1Store):
         self.write_failures = Counter()
 
     def put(self, sha1: str, data: bytes) -> bool:
+        return self._guarded(Sha1Store.put, sha1, data)
+
+    def _put_verified(self, sha1: str, data: bytes) -> bool:
+        return self._guarded(Sha1Store._put_verified, sha1, data)
+
+    def _guarded(self, put: Callable[[Sha1Store, str, bytes], Any], sha1: str, data: bytes) -> bool:
         try:
-            super().put(sha1, data)
+            put(self, sha1, data)
         except InvalidDataFound:  # already logged once by _verify_data
             self.write_failures.add()
             return False
@@ -179,4 +190,7 @@ class Sha1Composite(Sha1FormatMixin, Composite):
             log_once(logger, logging.WARNING, f"cache-write:{self.name}", "sha1 mismatch",
                      f"{self.name}: a tier served bytes that do not match their SHA1; not caching them")
             return False
-        return super()._write_to_cache(data, uri)
+        # The bytes were just checked: a SHA1 cache of ours need not hash them again (a subclass's own put is kept).
+        own = isinstance(self.cache, Sha1Store) and type(self.cache).put in (Sha1Store.put, Sha1Cache.put)
+        put = self.cache._put_verified if own else None
+        return super()._write_to_cache(data, uri, put)

@@ -204,6 +204,38 @@ def test_sha1_composite_write_back_never_poisons_a_cache():
     assert result.status == "found" and result.cached is False
 
 
+@pytest.mark.parametrize("cache_class", [Sha1Store, Sha1Cache])
+def test_write_back_hashes_the_blob_once(monkeypatch, cache_class):
+    """The composite checks the bytes before writing them back; a verifying SHA1 cache of ours trusts that
+    check instead of hashing the blob a second time."""
+    import bitstore.sha1 as sha1_module
+
+    calls = []
+    real = sha1_module.sha1_hex
+    monkeypatch.setattr(sha1_module, "sha1_hex", lambda data: calls.append(len(data)) or real(data))
+    cache_raw = MemoryRaw()
+    store = Sha1Composite()
+    store.append_cache(cache_class(cache_raw, "mem://c/", verify=True))
+    store.append_source(DictAPI({KEY: DATA}))
+    assert store.get(KEY) == DATA and cache_raw.get(f"mem://c/{KEY}") == DATA
+    assert calls == [len(DATA)] and store.cache_writes == 1
+    calls.clear()
+    assert store.get(KEY.upper()) == DATA and calls == [len(DATA)]  # served by the cache, verified on read
+
+
+def test_write_back_goes_through_a_cache_subclass_own_put():
+    class AuditedCache(Sha1Cache):
+        def put(self, sha1, data):
+            self.seen = sha1
+            return super().put(sha1, data)
+
+    cache = AuditedCache(MemoryRaw(), "mem://c/")
+    store = Sha1Composite()
+    store.append_cache(cache)
+    store.append_source(DictAPI({KEY: DATA}))
+    assert store.get(KEY) == DATA and cache.seen == KEY and store.cache_writes == 1
+
+
 def test_sha1_composite_with_verifying_sources_skips_corrupt_tiers():
     corrupt_raw, good_raw = MemoryRaw(), MemoryRaw()
     corrupt_raw.put(f"mem://{KEY}", BAD)
