@@ -1,12 +1,13 @@
-"""Memory for many large blobs: glibc malloc tuning, and big buffers backed by transparent huge pages.
+"""glibc malloc tuning for many large blobs.
 
 Every blob a worker thread receives becomes a new ``bytes`` object, i.e. a ``malloc`` of the blob's size. With
 glibc's defaults, memory freed by the blobs already consumed is handed back to the kernel almost at once (the
 trim threshold follows the mmap threshold, a few MiB), so the next blob lands on fresh pages: 256 page faults
-per MiB, which cost more CPU than the network read itself (measured: 1 MiB blobs at 1.7 CPU-ms each with the
-defaults, 1.0 with the tuning). ``tune_allocator`` raises both thresholds once per process, so blobs up to
-32 MiB reuse freed heap memory. The cost: a process keeps up to ``TRIM_THRESHOLD`` of freed memory instead of
-returning it. It is skipped when the user already tunes glibc through its environment variables, when
+per MiB, which cost more CPU than the network read itself (measured: 1 MiB blobs at 1.5-1.7 CPU-ms each with
+the defaults, 0.8-1.0 with the tuning). ``tune_allocator`` raises both thresholds once per process, so blobs up
+to 32 MiB reuse freed heap memory. The cost: the worker threads' heaps keep what they freed for the next
+blobs instead of returning it (glibc's defaults already keep most of it once a process has freed a large
+block). It is skipped when the user already tunes glibc through its environment variables, when
 ``BITSTORE_TUNE_MALLOC=0``, and off glibc.
 """
 from __future__ import annotations
@@ -46,7 +47,8 @@ def tune_allocator() -> bool:
         try:
             import ctypes
 
-            mallopt = ctypes.CDLL(None).mallopt
+            libc = ctypes.CDLL(None)
+            mallopt = libc.mallopt
             mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
             # The order matters: setting the trim threshold alone would also freeze the mmap threshold at 128 KiB.
             ok = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1

@@ -62,3 +62,4 @@ def test_tune_allocator_is_idempotent_and_never_raises():
     assert _memory.tune_allocator() is first
     assert first == (GLIBC and os.environ.get("BITSTORE_TUNE_MALLOC", "1") not in ("0", "off")
                      and not any(k.startswith("MALLOC_") and k.endswith("_") for k in os.environ))
+
