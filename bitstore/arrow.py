@@ -1,9 +1,9 @@
 """Arrow adapter: tables and streams of record batches gain a blob column (and optional status/source columns).
 
 Every input batch's keys are read lazily, across batches, into one ``store.get_many`` call; its in-order
-results are cut back into one set of new columns per batch (enrich_table: per 16 MiB of blobs). Memory
-therefore stays bounded by the batch engine's ``max_bytes_in_flight`` plus the output batch being built and
-the one the consumer holds.
+results are cut back into one set of new columns per batch (enrich_table: per 16 MiB of small blobs, and one
+chunk, not copied, per blob of 1 MiB or more). Memory therefore stays bounded by the batch engine's
+``max_bytes_in_flight`` plus the output batch being built and the one the consumer holds.
 """
 from __future__ import annotations
 
@@ -40,8 +40,10 @@ __all__ = [
 DATASET_BATCH_ROWS = 1024
 _TABLE_SLICE_ROWS = 65_536
 #: enrich_table ends a chunk of its new columns once it holds this many bytes of blobs, so fetched blobs are
-#: copied into the table (and freed) while later ones are still being fetched.
+#: copied into the table (and freed) while later ones are still being fetched ...
 _CHUNK_BYTES = 16 << 20
+#: ... and a blob this large is a chunk of its own, which wraps the fetched bytes instead of copying them.
+_OWN_CHUNK_BYTES = 1 << 20
 
 Unit = TypeVar("Unit")
 
@@ -129,7 +131,7 @@ class _Plan:
 
 def _large_binary(values: list[bytes | None]) -> pa.Array:
     """A ``large_binary`` array built with one copy of the bytes (``pa.array`` grows its buffer by doubling,
-    copying large blobs several times)."""
+    copying large blobs several times), or none for a single blob (``join`` returns it as it is)."""
     offsets = array("q", accumulate((len(v) if v is not None else 0 for v in values), initial=0))
     data = b"".join(v for v in values if v is not None)
     null_count = values.count(None)
@@ -213,14 +215,21 @@ def _exactly(n: int, taken: list[FetchResult], results: Iterator[FetchResult]) -
         raise RuntimeError(f"the batch engine returned {got} results for {n} keys")
 
 
-def _pieces(results: Iterator[FetchResult], max_bytes: int) -> Iterator[list[FetchResult]]:
-    """``results`` cut into lists that end once they hold ``max_bytes`` of blobs (or at the end)."""
+def _pieces(results: Iterator[FetchResult], max_bytes: int, own_min: int) -> Iterator[list[FetchResult]]:
+    """``results`` cut into lists that end once they hold ``max_bytes`` of blobs (or at the end); a blob of
+    ``own_min`` bytes or more is a list of its own."""
     piece: list[FetchResult] = []
     size = 0
     for result in results:
+        n = len(result.data) if result.data is not None else 0
+        if n >= own_min:
+            if piece:
+                yield piece
+                piece, size = [], 0
+            yield [result]
+            continue
         piece.append(result)
-        if result.data is not None:
-            size += len(result.data)
+        size += n
         if size >= max_bytes:
             yield piece
             piece, size = [], 0
@@ -272,7 +281,7 @@ def enrich_table(
     options = _fetch_options(max_workers, max_bytes_in_flight, progress, table.num_rows)
     chunks: list[list[pa.Array]] = [[] for _ in fields]
     for _, results in _fetch_units(key_chunks, _keys, store, options):
-        for piece in _pieces(results, _CHUNK_BYTES):
+        for piece in _pieces(results, _CHUNK_BYTES, _OWN_CHUNK_BYTES):
             for column, chunk in zip(chunks, plan.columns(piece)):
                 column.append(chunk)
             del piece  # its blobs are in the table now; free them before the next piece is gathered

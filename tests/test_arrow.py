@@ -294,21 +294,41 @@ def test_streaming_memory_stays_bounded_over_a_dataset_larger_than_the_budget():
 
 def test_enrich_table_cuts_its_new_columns_into_chunks_by_bytes(monkeypatch):
     """Blobs are copied into the table a chunk at a time (so they are freed while later ones are fetched):
-    each chunk of the new columns ends once it holds ``_CHUNK_BYTES``, and the columns stay row-aligned."""
+    each chunk of the new columns ends once it holds ``_CHUNK_BYTES``, a blob of ``_OWN_CHUNK_BYTES`` or more
+    is a chunk of its own, and the new columns stay row-aligned."""
     import bitstore.arrow as arrow_module
 
     monkeypatch.setattr(arrow_module, "_CHUNK_BYTES", 5_000)
-    keys = [SHAS[3], None, SHAS[1], SHAS[4], ABSENT[0], SHAS[3], SHAS[3], SHAS[0], SHAS[2]] * 3
+    monkeypatch.setattr(arrow_module, "_OWN_CHUNK_BYTES", 60_000)  # only BLOBS[4] (70,000 bytes) is that large
+    keys = [SHAS[3], None, SHAS[1], SHAS[4], ABSENT[0], SHAS[3], SHAS[3], SHAS[0], SHAS[2], SHAS[4], SHAS[4]] * 3
     out = enrich_table(pa.table({"sha1": keys}), memory_store(), status_column="status", max_workers=3)
     blob, status = out.column("blob"), out.column("status")
     check_rows(keys, blob.to_pylist(), status.to_pylist())
     lengths = [len(c) for c in blob.chunks]
     assert lengths == [len(c) for c in status.chunks] and sum(lengths) == len(keys)
-    sizes = [sum(len(b) for b in c.to_pylist() if b is not None) for c in blob.chunks]
-    assert all(size >= 5_000 for size in sizes[:-1]) and len(sizes) > 3, sizes
-    for chunk, size in zip(blob.chunks, sizes):  # each chunk ends at the first row that reaches the bound
-        last = chunk[len(chunk) - 1].as_py()
+    chunks = [c.to_pylist() for c in blob.chunks]
+    assert chunks.count([BLOBS[4]]) == keys.count(SHAS[4])  # each large blob alone
+    small = [c for c in chunks if c != [BLOBS[4]]]
+    assert all(BLOBS[4] not in c for c in small)
+    sizes = [sum(len(b) for b in c if b is not None) for c in small]
+    for chunk, size in zip(small, sizes):  # a chunk ends at the row that reaches the bound, or before a large blob
+        last = chunk[-1]
         assert size - (len(last) if last is not None else 0) < 5_000
+    assert len(small) > 3, sizes
+
+
+def test_enrich_table_wraps_a_large_blob_without_copying_it():
+    big = bytes(range(256)) * 8192  # 2 MiB
+    raw = MemoryRaw()
+    tier = Sha1Store(raw, "mem://b/")
+    tier.put(sha1_hex(big), big)
+    served = tier.get(sha1_hex(big))
+    store = Sha1Composite()
+    store.append_source(tier)
+    out = enrich_table(pa.table({"sha1": [SHAS[1], sha1_hex(big), SHAS[2]]}), store)
+    chunks = out.column("blob").chunks
+    assert [c.to_pylist() for c in chunks] == [[None], [big], [None]]
+    assert chunks[1].buffers()[2].address == pa.py_buffer(served).address
 
 
 def test_enrich_table_holds_the_table_plus_one_chunk_not_every_blob_twice():
