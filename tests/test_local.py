@@ -230,7 +230,7 @@ def test_permission_denied_is_unavailable_not_missing(root):
 
 
 def test_permission_error_maps_to_unavailable_without_the_full_path(root, monkeypatch):
-    """The same mapping, provoked through ``open`` so it also runs as root (which ignores file modes)."""
+    """The same mapping, provoked through ``os.open`` so it also runs as root (which ignores file modes)."""
     from bitstore import StoreNotAvailable
     from bitstore.backends import local
 
@@ -239,9 +239,10 @@ def test_permission_error_maps_to_unavailable_without_the_full_path(root, monkey
 
     (root / "private").mkdir()
     (root / "private" / "blob").write_bytes(b"x")
-    monkeypatch.setattr(local, "open", denied, raising=False)
+    store = LocalRaw(root)
+    monkeypatch.setattr(local.os, "open", denied)
     with pytest.raises(StoreNotAvailable) as info:
-        LocalRaw(root).get("private/blob")
+        store.get("private/blob")
     assert "permission denied for 'blob'" in str(info.value)
     assert "private/blob" not in str(info.value)
 
@@ -279,3 +280,19 @@ def test_get_reads_what_put_wrote_through_a_symlink_and_dotdot(tmp_path):
     store.put("link/../x", b"through the link")
     assert (tmp_path / "sub" / "x").read_bytes() == b"through the link"
     assert store.get("link/../x") == b"through the link"
+
+
+@pytest.mark.parametrize("stat_size", [0, 1, 4095, 4096, 4097, 10_000, 20_000])
+def test_a_read_returns_the_whole_file_whatever_size_it_was_stated_with(tmp_path, stat_size):
+    """``get`` reads the size ``fstat`` gave in one call; a file that grew or shrank since is still read whole."""
+    import os
+
+    from bitstore.backends.local import _read_to_end
+
+    data = bytes(range(256)) * 40  # 10,240 bytes
+    (tmp_path / "f").write_bytes(data)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:
+        assert _read_to_end(fd, stat_size) == data
+    finally:
+        os.close(fd)

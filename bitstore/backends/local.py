@@ -18,6 +18,7 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 _FILE_MODE = 0o666 & ~_UMASK
 _NOT_FOUND = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 
 
 class LocalRaw(Store):
@@ -90,14 +91,16 @@ class LocalRaw(Store):
         on Linux, instead of resolving every path component before opening)."""
         path = self._lexical_path(uri)
         try:
-            with open(path, "rb") as f:
+            fd = os.open(path, _READ_FLAGS)
+            try:
                 if self.root is not None:
-                    self._check_opened(f.fileno(), uri)
-                if self.max_blob_bytes is not None:
-                    size = os.fstat(f.fileno()).st_size
-                    if size > self.max_blob_bytes:
-                        raise BlobTooLarge(self, uri, size, self.max_blob_bytes)
-                return f.read()
+                    self._check_opened(fd, uri)
+                size = os.fstat(fd).st_size
+                if self.max_blob_bytes is not None and size > self.max_blob_bytes:
+                    raise BlobTooLarge(self, uri, size, self.max_blob_bytes)
+                return _read_to_end(fd, size)
+            finally:
+                os.close(fd)
         except OSError as exc:
             if self.root is not None:
                 self._path(uri)  # a miss through a symlink pointing out of the root is InvalidURI, not missing
@@ -140,3 +143,16 @@ class LocalRaw(Store):
         if isinstance(exc, PermissionError):
             return StoreNotAvailable(self, f"permission denied for '{Path(exc.filename or '').name}'")
         return FetchFailed(self, uri, f"{type(exc).__name__}: {exc.strerror or exc}")
+
+
+def _read_to_end(fd: int, size: int) -> bytes:
+    """The file's bytes: one ``read`` when it still has the ``size`` it was stat'ed with (asking for one byte
+    more shows the end of the file), else reads to the end (a file that changed, or one larger than a single
+    read returns)."""
+    data = os.read(fd, size + 1)
+    if len(data) == size:
+        return data
+    parts = [data]
+    while chunk := os.read(fd, 1 << 20):
+        parts.append(chunk)
+    return b"".join(parts)
