@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--beam-n", type=int, default=None,
                    help="keys of the FetchBlobs-at-scale case (default 20000; 0 skips)")
     p.add_argument("--repeat", type=int, default=None,
-                   help="interleaved rounds per case; the median round is reported (default 3; quick 1)")
+                   help="interleaved rounds per case; the median round is reported (default 5; quick 1)")
     p.add_argument("--skip-local", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--output-dir", default=RESULTS_DIR)
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.n_large is None:
         args.n_large = 10 if args.quick else 500
     if args.repeat is None:
-        args.repeat = 1 if args.quick else 3
+        args.repeat = 1 if args.quick else 5
     if args.beam_n is None:
         args.beam_n = 0 if args.quick else 20000
     command = shlex.join(["python", "-m", "benchmarks.run", *(sys.argv[1:] if argv is None else argv)])
