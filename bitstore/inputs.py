@@ -82,6 +82,9 @@ def open_keys(path: str | os.PathLike, column: str = "sha1") -> KeyInput:
     except OSError as exc:
         raise InputError(f"{path}: cannot read the input: {exc.strerror or type(exc).__name__}") from None
     if size == 0:
+        if fmt == ".parquet":  # even a Parquet file with no rows has a schema and a footer: this one is broken
+            raise InputError(f"{path}: is empty (0 bytes), so not a Parquet file (a file with no rows still has "
+                             "a footer); was it fully written?")
         return KeyInput(path, fmt, column, 0)
     if fmt == ".csv":
         with _open(path) as raw:

@@ -208,7 +208,7 @@ def test_fetch_from_stdin(stored, home, tmp_path):
 
 @pytest.mark.parametrize("name, content", [
     ("empty.txt", b""), ("blank.txt", b"\n\n  \n"), ("empty.csv", b""), ("header.csv", b"sha1\n"),
-    ("empty.parquet", b""), ("rows0.parquet", None),
+    ("rows0.parquet", None),
 ])
 def test_fetch_empty_inputs_give_an_empty_file_with_the_schema(home, tmp_path, name, content):
     source = tmp_path / name
@@ -233,6 +233,7 @@ def test_fetch_empty_inputs_give_an_empty_file_with_the_schema(home, tmp_path, n
     ("nul.csv", b"sha1\nab\x00cd\n", "binary data"),
     ("long.csv", b"sha1\n" + b"b" * 100_000, "longer than"),
     ("notparquet.parquet", b"this is not parquet", "Parquet"),
+    ("empty.parquet", b"", "0 bytes"),
     ("nocol.parquet", None, "no column 'sha1'"),
     ("absent.txt", False, "No such file"),
 ])
