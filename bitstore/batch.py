@@ -3,10 +3,12 @@
 Keys are read lazily. At most ``window`` keys are read ahead of the consumer (never fewer than
 ``max_workers``), and no new key is started while the bytes fetched but not yet yielded exceed
 ``max_bytes_in_flight``. A key whose canonical form equals one still in the window shares its fetch.
+Thread pools are kept between runs (``_Pools``).
 """
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import threading
 from collections import deque
@@ -23,6 +25,48 @@ if TYPE_CHECKING:
 __all__ = ["fetch_many", "want_progress"]
 
 WINDOW_PER_WORKER = 4
+#: Idle thread pools of each size kept for the next run in this process.
+IDLE_POOLS_PER_SIZE = 2
+
+
+class _Pools:
+    """ultima thread pools kept between runs in this process, so a run (a Beam batch, a short notebook call)
+    does not start its threads again, and their memory stays warm. A run takes a pool of its size or a new
+    one, and gives it back when it ends (its unfinished fetches were cancelled; any still running finish
+    first). A forked child starts with none: its parent's threads do not exist there."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[int, list[Any]] = {}
+        self._pid = os.getpid()
+
+    def take(self, n_workers: int) -> Any:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._idle, self._pid = {}, os.getpid()
+            idle = self._idle.get(n_workers)
+            if idle:
+                return idle.pop()
+        from ultima import Workforce
+
+        return Workforce(backend="threading", n_workers=n_workers)
+
+    def give(self, n_workers: int, workforce: Any) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(n_workers, [])
+            if self._pid == os.getpid() and len(idle) < IDLE_POOLS_PER_SIZE:
+                idle.append(workforce)
+                return
+        workforce.shutdown(wait=False)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._idle, self._pid = {}, os.getpid()
+
+
+_pools = _Pools()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_pools._after_fork)
 
 
 class _Slot:
@@ -111,8 +155,6 @@ def fetch_many(
 
 
 def _run(store: Store, keys: Iterator[Any], max_workers: int, budget: int, bar) -> Iterator[FetchResult]:
-    from ultima import Workforce
-
     from .store import FetchResult
 
     window_cap = max_workers * WINDOW_PER_WORKER
@@ -130,7 +172,7 @@ def _run(store: Store, keys: Iterator[Any], max_workers: int, budget: int, bar) 
         return result
 
     exhausted = False
-    workforce = Workforce(backend="threading", n_workers=max_workers)
+    workforce = _pools.take(max_workers)
     try:
         while True:
             while not exhausted and (len(window) < max_workers or (len(window) < window_cap and held[0] < budget)):
@@ -174,6 +216,6 @@ def _run(store: Store, keys: Iterator[Any], max_workers: int, budget: int, bar) 
     finally:
         for _, slot in window:
             slot.future.cancel()
-        workforce.shutdown(wait=False)
+        _pools.give(max_workers, workforce)
         if bar is not None:
             bar.close()

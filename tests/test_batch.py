@@ -235,3 +235,77 @@ def test_progress_true_shows_a_bar(capsys):
     out, err = capsys.readouterr()
     assert out == ""
     assert "bitstore" in err and "7/7" in err and "blob" in err
+
+
+# --- thread pools kept between runs ----------------------------------------------------------------
+class ThreadRecorder(DictStore):
+    """Records which thread served each get."""
+
+    def __init__(self, blobs):
+        super().__init__(blobs)
+        self.threads = set()
+
+    def get(self, uri):
+        self.threads.add(threading.current_thread())
+        time.sleep(0.001)
+        return super().get(uri)
+
+
+def test_a_run_reuses_the_threads_of_the_previous_one():
+    blobs = {f"k{i}": bytes([i % 256]) for i in range(64)}
+    first, second = ThreadRecorder(blobs), ThreadRecorder(blobs)
+    assert [r.data for r in first.get_many(list(blobs), max_workers=5)] == list(blobs.values())
+    assert [r.data for r in second.get_many(list(blobs), max_workers=5)] == list(blobs.values())
+    assert second.threads <= first.threads and len(first.threads) <= 5
+
+
+def test_runs_going_on_at_once_each_have_their_own_pool():
+    """Two interleaved runs, each of whose fetches waits for the other run's: with a shared pool of one
+    thread they would deadlock."""
+    gate_a, gate_b = threading.Event(), threading.Event()
+
+    class Gated(DictStore):
+        def __init__(self, mine, other):
+            super().__init__({"k": b"v"})
+            self.mine, self.other = mine, other
+
+        def get(self, uri):
+            self.mine.set()
+            if not self.other.wait(10):
+                raise TimeoutError("the other run never started its fetch")
+            return super().get(uri)
+
+    a = Gated(gate_a, gate_b).get_many(["k"], max_workers=1)
+    b = Gated(gate_b, gate_a).get_many(["k"], max_workers=1)
+    holder = []
+    thread = threading.Thread(target=lambda: holder.append(next(iter(a))))
+    thread.start()
+    result_b = next(iter(b))
+    thread.join(15)
+    assert result_b.status == "found" and holder and holder[0].status == "found"
+
+
+def test_a_forked_child_does_not_use_its_parents_pools():
+    """The parent's idle pool has threads only in the parent: the child must make its own (or it hangs)."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import os, sys
+        from bitstore import MemoryRaw
+        raw = MemoryRaw()
+        raw.put("mem://a", b"x")
+        assert [r.data for r in raw.get_many(["mem://a"] * 3, max_workers=2)] == [b"x"] * 3
+        pid = os.fork()
+        if pid == 0:
+            ok = [r.data for r in raw.get_many(["mem://a", "mem://b"], max_workers=2)] == [b"x", None]
+            os._exit(0 if ok else 3)
+        _, status = os.waitpid(pid, 0)
+        sys.exit(os.waitstatus_to_exitcode(status))
+    """)
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert run.returncode == 0, run.stderr
