@@ -25,43 +25,46 @@ if TYPE_CHECKING:
 __all__ = ["fetch_many", "want_progress"]
 
 WINDOW_PER_WORKER = 4
-#: Idle thread pools of each size kept for the next run in this process.
-IDLE_POOLS_PER_SIZE = 2
+#: Idle thread pools kept for the next runs in this process (any sizes, the most recently used).
+IDLE_POOLS = 4
 
 
 class _Pools:
     """ultima thread pools kept between runs in this process, so a run (a Beam batch, a short notebook call)
-    does not start its threads again, and their memory stays warm. A run takes a pool of its size or a new
-    one, and gives it back when it ends (its unfinished fetches were cancelled; any still running finish
-    first). A forked child starts with none: its parent's threads do not exist there."""
+    does not start its threads again, and their memory stays warm. A run takes an idle pool of its size or a
+    new one, and gives it back when it ends (its unfinished fetches were cancelled; any still running finish
+    first). At most ``IDLE_POOLS`` are kept, the most recently used; a forked child starts with none: its
+    parent's threads do not exist there."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._idle: dict[int, list[Any]] = {}
+        self._idle: list[tuple[int, Any]] = []  # (n_workers, workforce), oldest first
         self._pid = os.getpid()
 
     def take(self, n_workers: int) -> Any:
         with self._lock:
             if self._pid != os.getpid():
-                self._idle, self._pid = {}, os.getpid()
-            idle = self._idle.get(n_workers)
-            if idle:
-                return idle.pop()
+                self._idle, self._pid = [], os.getpid()
+            for i in range(len(self._idle) - 1, -1, -1):
+                if self._idle[i][0] == n_workers:
+                    return self._idle.pop(i)[1]
         from ultima import Workforce
 
         return Workforce(backend="threading", n_workers=n_workers)
 
     def give(self, n_workers: int, workforce: Any) -> None:
+        retired = [workforce]
         with self._lock:
-            idle = self._idle.setdefault(n_workers, [])
-            if self._pid == os.getpid() and len(idle) < IDLE_POOLS_PER_SIZE:
-                idle.append(workforce)
-                return
-        workforce.shutdown(wait=False)
+            if self._pid == os.getpid():
+                self._idle.append((n_workers, workforce))
+                retired = [pool for _, pool in self._idle[:-IDLE_POOLS]]
+                del self._idle[:-IDLE_POOLS]
+        for pool in retired:
+            pool.shutdown(wait=False)
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
-        self._idle, self._pid = {}, os.getpid()
+        self._idle, self._pid = [], os.getpid()
 
 
 _pools = _Pools()

@@ -309,3 +309,20 @@ def test_a_forked_child_does_not_use_its_parents_pools():
         pytest.skip("no fork on this platform")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
     assert run.returncode == 0, run.stderr
+
+
+def test_idle_pools_are_bounded_whatever_sizes_runs_use():
+    """Runs of many different sizes (a Beam pipeline's last, smaller batches) keep at most IDLE_POOLS idle
+    pools; the others are shut down, so idle threads do not pile up."""
+    from bitstore import batch
+
+    before = threading.active_count()
+    store = DictStore({f"k{i}": b"x" for i in range(40)})
+    for workers in range(1, 31):
+        assert all(r.status == "found" for r in store.get_many([f"k{i}" for i in range(40)], max_workers=workers))
+    assert len(batch._pools._idle) <= batch.IDLE_POOLS
+    kept = sum(n for n, _ in batch._pools._idle)
+    deadline = time.monotonic() + 10
+    while threading.active_count() > before + kept and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() <= before + kept, (threading.active_count(), before, kept)
