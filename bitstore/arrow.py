@@ -59,7 +59,7 @@ class MissingColumn(ColumnError, KeyError):
 
     def __init__(self, column: str, available: list[str]):
         shown = ", ".join(repr(c) for c in available) or "none"
-        super().__init__(f"key column {column!r} not found; available columns: {shown}", column, list(available))
+        super().__init__(f"key column {column!r} not found; available columns: {shown}")
 
 
 class ColumnTypeError(ColumnError, TypeError):
@@ -69,8 +69,7 @@ class ColumnTypeError(ColumnError, TypeError):
         shown = ", ".join(repr(c) for c in available)
         super().__init__(
             f"key column {column!r} has type {type_name}; expected string, large_string or a dictionary of strings "
-            f"(columns: {shown})",
-            column, type_name, list(available),
+            f"(columns: {shown})"
         )
 
 
@@ -80,8 +79,7 @@ class ColumnExists(ColumnError, ValueError):
     def __init__(self, column: str, option: str, available: list[str]):
         shown = ", ".join(repr(c) for c in available)
         super().__init__(
-            f"{option}={column!r} collides with an existing column; pick another name (columns: {shown})",
-            column, option, list(available),
+            f"{option}={column!r} collides with an existing column; pick another name (columns: {shown})"
         )
 
 

@@ -39,12 +39,9 @@ class _Pools:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._idle: list[tuple[int, Any]] = []  # (n_workers, workforce), oldest first
-        self._pid = os.getpid()
 
     def take(self, n_workers: int) -> Any:
         with self._lock:
-            if self._pid != os.getpid():
-                self._idle, self._pid = [], os.getpid()
             for i in range(len(self._idle) - 1, -1, -1):
                 if self._idle[i][0] == n_workers:
                     return self._idle.pop(i)[1]
@@ -53,18 +50,16 @@ class _Pools:
         return Workforce(backend="threading", n_workers=n_workers)
 
     def give(self, n_workers: int, workforce: Any) -> None:
-        retired = [workforce]
         with self._lock:
-            if self._pid == os.getpid():
-                self._idle.append((n_workers, workforce))
-                retired = [pool for _, pool in self._idle[:-IDLE_POOLS]]
-                del self._idle[:-IDLE_POOLS]
+            self._idle.append((n_workers, workforce))
+            retired = [pool for _, pool in self._idle[:-IDLE_POOLS]]
+            del self._idle[:-IDLE_POOLS]
         for pool in retired:
             pool.shutdown(wait=False)
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
-        self._idle, self._pid = [], os.getpid()
+        self._idle = []
 
 
 _pools = _Pools()

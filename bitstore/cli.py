@@ -12,6 +12,8 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from .spec import load_spec_or_default
+
 __all__ = ["main", "EXIT_OK", "EXIT_MISSING", "EXIT_USAGE", "EXIT_FAILED"]
 
 EXIT_OK, EXIT_MISSING, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
@@ -82,14 +84,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # --- commands ---------------------------------------------------------------------------------------
-def _load_spec(args: argparse.Namespace):
-    from .spec import load_spec_or_default
-
-    return load_spec_or_default(args.spec)
-
-
 def _get(args: argparse.Namespace) -> int:
-    store = _load_spec(args).build()
+    store = load_spec_or_default(args.spec).build()
     if not store.accepts(args.sha1):
         hint = getattr(store, "URI_HINT", None)
         raise UsageError(f"not a valid key: {args.sha1[:100]!r}" + (f" (expected {hint})" if hint else ""))
@@ -115,7 +111,7 @@ def _get(args: argparse.Namespace) -> int:
 def _put(args: argparse.Namespace) -> int:
     from .sha1 import sha1_hex
 
-    spec = _load_spec(args)
+    spec = load_spec_or_default(args.spec)
     if spec.keys != "sha1":
         raise UsageError('put stores files under their SHA1: it needs a spec with keys = "sha1"')
     index = spec.write_index
@@ -156,7 +152,7 @@ def _fetch(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot write {args.output}: no such folder {folder}")
     if os.path.isdir(args.output):
         raise UsageError(f"cannot write {args.output}: it is a folder")
-    spec = _load_spec(args)
+    spec = load_spec_or_default(args.spec)
     keys = open_keys(args.input, args.column)
     store = spec.build()
     summary = fetch_to_parquet(

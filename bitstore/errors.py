@@ -57,8 +57,7 @@ def _restore(cls: type, message: str, state: dict) -> BitstoreError:
 class BitstoreError(Exception):
     """Base of every error bitstore raises. Pickles (and copies) with its exact message and attributes."""
 
-    def __init__(self, msg: str, *params: Any):
-        self._params = params
+    def __init__(self, msg: str):
         super().__init__(msg)
 
     def __reduce__(self):
@@ -71,7 +70,7 @@ class StoreNotAvailable(BitstoreError):
     def __init__(self, store: Any, reason: str | None = None):
         label = store_label(store)
         suffix = f": {reason}" if reason else ""
-        super().__init__(f"{label} is not available{suffix}", label, reason)
+        super().__init__(f"{label} is not available{suffix}")
 
 
 class NotFoundInStore(BitstoreError):
@@ -80,7 +79,7 @@ class NotFoundInStore(BitstoreError):
     def __init__(self, store: Any, uri: Any, detail: str | None = None):
         label = store_label(store)
         suffix = f" ({detail})" if detail else ""
-        super().__init__(f"{label} does not contain '{short(uri)}'{suffix}", label, short(uri), detail)
+        super().__init__(f"{label} does not contain '{short(uri)}'{suffix}")
 
 
 class InvalidDataFound(NotFoundInStore):
@@ -97,7 +96,7 @@ class InvalidURI(BitstoreError):
         label = store if isinstance(store, str) else type(store).__name__
         hint_str = "" if hint is None else f" (hint: {hint})"
         shown = short(uri)
-        super().__init__(f"URI '{shown}' is invalid for {label}{hint_str}", label, shown, hint)
+        super().__init__(f"URI '{shown}' is invalid for {label}{hint_str}")
 
 
 class FetchFailed(BitstoreError):
@@ -107,7 +106,7 @@ class FetchFailed(BitstoreError):
         label = store_label(store)
         cause_str = short(cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}", 1000)
         self.cause = cause_str
-        super().__init__(f"{label} failed to fetch '{short(uri)}': {cause_str}", label, short(uri), cause_str)
+        super().__init__(f"{label} failed to fetch '{short(uri)}': {cause_str}")
 
 
 class BlobTooLarge(FetchFailed):
@@ -116,13 +115,7 @@ class BlobTooLarge(FetchFailed):
     def __init__(self, store: Any, uri: Any, size: int, limit: int):
         self.size, self.limit = size, limit
         BitstoreError.__init__(
-            self,
-            f"{store_label(store)}: '{short(uri)}' is {size:,} bytes, over the limit of {limit:,} bytes",
-            store_label(store),
-            short(uri),
-            size,
-            limit,
-        )
+            self, f"{store_label(store)}: '{short(uri)}' is {size:,} bytes, over the limit of {limit:,} bytes")
         self.cause = str(self)
 
 
@@ -132,4 +125,4 @@ class SpecError(BitstoreError, ValueError):
     def __init__(self, message: str, key: str | None = None, source: str | None = None):
         where = "".join([f" in {source}" if source else "", f" at '{key}'" if key else ""])
         self.key, self.source = key, source
-        super().__init__(f"invalid store spec{where}: {message}", message, key, source)
+        super().__init__(f"invalid store spec{where}: {message}")

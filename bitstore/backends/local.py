@@ -59,7 +59,7 @@ class LocalRaw(Store):
             raise InvalidURI(self, uri, hint=self.URI_HINT)
         base = self.root if self.root is not None else os.getcwd()
         resolved = os.path.realpath(os.path.join(base, raw))
-        if self.root is not None and os.path.commonpath([self.root, resolved]) != self.root:
+        if self.root is not None and not self._inside(resolved):
             raise InvalidURI(self, uri, hint=f"paths must stay inside {self.root}")
         return resolved
 
