@@ -127,11 +127,12 @@ class _Plan:
         return out
 
 
-def _large_binary(values: list[bytes | None]) -> pa.Array:
-    """A ``large_binary`` array built with one copy of the bytes (``pa.array`` grows its buffer by doubling,
-    copying large blobs several times), or none for a single blob (``join`` returns it as it is)."""
+def _large_binary(values: list[bytes | memoryview | None]) -> pa.Array:
+    """A ``large_binary`` array built with one copy of the blobs (``pa.array`` grows its buffer by doubling,
+    copying large blobs several times), or none for a single blob (its buffer is wrapped as it is)."""
     offsets = array("q", accumulate((len(v) if v is not None else 0 for v in values), initial=0))
-    data = b"".join(v for v in values if v is not None)
+    present = [v for v in values if v is not None]
+    data = present[0] if len(present) == 1 else b"".join(present)
     null_count = values.count(None)
     validity = None
     if null_count:
@@ -181,7 +182,12 @@ def _fetch_units(
             waiting.append((unit, len(keys)))
             yield from keys
 
-    results = iter(store.get_many(all_keys(), **fetch_options))
+    if type(store).get_many is Store.get_many:  # ours: large blobs may come as views, wrapped with no copy
+        from .batch import fetch_many
+
+        results = iter(fetch_many(store, all_keys(), views=True, **fetch_options))
+    else:
+        results = iter(store.get_many(all_keys(), **fetch_options))
 
     def per_unit() -> Iterator[tuple[Unit, Iterator[FetchResult]]]:
         early: list[FetchResult] = []  # a result pulled only to make the engine read more units

@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from ._memory import tune_allocator
+from ._views import allowing_views
 from .errors import InvalidURI
 
 if TYPE_CHECKING:
@@ -135,8 +136,12 @@ def fetch_many(
     max_bytes_in_flight: int,
     progress: bool | None = None,
     total: int | None = None,
+    views: bool = False,
 ) -> Iterator[FetchResult]:
-    """Fetch every key of ``keys`` like ``store.fetch`` on ``max_workers`` threads; see module doc."""
+    """Fetch every key of ``keys`` like ``store.fetch`` on ``max_workers`` threads; see module doc.
+
+    With ``views``, a large blob may come as a read-only ``memoryview`` instead of ``bytes``
+    (``bitstore._views``): only for callers that copy or wrap the blobs and never hand them on."""
     if isinstance(keys, (str, bytes)):
         raise TypeError("keys must be an iterable of keys, not a single str/bytes; wrap it in a list")
     if not isinstance(max_workers, int) or max_workers < 1:
@@ -149,10 +154,12 @@ def fetch_many(
         except TypeError:
             total = None
     tune_allocator()
-    return _run(store, iter(keys), max_workers, max_bytes_in_flight, _progress_bar(total, want_progress(progress)))
+    return _run(store, iter(keys), max_workers, max_bytes_in_flight, _progress_bar(total, want_progress(progress)),
+                views)
 
 
-def _run(store: Store, keys: Iterator[Any], max_workers: int, budget: int, bar) -> Iterator[FetchResult]:
+def _run(store: Store, keys: Iterator[Any], max_workers: int, budget: int, bar,
+         views: bool) -> Iterator[FetchResult]:
     from .store import FetchResult
 
     window_cap = max_workers * WINDOW_PER_WORKER
@@ -163,7 +170,11 @@ def _run(store: Store, keys: Iterator[Any], max_workers: int, budget: int, bar) 
 
     def fetch(key: Any, slot: _Slot) -> FetchResult:
         # Counted before the future resolves (a done-callback could run after the consumer released the slot).
-        result = store._result(key)  # keys were checked with store.accepts as they were read
+        if views:
+            with allowing_views():
+                result = store._result(key)
+        else:
+            result = store._result(key)  # keys were checked with store.accepts as they were read
         slot.size = len(result.data) if result.data is not None else 0
         with lock:
             held[0] += slot.size

@@ -7,6 +7,7 @@ from html import escape
 from typing import Any
 
 from ._logging import Counter, cause_of, log_once
+from ._views import blob
 from .errors import (
     FetchFailed,
     InvalidDataFound,
@@ -119,9 +120,10 @@ class Composite(Store):
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 failures.append(f"{name}: returned {type(data).__name__}, not bytes")
                 continue
-            data = bytes(data)
+            data = blob(data)
             cached = None
             if write_back and self.cache is not None and store is not self.cache:
+                data = bytes(data)  # a view never reaches a cache's put
                 cached = self._write_to_cache(data, uri)
             return data, name, cached
         if failures:

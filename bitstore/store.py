@@ -6,6 +6,7 @@ from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ._views import blob
 from .errors import (
     BitstoreError,
     InvalidURI,
@@ -128,7 +129,7 @@ class Store(ABC):
             return FetchResult(key, None, "failed", error=f"{type(exc).__name__}: {short(str(exc), 1000)}")
         if not isinstance(data, (bytes, bytearray, memoryview)):
             return FetchResult(key, None, "failed", error=f"{self.name} returned {type(data).__name__}, not bytes")
-        return FetchResult(key, bytes(data), "found", source=source, cached=cached)
+        return FetchResult(key, blob(data), "found", source=source, cached=cached)
 
     # --- batches ---------------------------------------------------------------------------------
     def get_many(

@@ -331,6 +331,72 @@ def test_enrich_table_wraps_a_large_blob_without_copying_it():
     assert chunks[1].buffers()[2].address == pa.py_buffer(served).address
 
 
+class ViewTier(Store):
+    """A user store that answers with read-only views of its blobs (as the fast transport does for large
+    bodies), or with views of a ``bytearray`` it may change later."""
+
+    def __init__(self, blobs: dict[str, bytes | bytearray]):
+        self.blobs = blobs
+
+    def is_valid(self, uri):
+        return uri in self.blobs or isinstance(uri, str)
+
+    def get(self, uri):
+        if uri not in self.blobs:
+            raise NotFoundInStore(self, uri)
+        return memoryview(self.blobs[uri])
+
+
+class RecordingCache(Store):
+    def __init__(self):
+        self.puts = {}
+
+    def is_valid(self, uri):
+        return isinstance(uri, str)
+
+    def get(self, uri):
+        raise NotFoundInStore(self, uri)
+
+    def put(self, uri, data):
+        self.puts[uri] = data
+
+
+def test_enrich_table_wraps_a_view_from_a_tier_without_copying_it_but_get_many_returns_bytes():
+    big = bytes(range(256)) * 8192  # 2 MiB
+    tier = ViewTier({sha1_hex(big): big})
+    store = Sha1Composite()
+    store.append_source(tier)
+    out = enrich_table(pa.table({"sha1": [sha1_hex(big)]}), store)
+    assert out.column("blob").to_pylist() == [big]
+    assert out.column("blob").chunks[0].buffers()[2].address == pa.py_buffer(big).address
+    [result] = store.get_many([sha1_hex(big)])
+    assert type(result.data) is bytes and result.data == big  # views never leave the Arrow adapter
+    assert type(store.get(sha1_hex(big))) is bytes
+    assert type(tier.fetch(sha1_hex(big)).data) is bytes
+
+
+def test_a_view_of_a_writable_buffer_is_copied_so_later_changes_do_not_reach_the_table():
+    data = bytearray(b"\x01" * (2 << 20))
+    sha = sha1_hex(bytes(data))
+    store = Sha1Composite()
+    store.append_source(ViewTier({sha: data}))
+    out = enrich_table(pa.table({"sha1": [sha]}), store)
+    data[:4] = b"oops"
+    assert out.column("blob").to_pylist() == [b"\x01" * (2 << 20)]
+
+
+def test_write_back_hands_the_cache_bytes_when_a_source_answers_with_a_view():
+    big = b"\x07" * (1 << 20)
+    sha = sha1_hex(big)
+    cache = RecordingCache()
+    store = Sha1Composite()
+    store.append_source(ViewTier({sha: big}), cache_result=True)
+    store.append_cache(cache)
+    out = enrich_table(pa.table({"sha1": [sha]}), store, status_column="status")
+    assert out.column("status").to_pylist() == ["found"] and out.column("blob").to_pylist() == [big]
+    assert list(cache.puts) == [sha] and type(cache.puts[sha]) is bytes and cache.puts[sha] == big
+
+
 def test_enrich_table_holds_the_table_plus_one_chunk_not_every_blob_twice():
     """Peak Python memory of enrich_table over 128 MiB of freshly fetched blobs, in a fresh process: the table
     plus about one chunk, not the fetched blobs and the table both (which would be twice the data)."""

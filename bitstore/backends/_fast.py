@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from datetime import timedelta
 from typing import Any
 
+from .._views import VIEW_MIN_BYTES, views_allowed
 from ._client import require
 from ._errors import check_size, read_exactly
 
@@ -84,7 +85,10 @@ class _Transport(ABC):
         result = self._obstore.get(self._store(bucket), key)
         length = result.meta["size"]
         check_size(owner, uri, length, self.max_blob_bytes)
-        return read_exactly(bytes(result.bytes()), length)
+        body = result.bytes()
+        if length is not None and length >= VIEW_MIN_BYTES and views_allowed():
+            return read_exactly(memoryview(body), length)  # type: ignore[return-value]  # see bitstore._views
+        return read_exactly(bytes(body), length)
 
 
 class S3Fast(_Transport):

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bitstore import BlobTooLarge, FetchFailed, InvalidURI, NotFoundInStore, Sha1Store
+from bitstore._views import VIEW_MIN_BYTES, allowing_views
 
 _FORKED_STORE = None
 
@@ -30,6 +31,22 @@ def test_get_returns_exact_bytes(cloud):
     for key, data in blobs.items():
         uri = cloud.put("bkt", key, data)
         assert raw.get(uri) == data
+
+
+def test_fast_transport_lends_large_bodies_only_where_views_are_allowed(cloud):
+    cloud.create_bucket("views")
+    big, small = os.urandom(VIEW_MIN_BYTES), b"s" * 1000
+    big_uri, small_uri = cloud.put("views", "big", big), cloud.put("views", "small", small)
+    raw = cloud.raw()
+    assert type(raw.get(big_uri)) is bytes and raw.get(big_uri) == big
+    with allowing_views():
+        lent, copied = raw.get(big_uri), raw.get(small_uri)
+    assert type(copied) is bytes and copied == small
+    assert bytes(lent) == big
+    if cloud.transport == "fast":
+        assert type(lent) is memoryview and lent.readonly
+    else:
+        assert type(lent) is bytes
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

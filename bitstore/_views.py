@@ -1,0 +1,52 @@
+"""Zero-copy fetches for consumers that only read the blobs (the Arrow adapter).
+
+A store's ``get`` returns ``bytes``, and so do ``fetch`` and ``get_many``. Inside ``allowing_views()`` a
+transport that already holds a large body in a buffer of its own (the fast transport) may hand back a read-only
+``memoryview`` of that buffer instead of copying it into ``bytes``; ``Store`` and ``Composite`` then pass such
+views on as they are. The Arrow adapter wraps them in its columns, which saves one copy of every large blob.
+The flag is context-local: it is set around each fetch the batch engine runs for such a consumer, in the
+worker thread that runs it, and nothing else ever sees a view.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+__all__ = ["VIEW_MIN_BYTES", "allowing_views", "views_allowed", "blob"]
+
+#: Smaller bodies are copied anyway: the copy is cheap, and a view of a small body can pin the whole
+#: network read buffer it was sliced from.
+VIEW_MIN_BYTES = 256 << 10
+
+_views: ContextVar[bool] = ContextVar("bitstore_views", default=False)
+
+
+def views_allowed() -> bool:
+    """Whether the fetch running in this context may return a read-only view instead of ``bytes``."""
+    return _views.get()
+
+
+@contextmanager
+def allowing_views() -> Iterator[None]:
+    token = _views.set(True)
+    try:
+        yield
+    finally:
+        _views.reset(token)
+
+
+def blob(data: Any) -> bytes | memoryview:
+    """``data`` as the result of a fetch: ``bytes`` (copied if need be), or, where views are allowed, a view
+    of a buffer nobody can write to (a ``memoryview`` of a ``bytearray`` is copied: its owner could change it)."""
+    if type(data) is bytes or (type(data) is memoryview and _views.get() and _immutable(data)):
+        return data
+    return bytes(data)
+
+
+def _immutable(view: memoryview) -> bool:
+    try:
+        return view.readonly and memoryview(view.obj).readonly
+    except (TypeError, ValueError):
+        return False
