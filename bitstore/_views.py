@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
-__all__ = ["VIEW_MIN_BYTES", "allowing_views", "views_allowed", "blob"]
+__all__ = ["VIEW_MIN_BYTES", "allow", "restore", "allowing_views", "views_allowed", "blob"]
 
 #: Smaller bodies are copied anyway: the copy is cheap, and a view of a small body can pin the whole
 #: network read buffer it was sliced from.
@@ -28,13 +28,22 @@ def views_allowed() -> bool:
     return _views.get()
 
 
+def allow() -> Token[bool]:
+    """Allow views in this context until ``restore(token)`` (cheaper per fetch than a ``with`` block)."""
+    return _views.set(True)
+
+
+def restore(token: Token[bool]) -> None:
+    _views.reset(token)
+
+
 @contextmanager
 def allowing_views() -> Iterator[None]:
-    token = _views.set(True)
+    token = allow()
     try:
         yield
     finally:
-        _views.reset(token)
+        restore(token)
 
 
 def blob(data: Any) -> bytes | memoryview:

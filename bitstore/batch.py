@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from ._memory import tune_allocator
-from ._views import allowing_views
+from ._views import allow, restore
 from .errors import InvalidURI
 
 if TYPE_CHECKING:
@@ -171,8 +171,11 @@ def _run(store: Store, keys: Iterator[Any], max_workers: int, budget: int, bar,
     def fetch(key: Any, slot: _Slot) -> FetchResult:
         # Counted before the future resolves (a done-callback could run after the consumer released the slot).
         if views:
-            with allowing_views():
+            token = allow()
+            try:
                 result = store._result(key)
+            finally:
+                restore(token)
         else:
             result = store._result(key)  # keys were checked with store.accepts as they were read
         slot.size = len(result.data) if result.data is not None else 0
