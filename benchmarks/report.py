@@ -44,8 +44,11 @@ def markdown(machine: dict, command: str, cases: list[dict], rows: list[Row], ta
     for case in cases:
         parts += ["", f"### {case['title']}", "", _case_table([r for r in rows if r.case == case["name"]])]
     if targets:
-        parts += ["", "### Targets (issue 8)", "", "| target | measured | threshold | verdict |", "|---|---:|---|---|"]
-        parts += [f"| {t['target']} | {'' if t['value'] is None else t['value']} | {t['threshold']} "
+        parts += ["", "### Targets (issue 8)", "",
+                  "Ratios: the median of the per-round ratios (each round runs the contenders back to back).", "",
+                  "| target | measured | per round | threshold | verdict |", "|---|---:|---|---|---|"]
+        parts += [f"| {t['target']} | {'' if t['value'] is None else t['value']} "
+                  f"| {' / '.join(f'{r:.2f}' for r in t.get('rounds') or [])} | {t['threshold']} "
                   f"| {t['verdict']} |" for t in targets]
     for title, text in extras.items():
         parts += ["", f"### {title}", "", "```", text.rstrip(), "```"]

@@ -1,6 +1,10 @@
-"""The speed targets of issue 8, checked against one run's rows (reported as measured, pass or miss)."""
+"""The speed targets of issue 8, checked against one run's rows (reported as measured, pass or miss).
+
+A ratio target is judged on the median of its per-round ratios, and every round's ratio is reported with it.
+"""
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable
 
 from .measure import Row
@@ -18,17 +22,33 @@ def _find(rows: Iterable[Row], case: str, prefix: str) -> Row | None:
     return None
 
 
-def _check(name: str, value: float | None, threshold: float, at_most: bool = False) -> dict:
+def _check(name: str, measured: float | list[float] | None, threshold: float, at_most: bool = False) -> dict:
+    """``measured`` is one value, or a ratio's per-round values (the verdict is on their median)."""
+    rounds = measured if isinstance(measured, list) else None
+    value = statistics.median(rounds) if rounds else measured
     if value is None:
         verdict = "not measured"
     else:
         verdict = "met" if (value <= threshold if at_most else value >= threshold) else "missed"
     return {"target": name, "value": None if value is None else round(value, 3),
+            "rounds": [round(r, 3) for r in rounds] if rounds else None,
             "threshold": f"{'<=' if at_most else '>='} {threshold}", "verdict": verdict}
 
 
-def _ratio(a: Row | None, b: Row | None) -> float | None:
-    return a.blobs_per_s / b.blobs_per_s if a and b and b.blobs_per_s else None
+def _rounds(row: Row) -> list[float]:
+    return row.extra.get("rounds_blobs_per_s") or [row.blobs_per_s]
+
+
+def _ratio(a: Row | None, b: Row | None) -> list[float] | None:
+    """``a``'s blobs/s over ``b``'s, round by round: in each round the contenders ran back to back, so a
+    round's ratio compares runs made seconds apart, under the same load from the rest of the machine."""
+    if not (a and b):
+        return None
+    ra, rb = _rounds(a), _rounds(b)
+    if len(ra) != len(rb):  # a contender stopped early: only the medians compare
+        ra, rb = [a.blobs_per_s], [b.blobs_per_s]
+    ratios = [x / y for x, y in zip(ra, rb) if y]
+    return ratios or None
 
 
 def evaluate(cases: list[dict], rows: list[Row]) -> list[dict]:
