@@ -19,6 +19,8 @@ __all__ = ["Target", "point_sdks_at", "remote_contenders", "bitstore_store", "ob
 OBSTORE_IN_FLIGHT = 64
 EPIC_WORKERS = 16
 SEQUENTIAL_MAX_N = 300
+#: The slow threaded contenders run at a steady rate: this many keys measure it, and keep the run short.
+SLOW_MAX_N = 1000
 
 
 @dataclass(frozen=True)
@@ -219,10 +221,11 @@ def remote_contenders() -> list[Contender]:
     ("auto": the fast one where obstore is installed); ``[sdk]`` forces the pure boto3/google-cloud path."""
     return [
         Contender("SDK sequential loop", _sdk_loop, warmup=4, max_n=SEQUENTIAL_MAX_N),
-        Contender(f"epic-bitstore 1.1.0, ultimap {EPIC_WORKERS} threads", _epic, warmup=EPIC_WORKERS),
+        Contender(f"epic-bitstore 1.1.0, ultimap {EPIC_WORKERS} threads", _epic, warmup=EPIC_WORKERS,
+                  max_n=SLOW_MAX_N),
         Contender(f"obstore async, {OBSTORE_IN_FLIGHT} in flight", obstore_async(OBSTORE_IN_FLIGHT)),
         Contender("bitstore get_many", _get_many("auto"), reference=True),
-        Contender("bitstore get_many [sdk]", _get_many("sdk")),
+        Contender("bitstore get_many [sdk]", _get_many("sdk"), max_n=SLOW_MAX_N),
         Contender("bitstore enrich_table", _enrich_table),
         Contender("beam FetchBlobs (FnApiRunner, start-up incl.)", _fetch_blobs, warmup=0),
     ]

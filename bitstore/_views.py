@@ -1,6 +1,6 @@
 """Zero-copy fetches for consumers that only read the blobs (the Arrow adapter).
 
-A store's ``get`` returns ``bytes``, and so do ``fetch`` and ``get_many``. Inside ``allowing_views()`` a
+A store's ``get`` returns ``bytes``, and so do ``fetch`` and ``get_many``. Between ``allow()`` and ``restore()`` a
 transport that already holds a large body in a buffer of its own (the fast transport) may hand back a read-only
 ``memoryview`` of that buffer instead of copying it into ``bytes``; ``Store`` and ``Composite`` then pass such
 views on as they are. The Arrow adapter wraps them in its columns, which saves one copy of every large blob.
@@ -9,12 +9,10 @@ worker thread that runs it, and nothing else ever sees a view.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from typing import Any
 
-__all__ = ["VIEW_MIN_BYTES", "allow", "restore", "allowing_views", "views_allowed", "blob"]
+__all__ = ["VIEW_MIN_BYTES", "allow", "restore", "views_allowed", "blob"]
 
 #: Smaller bodies are copied anyway: the copy is cheap, and a view of a small body can pin the whole
 #: network read buffer it was sliced from.
@@ -35,15 +33,6 @@ def allow() -> Token[bool]:
 
 def restore(token: Token[bool]) -> None:
     _views.reset(token)
-
-
-@contextmanager
-def allowing_views() -> Iterator[None]:
-    token = allow()
-    try:
-        yield
-    finally:
-        restore(token)
 
 
 def blob(data: Any) -> bytes | memoryview:
