@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a short smoke run: few keys, no Beam scale case, no memory")
     p.add_argument("--n", type=int, default=None, help="blobs per case for sizes <= 64 KiB (default 5000; quick 100)")
-    p.add_argument("--n-large", type=int, default=None, help="blobs per case for larger sizes (default 2000; quick 10)")
+    p.add_argument("--n-large", type=int, default=None, help="blobs per case for larger sizes (default 1000; quick 10)")
     p.add_argument("--sizes", type=_csv(int), default=[16 * 1024, 1024 * 1024], help="blob sizes in bytes")
     p.add_argument("--delays", type=_csv(float), default=[0.0, 20.0], help="per-request server delays in ms")
     p.add_argument("--protocols", type=_csv(str), default=["s3", "gcs"], help="s3,gcs; empty for none")
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.n is None:
         args.n = 100 if args.quick else 5000
     if args.n_large is None:
-        args.n_large = 10 if args.quick else 2000
+        args.n_large = 10 if args.quick else 1000
     if args.repeat is None:
         args.repeat = 1 if args.quick else 5
     if args.beam_n is None:
