@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .measure import Contender, Fetcher, Unavailable
 
@@ -172,10 +173,10 @@ def _count(results) -> tuple[int, int]:
     return found, nbytes
 
 
-def _get_many(transport: str):
+def _get_many(transport: str, **options: Any):
     def build(t: Target) -> Fetcher:
         store = bitstore_store(t, transport)
-        return lambda keys: _count(store.get_many(keys, progress=False))
+        return lambda keys: _count(store.get_many(keys, progress=False, **options))
 
     return build
 
@@ -226,6 +227,7 @@ def remote_contenders() -> list[Contender]:
         Contender(f"obstore async, {OBSTORE_IN_FLIGHT} in flight", obstore_async(OBSTORE_IN_FLIGHT)),
         Contender("bitstore get_many", _get_many("auto"), reference=True),
         Contender("bitstore get_many [sdk]", _get_many("sdk"), max_n=SLOW_MAX_N),
+        Contender("bitstore get_many(views=True)", _get_many("auto", views=True)),
         Contender("bitstore enrich_table", _enrich_table),
         Contender("beam FetchBlobs (FnApiRunner, start-up incl.)", _fetch_blobs, warmup=0),
     ]

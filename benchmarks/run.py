@@ -144,8 +144,7 @@ def _server_check(args, server: ServerProcess, cases: list[dict], rows: list[Row
 
 
 def _beam_case(args, server: ServerProcess, cases: list[dict], rows: list[Row]) -> None:
-    contenders = [c for c in remote_contenders() if c.name.startswith(("bitstore get_many", "beam"))
-                  and not c.name.endswith("[sdk]")]
+    contenders = [c for c in remote_contenders() if c.name == "bitstore get_many" or c.name.startswith("beam")]
     size, delay = 16 * 1024, max(args.delays)
     keys = server.fill("bench-beam", "blobs/", args.beam_n + WARMUP_KEYS, size, seed=args.seed + 1)
     server.set_delay(delay)

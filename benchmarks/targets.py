@@ -17,7 +17,8 @@ GET_MANY, ENRICH, FETCH_BLOBS = "bitstore get_many", "bitstore enrich_table", "b
 
 def _find(rows: Iterable[Row], case: str, prefix: str) -> Row | None:
     for row in rows:
-        if row.case == case and row.contender.startswith(prefix) and not row.contender.endswith("[sdk]"):
+        named = row.contender == prefix or row.contender.startswith(prefix + " ")  # not "get_many(views=True)"
+        if row.case == case and named and not row.contender.endswith("[sdk]"):
             return row if row.ok else None
     return None
 

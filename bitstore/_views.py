@@ -1,11 +1,11 @@
-"""Zero-copy fetches for consumers that only read the blobs (the Arrow adapter).
+"""Zero-copy fetches: ``get_many(views=True)``, which the Arrow adapter uses.
 
 A store's ``get`` returns ``bytes``, and so do ``fetch`` and ``get_many``. Between ``allow()`` and ``restore()`` a
 transport that already holds a large body in a buffer of its own (the fast transport) may hand back a read-only
 ``memoryview`` of that buffer instead of copying it into ``bytes``; ``Store`` and ``Composite`` then pass such
-views on as they are. The Arrow adapter wraps them in its columns, which saves one copy of every large blob.
-The flag is context-local: it is set around each fetch the batch engine runs for such a consumer, in the
-worker thread that runs it, and nothing else ever sees a view.
+views on as they are (a cache's ``put`` still gets ``bytes``). That saves one copy of every large blob. The flag
+is context-local: the batch engine sets it around each fetch of a ``views=True`` call, in the worker thread that
+runs it, so no other call ever sees a view.
 """
 from __future__ import annotations
 

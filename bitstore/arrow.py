@@ -183,11 +183,8 @@ def _fetch_units(
             yield from keys
 
     if type(store).get_many is Store.get_many:  # ours: large blobs may come as views, wrapped with no copy
-        from .batch import fetch_many
-
-        results = iter(fetch_many(store, all_keys(), views=True, **fetch_options))
-    else:
-        results = iter(store.get_many(all_keys(), **fetch_options))
+        fetch_options = {**fetch_options, "views": True}
+    results = iter(store.get_many(all_keys(), **fetch_options))
 
     def per_unit() -> Iterator[tuple[Unit, Iterator[FetchResult]]]:
         early: list[FetchResult] = []  # a result pulled only to make the engine read more units

@@ -140,8 +140,7 @@ def fetch_many(
 ) -> Iterator[FetchResult]:
     """Fetch every key of ``keys`` like ``store.fetch`` on ``max_workers`` threads; see module doc.
 
-    With ``views``, a large blob may come as a read-only ``memoryview`` instead of ``bytes``
-    (``bitstore._views``): only for callers that copy or wrap the blobs and never hand them on."""
+    With ``views``, a large blob may come as a read-only ``memoryview`` instead of ``bytes`` (``bitstore._views``)."""
     if isinstance(keys, (str, bytes)):
         raise TypeError("keys must be an iterable of keys, not a single str/bytes; wrap it in a list")
     if not isinstance(max_workers, int) or max_workers < 1:

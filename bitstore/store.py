@@ -26,7 +26,7 @@ class FetchResult:
     was written back to a cache tier (None when no write-back was due)."""
 
     key: Any
-    data: bytes | None
+    data: bytes | memoryview | None  # a memoryview only from get_many(views=True)
     status: Status
     source: str | None = None
     error: str | None = None
@@ -140,11 +140,15 @@ class Store(ABC):
         max_bytes_in_flight: int = DEFAULT_MAX_BYTES_IN_FLIGHT,
         progress: bool | None = None,
         total: int | None = None,
+        views: bool = False,
     ) -> Iterator[FetchResult]:
-        """Fetch ``keys`` concurrently; one ``FetchResult`` per key, in input order. See ``bitstore.batch``."""
+        """Fetch ``keys`` concurrently; one ``FetchResult`` per key, in input order. See ``bitstore.batch``.
+
+        ``views=True``: a large blob (256 KiB or more) that a transport holds in a buffer of its own (the
+        ``fast`` one) comes as a read-only ``memoryview`` of that buffer instead of a ``bytes`` copy of it."""
         from .batch import fetch_many
 
         return fetch_many(
             self, keys, max_workers=max_workers, max_bytes_in_flight=max_bytes_in_flight,
-            progress=progress, total=total,
+            progress=progress, total=total, views=views,
         )

@@ -375,6 +375,18 @@ def test_enrich_table_wraps_a_view_from_a_tier_without_copying_it_but_get_many_r
     assert type(tier.fetch(sha1_hex(big)).data) is bytes
 
 
+def test_get_many_hands_out_views_only_when_asked():
+    big = bytes(range(256)) * 4096  # 1 MiB
+    store = Sha1Composite()
+    store.append_source(ViewTier({sha1_hex(big): big, SHAS[2]: BLOBS[2]}))
+    keys = [sha1_hex(big), SHAS[2], ABSENT[0]]
+    lent = list(store.get_many(keys, views=True))
+    assert [r.status for r in lent] == ["found", "found", "missing"]
+    assert type(lent[0].data) is memoryview and lent[0].data.readonly and lent[0].data.obj is big
+    assert bytes(lent[1].data) == BLOBS[2] and lent[2].data is None
+    assert [type(r.data) for r in store.get_many(keys)] == [bytes, bytes, type(None)]
+
+
 def test_a_view_of_a_writable_buffer_is_copied_so_later_changes_do_not_reach_the_table():
     data = bytearray(b"\x01" * (2 << 20))
     sha = sha1_hex(bytes(data))

@@ -52,6 +52,20 @@ def test_fast_transport_lends_large_bodies_only_where_views_are_allowed(cloud):
         assert type(lent) is bytes
 
 
+def test_get_many_views_lend_the_fast_transports_buffers(cloud):
+    cloud.create_bucket("lend")
+    blobs = [os.urandom(VIEW_MIN_BYTES + i) for i in range(3)] + [b"tiny"]
+    for data in blobs:
+        cloud.put("lend", f"blobs/{hashlib.sha1(data).hexdigest()}", data)
+    store = Sha1Store(cloud.raw(), "s3://lend/blobs/" if cloud.scheme == "s3" else "gs://lend/blobs/")
+    keys = [hashlib.sha1(data).hexdigest() for data in blobs]
+    lent = list(store.get_many(keys, views=True, max_workers=4))
+    assert [bytes(r.data) for r in lent] == blobs
+    expected = memoryview if cloud.transport == "fast" else bytes
+    assert [type(r.data) for r in lent] == [expected] * 3 + [bytes]
+    assert all(type(r.data) is bytes for r in store.get_many(keys, max_workers=4))
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=40)
        .filter(lambda k: not k.startswith("/") and "//" not in k and not k.endswith("/")
