@@ -66,6 +66,23 @@ def test_get_many_views_lend_the_fast_transports_buffers(cloud):
     assert all(type(r.data) is bytes for r in store.get_many(keys, max_workers=4))
 
 
+def test_arrow_enrichment_of_large_blobs_through_each_transport(cloud):
+    """enrich_batches copies lent views into its batches, enrich_table wraps them: the values are the blobs."""
+    pa = pytest.importorskip("pyarrow")
+    from bitstore.arrow import enrich_batches, enrich_table
+
+    cloud.create_bucket("arrow")
+    blobs = [os.urandom(VIEW_MIN_BYTES * 4 + i) for i in range(3)] + [os.urandom(VIEW_MIN_BYTES), b"small"]
+    for data in blobs:
+        cloud.put("arrow", f"b/{hashlib.sha1(data).hexdigest()}", data)
+    store = Sha1Store(cloud.raw(), f"{'s3' if cloud.scheme == 's3' else 'gs'}://arrow/b/")
+    keys = [hashlib.sha1(data).hexdigest() for data in blobs] + [hashlib.sha1(b"absent").hexdigest()]
+    table = pa.table({"sha1": keys})
+    assert enrich_table(table, store, max_workers=4).column("blob").to_pylist() == blobs + [None]
+    batches = list(enrich_batches(table, store, batch_size=2, max_workers=4))
+    assert [v for b in batches for v in b.column("blob").to_pylist()] == blobs + [None]
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=40)
        .filter(lambda k: not k.startswith("/") and "//" not in k and not k.endswith("/")
