@@ -133,7 +133,7 @@ def _large_binary(values: list[bytes | memoryview | None]) -> pa.Array:
     offsets = array("q", accumulate((len(v) if v is not None else 0 for v in values), initial=0))
     present = [v for v in values if v is not None]
     data = present[0] if len(present) == 1 else b"".join(present)
-    null_count = values.count(None)
+    null_count = len(values) - len(present)
     validity = None
     if null_count:
         validity = pa.array([v is not None for v in values], type=pa.bool_()).buffers()[1]

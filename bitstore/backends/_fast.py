@@ -86,9 +86,8 @@ class _Transport(ABC):
         length = result.meta["size"]
         check_size(owner, uri, length, self.max_blob_bytes)
         body = result.bytes()
-        if length is not None and length >= VIEW_MIN_BYTES and views_allowed():
-            return read_exactly(memoryview(body), length)  # type: ignore[return-value]  # see bitstore._views
-        return read_exactly(bytes(body), length)
+        lend = length is not None and length >= VIEW_MIN_BYTES and views_allowed()  # see bitstore._views
+        return read_exactly(memoryview(body) if lend else bytes(body), length)  # type: ignore[arg-type]
 
 
 class S3Fast(_Transport):
