@@ -27,7 +27,8 @@ class Composite(Store):
 
     ``get`` tries, in order, the sources that accept the uri; the first hit wins. A hit from a source
     appended with ``cache_result`` true is written to the cache tier before ``get`` returns. ``get``
-    raises ``NotFoundInStore`` only when every source answered "not found", else ``FetchFailed``.
+    raises ``NotFoundInStore`` only when every tier asked (cache tiers included) answered "not found",
+    else ``FetchFailed``.
     """
 
     def __init__(self, *, name: str | None = None):
@@ -113,9 +114,8 @@ class Composite(Store):
                 if is_cache:
                     self.cache_read_failures.add()
                     log_once(logger, logging.WARNING, f"cache-read:{name}", cause_of(exc),
-                             f"cache tier {name} failed a read, treated as a miss: {cause_of(exc)}")
-                else:
-                    failures.append(_describe(name, exc))
+                             f"cache tier {name} failed a read; trying the next tiers: {cause_of(exc)}")
+                failures.append(_describe(name, exc))
                 continue
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 failures.append(f"{name}: returned {type(data).__name__}, not bytes")

@@ -117,14 +117,16 @@ def test_a_tier_returning_non_bytes_is_a_failure():
         store.get("k")
 
 
-def test_cache_read_failures_never_turn_a_miss_into_a_failure(caplog):
+def test_a_failing_cache_read_counts_in_the_verdict(caplog):
+    """API.md: missing only when every tier asked, cache tiers included, answered "not found"."""
     cache = DictStore(fail={"k": OSError("cache disk gone")})
     cache.name = "flaky-cache-read"
     store = Composite()
     store.append_cache(cache)
     store.append_source(DictStore())
-    with pytest.raises(NotFoundInStore):
+    with pytest.raises(FetchFailed, match="flaky-cache-read.*cache disk gone") as info:
         store.get("k")
+    assert not isinstance(info.value, NotFoundInStore)
     assert store.cache_read_failures == 1
     # and a present blob is still served by a later tier
     store.append_source(DictStore({"k": b"v"}))

@@ -2,24 +2,31 @@
 
 Shared: ``bucket/key`` URIs, the retried GET through the fast transport (obstore) or the SDK, the retried
 PUT, errors mapped once per attempt, and per-process state (``_conn`` from ``_connect``, ``_fast`` from
-``_make_fast``) that is rebuilt after ``fork`` and dropped when pickled. A subclass sets ``KIND``,
-``URI_HINT``, ``_URI`` and ``_sdk_error``, and implements ``_connect``, ``_build_fast``, ``_get_once`` and
-``_put_once``.
+``_make_fast``, ``_facts``) that is rebuilt after ``fork`` and dropped when pickled. A subclass sets ``KIND``,
+``URI_HINT``, ``_URI`` and ``_sdk_error``, and implements ``_connect``, ``_build_fast``, ``_get_once``,
+``_put_once``, ``_sdk_has`` and ``_bucket_exists``.
+
+"Missing" is said only on an answer about the object. A 404 that does not say so (``Unconfirmed404``: emulators,
+proxies, a route the endpoint does not serve) is settled here: through the fast transport, the SDK is asked
+whether the object is there (if it is, the fast transport cannot address this endpoint: ``auto`` goes on through
+the SDK, logged once; ``fast`` answers ``StoreNotAvailable``); then the bucket is checked (missing if it exists,
+``StoreNotAvailable`` if not, ``FetchFailed`` if that cannot be told).
 """
 from __future__ import annotations
 
 import logging
 import re
+import threading
 from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .._logging import cause_of, log_once
-from ..errors import BitstoreError, StoreNotAvailable
-from ..retry import RetryPolicy
+from ..errors import BitstoreError, FetchFailed, NotFoundInStore, StoreNotAvailable
+from ..retry import Attempt, RetryPolicy, TransientError
 from ..store import Store
 from ._client import TRANSPORTS, ProcessLocal, resolve_transport
-from ._errors import obstore_error
+from ._errors import FastUnsupported, Unconfirmed404, obstore_error
 
 __all__ = ["CloudRaw", "ANONYMOUS", "DEFAULT_POOL"]
 
@@ -30,6 +37,16 @@ ANONYMOUS = "anonymous"
 DEFAULT_POOL = 128
 
 C = TypeVar("C", bound="CloudRaw")
+
+
+class _Facts:
+    """What this process has learnt about the endpoint: buckets seen to exist, and whether the fast transport
+    reaches objects there (True once it served one; False once the SDK found an object it called missing)."""
+
+    def __init__(self) -> None:
+        self.buckets: set[str] = set()
+        self.fast_reaches_objects: bool | None = None
+        self.lock = threading.Lock()
 
 
 class CloudRaw(Store):
@@ -73,22 +90,82 @@ class CloudRaw(Store):
     # --- io --------------------------------------------------------------------------------------
     def get(self, uri: Any) -> bytes:
         bucket, key = self._split(uri)
+        facts = self._facts
         fast = self._fast.get()
-        if fast is not None:
-            return self.retry.run(lambda: fast.get(bucket, key, self, uri),
-                                  lambda exc: obstore_error(exc, self, uri), self, uri)
-        return self.retry.run(lambda: self._get_once(bucket, key, uri),
-                              lambda exc: self._sdk_error(exc, self, uri), self, uri)
+        via = ["sdk" if fast is None or facts.fast_reaches_objects is False else "fast"]  # this blob's transport
+
+        def attempt(a: Attempt) -> bytes:
+            if via[0] == "sdk":
+                return self._get_once(bucket, key, uri, a)
+            data = fast.get(bucket, key, self, uri, a)
+            facts.fast_reaches_objects = True
+            return data
+
+        def classify(exc: BaseException) -> BaseException | None:
+            mapped = (obstore_error if via[0] == "fast" else self._sdk_error)(exc, self, uri)
+            if isinstance(mapped, Unconfirmed404):
+                return self._settle_404(bucket, key, uri, via, mapped)
+            if isinstance(mapped, FastUnsupported):
+                via[0] = "sdk"
+                return TransientError(f"{mapped}; next attempt through the SDK")
+            if via[0] == "fast" and isinstance(mapped, TransientError) and mapped.throttled:
+                via[0] = "sdk"  # obstore does not show Retry-After; the SDK does
+            return mapped
+
+        return self.retry.run(attempt, classify, self, uri)
+
+    def _settle_404(self, bucket: str, key: str, uri: str, via: list[str], exc: Unconfirmed404) -> BaseException:
+        """Missing, unavailable or failed, for a 404 that did not say which (see the module docstring)."""
+        facts = self._facts
+        try:
+            if via[0] == "fast" and facts.fast_reaches_objects is not True and self._sdk_has(bucket, key):
+                facts.fast_reaches_objects = False
+                where = self.endpoint_label or "this endpoint"
+                why = (f"the fast transport cannot address objects at {where} (it answered 404 for an object the "
+                       f"SDK reads: {exc})")
+                if self.transport == "fast":
+                    return StoreNotAvailable(self, f"{why}; use transport='auto' or 'sdk'")
+                log_once(logger, logging.WARNING, "fast-transport", f"unaddressable:{where}",
+                         f"{self.name}: {why}; using the SDK for this store in this process")
+                via[0] = "sdk"
+                return TransientError(f"{why}; next attempt through the SDK")
+            if bucket in facts.buckets or self._bucket_exists(bucket):
+                with facts.lock:
+                    facts.buckets.add(bucket)
+                return NotFoundInStore(self, uri)
+        except BitstoreError as error:
+            return error
+        except Exception as error:  # noqa: BLE001 - the check failed: retried if it may pass next time
+            mapped = self._sdk_error(error, self, uri)
+            if isinstance(mapped, TransientError):
+                return TransientError(f"{exc}; the check that settles it failed: {mapped}")
+            return FetchFailed(self, uri, f"HTTP 404 that does not say the object is missing ({exc}), and the "
+                                          f"check that would settle it failed: {cause_of(error)}")
+        where = self.endpoint_label
+        return StoreNotAvailable(self, f"bucket {bucket!r} does not exist{f' at {where}' if where else ''}")
 
     def put(self, uri: Any, data: bytes) -> None:
         bucket, key = self._split(uri)
         body = bytes(data)
-        self.retry.run(lambda: self._put_once(bucket, key, body),
+        self.retry.run(lambda _attempt: self._put_once(bucket, key, body),
                        lambda exc: self._sdk_error(exc, self, uri, writing=True), self, uri)
 
+    @property
+    def endpoint_label(self) -> str | None:
+        """The endpoint this store talks to, when it is not the cloud's default (for messages)."""
+        return None
+
     @abstractmethod
-    def _get_once(self, bucket: str, key: str, uri: str) -> bytes:
-        """One SDK GET attempt, checked against ``max_blob_bytes`` and the announced size."""
+    def _get_once(self, bucket: str, key: str, uri: str, attempt: Attempt) -> bytes:
+        """One SDK GET attempt, checked against ``max_blob_bytes`` and the announced size, within the deadline."""
+
+    @abstractmethod
+    def _sdk_has(self, bucket: str, key: str) -> bool:
+        """Whether the SDK sees the object (a metadata request); raises a mapped error when it cannot tell."""
+
+    @abstractmethod
+    def _bucket_exists(self, bucket: str) -> bool:
+        """Whether the bucket exists; raises when that cannot be told (e.g. no permission to ask)."""
 
     @abstractmethod
     def _put_once(self, bucket: str, key: str, body: bytes) -> None:
@@ -103,6 +180,7 @@ class CloudRaw(Store):
     def _init_process_state(self) -> None:
         self._conn: ProcessLocal[Any] = ProcessLocal(self._connect)
         self._fast: ProcessLocal[Any] = ProcessLocal(self._make_fast)
+        self._facts = _Facts()
 
     @abstractmethod
     def _connect(self) -> Any:
@@ -133,7 +211,7 @@ class CloudRaw(Store):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        del state["_conn"], state["_fast"]
+        del state["_conn"], state["_fast"], state["_facts"]
         return state
 
     def __setstate__(self, state: dict) -> None:

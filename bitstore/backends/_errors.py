@@ -8,16 +8,22 @@ credentials), so no secret reaches a message or a log line.
 from __future__ import annotations
 
 import re
+import time
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from ..errors import BitstoreError, FetchFailed, NotFoundInStore, StoreNotAvailable, short
 from ..retry import TransientError
 
-__all__ = ["ShortRead", "HTTPStatusError", "check_size", "read_exactly", "status_error",
-           "s3_error", "gcs_error", "obstore_error"]
+__all__ = ["ShortRead", "HTTPStatusError", "Unconfirmed404", "check_size", "read_exactly", "status_error",
+           "s3_error", "gcs_error", "obstore_error", "retry_after_of", "config_error", "FastUnsupported"]
 
-# Error codes (S3 XML, GCS JSON "reason") that say "this object or bucket does not exist".
-_MISSING_CODES = {"NoSuchKey", "NoSuchBucket", "NotFound", "404", "notFound"}
+# Error codes that answer "this object does not exist" (S3 XML ``NoSuchKey``; GCS JSON reason ``notFound``
+# unless its message is about the bucket) and "this bucket does not exist". A 404 with neither is not an answer
+# about the object: it may be a route the endpoint does not serve (``Unconfirmed404``, settled by the store).
+_OBJECT_MISSING_CODES = {"NoSuchKey", "notFound", "NoSuchObject"}
+_BUCKET_MISSING_CODES = {"NoSuchBucket"}
+_BUCKET_MESSAGE = re.compile(r"bucket[^.]*(does not exist|not found)", re.I)
 # Credentials missing, expired or rejected: no retry will fix them.
 _AUTH_CODES = {
     "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
@@ -39,9 +45,33 @@ class ShortRead(Exception):
 class HTTPStatusError(Exception):
     """A response a backend read itself that was not a success (mapped by ``status_error``)."""
 
-    def __init__(self, status: int, code: str | None = None, message: str = ""):
-        self.status, self.code, self.message = status, code, message
+    def __init__(self, status: int, code: str | None = None, message: str = "", retry_after: float | None = None):
+        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
         super().__init__(f"HTTP {status} {code or ''} {message}".strip())
+
+
+class Unconfirmed404(Exception):
+    """A 404 that says neither "no such object" nor "no such bucket" (emulators, proxies, a route the endpoint
+    does not serve). Never raised to users: the store settles it (is the bucket there? can the SDK read the
+    object?) before answering missing."""
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+
+
+def retry_after_of(value: Any) -> float | None:
+    """Seconds from a ``Retry-After`` header value (delta-seconds or an HTTP date), None when absent or unreadable."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(text).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 def clean(text: Any, limit: int = 300) -> str:
@@ -65,32 +95,56 @@ def read_exactly(data: bytes, length: int | None) -> bytes:
 
 
 def status_error(status: int | None, code: str | None, message: str, store: Any, uri: Any,
-                 writing: bool = False) -> BaseException:
+                 writing: bool = False, retry_after: float | None = None) -> BaseException:
     """Map an HTTP status and a service error code (either may be None)."""
     label = " ".join(str(p) for p in (code, f"(HTTP {status})" if status else None) if p)
     detail = clean(f"{label}: {message}" if message else label)
-    if status == 404 or code in _MISSING_CODES:
-        if writing:
-            return FetchFailed(store, uri, f"cannot write, the bucket does not exist ({detail})")
+    bucket_missing = code in _BUCKET_MISSING_CODES or (
+        code in _OBJECT_MISSING_CODES and _BUCKET_MESSAGE.search(message or ""))
+    if bucket_missing or (writing and status == 404):  # a write answered 404: the bucket is not there
+        return StoreNotAvailable(store, f"the bucket of '{clean(uri, 200)}' does not exist{_at(store)} ({detail})")
+    if code in _OBJECT_MISSING_CODES:
         return NotFoundInStore(store, uri)
+    if status == 404:
+        return Unconfirmed404(detail)
     if code == "InvalidObjectState":  # archived (e.g. S3 Glacier): not readable here, as the original
         return NotFoundInStore(store, uri, "archived, not readable without a restore")
     if status in (401, 403) or code in _AUTH_CODES:
         return StoreNotAvailable(store, f"credentials missing or rejected ({detail})")
-    if status in (408, 429) or (status is not None and status >= 500) or code in _THROTTLING_CODES:
-        return TransientError(detail)
+    throttled = status in (429, 503) or code in _THROTTLING_CODES
+    if throttled or status == 408 or (status is not None and status >= 500):
+        return TransientError(detail, retry_after=retry_after, throttled=throttled)
     if status is not None and 400 <= status < 500:  # a request the service will never accept
         return FetchFailed(store, uri, detail)
     return TransientError(detail or "unknown error")
 
 
+def _at(store: Any) -> str:
+    """`` at <endpoint>`` for a store that has a custom endpoint (an emulator, MinIO...), else nothing."""
+    where = getattr(store, "endpoint_label", None)
+    return f" at {where}" if isinstance(where, str) and where else ""
+
+
+def config_error(store: Any, what: str) -> StoreNotAvailable:
+    """A configuration the transport cannot use: unavailable at once, never retried."""
+    return StoreNotAvailable(store, f"configuration error: {clean(what)}")
+
+
+class FastUnsupported(Exception):
+    """The fast transport cannot make this request (a key obstore's paths refuse, such as ``a//b``): the store
+    makes the next attempt through the SDK, which can."""
+
+
 def _passthrough(exc: BaseException, store: Any, uri: Any, writing: bool) -> BaseException | None:
-    """Errors every backend maps alike: ours, responses we read ourselves, short bodies."""
-    if isinstance(exc, BitstoreError):
+    """Errors every backend maps alike: ours, markers the store settles, responses we read ourselves, short
+    bodies, a deadline passing during a read."""
+    from ..retry import DeadlineExceeded
+
+    if isinstance(exc, (BitstoreError, Unconfirmed404, FastUnsupported)):
         return exc
     if isinstance(exc, HTTPStatusError):
-        return status_error(exc.status, exc.code, exc.message, store, uri, writing)
-    if isinstance(exc, ShortRead):
+        return status_error(exc.status, exc.code, exc.message, store, uri, writing, exc.retry_after)
+    if isinstance(exc, (ShortRead, DeadlineExceeded)):
         return TransientError(str(exc))
     return None
 
@@ -100,8 +154,8 @@ def _transient(exc: BaseException) -> TransientError:
 
 
 def s3_error(exc: BaseException, store: Any, uri: Any, writing: bool = False) -> BaseException:
-    """botocore errors: ``ClientError`` by status and code; missing credentials; connection, timeout
-    and body-streaming errors (``ResponseStreamingError``, ``IncompleteReadError``) are transient."""
+    """botocore errors: ``ClientError`` by status and code; missing credentials; configuration errors; connection,
+    timeout and body-streaming errors (``ResponseStreamingError``, ``IncompleteReadError``) are transient."""
     done = _passthrough(exc, store, uri, writing)
     if done is not None:
         return done
@@ -109,11 +163,15 @@ def s3_error(exc: BaseException, store: Any, uri: Any, writing: bool = False) ->
 
     if isinstance(exc, bx.ClientError):
         error = exc.response.get("Error", {})
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return status_error(status, error.get("Code"), error.get("Message", ""), store, uri, writing)
+        meta = exc.response.get("ResponseMetadata", {})
+        return status_error(meta.get("HTTPStatusCode"), error.get("Code"), error.get("Message", ""), store, uri,
+                            writing, retry_after_of((meta.get("HTTPHeaders") or {}).get("retry-after")))
     if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError, bx.CredentialRetrievalError,
                         bx.ProfileNotFound, bx.TokenRetrievalError)):
         return StoreNotAvailable(store, f"credentials missing or rejected ({type(exc).__name__})")
+    if isinstance(exc, (bx.NoRegionError, bx.InvalidRegionError, bx.UnknownEndpointError,
+                        bx.InvalidS3AddressingStyleError, bx.InvalidConfigError, bx.UnsupportedS3ConfigurationError)):
+        return config_error(store, f"{type(exc).__name__}: {exc}")
     if isinstance(exc, bx.ParamValidationError):
         return FetchFailed(store, uri, f"invalid request: {clean(exc)}")
     return _transient(exc)
@@ -126,44 +184,64 @@ def gcs_error(exc: BaseException, store: Any, uri: Any, writing: bool = False) -
         return done
     from google.api_core import exceptions as gx
     from google.auth import exceptions as ax
+    from requests import exceptions as rx
 
+    response = getattr(exc, "response", None)  # google.resumable_media.InvalidResponse, requests.HTTPError
+    retry_after = retry_after_of(getattr(getattr(response, "headers", None), "get", lambda _: None)("Retry-After"))
     if isinstance(exc, gx.GoogleAPICallError):
         reason = next((e.get("reason") for e in (exc.errors or []) if isinstance(e, dict)), None)
-        return status_error(exc.code, reason, exc.message or "", store, uri, writing)
+        return status_error(exc.code, reason, exc.message or "", store, uri, writing, retry_after)
     if isinstance(exc, (ax.DefaultCredentialsError, ax.RefreshError)) and not getattr(exc, "retryable", False):
         return StoreNotAvailable(store, f"credentials missing or rejected ({type(exc).__name__})")
-    response = getattr(exc, "response", None)  # google.resumable_media.InvalidResponse, requests.HTTPError
+    if isinstance(exc, (rx.InvalidSchema, rx.InvalidURL, rx.MissingSchema, rx.InvalidHeader)):
+        return config_error(store, f"{type(exc).__name__}: {exc}")
     status = getattr(response, "status_code", None)
     if isinstance(status, int):
-        return status_error(status, None, type(exc).__name__, store, uri, writing)
+        return status_error(status, None, type(exc).__name__, store, uri, writing, retry_after)
     return _transient(exc)
 
 
 def obstore_error(exc: BaseException, store: Any, uri: Any, writing: bool = False) -> BaseException:
-    """Errors of the fast transport: obstore raises ``FileNotFoundError`` for a missing object and its own
-    classes for denied access; everything else (HTTP 5xx with its retries switched off, resets, timeouts,
-    bodies cut short) is transient."""
+    """Errors of the fast transport. obstore raises ``FileNotFoundError`` for every 404, so the service's own
+    code is read from the body it quotes (S3/GCS XML ``<Code>``, GCS JSON ``reason``); denied access is
+    ``StoreNotAvailable``; a configuration it cannot use (``builder error``, unknown keys) is unavailable at once;
+    everything else (HTTP 5xx with its retries switched off, resets, timeouts, bodies cut short) is transient."""
     done = _passthrough(exc, store, uri, writing)
     if done is not None:
         return done
     from obstore import exceptions as ox
 
+    text = str(exc)
+    code, message = _service_error_in(text)
     if isinstance(exc, (FileNotFoundError, ox.NotFoundError)):
-        return status_error(404, None, "", store, uri, writing)
+        return status_error(404, code, message, store, uri, writing)
     if isinstance(exc, (ox.PermissionDeniedError, ox.UnauthenticatedError)):
         return StoreNotAvailable(store, f"credentials missing or rejected ({type(exc).__name__})")
-    if isinstance(exc, (ox.InvalidPathError, ox.UnknownConfigurationKeyError, ox.NotSupportedError)):
-        return FetchFailed(store, uri, f"{type(exc).__name__}: {clean(exc)}")
-    status = _status_in(str(exc))
-    if status is not None and 400 <= status < 500 and status not in (408, 429):
-        return status_error(status, None, type(exc).__name__, store, uri, writing)
+    if isinstance(exc, ox.InvalidPathError):
+        return FastUnsupported(f"{type(exc).__name__}: {clean(exc)}")
+    if isinstance(exc, (ox.UnknownConfigurationKeyError, ox.NotSupportedError)) or "builder error" in text:
+        return config_error(store, f"{type(exc).__name__}: {text.split(chr(10))[0]}")
+    status = _status_in(text)
+    if status is not None:
+        return status_error(status, code, message or type(exc).__name__, store, uri, writing)
     return _transient(exc)
 
 
 _STATUS = re.compile(r"(?:status|Client error|Server error)[^0-9]{0,20}([1-5][0-9]{2})\b", re.I)
+_XML_CODE = re.compile(r"<Code>([^<]{1,100})</Code>")
+_XML_MESSAGE = re.compile(r"<Message>([^<]{0,300})</Message>")
+_JSON_REASON = re.compile(r'"reason"\s*:\s*"([^"]{1,100})"')
+_JSON_MESSAGE = re.compile(r'"message"\s*:\s*"([^"]{0,300})"')
 
 
 def _status_in(message: str) -> int | None:
     """The HTTP status obstore mentions in a generic error's message, if any."""
     match = _STATUS.search(message)
     return int(match.group(1)) if match else None
+
+
+def _service_error_in(text: str) -> tuple[str | None, str]:
+    """The service's error code and message from the response body obstore quotes in its message."""
+    code = _XML_CODE.search(text) or _JSON_REASON.search(text)
+    message = _XML_MESSAGE.search(text) or _JSON_MESSAGE.search(text)
+    return (code.group(1) if code else None), (message.group(1) if message else "")

@@ -4,6 +4,10 @@ Credentials still come from the SDKs (boto3's credential chain, google-auth) thr
 providers; obstore's own retries are off, so ``RetryPolicy`` and ``_errors`` behave exactly as on the SDK
 path. One obstore store per bucket, per process (the owner builds a transport per process).
 
+Time: ``connect_timeout`` and a read-idle timeout (``read_timeout``: no byte for that long) per request, and the
+blob's overall deadline as obstore's whole-request ``timeout``, so a slow but steady download is not cut off at
+obstore's default 30 s. A retry (attempt > 0) streams the body in chunks and checks the deadline between them.
+
 obstore's runtime (tokio) does not survive ``fork``: a process forked after obstore ran in its parent
 hangs on its first request. ``usable()`` tells the owner to stay on the SDK path in such a process.
 """
@@ -17,12 +21,17 @@ from datetime import timedelta
 from typing import Any
 
 from .._views import VIEW_MIN_BYTES, views_allowed
+from ..retry import Attempt
 from ._client import require
-from ._errors import check_size, read_exactly
+from ._errors import check_size, config_error, read_exactly
 
 __all__ = ["S3Fast", "GCSFast", "usable"]
 
 _started_in: int | None = None  # pid of the process in which obstore's runtime was first used
+
+#: obstore's whole-request timeout when the retry policy sets no deadline (it cannot be switched off).
+_NO_DEADLINE = timedelta(days=1)
+_STREAM_CHUNK = 1 << 20
 
 _NO_RETRIES = {"max_retries": 0, "retry_timeout": timedelta(seconds=0),
                "backoff": {"init_backoff": timedelta(milliseconds=1), "max_backoff": timedelta(milliseconds=1),
@@ -44,7 +53,7 @@ class _Transport(ABC):
     _STORE: str
 
     def __init__(self, credentials: Any, config: dict[str, Any], *, max_blob_bytes: int | None,
-                 timeout: tuple[float, float], endpoint: str | None):
+                 timeout: tuple[float, float], deadline: float | None, endpoint: str | None):
         global _started_in
         self._obstore = require("obstore", "fast")
         _started_in = os.getpid()
@@ -52,6 +61,7 @@ class _Transport(ABC):
         self._client_options = {
             "connect_timeout": timedelta(seconds=timeout[0]),
             "read_timeout": timedelta(seconds=timeout[1]),
+            "timeout": _NO_DEADLINE if deadline is None else timedelta(seconds=deadline),
             "allow_http": bool(endpoint and endpoint.startswith("http://")),
         }
         if credentials is None:
@@ -81,13 +91,27 @@ class _Transport(ABC):
                     store = self._stores[bucket] = self._build(bucket)
         return store
 
-    def get(self, bucket: str, key: str, owner: Any, uri: str) -> bytes:
-        result = self._obstore.get(self._store(bucket), key)
+    def get(self, bucket: str, key: str, owner: Any, uri: str, attempt: Attempt) -> bytes:
+        try:
+            store = self._store(bucket)
+        except Exception as exc:  # obstore refused the configuration: no attempt will fix it
+            raise config_error(owner, f"the fast transport cannot use this configuration ({exc})") from None
+        result = self._obstore.get(store, key)
         length = result.meta["size"]
         check_size(owner, uri, length, self.max_blob_bytes)
+        if attempt.number and attempt.deadline_at is not None:  # a retry: the deadline is nearer than obstore's timeout
+            return read_exactly(_streamed(result, attempt), length)
         body = result.bytes()
         lend = length is not None and length >= VIEW_MIN_BYTES and views_allowed()  # see bitstore._views
         return read_exactly(memoryview(body) if lend else bytes(body), length)  # type: ignore[arg-type]
+
+
+def _streamed(result: Any, attempt: Attempt) -> bytes:
+    chunks = []
+    for chunk in result.stream(min_chunk_size=_STREAM_CHUNK):
+        chunks.append(chunk)
+        attempt.check()
+    return b"".join(bytes(c) for c in chunks) if len(chunks) != 1 else bytes(chunks[0])
 
 
 class S3Fast(_Transport):
@@ -96,11 +120,14 @@ class S3Fast(_Transport):
     _STORE = "S3Store"
 
     def __init__(self, session: Any, *, region: str | None, endpoint_url: str | None, max_blob_bytes: int | None,
-                 timeout: tuple[float, float]):
+                 timeout: tuple[float, float], deadline: float | None):
+        # Every value obstore would otherwise read from the environment on its own is set here from what boto3
+        # resolved, so both transports address the same endpoint (AWS_ENDPOINT_URL_S3 would win over ``endpoint``).
         config: dict[str, Any] = {"region": region or "us-east-1"}
         if endpoint_url:
-            config.update(endpoint=endpoint_url, virtual_hosted_style_request=False)
-        super().__init__(session, config, max_blob_bytes=max_blob_bytes, timeout=timeout, endpoint=endpoint_url)
+            config.update(endpoint=endpoint_url, aws_endpoint_url_s3=endpoint_url, virtual_hosted_style_request=False)
+        super().__init__(session, config, max_blob_bytes=max_blob_bytes, timeout=timeout, deadline=deadline,
+                         endpoint=endpoint_url)
 
     def _provider(self, credentials: Any) -> Any:
         from obstore.auth.boto3 import Boto3CredentialProvider
@@ -114,10 +141,10 @@ class GCSFast(_Transport):
     _STORE = "GCSStore"
 
     def __init__(self, credentials: Any, *, anonymous: bool, endpoint: str | None, max_blob_bytes: int | None,
-                 timeout: tuple[float, float]):
+                 timeout: tuple[float, float], deadline: float | None):
         config: dict[str, Any] = {"base_url": endpoint} if endpoint else {}
         super().__init__(None if anonymous else credentials, config, max_blob_bytes=max_blob_bytes, timeout=timeout,
-                         endpoint=endpoint)
+                         deadline=deadline, endpoint=endpoint)
 
     def _provider(self, credentials: Any) -> Any:
         from obstore.auth.google import GoogleCredentialProvider

@@ -16,11 +16,12 @@ from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from ..errors import StoreNotAvailable
-from ..retry import RetryPolicy
+from ..retry import Attempt, RetryPolicy
 from . import _redact
+from ._body import read_body
 from ._client import require
 from ._cloud import ANONYMOUS, DEFAULT_POOL, CloudRaw
-from ._errors import HTTPStatusError, check_size, clean, gcs_error, read_exactly
+from ._errors import HTTPStatusError, check_size, clean, gcs_error, retry_after_of
 
 __all__ = ["GSRaw", "ANONYMOUS"]
 
@@ -53,7 +54,7 @@ class GSRaw(CloudRaw):
 
     def __init__(self, credentials: Any = None, *, project: str | None = None, endpoint: str | None = None,
                  retry: RetryPolicy | dict | int | None = None, max_blob_bytes: int | None = None,
-                 max_pool_connections: int = DEFAULT_POOL, timeout: tuple[float, float] = (10.0, 60.0),
+                 max_pool_connections: int = DEFAULT_POOL, timeout: tuple[float, float] = (10.0, 30.0),
                  name: str | None = None, transport: str = "auto"):
         super().__init__(retry=retry, max_blob_bytes=max_blob_bytes, max_pool_connections=max_pool_connections,
                          timeout=timeout, name=name, transport=transport)
@@ -69,19 +70,43 @@ class GSRaw(CloudRaw):
         self.endpoint = endpoint.rstrip("/") if endpoint else None
 
     # --- io: one attempt each (CloudRaw retries them and maps their errors) -------------------------
-    def _get_once(self, bucket: str, key: str, uri: str) -> bytes:
+    def _get_once(self, bucket: str, key: str, uri: str, attempt: Attempt) -> bytes:
         conn = self._conn.get()
-        url = f"{conn.base_url}/download/storage/v1/b/{quote(bucket, safe='')}/o/{quote(key, safe='')}?alt=media"
-        with conn.session.get(url, stream=True, timeout=self.timeout) as response:
+        with conn.session.get(self._object_url(conn, bucket, key, media=True), stream=True,
+                              timeout=self.timeout) as response:
             if response.status_code != 200:
                 raise _status_error(response)
             header = response.headers.get("Content-Length")
             length = int(header) if header is not None and header.isdigit() else None
             check_size(self, uri, length, self.max_blob_bytes)
-            data = response.content
-            if "Content-Encoding" in response.headers:  # decoded by requests: compare decoded sizes only
-                length = None
-        return read_exactly(data, length)
+            encoded = "Content-Encoding" in response.headers  # decoded as read: compare decoded sizes only
+            return read_body(response.raw, None if encoded else length, attempt, self, uri, self.max_blob_bytes,
+                             decode_content=True)
+
+    @staticmethod
+    def _object_url(conn: _Conn, bucket: str, key: str, media: bool = False) -> str:
+        path = f"/storage/v1/b/{quote(bucket, safe='')}/o/{quote(key, safe='')}"
+        return f"{conn.base_url}/download{path}?alt=media" if media else f"{conn.base_url}{path}?fields=name"
+
+    def _sdk_has(self, bucket: str, key: str) -> bool:
+        return self._exists(self._object_url(self._conn.get(), bucket, key))
+
+    def _bucket_exists(self, bucket: str) -> bool:
+        conn = self._conn.get()
+        return self._exists(f"{conn.base_url}/storage/v1/b/{quote(bucket, safe='')}?fields=name")
+
+    def _exists(self, url: str) -> bool:
+        """A metadata GET through the JSON API, which every emulator serves: 200 yes, 404 no, else raises."""
+        with self._conn.get().session.get(url, timeout=self.timeout) as response:
+            if response.status_code == 404:
+                return False
+            if response.status_code != 200:
+                raise _status_error(response)
+            return True
+
+    @property
+    def endpoint_label(self) -> str | None:
+        return self.emulator
 
     def _put_once(self, bucket: str, key: str, body: bytes) -> None:
         blob = self._conn.get().client.bucket(bucket).blob(key)
@@ -141,7 +166,7 @@ class GSRaw(CloudRaw):
         from ._fast import GCSFast
 
         return GCSFast(conn.credentials, anonymous=_is_anonymous(conn.credentials), endpoint=self.emulator,
-                       max_blob_bytes=self.max_blob_bytes, timeout=self.timeout)
+                       max_blob_bytes=self.max_blob_bytes, timeout=self.timeout, deadline=self.retry.deadline)
 
 
 def _is_credentials(value: Any) -> bool:
@@ -170,4 +195,4 @@ def _status_error(response: Any) -> HTTPStatusError:
         code = next((e.get("reason") for e in error.get("errors", []) if isinstance(e, dict)), None)
     except (ValueError, AttributeError):
         pass
-    return HTTPStatusError(response.status_code, code, message)
+    return HTTPStatusError(response.status_code, code, message, retry_after_of(response.headers.get("Retry-After")))

@@ -139,6 +139,8 @@ class LocalRaw(Store):
         not_found = exc.errno in _NOT_FOUND or isinstance(exc, (FileNotFoundError, IsADirectoryError,
                                                                 NotADirectoryError))
         if not_found and not writing:
+            if self.root is not None and not os.path.isdir(self.root):  # no root: nothing can be said to be absent
+                return StoreNotAvailable(self, f"its root folder {self.root} does not exist")
             return NotFoundInStore(self, uri)
         if isinstance(exc, PermissionError):
             return StoreNotAvailable(self, f"permission denied for '{Path(exc.filename or '').name}'")

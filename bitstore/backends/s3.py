@@ -10,13 +10,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from ..errors import StoreNotAvailable
-from ..retry import RetryPolicy
+from ..retry import Attempt, RetryPolicy
 from . import _redact
+from ._body import read_body
 from ._client import require, resolve_env
 from ._cloud import ANONYMOUS, DEFAULT_POOL, CloudRaw
-from ._errors import check_size, read_exactly, s3_error
+from ._errors import check_size, s3_error
 
 __all__ = ["S3Raw", "ANONYMOUS"]
 
@@ -37,6 +39,9 @@ class S3Raw(CloudRaw):
     ``retry``: a ``RetryPolicy`` (or its fields as a dict, or a total attempt count).
     ``max_blob_bytes``: refuse larger objects (``BlobTooLarge``) before reading them.
     ``transport``: ``"auto"`` (obstore when installed), ``"fast"`` (obstore) or ``"sdk"`` (boto3 only).
+    ``endpoint_url``: an S3-compatible endpoint; else boto3 resolves it (``AWS_ENDPOINT_URL_S3``,
+    ``AWS_ENDPOINT_URL``, the profile's ``endpoint_url``, AWS itself), for both transports alike.
+    ``timeout``: ``(connect, read_idle)`` seconds; the overall deadline per blob is ``retry.deadline``.
     """
 
     URI_HINT = "s3://bucket/key"
@@ -47,23 +52,54 @@ class S3Raw(CloudRaw):
     def __init__(self, credentials: None | str | Mapping[str, Any] | Sequence[Mapping[str, Any] | str | None] = None,
                  *, endpoint_url: str | None = None, retry: RetryPolicy | dict | int | None = None,
                  max_blob_bytes: int | None = None, max_pool_connections: int = DEFAULT_POOL,
-                 timeout: tuple[float, float] = (10.0, 60.0), name: str | None = None, transport: str = "auto"):
+                 timeout: tuple[float, float] = (10.0, 30.0), name: str | None = None, transport: str = "auto"):
         super().__init__(retry=retry, max_blob_bytes=max_blob_bytes, max_pool_connections=max_pool_connections,
                          timeout=timeout, name=name, transport=transport)
         self.credentials = _credential_options(credentials)
         self.endpoint_url = endpoint_url
 
     # --- io: one attempt each (CloudRaw retries them and maps their errors) -------------------------
-    def _get_once(self, bucket: str, key: str, uri: str) -> bytes:
+    def _get_once(self, bucket: str, key: str, uri: str, attempt: Attempt) -> bytes:
         response = self._conn.get().client.get_object(Bucket=bucket, Key=key)
         body = response["Body"]
         length = response.get("ContentLength")
         try:
             check_size(self, uri, length, self.max_blob_bytes)
-            data = body.read()
+            return read_body(body._raw_stream, length, attempt, self, uri, self.max_blob_bytes)
         finally:
             body.close()
-        return read_exactly(data, length)
+
+    def _sdk_has(self, bucket: str, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._conn.get().client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return False
+            raise
+        return True
+
+    def _bucket_exists(self, bucket: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._conn.get().client.head_bucket(Bucket=bucket)
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return False
+            raise
+        return True
+
+    @property
+    def endpoint_label(self) -> str | None:
+        if self.endpoint_url:
+            return _without_credentials(self.endpoint_url)
+        try:
+            resolved = self._conn.get().client.meta.endpoint_url
+        except Exception:
+            return None
+        return None if _is_aws(resolved) else _without_credentials(resolved)
 
     def _put_once(self, bucket: str, key: str, body: bytes) -> None:
         self._conn.get().client.put_object(Bucket=bucket, Key=key, Body=body)
@@ -116,8 +152,21 @@ class S3Raw(CloudRaw):
     def _build_fast(self, conn: _Conn) -> Any:
         from ._fast import S3Fast
 
-        return S3Fast(conn.session, region=conn.client.meta.region_name, endpoint_url=self.endpoint_url,
-                      max_blob_bytes=self.max_blob_bytes, timeout=self.timeout)
+        resolved = conn.client.meta.endpoint_url  # what boto3 made of the argument, environment and profile
+        return S3Fast(conn.session, region=conn.client.meta.region_name,
+                      endpoint_url=None if _is_aws(resolved) else resolved,
+                      max_blob_bytes=self.max_blob_bytes, timeout=self.timeout, deadline=self.retry.deadline)
+
+
+def _is_aws(endpoint: str | None) -> bool:
+    """Whether ``endpoint`` is AWS's own S3 (the fast transport then addresses buckets itself, by region)."""
+    host = urlsplit(endpoint or "").hostname or ""
+    return host.endswith((".amazonaws.com", ".amazonaws.com.cn")) or host == "amazonaws.com"
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path.rstrip('/')}"
 
 
 def _credential_options(credentials: Any) -> list:

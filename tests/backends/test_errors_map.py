@@ -7,7 +7,9 @@ from hypothesis import strategies as st
 
 from bitstore import BlobTooLarge, FetchFailed, NotFoundInStore, StoreNotAvailable
 from bitstore.backends._errors import (
+    FastUnsupported,
     ShortRead,
+    Unconfirmed404,
     check_size,
     clean,
     gcs_error,
@@ -29,7 +31,7 @@ def _client_error(code: str, status: int):
 
 
 @pytest.mark.parametrize(("code", "status", "expected"), [
-    ("NoSuchKey", 404, NotFoundInStore), ("NoSuchBucket", 404, NotFoundInStore), ("404", 404, NotFoundInStore),
+    ("NoSuchKey", 404, NotFoundInStore), ("NoSuchBucket", 404, StoreNotAvailable), ("404", 404, Unconfirmed404),
     ("AccessDenied", 403, StoreNotAvailable), ("InvalidAccessKeyId", 403, StoreNotAvailable),
     ("ExpiredToken", 400, StoreNotAvailable), ("SignatureDoesNotMatch", 403, StoreNotAvailable),
     ("SlowDown", 503, TransientError), ("InternalError", 500, TransientError), ("Throttling", 400, TransientError),
@@ -44,9 +46,19 @@ def test_s3_client_errors(code, status, expected):
         assert not isinstance(mapped, FetchFailed)
 
 
-def test_a_missing_bucket_on_write_is_a_failure_not_missing():
-    mapped = s3_error(_client_error("NoSuchBucket", 404), "s3", URI, writing=True)
-    assert isinstance(mapped, FetchFailed) and "bucket does not exist" in str(mapped)
+def test_a_missing_bucket_is_unavailable_naming_it_on_read_and_write():
+    for writing in (False, True):
+        mapped = s3_error(_client_error("NoSuchBucket", 404), "s3", URI, writing=writing)
+        assert isinstance(mapped, StoreNotAvailable) and "does not exist" in str(mapped) and "s3://b" in str(mapped)
+
+
+def test_a_404_without_an_object_answer_is_never_missing():
+    """Emulators and wrong routes answer 404 with no code: the store must settle it, the map never says missing."""
+    assert isinstance(status_error(404, None, "Not Found", "s3", URI), Unconfirmed404)
+    assert isinstance(status_error(404, "Not Found", "Not Found", "gs", URI), Unconfirmed404)
+    assert isinstance(status_error(404, "notFound", "No such object: b/k", "gs", URI), NotFoundInStore)
+    assert isinstance(status_error(404, "notFound", "The specified bucket does not exist.", "gs", URI),
+                      StoreNotAvailable)
 
 
 @pytest.mark.parametrize("make", [
@@ -71,7 +83,7 @@ def test_s3_missing_credentials_are_unavailable():
 
 
 @pytest.mark.parametrize(("exc_name", "expected"), [
-    ("NotFound", NotFoundInStore), ("Forbidden", StoreNotAvailable), ("Unauthorized", StoreNotAvailable),
+    ("NotFound", Unconfirmed404), ("Forbidden", StoreNotAvailable), ("Unauthorized", StoreNotAvailable),
     ("TooManyRequests", TransientError), ("ServiceUnavailable", TransientError),
     ("InternalServerError", TransientError), ("BadRequest", FetchFailed),
 ])
@@ -95,7 +107,13 @@ def test_gcs_transport_and_auth_errors():
 def test_obstore_errors():
     from obstore import exceptions as ox
 
-    assert isinstance(obstore_error(FileNotFoundError("Object at location k not found"), "s3", URI), NotFoundInStore)
+    assert isinstance(obstore_error(FileNotFoundError("Object at location k not found"), "s3", URI), Unconfirmed404)
+    body = "Object at location k not found: ... 404 Not Found: <?xml ?><Error><Code>{}</Code><Message>m</Message>"
+    assert isinstance(obstore_error(FileNotFoundError(body.format("NoSuchKey")), "s3", URI), NotFoundInStore)
+    assert isinstance(obstore_error(FileNotFoundError(body.format("NoSuchBucket")), "s3", URI), StoreNotAvailable)
+    assert isinstance(obstore_error(ox.InvalidPathError("a//b"), "s3", URI), FastUnsupported)
+    config = ox.GenericError("Generic HTTP client error: HTTP error: builder error")
+    assert isinstance(obstore_error(config, "s3", URI), StoreNotAvailable)
     assert isinstance(obstore_error(ox.PermissionDeniedError("denied"), "s3", URI), StoreNotAvailable)
     assert isinstance(obstore_error(ox.UnauthenticatedError("no"), "s3", URI), StoreNotAvailable)
     generic = ox.GenericError("Error performing GET http://h/b/k - Server returned non-2xx status code: 503")
@@ -124,10 +142,9 @@ def test_size_and_length_checks():
 @given(status=st.integers(100, 599), code=st.one_of(st.none(), st.text(max_size=20)))
 def test_status_mapping_is_total_and_never_calls_a_failure_missing(status, code):
     mapped = status_error(status, code, "message", "s3", URI)
-    assert isinstance(mapped, (NotFoundInStore, StoreNotAvailable, FetchFailed, TransientError))
-    if status >= 500 or status == 429:
-        assert not isinstance(mapped, NotFoundInStore) or code in ("NoSuchKey", "NoSuchBucket", "NotFound", "404",
-                                                                   "notFound", "InvalidObjectState")
+    assert isinstance(mapped, (NotFoundInStore, StoreNotAvailable, FetchFailed, TransientError, Unconfirmed404))
+    if isinstance(mapped, NotFoundInStore):  # missing only on an answer about the object, whatever the status
+        assert code in ("NoSuchKey", "notFound", "NoSuchObject", "InvalidObjectState")
 
 
 @given(secret=st.text(st.characters(codec="ascii", categories=("L", "N")), min_size=8, max_size=30))
