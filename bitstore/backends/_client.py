@@ -6,8 +6,10 @@ import importlib
 import os
 import threading
 import time
+import types
+import weakref
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -16,16 +18,38 @@ __all__ = ["ProcessLocal", "EnvVar", "require", "resolve_transport", "TRANSPORTS
 TRANSPORTS = ("auto", "sdk", "fast")
 
 
+#: Values a forked child inherited from its parent. They are kept, never freed: freeing an obstore client in the
+#: child takes a tokio lock that a parent thread may have held at the fork, and the child would wait forever.
+_inherited: list[Any] = []
+_holders: weakref.WeakSet[ProcessLocal] = weakref.WeakSet()
+
+
+def _keep_inherited_values() -> None:
+    """At fork, in the child: every holder lets go of its parent's value without freeing it."""
+    for holder in list(_holders):
+        holder._let_go()
+
+
 class ProcessLocal(Generic[T]):
     """One value per process made by ``factory`` on first use (under a lock, so threads share one).
 
     A failed build is remembered for ``retry_after`` seconds, so a store whose credentials do not work
-    fails fast instead of re-probing them for every blob. Stores drop their holders when pickled.
+    fails fast instead of re-probing them for every blob. Stores drop their holders when pickled. A bound
+    method is held weakly, so a store and its holders are no reference cycle (freed at once, never by the
+    cyclic collector at an arbitrary line). In a forked child the parent's value is kept alive, not freed.
     """
 
     def __init__(self, factory: Callable[[], T], retry_after: float = 30.0):
-        self._factory = factory
+        self._factory: Callable[[], Callable[[], T] | None] = (
+            weakref.WeakMethod(factory) if isinstance(factory, types.MethodType) else lambda: factory)
         self._retry_after = retry_after
+        self._reset()
+        _holders.add(self)
+
+    def _let_go(self) -> None:
+        """Start afresh in a forked child, keeping (not freeing) the parent's value."""
+        if self._value is not None:
+            _inherited.append(self._value)
         self._reset()
 
     def _reset(self) -> None:
@@ -40,14 +64,17 @@ class ProcessLocal(Generic[T]):
         if self._pid == pid:
             return self._value  # type: ignore[return-value]
         if self._lock_pid != pid:  # forked: the parent's lock may have been held by a thread that no longer exists
-            self._reset()
+            self._let_go()
         with self._lock:
             if self._pid != pid:
                 failure = self._failure
                 if failure is not None and time.monotonic() - failure[1] < self._retry_after:
                     raise copy.copy(failure[0]) from None  # a fresh object: tracebacks do not pile up
+                factory = self._factory()
+                if factory is None:
+                    raise RuntimeError("the store that owns this client no longer exists")
                 try:
-                    self._value = self._factory()
+                    self._value = factory()
                 except Exception as exc:
                     self._failure = (exc, time.monotonic())
                     raise
@@ -111,3 +138,7 @@ class EnvVar:
 def resolve_env(options: dict) -> dict:
     """``options`` with every ``EnvVar`` value replaced by the variable's value (``KeyError`` if unset)."""
     return {k: v.value() if isinstance(v, EnvVar) else v for k, v in options.items()}
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_keep_inherited_values)
