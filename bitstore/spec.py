@@ -28,12 +28,13 @@ __all__ = ["Spec", "load_spec", "from_spec", "default_spec", "TIER_TYPES"]
 TIER_TYPES = ("s3", "gcs", "local", "memory", "api")
 _TOP = {"keys", "name", "max_workers", "max_bytes_in_flight", "retry", "tier"}
 _COMMON = {"type", "name", "role", "read", "cache_result", "verify"}
-_RETRY = {"attempts", "base_delay", "max_delay"}
+_RETRY = {"attempts", "base_delay", "max_delay", "deadline", "max_retry_after"}
+_TIMEOUTS = {"connect_timeout", "read_timeout"}
 _ALLOWED = {
-    "s3": _COMMON | _RETRY | {"prefix", "endpoint_url", "anonymous", "profile", "region", "credentials_env",
+    "s3": _COMMON | _RETRY | _TIMEOUTS | {"prefix", "endpoint_url", "anonymous", "profile", "region", "credentials_env",
                               "transport", "max_blob_bytes", "max_connections"},
-    "gcs": _COMMON | _RETRY | {"prefix", "endpoint", "project", "anonymous", "credentials_file", "credentials_env",
-                               "transport", "max_blob_bytes", "max_connections"},
+    "gcs": _COMMON | _RETRY | _TIMEOUTS | {"prefix", "endpoint", "project", "anonymous", "credentials_file",
+                                           "credentials_env", "transport", "max_blob_bytes", "max_connections"},
     "local": _COMMON | {"prefix", "max_blob_bytes"},
     "memory": _COMMON | {"prefix", "max_bytes"},
 }
@@ -44,7 +45,8 @@ _TYPES: dict[str, Any] = {
     "name": str, "role": str, "read": bool, "cache_result": bool, "verify": bool, "prefix": str,
     "endpoint_url": str, "endpoint": str, "anonymous": bool, "profile": str, "region": str, "project": str,
     "credentials_file": str, "transport": str, "max_blob_bytes": int, "max_bytes": int, "max_connections": int,
-    "attempts": int, "base_delay": _NUMBER, "max_delay": _NUMBER, "class": str, "env": dict,
+    "attempts": int, "base_delay": _NUMBER, "max_delay": _NUMBER, "deadline": _NUMBER, "max_retry_after": _NUMBER,
+    "connect_timeout": _NUMBER, "read_timeout": _NUMBER, "class": str, "env": dict,
 }
 _S3_SESSION_KEYS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "region_name", "profile_name")
 _ROLES = ("source", "cache")
@@ -278,9 +280,12 @@ def _validate_tier(tier: Mapping[str, Any], index: int, keys: str, default_retry
     for key in ("max_blob_bytes", "max_bytes", "attempts", "max_connections"):
         if key in out and out[key] < (0 if key == "max_bytes" else 1):
             fail("must be a positive integer" if key != "max_bytes" else "must not be negative", f"{where}.{key}")
-    for key in ("base_delay", "max_delay"):
+    for key in ("base_delay", "max_delay", "max_retry_after"):
         if key in out and out[key] < 0:
             fail("must not be negative", f"{where}.{key}")
+    for key in ("deadline", "connect_timeout", "read_timeout"):
+        if key in out and not out[key] > 0:
+            fail("must be a number of seconds > 0", f"{where}.{key}")
     if kind in ("s3", "gcs"):
         _validate_cloud(out, kind, where, default_retry, base_dir, fail)
     out["prefix"] = _prefix(out, kind, where, keys, base_dir, fail)
@@ -382,7 +387,7 @@ def _retry_table(value: Any, fail) -> dict:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        fail("must be a table with attempts, base_delay and/or max_delay", "retry")
+        fail(f"must be a table with {', '.join(sorted(_RETRY))}", "retry")
     for key in value:
         if key not in _RETRY:
             fail(f"unknown key (allowed: {', '.join(sorted(_RETRY))})", f"retry.{_keyname(key)}")
@@ -535,7 +540,11 @@ def _retry(tier: dict) -> RetryPolicy | None:
 
 
 def _connections(tier: dict) -> dict:
-    return {"max_pool_connections": tier["max_connections"]} if "max_connections" in tier else {}
+    """The cloud client's pool size and ``(connect, read_idle)`` timeouts, where the tier sets them."""
+    out: dict[str, Any] = {"max_pool_connections": tier["max_connections"]} if "max_connections" in tier else {}
+    if "connect_timeout" in tier or "read_timeout" in tier:
+        out["timeout"] = (tier.get("connect_timeout", 10.0), tier.get("read_timeout", 30.0))
+    return out
 
 
 def _raw_name(tier: dict, uri_mode: bool) -> dict:
