@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["ProcessLocal", "EnvVar", "require", "resolve_transport", "TRANSPORTS"]
+__all__ = ["ProcessLocal", "EnvVar", "endpoint_problem", "require", "resolve_transport", "TRANSPORTS"]
 
 TRANSPORTS = ("auto", "sdk", "fast")
 
@@ -81,6 +81,24 @@ class ProcessLocal(Generic[T]):
                 self._failure = None
                 self._pid = pid
         return self._value  # type: ignore[return-value]
+
+
+def endpoint_problem(url: str | None) -> str | None:
+    """What makes ``url`` unusable as a service endpoint (a configuration error), or None when it is usable."""
+    from urllib.parse import urlsplit
+
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        return f"endpoint {url!r} is not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return f"endpoint {url!r} must start with http:// or https://"
+    if not parts.hostname:
+        return f"endpoint {url!r} names no host"
+    return None
 
 
 def require(module: str, extra: str):

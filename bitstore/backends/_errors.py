@@ -169,7 +169,7 @@ def s3_error(exc: BaseException, store: Any, uri: Any, writing: bool = False) ->
     if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError, bx.CredentialRetrievalError,
                         bx.ProfileNotFound, bx.TokenRetrievalError)):
         return StoreNotAvailable(store, f"credentials missing or rejected ({type(exc).__name__})")
-    if isinstance(exc, (bx.NoRegionError, bx.InvalidRegionError, bx.UnknownEndpointError,
+    if isinstance(exc, (bx.NoRegionError, bx.InvalidRegionError, bx.UnknownEndpointError, bx.EndpointResolutionError,
                         bx.InvalidS3AddressingStyleError, bx.InvalidConfigError, bx.UnsupportedS3ConfigurationError)):
         return config_error(store, f"{type(exc).__name__}: {exc}")
     if isinstance(exc, bx.ParamValidationError):

@@ -23,7 +23,7 @@ from typing import Any
 from .._views import VIEW_MIN_BYTES, views_allowed
 from ..retry import Attempt
 from ._client import require
-from ._errors import check_size, config_error, read_exactly
+from ._errors import FastUnsupported, check_size, config_error, read_exactly
 
 __all__ = ["S3Fast", "GCSFast", "usable"]
 
@@ -96,7 +96,12 @@ class _Transport(ABC):
             store = self._store(bucket)
         except Exception as exc:  # obstore refused the configuration: no attempt will fix it
             raise config_error(owner, f"the fast transport cannot use this configuration ({exc})") from None
-        result = self._obstore.get(store, key)
+        try:
+            result = self._obstore.get(store, key)
+        except BaseException as exc:
+            if type(exc).__name__ == "PanicException":  # obstore's Rust code gave up on this request: not ours to crash
+                raise FastUnsupported(f"obstore panicked: {str(exc)[:200]}") from None
+            raise
         length = result.meta["size"]
         check_size(owner, uri, length, self.max_blob_bytes)
         if attempt.number and attempt.deadline_at is not None:  # a retry: the deadline is nearer than obstore's timeout

@@ -19,9 +19,9 @@ from ..errors import StoreNotAvailable
 from ..retry import Attempt, RetryPolicy
 from . import _redact
 from ._body import read_body
-from ._client import require
+from ._client import endpoint_problem, require
 from ._cloud import ANONYMOUS, DEFAULT_POOL, CloudRaw
-from ._errors import HTTPStatusError, check_size, clean, gcs_error, retry_after_of
+from ._errors import HTTPStatusError, check_size, clean, config_error, gcs_error, retry_after_of
 
 __all__ = ["GSRaw", "ANONYMOUS"]
 
@@ -149,8 +149,11 @@ class GSRaw(CloudRaw):
         _redact.install()
         from requests.adapters import HTTPAdapter
 
-        credentials, project = self._resolve_credentials()
         endpoint = self.emulator
+        problem = endpoint_problem(endpoint) if endpoint else None
+        if problem:
+            raise config_error(self, problem)
+        credentials, project = self._resolve_credentials()
         options = {"api_endpoint": endpoint} if endpoint else None
         try:
             client = storage.Client(project=project or _NO_PROJECT, credentials=credentials, client_options=options)

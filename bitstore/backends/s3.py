@@ -16,9 +16,9 @@ from ..errors import StoreNotAvailable
 from ..retry import Attempt, RetryPolicy
 from . import _redact
 from ._body import read_body
-from ._client import require, resolve_env
+from ._client import endpoint_problem, require, resolve_env
 from ._cloud import ANONYMOUS, DEFAULT_POOL, CloudRaw
-from ._errors import check_size, s3_error
+from ._errors import check_size, config_error, s3_error
 
 __all__ = ["S3Raw", "ANONYMOUS"]
 
@@ -120,23 +120,34 @@ class S3Raw(CloudRaw):
             if option == ANONYMOUS:
                 from botocore import UNSIGNED
 
-                client = boto3.Session().client(
-                    "s3", endpoint_url=self.endpoint_url, config=self._config(signature_version=UNSIGNED))
-                return _Conn(client, None)
+                return _Conn(self._client(boto3.Session(), signature_version=UNSIGNED), None)
             try:
                 session = boto3.Session(**resolve_env(option or {}))
                 if session.get_credentials() is None:
                     tried.append("no credentials found")
                     continue
-                client = session.client("s3", endpoint_url=self.endpoint_url, config=self._config())
             except Exception as exc:  # a bad profile, a malformed config file...
                 tried.append(type(exc).__name__)
                 continue
+            client = self._client(session)
             if self._test_access(client):
                 return _Conn(client, session)
             tried.append("access test failed")
         reasons = ", ".join(f"option {i + 1}: {why}" for i, why in enumerate(tried))
         raise StoreNotAvailable(self, f"no usable credentials ({reasons})")
+
+    def _client(self, session: Any, **config: Any) -> Any:
+        """An S3 client of ``session`` for the endpoint boto3 resolves; an endpoint no transport can use is a
+        configuration error, raised at once."""
+        try:
+            client = session.client("s3", endpoint_url=self.endpoint_url, config=self._config(**config))
+        except ValueError as exc:  # botocore: an endpoint it cannot parse
+            where = repr(self.endpoint_url) if self.endpoint_url else "set in the environment or profile"
+            raise config_error(self, f"the endpoint {where} is not a valid URL ({exc})") from None
+        problem = endpoint_problem(client.meta.endpoint_url)
+        if problem:
+            raise config_error(self, problem)
+        return client
 
     def _test_access(self, client: Any) -> bool:
         """Whether ``client``'s credentials are accepted. Override for a better check; the default lists

@@ -198,3 +198,16 @@ def test_client_rebuilt_after_fork(cloud):
     finally:
         _FORKED_STORE = None
     assert answers == [(b"from the child", True, True)] * 4
+
+
+@pytest.mark.parametrize("endpoint", ["ftp://127.0.0.1:1", "http://[bad", "not a url", "http://127.0.0.1:99999"])
+def test_an_endpoint_no_transport_can_use_is_unavailable_at_once(cloud, endpoint):
+    """A configuration error is StoreNotAvailable on the first attempt: never retried, never a crash (obstore
+    panics on some malformed URLs), never missing."""
+    from bitstore.retry import RetryPolicy
+
+    sleeps: list[float] = []
+    raw = cloud.raw(endpoint=endpoint, retry=RetryPolicy(attempts=5, base_delay=0.001, sleep=sleeps.append))
+    with pytest.raises(StoreNotAvailable, match="configuration error"):
+        raw.get(f"{cloud.scheme}://bkt/key")
+    assert sleeps == []
