@@ -85,6 +85,9 @@ class Composite(Store):
         if read:
             self._add(cache, False, is_cache=True)
         self.cache = cache
+        prepare = getattr(cache, "prepare_writes", None)
+        if callable(prepare):
+            prepare()
         return self
 
     # --- reading -------------------------------------------------------------------------------

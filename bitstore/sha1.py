@@ -90,6 +90,11 @@ class Sha1Store(Sha1FormatMixin, VerifySha1Mixin, Store):
             self._verify_data(data, sha1)
         return data
 
+    def prepare_writes(self) -> None:
+        prepare = getattr(self.base_store, "prepare_writes", None)
+        if callable(prepare):
+            prepare()
+
     def put(self, sha1: str, data: bytes) -> Any:
         self._check_valid(sha1)
         if self.verify:

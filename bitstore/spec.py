@@ -7,7 +7,6 @@ values: credentials are referenced by profile or environment variable name and r
 """
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
 import re
@@ -490,9 +489,6 @@ def _build_local(tier: dict, where: str, source: str | None, uri_mode: bool) -> 
     from .backends.local import LocalRaw
 
     root = tier.get("prefix")
-    if root is not None and tier.get("role") == "cache":  # a cache starts empty, not absent (a missing root fails)
-        with contextlib.suppress(OSError):
-            os.makedirs(root, exist_ok=True)
     return LocalRaw(root=None if root is None else root.rstrip(os.sep) or os.sep,
                     max_blob_bytes=tier.get("max_blob_bytes"), **_raw_name(tier, uri_mode))
 

@@ -71,6 +71,10 @@ class Store(ABC):
     def put(self, uri: Any, data: bytes) -> Any:
         raise NotImplementedError(f"{self.__class__.__name__} does not implement the 'put' method")
 
+    def prepare_writes(self) -> None:  # noqa: B027 - a hook with nothing to do by default
+        """Called when the store becomes a composite's cache: create what its writes need (a local cache's root
+        folder), so an empty cache answers "not found" rather than "unavailable". The default does nothing."""
+
     def _check_valid(self, uri: Any) -> None:
         if not self.is_valid(uri):
             raise InvalidURI(self, uri, hint=self.URI_HINT)

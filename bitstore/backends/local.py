@@ -114,6 +114,12 @@ class LocalRaw(Store):
         if not self._inside(real):
             raise InvalidURI(self, uri, hint=f"paths must stay inside {self.root}")
 
+    def prepare_writes(self) -> None:
+        """A cache's root is made when it becomes a cache (a root that does not exist is unavailable, not empty)."""
+        if self.root is not None:
+            with contextlib.suppress(OSError):
+                os.makedirs(self.root, exist_ok=True)
+
     def put(self, uri: Any, data: bytes) -> None:
         path = self._path(uri)
         if path == self.root:  # its temp file would be created outside the root
