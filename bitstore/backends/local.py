@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .. import _tempfiles
-from ..errors import BlobTooLarge, FetchFailed, InvalidURI, NotFoundInStore, StoreNotAvailable
+from ..errors import BitstoreError, BlobTooLarge, FetchFailed, InvalidURI, NotFoundInStore, StoreNotAvailable
 from ..store import Store
 
 __all__ = ["LocalRaw", "TEMP_PREFIX", "TEMP_SUFFIX"]
@@ -83,7 +83,10 @@ class LocalRaw(Store):
         if raw is None:
             raise InvalidURI(self, uri, hint=self.URI_HINT)
         base = self.root if self.root is not None else os.getcwd()
-        resolved = os.path.realpath(os.path.join(base, raw))
+        try:
+            resolved = os.path.realpath(os.path.join(base, raw))
+        except OSError as exc:  # a link on the path changed while it was resolved
+            raise FetchFailed(self, uri, f"cannot resolve the path ({exc.strerror or type(exc).__name__})") from None
         if self.root is not None and not self._inside(resolved):
             raise InvalidURI(self, uri, hint=f"paths must stay inside {self.root}")
         return resolved
@@ -91,7 +94,7 @@ class LocalRaw(Store):
     def is_valid(self, uri: Any) -> bool:
         try:
             self._path(uri)
-        except (InvalidURI, ValueError, OSError):
+        except (BitstoreError, ValueError, OSError):
             return False
         return True
 
