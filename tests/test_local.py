@@ -492,3 +492,9 @@ def test_fsync_true_flushes_file_and_folder(root, monkeypatch):
     store.put("y/z/b", b"2")  # two new folders: each parent synced, then the file, then its folder
     assert len(synced) == 4 and store.get("y/z/b") == b"2"
     assert pickle.loads(pickle.dumps(store)).fsync is True
+
+
+def test_put_creates_a_missing_root(tmp_path):
+    store = LocalRaw(tmp_path / "not" / "yet")
+    store.put("a/b", b"x")
+    assert (tmp_path / "not" / "yet" / "a" / "b").read_bytes() == b"x"

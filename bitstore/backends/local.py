@@ -185,8 +185,12 @@ class LocalRaw(Store):
 
     def _open_folder(self, base: str, folders: list[str], uri: Any) -> int:
         """A descriptor of ``base/folders...``, each opened under the one above without following a symlink,
-        created when missing."""
-        fd = os.open(base, _DIR_FLAGS)
+        created when missing (the root too: it is configured, so trusted)."""
+        try:
+            fd = os.open(base, _DIR_FLAGS)
+        except FileNotFoundError:
+            os.makedirs(base, exist_ok=True)
+            fd = os.open(base, _DIR_FLAGS)
         try:
             for name in folders:
                 fd_below = self._open_or_make(fd, name, uri)
