@@ -21,7 +21,7 @@ SWEEP_INTERVAL = 600.0
 _MAX_REMEMBERED = 4096
 
 _lock = threading.Lock()
-_last_sweep: dict[tuple[int, int], float] = {}  # (st_dev, st_ino) of a folder -> time.monotonic() of its sweep
+_last_sweep: dict[tuple, float] = {}  # (st_dev, st_ino, prefix, suffix) -> time.monotonic() of the last sweep
 
 
 def sweep(folder: int | str, prefix: str, suffix: str, max_age: float, *, force: bool = False) -> list[str]:
@@ -32,7 +32,7 @@ def sweep(folder: int | str, prefix: str, suffix: str, max_age: float, *, force:
         info = os.stat(folder)
     except OSError:
         return []
-    key, now = (info.st_dev, info.st_ino), time.monotonic()
+    key, now = (info.st_dev, info.st_ino, prefix, suffix), time.monotonic()
     with _lock:
         last = _last_sweep.get(key)
         if not force and last is not None and now - last < SWEEP_INTERVAL:
