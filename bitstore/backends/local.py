@@ -30,6 +30,8 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused once fstat shows what it is).
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | _CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
+# Folders on the way are opened for lookups only (O_PATH: search permission is enough, as for a path).
+_WALK_FLAGS = (_DIR_FLAGS & ~os.O_RDONLY) | getattr(os, "O_PATH", os.O_RDONLY)
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
 #: Temp files of ``put`` are ``.bitstore-<random>.tmp`` beside their target.
 TEMP_PREFIX, TEMP_SUFFIX = ".bitstore-", ".tmp"
@@ -174,38 +176,47 @@ class LocalRaw(Store):
             raise InvalidURI(self, uri, hint="a path to a file inside the root")
         *folders, filename = os.path.relpath(path, base).split(os.sep)
         try:
-            folder = self._open_folder(base, folders, uri)
+            folder, listable = self._open_folder(base, folders, uri)
             try:
-                self._sweep(folder)
+                if listable:
+                    self._sweep(folder)
                 self._write_in(folder, filename, data)
             finally:
                 os.close(folder)
         except OSError as exc:
             raise self._map_error(exc, uri, writing=True) from None
 
-    def _open_folder(self, base: str, folders: list[str], uri: Any) -> int:
+    def _open_folder(self, base: str, folders: list[str], uri: Any) -> tuple[int, bool]:
         """A descriptor of ``base/folders...``, each opened under the one above without following a symlink,
-        created when missing (the root too: it is configured, so trusted)."""
+        created when missing (the root too: it is configured, so trusted), and whether it can be listed (a
+        folder we may write but not read is written all the same)."""
         try:
-            fd = os.open(base, _DIR_FLAGS)
+            fd = os.open(base, _WALK_FLAGS)
         except FileNotFoundError:
             os.makedirs(base, exist_ok=True)
-            fd = os.open(base, _DIR_FLAGS)
+            fd = os.open(base, _WALK_FLAGS)
         try:
             for name in folders:
                 fd_below = self._open_or_make(fd, name, uri)
                 os.close(fd)
                 fd = fd_below
+            if _WALK_FLAGS == _DIR_FLAGS:
+                return fd, True
+            try:
+                listable = os.open(".", _DIR_FLAGS, dir_fd=fd)  # the same folder, whatever happens to its path
+            except PermissionError:
+                return fd, False
         except BaseException:
             os.close(fd)
             raise
-        return fd
+        os.close(fd)
+        return listable, True
 
     def _open_or_make(self, parent: int, name: str, uri: Any) -> int:
         misses = 0
         while True:  # another writer may create or remove it between our two calls
             try:
-                return os.open(name, _DIR_FLAGS, dir_fd=parent)
+                return os.open(name, _WALK_FLAGS, dir_fd=parent)
             except FileNotFoundError:
                 misses += 1
                 if misses == 3:
@@ -213,7 +224,7 @@ class LocalRaw(Store):
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(name, 0o777, dir_fd=parent)
                     if self.fsync:
-                        os.fsync(parent)
+                        _fsync_folder(parent)
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # a symlink (or a file) stands there
                     raise FetchFailed(self, uri, f"'{name}' on its path is not a folder (replaced while writing?); "
@@ -235,7 +246,7 @@ class LocalRaw(Store):
                 os.unlink(tmp, dir_fd=folder)
             raise
         if self.fsync:
-            os.fsync(folder)
+            _fsync_folder(folder)
 
     def _sweep(self, folder: int) -> None:
         """Remove temp files of writes that died in this folder (at most once per interval per folder)."""
@@ -276,6 +287,15 @@ def _create_temp(folder: int) -> tuple[int, str]:
         except FileExistsError:
             continue
     raise FileExistsError(errno.EEXIST, "no unused temp file name")
+
+
+def _fsync_folder(fd: int) -> None:
+    """Flush the folder open on ``fd`` (which may be a lookup-only descriptor) to the disk."""
+    folder = os.open(".", _DIR_FLAGS, dir_fd=fd)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def _write_all(fd: int, data: bytes) -> None:
