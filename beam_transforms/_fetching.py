@@ -35,10 +35,11 @@ _SHA1_KEY = Sha1Composite.SHA1_URI_REGEX
 
 
 def canonical_sha1(element: Any) -> tuple[str | None, str | None]:
-    """``(lowercase sha1, None)`` for ``<sha1>`` or ``sha1://<sha1>`` in any case, else ``(None, reason)``."""
+    """``(lowercase sha1, None)`` for ``<sha1>`` or ``sha1://<sha1>`` in any case (surrounding whitespace
+    ignored), else ``(None, reason)``."""
     if not isinstance(element, str):
         return None, f"not a SHA1: expected a str, got {type(element).__name__}"
-    match = _SHA1_KEY.fullmatch(element)
+    match = _SHA1_KEY.fullmatch(element.strip())  # surrounding whitespace ignored, as by Sha1Composite
     if match is None:
         return None, f"not a SHA1: {short(element, 80)!r} (expected 40 hex digits, optionally after sha1://)"
     return match.group(1).lower(), None

@@ -56,7 +56,13 @@ __all__ = [
 ]
 
 
+#: The original library's module names (``epic.bitstore.exc`` -> ``bitstore.exc``), imported on first access.
+_COMPAT_MODULES = ("exc", "aws", "gcp")
+
+
 def __getattr__(name: str):
+    if name in _COMPAT_MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'bitstore' has no attribute {name!r}")

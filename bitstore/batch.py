@@ -3,7 +3,9 @@
 Keys are read lazily. At most ``window`` keys are read ahead of the consumer (never fewer than
 ``max_workers``), and no new key is started while the bytes fetched but not yet yielded exceed
 ``max_bytes_in_flight``. A key whose canonical form equals one still in the window shares its fetch.
-Thread pools are kept between runs (``_Pools``).
+An error from the key iterator is raised after every result read before it is yielded. Any exception from
+a store, ``BaseException`` included, is that key's ``failed`` result. Thread pools are kept between runs
+(``_Pools``).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._memory import tune_allocator
 from ._views import allow, restore
-from .errors import InvalidURI
+from .errors import InvalidURI, short
 
 if TYPE_CHECKING:
     from .store import FetchResult, Store
@@ -169,20 +171,24 @@ def _run(store: Store, keys: Iterator[Any], max_workers: int, budget: int, bar,
 
     def fetch(key: Any, slot: _Slot) -> FetchResult:
         # Counted before the future resolves (a done-callback could run after the consumer released the slot).
-        if views:
-            token = allow()
-            try:
-                result = store._result(key)
-            finally:
-                restore(token)
-        else:
-            result = store._result(key)  # keys were checked with store.accepts as they were read
+        try:
+            if views:
+                token = allow()
+                try:
+                    result = store._result(key)
+                finally:
+                    restore(token)
+            else:
+                result = store._result(key)  # keys were checked with store.accepts as they were read
+        except BaseException as exc:  # CancelledError, SystemExit... from a user's store: that key failed
+            result = FetchResult(key, None, "failed", error=f"{type(exc).__name__}: {short(str(exc), 1000)}")
         slot.size = len(result.data) if result.data is not None else 0
         with lock:
             held[0] += slot.size
         return result
 
     exhausted = False
+    keys_error: BaseException | None = None  # raised by the key iterator: re-raised once the window is yielded
     workforce = _pools.take(max_workers)
     try:
         while True:
@@ -191,6 +197,9 @@ def _run(store: Store, keys: Iterator[Any], max_workers: int, budget: int, bar,
                     key = next(keys)
                 except StopIteration:
                     exhausted = True
+                    break
+                except Exception as exc:
+                    exhausted, keys_error = True, exc
                     break
                 if not store.accepts(key):
                     error = str(InvalidURI(store, key, hint=getattr(store, "URI_HINT", None)))
@@ -207,6 +216,8 @@ def _run(store: Store, keys: Iterator[Any], max_workers: int, budget: int, bar,
                         by_canonical[canonical] = slot
                 window.append((key, slot))
             if not window:
+                if keys_error is not None:
+                    raise keys_error
                 return
             key, slot = window.popleft()
             try:

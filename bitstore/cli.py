@@ -1,6 +1,7 @@
 """The ``bitstore`` console script: ``get``, ``put``, ``fetch`` and ``demo`` over a store spec.
 
-Exit codes: 0 success, 1 blob missing (``get``), 2 invalid input or usage, 3 a fetch or write failed.
+Exit codes: 0 success, 1 blob missing (``get``), 2 invalid input or usage, 3 a fetch or write failed,
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM); both remove the temp files of writes under way.
 Errors print one line to stderr, never a traceback (unless ``-vv``) and never a secret.
 """
 from __future__ import annotations
@@ -8,7 +9,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 
@@ -21,6 +24,21 @@ EXIT_OK, EXIT_MISSING, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 
 class UsageError(Exception):
     """A user error the CLI reports in one line with exit code 2."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: raised in the main thread so the command unwinds as on Ctrl-C (temp files removed)."""
+
+
+def _on_sigterm(signum: int, frame) -> None:
+    raise Terminated
+
+
+def _handle_sigterm():
+    """Install the SIGTERM handler (main thread only); returns the previous one, to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def _positive_int(text: str) -> int:
@@ -213,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE if exc.code else EXIT_OK
     args.spec, args.verbose = getattr(args, "spec", None), getattr(args, "verbose", 0)
     _setup_logging(args.verbose)
+    previous = _handle_sigterm()
     try:
         return args.run(args)
     except (UsageError, SpecError, InputError) as exc:
@@ -227,11 +246,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return 130
+    except Terminated:
+        _error("terminated")
+        return 143
     except Exception as exc:  # noqa: BLE001 - one line, not a traceback, for anything else
         if args.verbose >= 2:
             traceback.print_exc()
         _error(f"{type(exc).__name__}: {str(exc)[:500]}")
         return EXIT_FAILED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _tempfiles
 from .store import DEFAULT_MAX_BYTES_IN_FLIGHT, FetchResult, Store
 
 __all__ = ["output_schema", "output_row", "fetch_to_parquet", "FetchSummary", "DEFAULT_BATCH_ROWS", "STATUSES"]
@@ -111,7 +112,9 @@ def fetch_to_parquet(
     """Fetch ``keys`` and write one row per key to the Parquet file ``output``, in input order.
 
     Row groups hold up to ``batch_size`` rows (fewer once they reach 64 MiB of blobs). The file is
-    written under a temporary name and renamed at the end, so a failed job leaves no partial output.
+    written under a temporary name (``.<name>.<random>.tmp``) and renamed at the end, so a failed job leaves
+    no partial output; temp files of this output older than an hour (a job killed with ``kill -9``) are
+    removed first.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -122,7 +125,9 @@ def fetch_to_parquet(
     schema = output_schema()
     summary = FetchSummary()
     start = time.perf_counter()
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(output), prefix=f".{os.path.basename(output)}.", suffix=".tmp")
+    folder, prefix = os.path.dirname(output), f".{os.path.basename(output)}."
+    _tempfiles.sweep(folder, prefix, ".tmp", _tempfiles.STALE_SECONDS)  # left by a job killed while writing here
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
     os.close(fd)
     try:
         with pq.ParquetWriter(tmp, schema) as writer:

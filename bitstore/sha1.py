@@ -34,16 +34,17 @@ def sha1_hex(data: bytes) -> str:
 
 
 class Sha1FormatMixin:
-    """Accepts exactly 40 hex digits, any case (and nothing else: no whitespace, no newline)."""
+    """Accepts 40 hex digits, any case, with surrounding whitespace ignored (a line read from a file works,
+    as in the original library); looks up the lowercase, stripped form."""
 
     URI_HINT = "<sha1>"
     _SHA1_REGEX = re.compile("[0-9a-fA-F]{40}")
 
     def is_valid(self, uri: Any) -> bool:
-        return isinstance(uri, str) and self._SHA1_REGEX.fullmatch(uri) is not None
+        return isinstance(uri, str) and self._SHA1_REGEX.fullmatch(uri.strip()) is not None
 
     def canonical_key(self, key: Any) -> Any:
-        return key.lower() if isinstance(key, str) else key
+        return key.strip().lower() if isinstance(key, str) else key
 
 
 class VerifySha1Mixin:
@@ -51,10 +52,11 @@ class VerifySha1Mixin:
 
     def _verify_data(self, data: bytes, sha1: str) -> bytes:
         actual = sha1_hex(data)
-        if sha1.lower() != actual:
+        if sha1.strip().lower() != actual:
             log_once(logger, logging.WARNING, f"verify:{store_label(self)}", "sha1 mismatch",
-                     f"{store_label(self)}: data for {sha1} has SHA1 {actual}; refused as corrupt")
-            raise InvalidDataFound(self, sha1, f"data has SHA1 {actual}")
+                     f"{store_label(self)}: bytes for {sha1} do not match their SHA1 (they hash to {actual}); "
+                     "refused as corrupt")
+            raise InvalidDataFound(self, sha1, f"the bytes do not match this SHA1: they hash to {actual}")
         return data
 
 
@@ -76,7 +78,7 @@ class Sha1Store(Sha1FormatMixin, VerifySha1Mixin, Store):
         return f"{kind}:{self.prefix}"
 
     def _uri(self, sha1: str) -> str:
-        return f"{self.prefix}{sha1.lower()}"
+        return f"{self.prefix}{sha1.strip().lower()}"
 
     def get(self, sha1: str) -> bytes:
         self._check_valid(sha1)
@@ -152,7 +154,7 @@ class Sha1APISource(Sha1FormatMixin, VerifySha1Mixin, Store, ABC):
 
     def get(self, sha1: str) -> bytes:
         self._check_valid(sha1)
-        data = self.api_get(sha1.lower())
+        data = self.api_get(sha1.strip().lower())
         if data is None:
             raise NotFoundInStore(self, sha1)
         if self.verify:
@@ -164,20 +166,22 @@ class Sha1APISource(Sha1FormatMixin, VerifySha1Mixin, Store, ABC):
         """The blob's bytes, or None when the API does not have it."""
 
 
-class Sha1Composite(Sha1FormatMixin, Composite):
-    """A ``Composite`` keyed by SHA1: accepts ``<sha1>`` and ``sha1://<sha1>`` in any case.
+class Sha1Composite(Sha1FormatMixin, VerifySha1Mixin, Composite):
+    """A ``Composite`` keyed by SHA1: accepts ``<sha1>`` and ``sha1://<sha1>`` in any case, surrounding
+    whitespace ignored.
 
-    Bytes are checked against their SHA1 before they are written back, so a cache is never poisoned.
+    Every write through it (``put`` and write-back) is checked against the key's SHA1 in one place
+    (``_checked_put``), whatever the cache's own ``verify``, so a cache is never poisoned.
     """
 
     SHA1_URI_REGEX = _SHA1_URI
     URI_HINT = "<sha1> or sha1://<sha1>"
 
     def is_valid(self, uri: Any) -> bool:
-        return isinstance(uri, str) and self.SHA1_URI_REGEX.fullmatch(uri) is not None
+        return isinstance(uri, str) and self.SHA1_URI_REGEX.fullmatch(uri.strip()) is not None
 
     def canonical_key(self, key: Any) -> Any:
-        match = self.SHA1_URI_REGEX.fullmatch(key) if isinstance(key, str) else None
+        match = self.SHA1_URI_REGEX.fullmatch(key.strip()) if isinstance(key, str) else None
         return match.group(1).lower() if match else key
 
     def _fetch(self, uri: Any) -> tuple[bytes, str, bool | None]:
@@ -185,17 +189,26 @@ class Sha1Composite(Sha1FormatMixin, Composite):
         return super()._fetch(self.canonical_key(uri))
 
     def put(self, uri: Any, data: bytes) -> Any:
-        """Write to the cache tier under the canonical (lowercase, bare) SHA1."""
+        """Write to the cache tier under the canonical (lowercase, bare) SHA1; bytes that do not match it
+        raise ``InvalidDataFound`` and are not written."""
+        if self.cache is None:
+            return super().put(uri, data)  # NotImplementedError, as the original
         self._check_valid(uri)
-        return super().put(self.canonical_key(uri), data)
+        return self._checked_put(self.canonical_key(uri), data)
 
     def _write_to_cache(self, data: bytes, uri: Any) -> bool:
-        if sha1_hex(data) != uri:
-            self.cache_write_failures.add()
-            log_once(logger, logging.WARNING, f"cache-write:{self.name}", "sha1 mismatch",
-                     f"{self.name}: a tier served bytes that do not match their SHA1; not caching them")
-            return False
-        # The bytes were just checked: a SHA1 cache of ours need not hash them again (a subclass's own put is kept).
-        own = isinstance(self.cache, Sha1Store) and type(self.cache).put in (Sha1Store.put, Sha1Cache.put)
-        put = self.cache._put_verified if own else None
+        def put(sha1: str, data: bytes) -> Any:
+            try:
+                return self._checked_put(sha1, data)
+            except InvalidDataFound:  # logged once by _verify_data: a tier served bytes that are not the blob
+                return False
+
         return super()._write_to_cache(data, uri, put)
+
+    def _checked_put(self, sha1: str, data: bytes) -> Any:
+        """The one way bytes reach the cache: checked against ``sha1`` (canonical) first. A SHA1 cache of ours
+        is not asked to hash them again (a subclass's own ``put`` is kept)."""
+        self._verify_data(data, sha1)
+        cache = self.cache
+        own = isinstance(cache, Sha1Store) and type(cache).put in (Sha1Store.put, Sha1Cache.put)
+        return cache._put_verified(sha1, data) if own else cache.put(sha1, data)

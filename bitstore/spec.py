@@ -17,7 +17,7 @@ from typing import Any
 
 from .backends._client import TRANSPORTS, EnvVar
 from .composite import Composite
-from .errors import SpecError
+from .errors import SpecError, short
 from .retry import RetryPolicy
 from .sha1 import Sha1Composite
 from .store import Store
@@ -108,16 +108,23 @@ class Spec:
         store (keys = "uri"), or the API source."""
         tier = self.tiers[index]
         where = f"tier[{index + 1}]"
-        if tier["type"] == "api":
-            return _build_api(tier, where, self.source)
-        raw = _RAW_BUILDERS[tier["type"]](tier, where, self.source, self.keys == "uri")
-        if self.keys == "uri":
-            return raw
-        from .sha1 import Sha1Cache, Sha1Store
+        secrets: list[str] = []  # values read from the environment: never shown in an error
+        try:
+            if tier["type"] == "api":
+                return _build_api(tier, where, self.source, secrets)
+            raw = _RAW_BUILDERS[tier["type"]](tier, where, self.source, self.keys == "uri")
+            if self.keys == "uri":
+                return raw
+            from .sha1 import Sha1Cache, Sha1Store
 
-        if tier.get("role") == "cache":
-            return Sha1Cache(raw, tier["prefix"], verify=tier.get("verify", True), name=tier.get("name"))
-        return Sha1Store(raw, tier["prefix"], verify=tier.get("verify", False), name=tier.get("name"))
+            if tier.get("role") == "cache":
+                return Sha1Cache(raw, tier["prefix"], verify=tier.get("verify", True), name=tier.get("name"))
+            return Sha1Store(raw, tier["prefix"], verify=tier.get("verify", False), name=tier.get("name"))
+        except SpecError:
+            raise
+        except Exception as exc:  # any error of a constructor: the tier and the file it came from, one line
+            raise SpecError(f"cannot build the {tier['type']} tier: {_described(exc, secrets)}", key=where,
+                            source=self.source) from None
 
 
 class _BuiltFromSpec:
@@ -499,7 +506,9 @@ def _build_memory(tier: dict, where: str, source: str | None, uri_mode: bool) ->
     return MemoryRaw(tier.get("max_bytes"), **_raw_name(tier, uri_mode))
 
 
-def _build_api(tier: dict, where: str, source: str | None) -> Store:
+def _build_api(tier: dict, where: str, source: str | None, secrets: list[str]) -> Store:
+    """The class is imported (its module's code runs: a spec is trusted like code) and checked to be a
+    ``Store`` subclass before it is called."""
     module_name, _, attr = tier["class"].partition(":")
     key = f"{where}.class"
     try:
@@ -510,18 +519,31 @@ def _build_api(tier: dict, where: str, source: str | None) -> Store:
         raise SpecError(f"cannot import {module_name}: {exc}", key=key, source=source) from None
     except AttributeError:
         raise SpecError(f"{module_name} has no attribute {attr}", key=key, source=source) from None
-    if not callable(obj):
-        raise SpecError(f"{tier['class']} is not a class", key=key, source=source)
+    if not isinstance(obj, type):
+        raise SpecError(f"{tier['class']} is not a class (a spec's class names a Store subclass)", key=key,
+                        source=source)
+    if not issubclass(obj, Store):
+        raise SpecError(f"{tier['class']} is not a Store subclass (a spec's class names one, e.g. a subclass of "
+                        "bitstore.Sha1APISource)", key=key, source=source)
     kwargs = {k: v for k, v in tier.items() if k not in _API_OWN}
-    kwargs.update({k: _from_env(v, f"{where}.env.{k}", source) for k, v in tier.get("env", {}).items()})
+    from_env = {k: _from_env(v, f"{where}.env.{k}", source) for k, v in tier.get("env", {}).items()}
+    secrets.extend(from_env.values())
+    kwargs.update(from_env)
     try:
-        store = obj(**kwargs)
+        return obj(**kwargs)
     except TypeError as exc:
         raise SpecError(f"cannot construct {tier['class']}: {type(exc).__name__}: {_argument_error(exc)}",
                         key=where, source=source) from None
-    if not callable(getattr(store, "get", None)) or not callable(getattr(store, "is_valid", None)):
-        raise SpecError(f"{tier['class']} did not make a Store (with is_valid and get)", key=key, source=source)
-    return store
+
+
+def _described(exc: Exception, secrets: list[str]) -> str:
+    """``Type: message`` of a constructor's error, cut short, with any value read from the environment masked."""
+    text = str(exc)
+    for value in secrets:
+        if value:
+            text = text.replace(value, "***")
+    text = short(text, 300)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _argument_error(exc: TypeError) -> str:

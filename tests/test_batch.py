@@ -1,12 +1,15 @@
 """``get_many``: order, one result per key, statuses, dedupe, laziness and bounded read-ahead, progress."""
 from __future__ import annotations
 
+import asyncio
 import itertools
 import statistics
 import threading
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bitstore import Composite, FetchFailed, MemoryRaw, Sha1Composite, StoreNotAvailable
 from bitstore.batch import WINDOW_PER_WORKER
@@ -326,3 +329,80 @@ def test_idle_pools_are_bounded_whatever_sizes_runs_use():
     while threading.active_count() > before + kept and time.monotonic() < deadline:
         time.sleep(0.05)
     assert threading.active_count() <= before + kept, (threading.active_count(), before, kept)
+
+
+# --- hardening: the key iterator failing, BaseException from a store ------------------------------------
+def test_results_read_before_a_key_iterator_error_are_yielded_first():
+    blobs = {f"k{i}": str(i).encode() for i in range(10)}
+
+    def keys():
+        yield from blobs
+        raise OSError("the input file went away")
+
+    got = []
+    with pytest.raises(OSError, match="went away"):
+        for result in DictStore(blobs).get_many(keys(), max_workers=4):
+            got.append(result)
+    assert [(r.key, r.data) for r in got] == list(blobs.items())
+
+
+@given(n_before=st.integers(0, 60), max_workers=st.integers(1, 8))
+@settings(max_examples=25, deadline=None)
+def test_every_key_read_before_the_iterator_fails_gets_its_result(n_before, max_workers):
+    store = DictStore({f"k{i}": b"x" for i in range(0, 60, 2)})
+
+    def keys():
+        for i in range(n_before):
+            yield f"k{i}" if i % 5 else 42  # found, missing and invalid keys alike
+        raise ValueError("bad row")
+
+    got = []
+    with pytest.raises(ValueError, match="bad row"):
+        got.extend(store.get_many(keys(), max_workers=max_workers, progress=False))
+    assert [r.key for r in got] == [f"k{i}" if i % 5 else 42 for i in range(n_before)]
+
+
+class BaseExceptionStore(DictStore):
+    """A user's store that raises BaseExceptions for some keys (asyncio cancellation, sys.exit)."""
+
+    def get(self, uri):
+        if uri.startswith("cancel"):
+            raise asyncio.CancelledError("cancelled inside the store")
+        if uri.startswith("exit"):
+            raise SystemExit(3)
+        if uri.startswith("interrupt"):
+            raise KeyboardInterrupt
+        return super().get(uri)
+
+
+def test_a_base_exception_from_a_store_fails_that_key_only():
+    keys = [f"k{i}" for i in range(20)] + ["cancel-1", "exit-1", "interrupt-1"] * 5
+    store = BaseExceptionStore({f"k{i}": b"v" for i in range(20)})
+    before = threading.active_count()
+    for _ in range(3):  # threads that died would leave futures unresolved or pools shrinking
+        results = list(store.get_many(keys, max_workers=4, progress=False))
+        assert [r.key for r in results] == keys
+        assert all(r.status == "found" for r in results[:20])
+        errors = {r.key: r.error for r in results[20:]}
+        assert all(r.status == "failed" for r in results[20:])
+        assert "CancelledError" in errors["cancel-1"] and "SystemExit" in errors["exit-1"]
+        assert "KeyboardInterrupt" in errors["interrupt-1"]
+    assert threading.active_count() <= before + 4
+
+
+def test_a_base_exception_in_the_consumer_returns_the_pool():
+    """Interrupted while reading keys: the error propagates at once and the run's threads are reused next time."""
+    from bitstore import batch
+
+    def keys():
+        yield "k1"
+        raise KeyboardInterrupt
+
+    store = DictStore({"k1": b"1"})
+    list(store.get_many(["k1"], max_workers=3, progress=False))
+    threads = threading.active_count()
+    with pytest.raises(KeyboardInterrupt):
+        list(store.get_many(keys(), max_workers=3, progress=False))
+    assert any(n == 3 for n, _ in batch._pools._idle)
+    assert [r.status for r in store.get_many(["k1"] * 5, max_workers=3, progress=False)] == ["found"] * 5
+    assert threading.active_count() <= threads

@@ -89,7 +89,8 @@ def test_get_exit_codes(stored, home):
     missing = bitstore("get", MISSING, home=home)
     assert missing.returncode == 1 and missing.stdout == b""
     assert missing.stderr.decode().strip() == f"bitstore: error: not found: {MISSING}"
-    for bad in ["xyz", MISSING + "0", " " + MISSING]:
+    assert bitstore("get", f" {MISSING}\n", home=home).returncode == 1  # surrounding whitespace is ignored
+    for bad in ["xyz", MISSING + "0", MISSING[:20] + " " + MISSING[20:]]:
         invalid = bitstore("get", bad, home=home)
         assert invalid.returncode == 2 and b"not a valid key" in invalid.stderr and b"Traceback" not in invalid.stderr
     usage = bitstore("get", home=home)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bitstore import (
     FetchFailed,
@@ -45,7 +47,7 @@ def test_sha1_store_maps_to_prefix_plus_lowercase_sha1():
 def test_sha1_store_accepts_exactly_40_hex_digits():
     store = Sha1Store(MemoryRaw(), "mem://")
     assert store.is_valid(KEY) and store.is_valid(KEY.upper())
-    for bad in [KEY[:-1], KEY + "0", f"sha1://{KEY}", KEY + "\n", " " + KEY, "g" * 40, None, 5, KEY.encode()]:
+    for bad in [KEY[:-1], KEY + "0", f"sha1://{KEY}", "g" * 40, f"{KEY[:20]} {KEY[20:]}", None, 5, KEY.encode()]:
         assert not store.is_valid(bad)
         with pytest.raises(InvalidURI, match=r"hint: <sha1>"):
             store.get(bad)
@@ -166,7 +168,8 @@ def test_original_style_api_subclass():
 
 
 # --- Sha1Composite -------------------------------------------------------------------------------
-@pytest.mark.parametrize("form", [KEY, KEY.upper(), f"sha1://{KEY}", f"SHA1://{KEY.upper()}", f"Sha1://{KEY}"])
+@pytest.mark.parametrize("form", [KEY, KEY.upper(), f"sha1://{KEY}", f"SHA1://{KEY.upper()}", f"Sha1://{KEY}",
+                                  f"{KEY}\n", f"  sha1://{KEY.upper()}\r\n", f"\t{KEY} "])
 def test_sha1_composite_accepts_every_form_and_looks_up_lowercase(form):
     source = DictStore({KEY: DATA})
     store = Sha1Composite()
@@ -178,8 +181,8 @@ def test_sha1_composite_accepts_every_form_and_looks_up_lowercase(form):
     assert result.key == form and result.status == "found"
 
 
-@pytest.mark.parametrize("bad", ["", "sha1://", f"sha1:/{KEY}", f"md5://{KEY}", KEY[:39], KEY + "a", f" {KEY}",
-                                 f"{KEY}\n", None, 1, KEY.encode()])
+@pytest.mark.parametrize("bad", ["", "sha1://", f"sha1:/{KEY}", f"md5://{KEY}", KEY[:39], KEY + "a", f"sha1:// {KEY}",
+                                 f"{KEY[:10]}\n{KEY[10:]}", " ", None, 1, KEY.encode()])
 def test_sha1_composite_rejects_other_keys(bad):
     store = Sha1Composite()
     store.append_source(DictStore({KEY: DATA}))
@@ -302,3 +305,70 @@ def test_mixins_as_in_the_original():
     assert checker._verify_data(DATA, KEY.upper()) == DATA
     with pytest.raises(InvalidDataFound):
         checker._verify_data(BAD, KEY)
+
+
+# --- hardening: one SHA1 check for every write, whitespace, the original's put message ----------------
+@pytest.mark.parametrize("cache_factory", [
+    lambda raw: Sha1Store(raw, "mem://c/"),  # verify=False: it would store anything
+    lambda raw: Sha1Cache(raw, "mem://c/", verify=False),
+    lambda raw: Sha1Cache(raw, "mem://c/"),
+])
+def test_put_through_a_sha1_composite_never_stores_wrong_bytes(cache_factory):
+    raw = MemoryRaw()
+    store = Sha1Composite()
+    store.append_cache(cache_factory(raw))
+    with pytest.raises(InvalidDataFound, match="do not match"):
+        store.put(KEY, BAD)
+    assert len(raw) == 0
+    with pytest.raises(NotFoundInStore):
+        store.get(KEY)
+    store.put(f" sha1://{KEY.upper()}\n", DATA)
+    assert store.get(KEY) == DATA and raw.get(f"mem://c/{KEY}") == DATA
+
+
+def test_put_and_write_back_share_one_check(monkeypatch):
+    """Both paths go through Sha1Composite._checked_put; replacing it shows every write passes there."""
+    seen = []
+    real = Sha1Composite._checked_put
+    monkeypatch.setattr(Sha1Composite, "_checked_put",
+                        lambda self, sha1_, data: seen.append(sha1_) or real(self, sha1_, data))
+    raw = MemoryRaw()
+    store = Sha1Composite()
+    store.append_cache(Sha1Store(raw, "mem://c/"))
+    store.append_source(DictAPI({KEY: DATA, sha1(b"other"): b"lie"}))
+    store.put(sha1(b"put"), b"put")
+    assert store.get(KEY) == DATA
+    assert store.get(sha1(b"other")) == b"lie" and f"mem://c/{sha1(b'other')}" not in raw
+    assert seen == [sha1(b"put"), KEY, sha1(b"other")]
+    assert store.cache_writes == 1 and store.cache_write_failures == 1
+
+
+@given(key_data=st.binary(max_size=64), upper=st.booleans(), scheme=st.sampled_from(["", "sha1://", "SHA1://"]),
+       before=st.text(" \t\r\n\x0b\x0c\u00a0\u2003", max_size=4), after=st.text(" \t\r\n\x0b\x0c\u00a0", max_size=4))
+@settings(max_examples=150, deadline=None)
+def test_surrounding_whitespace_is_ignored_everywhere(key_data, upper, scheme, before, after):
+    """A line read from a file (trailing newline, CRLF, indentation) names the same blob in every SHA1 store."""
+    key = sha1(key_data)
+    form = f"{before}{scheme}{key.upper() if upper else key}{after}"
+    raw = MemoryRaw()
+    raw.put(f"mem://{key}", key_data)
+    composite = Sha1Composite()
+    composite.append_source(Sha1Store(raw, "mem://", verify=True))
+    composite.append_source(DictAPI({key: key_data}))
+    assert composite.is_valid(form) and composite.canonical_key(form) == key
+    assert composite.get(form) == key_data
+    [result] = composite.get_many([form])
+    assert result.key == form and result.data == key_data
+    if not scheme:
+        bare = f"{before}{key}{after}"
+        assert Sha1Store(raw, "mem://", verify=True).get(bare) == key_data
+        assert DictAPI({key: key_data}, verify=True).get(bare) == key_data
+
+
+@pytest.mark.parametrize("factory", [lambda: __import__("bitstore").Composite(), Sha1Composite])
+def test_composite_put_without_a_cache_has_the_original_message(factory):
+    store = factory()
+    store.append_source(DictStore({KEY: DATA}))
+    with pytest.raises(NotImplementedError) as info:
+        store.put(KEY, DATA)
+    assert str(info.value) == f"{type(store).__name__} does not implement the 'put' method"

@@ -271,8 +271,59 @@ def test_api_class_errors_are_spec_errors(tmp_path):
     with pytest.raises(SpecError) as info:
         from_spec({"tier": [{"type": "api", "class": "tests.test_spec:TextAPI", "colour": CANARY}]})
     assert "unexpected keyword argument 'colour'" in str(info.value) and CANARY not in str(info.value)
-    with pytest.raises(SpecError, match="did not make a Store"):
+    with pytest.raises(SpecError, match="not a Store subclass"):
         from_spec({"tier": [{"type": "api", "class": "collections:OrderedDict"}]})
+
+
+# --- a spec names code: only Store subclasses are called, every build error is a SpecError ---------------
+class Exploding(Sha1APISource):
+    """A store whose constructor fails the way user code does."""
+
+    def __init__(self, kind: str = "value", token: str = ""):
+        raise {"value": ValueError, "os": OSError, "key": KeyError}[kind](f"bad config (token {token})")
+
+    def api_get(self, sha1):  # pragma: no cover - never constructed
+        return None
+
+
+@pytest.mark.parametrize("ref", ["subprocess:Popen", "os:system", "builtins:print", "tests.test_spec:CANARY",
+                                 "bitstore.sha1:sha1_hex", "bitstore.errors:SpecError"])
+def test_a_class_that_is_not_a_store_is_never_called(tmp_path, ref):
+    marker = tmp_path / "ran"
+    path = tmp_path / "spec.toml"
+    path.write_text(f'[[tier]]\ntype = "api"\nclass = "{ref}"\nargs = ["touch", "{marker}"]\n')
+    spec = load_spec(path)
+    with pytest.raises(SpecError) as info:
+        spec.build()
+    assert "tier[1].class" in str(info.value) and str(path) in str(info.value)
+    assert "not a class" in str(info.value) or "not a Store subclass" in str(info.value)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("kind", ["value", "os", "key"])
+def test_any_constructor_error_is_a_spec_error_naming_tier_and_file(tmp_path, monkeypatch, kind):
+    monkeypatch.setenv("EXPLODING_TOKEN", CANARY)
+    path = tmp_path / "spec.toml"
+    path.write_text('[[tier]]\ntype = "memory"\nprefix = "mem://a/"\n\n'
+                    f'[[tier]]\ntype = "api"\nclass = "tests.test_spec:Exploding"\nkind = "{kind}"\n'
+                    'env = { token = "EXPLODING_TOKEN" }\n')
+    with pytest.raises(SpecError) as info:
+        from_spec(path)
+    message = str(info.value)
+    assert f"in {path} at 'tier[2]'" in message and "bad config" in message
+    assert CANARY not in message and "***" in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_a_backend_constructor_error_is_a_spec_error(monkeypatch):
+    from bitstore.backends import memory
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("no memory for you")
+
+    monkeypatch.setattr(memory, "MemoryRaw", refuse)
+    with pytest.raises(SpecError, match=r"at 'tier\[1\]'.*RuntimeError: no memory for you"):
+        from_spec({"tier": [{"type": "memory", "prefix": "mem://a/"}]})
 
 
 # --- hypothesis: malformed specs only ever raise SpecError ------------------------------------------

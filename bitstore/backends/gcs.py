@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import re
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
+from .._logging import log_once
 from ..errors import StoreNotAvailable
 from ..retry import Attempt, RetryPolicy
 from . import _redact
@@ -26,6 +28,7 @@ from ._errors import HTTPStatusError, check_size, clean, config_error, gcs_error
 __all__ = ["GSRaw", "ANONYMOUS"]
 
 _NO_PROJECT = "<none>"
+logger = logging.getLogger(__name__)
 
 
 class _Conn(NamedTuple):
@@ -61,8 +64,10 @@ class GSRaw(CloudRaw):
         if isinstance(credentials, os.PathLike):
             credentials = os.fspath(credentials)
         if not (credentials is None or isinstance(credentials, str) or _is_credentials(credentials)):
-            raise TypeError("credentials must be None, 'anonymous', a service-account JSON path or a google-auth "
-                            f"Credentials object; got {type(credentials).__name__}")
+            # Builds, as in the original, and answers StoreNotAvailable on use (the client refuses them).
+            log_once(logger, logging.WARNING, "gcs-credentials", type(credentials).__name__,
+                     "GSRaw credentials must be None, 'anonymous', a service-account JSON path or a google-auth "
+                     f"Credentials object, not {type(credentials).__name__}: this store will not be available")
         # Kept as the user gave it: the client refreshes a per-process copy, so the tokens a process obtains
         # never reach this object (nor its pickles); a token the user passed is their credential and travels.
         self.credentials = credentials

@@ -1,40 +1,67 @@
-"""``LocalRaw``: files on local disk, the embedded default store. Atomic writes, optional root confinement."""
+"""``LocalRaw``: files on local disk, the embedded default store. Atomic writes, optional root confinement.
+
+Writes go through directory descriptors: each folder below the root is opened relative to the one above
+it with ``O_NOFOLLOW``, and the temp file is created and renamed inside the last one, so a folder swapped
+for a symlink while a write runs makes the write fail; it never places a byte outside the root. Reads
+open regular files only and never read more than ``max_blob_bytes`` plus one byte.
+"""
 from __future__ import annotations
 
 import contextlib
 import errno
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ..errors import BlobTooLarge, FetchFailed, InvalidURI, NotFoundInStore, StoreNotAvailable
+from .. import _tempfiles
+from ..errors import BitstoreError, BlobTooLarge, FetchFailed, InvalidURI, NotFoundInStore, StoreNotAvailable
 from ..store import Store
 
-__all__ = ["LocalRaw"]
+__all__ = ["LocalRaw", "TEMP_PREFIX", "TEMP_SUFFIX"]
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 _FILE_MODE = 0o666 & ~_UMASK
 _NOT_FOUND = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused once fstat shows what it is).
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | _CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
+# Folders on the way are opened for lookups only (O_PATH: search permission is enough, as for a path).
+_WALK_FLAGS = (_DIR_FLAGS & ~os.O_RDONLY) | getattr(os, "O_PATH", os.O_RDONLY)
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
+#: Temp files of ``put`` are ``.bitstore-<random>.tmp`` beside their target.
+TEMP_PREFIX, TEMP_SUFFIX = ".bitstore-", ".tmp"
+_MAX_READ = 1 << 30  # one read call never asks for more (Linux returns at most ~2 GiB per call anyway)
 
 
 class LocalRaw(Store):
     """``file:///abs/path`` and plain paths. Relative paths resolve against ``root`` (else the working
-    directory). With a ``root``, no read or write reaches outside it, whatever ``..``, symlinks or
-    ``file://`` forms are used: such a uri raises ``InvalidURI``.
+    directory). With a ``root``, no read or write reaches outside it, whatever ``..``, symlinks, ``file://``
+    forms or concurrent symlink swaps are used: such a uri raises ``InvalidURI`` (a swap during a write
+    makes that write fail).
+
+    ``max_blob_bytes``: larger files are refused (``BlobTooLarge``) without reading more than that many
+    bytes plus one. ``fsync=True``: ``put`` flushes the file and its folder to the disk before it returns
+    (durable across a power cut, slower); by default a write is atomic but may sit in the page cache.
+    Temp files of writes that died (``.bitstore-*.tmp``) are removed once older than ``STALE_TEMP_SECONDS``,
+    when their folder is next written.
     """
 
     URI_HINT = "a path, or file:///absolute/path"
     KIND = "local"
+    #: A temp file this old is taken as left by a crashed write.
+    STALE_TEMP_SECONDS = _tempfiles.STALE_SECONDS
 
     def __init__(self, root: str | os.PathLike | None = None, *, max_blob_bytes: int | None = None,
-                 name: str | None = None):
+                 name: str | None = None, fsync: bool = False):
         super().__init__(name=name)
         self.root = None if root is None else os.path.realpath(os.fspath(root))
         self.max_blob_bytes = max_blob_bytes
+        self.fsync = fsync
 
     def _default_name(self) -> str:
         return "local" if self.root is None else f"local:{self.root}"
@@ -58,7 +85,10 @@ class LocalRaw(Store):
         if raw is None:
             raise InvalidURI(self, uri, hint=self.URI_HINT)
         base = self.root if self.root is not None else os.getcwd()
-        resolved = os.path.realpath(os.path.join(base, raw))
+        try:
+            resolved = os.path.realpath(os.path.join(base, raw))
+        except OSError as exc:  # a link on the path changed while it was resolved
+            raise FetchFailed(self, uri, f"cannot resolve the path ({exc.strerror or type(exc).__name__})") from None
         if self.root is not None and not self._inside(resolved):
             raise InvalidURI(self, uri, hint=f"paths must stay inside {self.root}")
         return resolved
@@ -66,11 +96,10 @@ class LocalRaw(Store):
     def is_valid(self, uri: Any) -> bool:
         try:
             self._path(uri)
-        except (InvalidURI, ValueError, OSError):
+        except (BitstoreError, ValueError, OSError):
             return False
         return True
 
-    # --- io --------------------------------------------------------------------------------------
     def _lexical_path(self, uri: Any) -> str:
         """The absolute path ``uri`` names, symlinks not followed (no system call unless it has ``..``)."""
         raw = self._raw_path(uri)
@@ -86,6 +115,7 @@ class LocalRaw(Store):
     def _inside(self, path: str) -> bool:
         return path == self.root or path.startswith(self.root.rstrip(os.sep) + os.sep)
 
+    # --- reading ---------------------------------------------------------------------------------
     def get(self, uri: Any) -> bytes:
         """Reads follow symlinks, then check where the opened file really is (one readlink of the open file
         on Linux, instead of resolving every path component before opening)."""
@@ -95,10 +125,7 @@ class LocalRaw(Store):
             try:
                 if self.root is not None:
                     self._check_opened(fd, uri)
-                size = os.fstat(fd).st_size
-                if self.max_blob_bytes is not None and size > self.max_blob_bytes:
-                    raise BlobTooLarge(self, uri, size, self.max_blob_bytes)
-                return _read_to_end(fd, size)
+                return self._read(fd, uri)
             finally:
                 os.close(fd)
         except OSError as exc:
@@ -114,6 +141,27 @@ class LocalRaw(Store):
         if not self._inside(real):
             raise InvalidURI(self, uri, hint=f"paths must stay inside {self.root}")
 
+    def _read(self, fd: int, uri: Any) -> bytes:
+        """The bytes of the regular file open on ``fd``: exactly the size ``fstat`` gave, never more than the
+        cap plus one byte."""
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise NotFoundInStore(self, uri, "a folder, not a file")
+        if not stat.S_ISREG(info.st_mode):
+            raise FetchFailed(self, uri, f"not a regular file (a {_kind(info.st_mode)}); refused")
+        size, cap = info.st_size, self.max_blob_bytes
+        if cap is not None and size > cap:
+            raise BlobTooLarge(self, uri, size, cap)
+        data = read_at_most(fd, size + 1 if cap is None else min(size, cap) + 1)
+        if cap is not None and len(data) > cap:
+            raise BlobTooLarge(self, uri, len(data), cap)
+        if len(data) != size:
+            raise FetchFailed(self, uri, f"the file has {len(data):,}+ bytes where its size says {size:,}: it "
+                                         "changed while it was read, or is not an ordinary file (/proc, /sys); "
+                                         "refused")
+        return data
+
+    # --- writing ---------------------------------------------------------------------------------
     def prepare_writes(self) -> None:
         """A cache's root is made when it becomes a cache (a root that does not exist is unavailable, not empty)."""
         if self.root is not None:
@@ -121,24 +169,88 @@ class LocalRaw(Store):
                 os.makedirs(self.root, exist_ok=True)
 
     def put(self, uri: Any, data: bytes) -> None:
+        """Write ``data`` atomically (a temp file renamed over the target) through directory descriptors."""
         path = self._path(uri)
-        if path == self.root:  # its temp file would be created outside the root
+        base = self.root if self.root is not None else os.sep
+        if path == base:  # its temp file would be created outside the root
             raise InvalidURI(self, uri, hint="a path to a file inside the root")
-        folder = os.path.dirname(path)
+        *folders, filename = os.path.relpath(path, base).split(os.sep)
         try:
-            os.makedirs(folder, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".bitstore-", suffix=".tmp")
+            folder, listable = self._open_folder(base, folders, uri)
             try:
-                with os.fdopen(fd, "wb") as f:
-                    os.fchmod(f.fileno(), _FILE_MODE)  # mkstemp makes 0600; blobs get the usual umask-based mode
-                    f.write(data)
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+                if listable:
+                    self._sweep(folder)
+                self._write_in(folder, filename, data)
+            finally:
+                os.close(folder)
         except OSError as exc:
             raise self._map_error(exc, uri, writing=True) from None
+
+    def _open_folder(self, base: str, folders: list[str], uri: Any) -> tuple[int, bool]:
+        """A descriptor of ``base/folders...``, each opened under the one above without following a symlink,
+        created when missing (the root too: it is configured, so trusted), and whether it can be listed (a
+        folder we may write but not read is written all the same)."""
+        try:
+            fd = os.open(base, _WALK_FLAGS)
+        except FileNotFoundError:
+            os.makedirs(base, exist_ok=True)
+            fd = os.open(base, _WALK_FLAGS)
+        try:
+            for name in folders:
+                fd_below = self._open_or_make(fd, name, uri)
+                os.close(fd)
+                fd = fd_below
+            if _WALK_FLAGS == _DIR_FLAGS:
+                return fd, True
+            try:
+                listable = os.open(".", _DIR_FLAGS, dir_fd=fd)  # the same folder, whatever happens to its path
+            except PermissionError:
+                return fd, False
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+        return listable, True
+
+    def _open_or_make(self, parent: int, name: str, uri: Any) -> int:
+        misses = 0
+        while True:  # another writer may create or remove it between our two calls
+            try:
+                return os.open(name, _WALK_FLAGS, dir_fd=parent)
+            except FileNotFoundError:
+                misses += 1
+                if misses == 3:
+                    raise
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o777, dir_fd=parent)
+                    if self.fsync:
+                        _fsync_folder(parent)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # a symlink (or a file) stands there
+                    raise FetchFailed(self, uri, f"'{name}' on its path is not a folder (replaced while writing?); "
+                                                 "refused rather than follow it") from None
+                raise
+
+    def _write_in(self, folder: int, filename: str, data: bytes) -> None:
+        fd, tmp = _create_temp(folder)
+        try:
+            try:
+                _write_all(fd, data)
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, filename, src_dir_fd=folder, dst_dir_fd=folder)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=folder)
+            raise
+        if self.fsync:
+            _fsync_folder(folder)
+
+    def _sweep(self, folder: int) -> None:
+        """Remove temp files of writes that died in this folder (at most once per interval per folder)."""
+        _tempfiles.sweep(folder, TEMP_PREFIX, TEMP_SUFFIX, self.STALE_TEMP_SECONDS)
 
     def _map_error(self, exc: OSError, uri: Any, writing: bool = False) -> Exception:
         """A failed write is never "not found" (e.g. writing onto a folder)."""
@@ -153,14 +265,48 @@ class LocalRaw(Store):
         return FetchFailed(self, uri, f"{type(exc).__name__}: {exc.strerror or exc}")
 
 
-def _read_to_end(fd: int, size: int) -> bytes:
-    """The file's bytes: one ``read`` when it still has the ``size`` it was stat'ed with (asking for one byte
-    more shows the end of the file), else reads to the end (a file that changed, or one larger than a single
-    read returns)."""
-    data = os.read(fd, size + 1)
-    if len(data) == size:
+def read_at_most(fd: int, limit: int) -> bytes:
+    """Up to ``limit`` bytes from ``fd`` (fewer only at the end of the file): one read call when it can."""
+    data = os.read(fd, min(limit, _MAX_READ))
+    if len(data) == limit or not data:
         return data
     parts = [data]
-    while chunk := os.read(fd, 1 << 20):
+    got = len(data)
+    while got < limit and (chunk := os.read(fd, min(limit - got, _MAX_READ))):
         parts.append(chunk)
+        got += len(chunk)
     return b"".join(parts)
+
+
+def _create_temp(folder: int) -> tuple[int, str]:
+    """``mkstemp`` inside the folder open on ``folder``: a new file nobody else opened, never a symlink."""
+    for _ in range(100):
+        name = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        try:
+            return os.open(name, _TEMP_FLAGS, _FILE_MODE, dir_fd=folder), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temp file name")
+
+
+def _fsync_folder(fd: int) -> None:
+    """Flush the folder open on ``fd`` (which may be a lookup-only descriptor) to the disk."""
+    folder = os.open(".", _DIR_FLAGS, dir_fd=fd)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return name
+    return "special file"

@@ -133,7 +133,7 @@ class S3Raw(CloudRaw):
             if self._test_access(client):
                 return _Conn(client, session)
             tried.append("access test failed")
-        reasons = ", ".join(f"option {i + 1}: {why}" for i, why in enumerate(tried))
+        reasons = ", ".join(f"option {i + 1}: {why}" for i, why in enumerate(tried)) or "an empty list"
         raise StoreNotAvailable(self, f"no usable credentials ({reasons})")
 
     def _client(self, session: Any, **config: Any) -> Any:
@@ -183,8 +183,7 @@ def _without_credentials(url: str) -> str:
 def _credential_options(credentials: Any) -> list:
     """The credentials forms as a list of options: None, session-kwargs dicts, or ``"anonymous"``."""
     options = list(credentials) if isinstance(credentials, (list, tuple)) else [credentials]
-    if not options:
-        raise ValueError("credentials: an empty list leaves nothing to try")
+    # An empty list builds, as in the original, and answers StoreNotAvailable on use ("no usable credentials").
     for option in options:
         if option is not None and option != ANONYMOUS and not isinstance(option, Mapping):
             raise TypeError("credentials must be None, 'anonymous', a dict of boto3.Session arguments, or a list "

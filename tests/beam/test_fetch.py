@@ -50,8 +50,8 @@ def test_fetch_blobs_partitions_every_element_once_in_its_window(tmp_path):
         + [cached_keys[0].upper(), "sha1://" + cached_keys[1], "SHA1://" + cached_keys[2].upper()]
         + missing + failing + [liar]
     )
-    invalid = ["zz", "", None, b"\x00bytes", 42, 3.5, "sha1:" + missing[0], missing[0] + "\n", missing[0] + "0",
-               " " + missing[1], "md5://" + missing[2]]
+    invalid = ["zz", "", None, b"\x00bytes", 42, 3.5, "sha1:" + missing[0], missing[0][:20] + "\n" + missing[0][20:],
+               missing[0] + "0", "sha1:// " + missing[1], "md5://" + missing[2]]
     elements = valid_forms + invalid
 
     def windowed(value, index):

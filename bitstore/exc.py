@@ -1,0 +1,22 @@
+"""The original library's ``epic.bitstore.exc``: ``from epic.bitstore.exc import X`` becomes
+``from bitstore.exc import X``. The classes are bitstore's own (``bitstore.errors``); ``ParameterizedException``,
+the original's base class, is ``BitstoreError``."""
+from __future__ import annotations
+
+from .errors import (
+    BitstoreError,
+    BlobTooLarge,
+    FetchFailed,
+    InvalidDataFound,
+    InvalidURI,
+    NotFoundInStore,
+    SpecError,
+    StoreNotAvailable,
+)
+
+ParameterizedException = BitstoreError
+
+__all__ = [
+    "StoreNotAvailable", "NotFoundInStore", "InvalidURI", "ParameterizedException",
+    "BitstoreError", "InvalidDataFound", "FetchFailed", "BlobTooLarge", "SpecError",
+]
