@@ -165,7 +165,7 @@ def _pyarrow_parquet():
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise ImportError("reading or writing Parquet needs pyarrow: pip install 'bitstore[arrow]'") from None
+        raise ImportError("reading or writing Parquet needs pyarrow: pip install 'bitstore-tiered[arrow]'") from None
     return pq
 
 
