@@ -31,6 +31,7 @@ from .sha1 import (
     VerifySha1Mixin,
     sha1_hex,
 )
+from .bulk import BlobInfo, PutResult
 from .store import FetchResult, Store
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "Store", "FetchResult", "Composite",
+    "Store", "FetchResult", "BlobInfo", "PutResult", "Composite",
     "Sha1Store", "Sha1Cache", "Sha1APISource", "Sha1Composite", "Sha1FormatMixin", "VerifySha1Mixin", "sha1_hex",
     "LocalRaw", "MemoryRaw", "S3Raw", "GSRaw", "from_spec", "RetryPolicy",
     "BitstoreError", "NotFoundInStore", "InvalidDataFound", "StoreNotAvailable", "InvalidURI", "FetchFailed",

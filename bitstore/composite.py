@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from html import escape
-from typing import Any
+from typing import IO, Any, TypeVar
 
 from ._logging import Counter, cause_of, log_once
 from ._views import blob
@@ -20,6 +20,7 @@ from .store import Store
 __all__ = ["Composite"]
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Composite(Store):
@@ -132,6 +133,50 @@ class Composite(Store):
         if failures:
             raise FetchFailed(self, uri, "; ".join(failures + corrupt))
         raise NotFoundInStore(self, uri, "; ".join(corrupt) or None)
+
+    # --- inspect and stream (tiers asked in order, like ``get``, but nothing written back) ----------------
+    def head(self, uri: Any) -> int:
+        return self._locate(uri)[0]
+
+    def _locate(self, uri: Any) -> tuple[int, str]:
+        """``(size, tier)`` from the first tier that has the blob, by each tier's ``head`` (no body read)."""
+        return self._first_tier(uri, lambda store, key: store.head(key))
+
+    def open(self, uri: Any) -> IO[bytes]:
+        """The blob from the first tier that has it, as that tier's file object (streamed; no write-back)."""
+        return self._first_tier(uri, lambda store, key: store.open(key))[0]
+
+    def _exists_for_put(self, key: Any) -> bool:
+        if self.cache is None:
+            raise NotImplementedError(f"{type(self).__name__} has no cache tier to put into")
+        try:
+            self.cache.head(self.canonical_key(key))
+        except NotFoundInStore:
+            return False
+        return True
+
+    def _first_tier(self, uri: Any, call: Callable[[Store, Any], T]) -> tuple[T, str]:
+        """``call(tier, uri)`` on the tiers that accept ``uri``, in order, until one answers; missing and failed
+        as for ``get``: ``NotFoundInStore`` only when every tier said "not found", else ``FetchFailed``."""
+        self._check_valid(uri)
+        failures: list[str] = []
+        for store, name in zip(self.sources, self.tier_names):
+            if not _accepts(store, uri):
+                continue
+            try:
+                return call(store, uri), name
+            except NotFoundInStore:
+                continue
+            except Exception as exc:  # StoreNotAvailable, FetchFailed, or any error from a user's store
+                if store is self.cache:
+                    self.cache_read_failures.add()
+                    log_once(logger, logging.WARNING, f"cache-read:{name}", cause_of(exc),
+                             f"cache tier {name} failed a read, treated as a miss: {cause_of(exc)}")
+                else:
+                    failures.append(_describe(name, exc))
+        if failures:
+            raise FetchFailed(self, uri, "; ".join(failures))
+        raise NotFoundInStore(self, uri)
 
     # --- writing -------------------------------------------------------------------------------
     def _write_to_cache(self, data: bytes, uri: Any, put: Callable[[Any, bytes], Any] | None = None) -> bool:
