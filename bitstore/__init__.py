@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from .backends.local import LocalRaw
 from .backends.memory import MemoryRaw
+from .bulk import BlobInfo, PutResult
 from .composite import Composite
 from .errors import (
     BitstoreError,
@@ -31,7 +32,6 @@ from .sha1 import (
     VerifySha1Mixin,
     sha1_hex,
 )
-from .bulk import BlobInfo, PutResult
 from .store import FetchResult, Store
 
 if TYPE_CHECKING:
