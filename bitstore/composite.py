@@ -1,6 +1,7 @@
 """``Composite``: ordered tiers, first hit wins, hits from expensive tiers written back to a cache."""
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable
 from html import escape
@@ -143,8 +144,21 @@ class Composite(Store):
         return self._first_tier(uri, lambda store, key: store.head(key))
 
     def open(self, uri: Any) -> IO[bytes]:
-        """The blob from the first tier that has it, as that tier's file object (streamed; no write-back)."""
-        return self._first_tier(uri, lambda store, key: store.open(key))[0]
+        """The blob from the first tier that has it, as that tier's file object (streamed). A hit from a tier whose
+        hits are written back to the cache is read whole, written back as ``get`` does, and served from memory."""
+        write_back = self.cache_back if self.cache is not None else set()
+
+        def open_tier(store: Store, key: Any) -> IO[bytes]:
+            if id(store) not in write_back or store is self.cache:
+                return store.open(key)
+            data = store.get(key)
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"returned {type(data).__name__}, not bytes")
+            data = bytes(data)
+            self._write_to_cache(data, key)
+            return io.BytesIO(data)
+
+        return self._first_tier(uri, open_tier)[0]
 
     def _exists_for_put(self, key: Any) -> bool:
         if self.cache is None:
