@@ -19,8 +19,8 @@ from typing import Any
 from .inputs import InputError, KeyInput
 from .store import DEFAULT_MAX_BYTES_IN_FLIGHT, FetchResult, Store
 
-__all__ = ["output_schema", "output_row", "fetch_to_file", "write_rows", "FetchSummary", "DEFAULT_BATCH_ROWS",
-           "STATUSES", "failure_cause", "plural"]
+__all__ = ["output_schema", "output_schema_for", "output_row", "fetch_to_file", "write_rows", "FetchSummary",
+           "DEFAULT_BATCH_ROWS", "STATUSES", "failure_cause", "plural"]
 
 DEFAULT_BATCH_ROWS = 4096
 ROW_GROUP_MAX_BYTES = 64 * 1024 * 1024
@@ -38,6 +38,31 @@ def output_schema():
         pa.field("status", pa.string(), nullable=False),
         pa.field("source", pa.string()),
     ])
+
+
+def output_schema_for(input_schema: Any, key_column: str, source: str = "the input", added: list | None = None):
+    """The output for an input of ``input_schema``: its columns (the key column as a string column), then the
+    ``added`` fields (default: fetch's ``blob``, ``status``, ``source``). An input that already has one of the
+    added columns is refused (``InputError``)."""
+    added = list(output_schema())[1:] if added is None else added
+    clash = [f.name for f in added if f.name in input_schema.names]
+    if clash:
+        raise InputError(f"{source}: the input already has a column named {clash[0]!r}, which the output adds; "
+                         "rename it")
+    schema = _with_key_column(input_schema, key_column)
+    for extra in added:
+        schema = schema.append(extra)
+    return schema
+
+
+def _with_key_column(schema: Any, key_column: str) -> Any:
+    """``schema`` with its key column as ``string`` (``large_string`` kept)."""
+    import pyarrow as pa
+
+    index = schema.get_field_index(key_column)
+    kind = schema.field(index).type
+    kind = kind if pa.types.is_string(kind) or pa.types.is_large_string(kind) else pa.string()
+    return schema.set(index, pa.field(key_column, kind))
 
 
 def output_row(store: Store, result: FetchResult) -> tuple[str | None, bytes | None, str, str | None]:
@@ -136,11 +161,8 @@ def fetch_to_file(
     """Fetch the keys of ``source`` and write one row per input row to ``output`` (``.parquet`` or ``.csv``),
     in input order: every input column (the key column canonical for valid keys, as given otherwise), then
     ``blob``, ``status``, ``source``. Written under a temporary name and renamed at the end."""
-    import pyarrow as pa
-
     summary = FetchSummary()
-    added = [pa.field("blob", pa.large_binary()), pa.field("status", pa.string(), nullable=False),
-             pa.field("source", pa.string())]
+    added = list(output_schema())[1:]  # blob, status, source
 
     def rows(results: Iterable[FetchResult]) -> Iterator[tuple]:
         for result in results:
@@ -175,15 +197,8 @@ def write_rows(source: KeyInput, output: str | os.PathLike, added: list, run: Ca
     first = next(batches, None)
     schema = first.schema if first is not None else pa.schema([pa.field(source.column, pa.string())])
     key_index = schema.get_field_index(source.column)
-    clash = [f.name for f in added if f.name in schema.names]
-    if clash:
-        raise InputError(f"{source.path}: the input already has a column named {clash[0]!r}, which the output adds; "
-                         "rename it")
+    schema = output_schema_for(schema, source.column, source.path, added)
     key_type = schema.field(key_index).type
-    key_type = key_type if pa.types.is_string(key_type) or pa.types.is_large_string(key_type) else pa.string()
-    schema = schema.set(key_index, pa.field(source.column, key_type)).append(added[0])
-    for extra in added[1:]:
-        schema = schema.append(extra)
     pending: deque = deque()  # input batches whose keys were handed to ``run``, not yet written
 
     def keys() -> Iterator[Any]:

@@ -68,9 +68,10 @@ def stored(tmp_path, home) -> dict[str, bytes]:
 
 
 ADDED = [("blob", pa.large_binary()), ("status", pa.string(), False), ("source", pa.string())]
+KEYS_ONLY = (("sha1", pa.string()),)
 
 
-def read_rows(path: Path, inputs=(("sha1", pa.string()),)) -> list[dict]:
+def read_rows(path: Path, inputs=KEYS_ONLY) -> list[dict]:
     """The rows of a fetch output whose input columns were ``inputs`` (one key a line: just ``sha1``)."""
     table = pq.read_table(path)
     assert table.schema == pa.schema([*inputs, *ADDED])
