@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -92,12 +93,39 @@ def put_many(store: Store, items: Iterable[Any], *, max_workers: int, skip_exist
              total: int | None) -> Iterator[PutResult]:
     from .batch import run_many
 
-    return run_many(store, items, lambda item: _put_item(store, item, skip_existing),
+    claims = _Claims()
+    return run_many(store, items, lambda item: _put_item(store, item, skip_existing, claims),
                     lambda item, error: PutResult(None, "invalid", error=error), max_workers=max_workers,
                     max_bytes_in_flight=1 << 62, progress=progress, total=total, keyed=False)
 
 
-def _put_item(store: Store, item: Any, skip_existing: bool) -> PutResult:
+class _Claims:
+    """The keys of one ``put_many`` call already being written: an item with the same key as an earlier one
+    waits for it and is ``skipped`` when it was stored (written once, whatever the threads' timing)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: dict[Any, threading.Event] = {}
+        self._stored: dict[Any, bool] = {}
+
+    def claim(self, key: Any) -> threading.Event | None:
+        """None when this item is the first with ``key`` (it must call ``done``), else the first one's event."""
+        with self._lock:
+            event = self._events.get(key)
+            if event is None:
+                self._events[key] = threading.Event()
+            return event
+
+    def stored(self, key: Any) -> bool:
+        return self._stored.get(key, False)
+
+    def done(self, key: Any, stored: bool) -> None:
+        with self._lock:
+            self._stored[key] = stored or self._stored.get(key, False)
+            self._events[key].set()
+
+
+def _put_item(store: Store, item: Any, skip_existing: bool, claims: _Claims) -> PutResult:
     path = None
     if isinstance(item, (str, os.PathLike)):
         path = os.fspath(item)
@@ -123,6 +151,27 @@ def _put_item(store: Store, item: Any, skip_existing: bool) -> PutResult:
     else:
         return PutResult(None, "invalid", error=f"an item must be a (key, bytes) pair or a path, not "
                                                 f"{type(item).__name__}")
+    try:
+        canonical = store.canonical_key(key)
+        hash(canonical)
+    except Exception:
+        canonical = None
+    first = claims.claim(canonical) if canonical is not None else None
+    if first is not None:
+        first.wait()
+        if claims.stored(canonical):
+            return PutResult(key, "skipped", len(data), path)
+    stored = False
+    try:
+        result = _store_one(store, key, data, path, skip_existing)
+        stored = result.ok
+    finally:
+        if canonical is not None and first is None:
+            claims.done(canonical, stored)
+    return result
+
+
+def _store_one(store: Store, key: Any, data: Any, path: str | None, skip_existing: bool) -> PutResult:
     size = len(data)
     if skip_existing:
         try:

@@ -203,7 +203,8 @@ class Store(ABC):
                  progress: bool | None = None, total: int | None = None) -> Iterator[PutResult]:
         """Store many blobs concurrently: ``items`` are ``(key, bytes)`` pairs or file paths (a SHA1 store derives
         a file's key from its bytes, and checks a pair's key against them). With ``skip_existing``, a blob
-        already there is not written again (status ``skipped``). One ``PutResult`` per item, in order."""
+        already there is not written again (status ``skipped``), nor is a second item with the same key in one call.
+        One ``PutResult`` per item, in order."""
         from .bulk import put_many
 
         return put_many(self, items, max_workers=max_workers, skip_existing=skip_existing, progress=progress,

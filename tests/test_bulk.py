@@ -121,6 +121,15 @@ def test_put_many_pairs_and_paths_on_a_sha1_store(tmp_path):
     assert forced[0].status == "stored"
 
 
+def test_put_many_writes_a_key_given_twice_once():
+    target = WritableDictStore()
+    store = Sha1Store(target, "")
+    items = [(sha1(b"same"), b"same")] * 40 + [(sha1(b"other"), b"other")]
+    results = list(store.put_many(items, max_workers=8, skip_existing=False))
+    assert [r.status for r in results] == ["stored"] + ["skipped"] * 39 + ["stored"]
+    assert sorted(target.puts) == sorted([sha1(b"same"), sha1(b"other")])
+
+
 def test_put_many_reports_failures_and_refusals():
     store = Composite()
     target = WritableDictStore(put_error=OSError("disk full"))
