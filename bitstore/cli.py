@@ -481,7 +481,7 @@ def _check_writable(output: str) -> None:
 def _one_line(exc: BaseException) -> str:
     from .fetchjob import failure_cause
 
-    return failure_cause(str(exc))
+    return failure_cause(str(exc), mask_keys=False)
 
 
 def _setup_logging(verbose: int) -> None:

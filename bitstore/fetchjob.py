@@ -132,19 +132,28 @@ def plural(n: int, noun: str) -> str:
 
 _SHA1_RUN = re.compile(r"(?i)(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
 _ELAPSED = re.compile(r" in [0-9.]+ ?(?:ns|µs|us|ms|s)\b")
-_DEBUG_DUMP = re.compile(r"\s*(?:Debug source:|Caused by:|\.\.\.\(\+\d+ chars\)).*", re.S)
+_DEBUG_DUMP = re.compile(r"\s*(?:Debug source:|\.\.\.\(\+\d+ chars\)).*", re.S)
+_OS_ERROR = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
+_MAX_CAUSE = 300
 
 
-def failure_cause(error: str, key: Any = None) -> str:
-    """One line that many keys failing for the same reason share: the key (and any SHA1) shown as ``<key>``,
-    timings and multi-line debug dumps (an SDK's ``Debug source: ...``) dropped, whitespace collapsed."""
+def failure_cause(error: str, key: Any = None, *, mask_keys: bool = True) -> str:
+    """One line for an error: multi-line debug dumps (an SDK's ``Debug source: ...``) and timings dropped,
+    whitespace collapsed, cut to 300 characters but keeping the operating system's reason (``Connection
+    refused``) when the message has one. With ``mask_keys`` the key (and any SHA1) becomes ``<key>``, so the
+    same failure of many keys reads the same (the summary groups by it)."""
     text = _DEBUG_DUMP.sub("", str(error))
-    if isinstance(key, str) and key.strip():
-        text = text.replace(key.strip(), "<key>")
-    text = _SHA1_RUN.sub("<key>", text)
-    text = _ELAPSED.sub("", text)
-    text = " ".join(text.split())
-    return text[:300] + ("..." if len(text) > 300 else "")
+    if mask_keys:
+        if isinstance(key, str) and key.strip():
+            text = text.replace(key.strip(), "<key>")
+        text = _SHA1_RUN.sub("<key>", text)
+    text = " ".join(_ELAPSED.sub("", text).split())
+    reason = _OS_ERROR.search(text)
+    if len(text) > _MAX_CAUSE:
+        text = text[:_MAX_CAUSE - 60].rstrip() + "..."
+        if reason is not None and reason.group(1) not in text:
+            text += f" ({reason.group(1).strip()})"
+    return text
 
 
 def fetch_to_file(

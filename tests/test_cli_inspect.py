@@ -10,6 +10,8 @@ import subprocess
 import sys
 
 import pyarrow.parquet as pq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from .test_cli import MISSING, REPO, bitstore, sha1
 
@@ -238,3 +240,31 @@ def test_progress_total_is_counted_for_csv_input(tmp_path):
     assert open_keys(text).count() == 2
     assert list(open_keys(text)) == ["x", "y"]
 
+
+
+OBSTORE_DUMP = ("s3 failed to fetch 's3://b/" + "ab" * 20 + "': 2 attempts, last error: GenericError: Generic S3 "
+                "error: Error performing GET http://127.0.0.1:9/b/" + "ab" * 20 + " in 167.029µs - HTTP error: "
+                "error sending request\n\nDebug source:\nGeneric {\n    store: \"S3\",\n"
+                "    source: RetryError(\n...(+918 chars)")
+
+
+def test_failure_cause_is_one_line_without_the_key_or_the_debug_dump():
+    from bitstore.fetchjob import failure_cause
+
+    cause = failure_cause(OBSTORE_DUMP, "ab" * 20)
+    assert cause == ("s3 failed to fetch 's3://b/<key>': 2 attempts, last error: GenericError: Generic S3 error: "
+                     "Error performing GET http://127.0.0.1:9/b/<key> - HTTP error: error sending request")
+    other = OBSTORE_DUMP.replace("ab" * 20, "cd" * 20).replace("167.029", "3.5")
+    assert failure_cause(other, "cd" * 20) == cause  # two keys failing alike group together
+    long = "x" * 400 + " (Caused by NewConnectionError('[Errno 111] Connection refused'))"
+    assert failure_cause(long).endswith("... (Connection refused)")
+    assert "ab" * 20 in failure_cause(OBSTORE_DUMP, mask_keys=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=2000))
+def test_failure_cause_is_always_one_bounded_line(text):
+    from bitstore.fetchjob import failure_cause
+
+    cause = failure_cause(text, text[:40])
+    assert "\n" not in cause and "\r" not in cause and len(cause) <= 300 + 200
