@@ -308,9 +308,8 @@ def _fetch(args: argparse.Namespace) -> int:
     check_output(args.output)
     spec = load_spec_or_default(args.spec)
     keys = _open_input(args)
-    store = spec.build()
     summary = fetch_to_file(
-        store, keys, args.output,
+        spec.build, keys, args.output,
         max_workers=args.max_workers or spec.max_workers or 64,
         batch_size=args.batch_size or DEFAULT_BATCH_ROWS,
         max_bytes_in_flight=args.max_bytes_in_flight or spec.max_bytes_in_flight or DEFAULT_MAX_BYTES_IN_FLIGHT,

@@ -185,9 +185,8 @@ class Composite(Store):
                 if store is self.cache:
                     self.cache_read_failures.add()
                     log_once(logger, logging.WARNING, f"cache-read:{name}", cause_of(exc),
-                             f"cache tier {name} failed a read, treated as a miss: {cause_of(exc)}")
-                else:
-                    failures.append(_describe(name, exc))
+                             f"cache tier {name} failed a read; trying the next tiers: {cause_of(exc)}")
+                failures.append(_describe(name, exc))
         if failures:
             raise FetchFailed(self, uri, "; ".join(failures))
         raise NotFoundInStore(self, uri)

@@ -157,7 +157,7 @@ def failure_cause(error: str, key: Any = None, *, mask_keys: bool = True) -> str
 
 
 def fetch_to_file(
-    store: Store,
+    store: Store | Callable[[], Store],
     source: KeyInput,
     output: str | os.PathLike,
     *,
@@ -169,18 +169,18 @@ def fetch_to_file(
 ) -> FetchSummary:
     """Fetch the keys of ``source`` and write one row per input row to ``output`` (``.parquet`` or ``.csv``),
     in input order: every input column (the key column canonical for valid keys, as given otherwise), then
-    ``blob``, ``status``, ``source``. Written under a temporary name and renamed at the end."""
+    ``blob``, ``status``, ``source``. Written under a temporary name and renamed at the end. ``store`` may be a
+    function that builds it: it is then called once the input's first rows were read, so an input that is not
+    a list of keys at all fails before any store is built (and any cache folder made)."""
     summary = FetchSummary()
     added = list(output_schema())[1:]  # blob, status, source
 
-    def rows(results: Iterable[FetchResult]) -> Iterator[tuple]:
-        for result in results:
+    def run(keys: Iterable[Any]) -> Iterator[tuple]:
+        built = store if isinstance(store, Store) else store()
+        for result in built.get_many(keys, max_workers=max_workers, max_bytes_in_flight=max_bytes_in_flight,
+                                     progress=progress, total=total):
             summary.add(result)
-            yield output_row(store, result)
-
-    def run(keys: Iterable[Any]) -> Iterable[tuple]:
-        return rows(store.get_many(keys, max_workers=max_workers, max_bytes_in_flight=max_bytes_in_flight,
-                                   progress=progress, total=total))
+            yield output_row(built, result)
 
     start = time.perf_counter()
     write_rows(source, output, added, run, batch_size=batch_size,

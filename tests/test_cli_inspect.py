@@ -120,6 +120,7 @@ def test_fetch_from_stdin_skips_a_header_line(tmp_path):
 def test_failures_are_one_line_grouped_by_cause(tmp_path):
     spec = local_spec(tmp_path, extra='[[tier]]\ntype = "api"\nclass = "tests.test_cli:BrokenAPI"\n'
                                       'env = { token = "TOKEN_VAR" }\n')
+    archive(tmp_path)
     keys = [sha1(bytes([i])) for i in range(5)]
     source = tmp_path / "k.txt"
     source.write_text("\n".join(keys) + "\n")
