@@ -138,7 +138,7 @@ def run_many(
     invalid: Callable[[Any, str], Any],
     *,
     max_workers: int = 64,
-    max_bytes_in_flight: int,
+    max_bytes_in_flight: int | None = None,
     progress: bool | None = None,
     total: int | None = None,
     keyed: bool = True,
@@ -148,7 +148,10 @@ def run_many(
     one result per key in input order, through the same window and dedupe as ``fetch_many``. A result is a
     dataclass with a ``key`` field (bytes held: its ``data``, if it has one); ``invalid(key, error)`` answers a
     key the store does not accept. With ``keyed=False`` the items are not keys (``put_many``'s pairs and paths):
-    every item goes to ``call`` as it is, none is deduplicated, and results keep the key ``call`` gave them."""
+    every item goes to ``call`` as it is, none is deduplicated, and results keep the key ``call`` gave them.
+    ``max_bytes_in_flight=None``: results hold no bytes, so only the window bounds what is read ahead."""
+    if max_bytes_in_flight is None:
+        max_bytes_in_flight = sys.maxsize
     _check_args(keys, max_workers, max_bytes_in_flight)
     total = _total(keys, total)
     return _run(store, iter(keys), max_workers, max_bytes_in_flight,

@@ -84,7 +84,7 @@ def stat_many(store: Store, keys: Iterable[Any], *, max_workers: int, progress: 
     from .batch import run_many
 
     return run_many(store, keys, lambda key: stat_one(store, key), lambda key, error: BlobInfo(key, "invalid",
-                    error=error), max_workers=max_workers, max_bytes_in_flight=1 << 62, progress=progress,
+                    error=error), max_workers=max_workers, progress=progress,
                     total=total)
 
 
@@ -96,7 +96,7 @@ def put_many(store: Store, items: Iterable[Any], *, max_workers: int, skip_exist
     claims = _Claims()
     return run_many(store, items, lambda item: _put_item(store, item, skip_existing, claims),
                     lambda item, error: PutResult(None, "invalid", error=error), max_workers=max_workers,
-                    max_bytes_in_flight=1 << 62, progress=progress, total=total, keyed=False)
+                    progress=progress, total=total, keyed=False)
 
 
 class _Claims:

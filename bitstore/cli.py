@@ -17,7 +17,7 @@ import traceback
 from collections import Counter
 from collections.abc import Sequence
 
-from .fetchjob import plural
+from .fetchjob import human_size, plural
 from .spec import load_spec_or_default
 
 __all__ = ["main", "EXIT_OK", "EXIT_MISSING", "EXIT_USAGE", "EXIT_FAILED"]
@@ -359,7 +359,7 @@ def _stat(args: argparse.Namespace) -> int:
     print(f"bitstore stat{' -> ' + args.output if args.output else ''}: {plural(total, 'key')}: "
           + ", ".join(f"{s} {counts[s]:,}" for s in ("found", "missing", "invalid", "failed")), file=sys.stderr)
     for source, size in by_source.most_common():
-        print(f"  {source}: {_size(size)}", file=sys.stderr)
+        print(f"  {source}: {human_size(size)}", file=sys.stderr)
     _print_causes(causes)
     return EXIT_FAILED if counts["failed"] else EXIT_OK
 
@@ -443,12 +443,6 @@ def _print_causes(causes: Counter) -> None:
     rest = sum(causes.values()) - sum(c for _, c in causes.most_common(5))
     if rest:
         print(f"  ... and {plural(rest, 'more failure')} (other causes)", file=sys.stderr)
-
-
-def _size(n: int) -> str:
-    from .fetchjob import _size as size
-
-    return size(n)
 
 
 def _demo(args: argparse.Namespace) -> int:

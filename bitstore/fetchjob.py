@@ -20,7 +20,7 @@ from .inputs import InputError, KeyInput
 from .store import DEFAULT_MAX_BYTES_IN_FLIGHT, FetchResult, Store
 
 __all__ = ["output_schema", "output_schema_for", "output_row", "fetch_to_file", "write_rows", "FetchSummary",
-           "DEFAULT_BATCH_ROWS", "STATUSES", "failure_cause", "plural"]
+           "DEFAULT_BATCH_ROWS", "STATUSES", "failure_cause", "plural", "human_size"]
 
 DEFAULT_BATCH_ROWS = 4096
 ROW_GROUP_MAX_BYTES = 64 * 1024 * 1024
@@ -114,7 +114,7 @@ class FetchSummary:
         out = [f"{self.rows:,} keys in {self.seconds:.1f}s{rate}: "
                + ", ".join(f"{s} {self.by_status[s]:,}" for s in STATUSES)]
         for source, count in self.by_source.most_common():
-            out.append(f"  {source}: {plural(count, 'blob')}, {_size(self.bytes_by_source[source])}")
+            out.append(f"  {source}: {plural(count, 'blob')}, {human_size(self.bytes_by_source[source])}")
         if self.cache_writes or self.cache_write_failures:
             out.append(f"  written back to the cache: {self.cache_writes:,} ({self.cache_write_failures:,} failed)")
         for cause, count in self.errors.most_common():
@@ -249,7 +249,8 @@ def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
         yield from rest
 
 
-def _size(n: int) -> str:
+def human_size(n: int) -> str:
+    """``391 B``, ``76.8 KB``, ``268.4 MB`` (powers of 1000)."""
     value, unit = float(n), "B"
     for bigger in ("KB", "MB", "GB", "TB"):
         if value < 1000:

@@ -61,7 +61,7 @@ def warm_many(store: Any, keys: Iterable[Any], *, max_workers: int = 64, progres
         return Outcome(key, "cached", result.source, size)
 
     return run_many(store, keys, warm, lambda key, error: Outcome(key, "invalid", error=error),
-                    max_workers=max_workers, max_bytes_in_flight=1 << 62, progress=progress, total=total)
+                    max_workers=max_workers, progress=progress, total=total)
 
 
 def verify_many(tier: Store, keys: Iterable[Any], *, max_workers: int = 16, progress: bool | None = None,
@@ -88,7 +88,7 @@ def verify_many(tier: Store, keys: Iterable[Any], *, max_workers: int = 16, prog
         return Outcome(key, "ok", tier.name, size)
 
     return run_many(tier, keys, verify, lambda key, error: Outcome(key, "invalid", error=error),
-                    max_workers=max_workers, max_bytes_in_flight=1 << 62, progress=progress, total=total)
+                    max_workers=max_workers, progress=progress, total=total)
 
 
 def _tier_name(store: Any, tier: Store) -> str | None:
