@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bitstore.inputs import FORMATS
+from bitstore.inputs import FORMATS, TEXT_COLUMN
 from bitstore.spec import load_spec_or_default
 
 __all__ = ["main", "build", "DEFAULT_RUNNER"]
@@ -94,19 +94,20 @@ def _parquet_schema(path: str):
 
 
 def read_rows(pipeline, path: str, column: str):
-    """``(rows, schema)``: the rows of ``path`` as a PCollection of dicts (every column; one column named
-    ``column`` for one-key-a-line text, a first line equal to ``column`` skipped as a header) and their Arrow
-    schema (CSV columns are strings; Parquet columns keep their types)."""
+    """``(rows, schema)``: the rows of ``path`` as a PCollection of dicts (every column; for one-key-a-line text
+    one column ``sha1``, lines ``sha1`` or ``column`` skipped as headers) and their Arrow schema (CSV columns
+    are strings; Parquet columns keep their types)."""
     import apache_beam as beam
     import pyarrow as pa
 
     fmt = _format(path)
     if fmt == ".txt":
+        headers = {TEXT_COLUMN.casefold(), column.casefold()}
         rows = (pipeline | "ReadText" >> beam.io.ReadFromText(path)
                 | "Strip" >> beam.Map(_text_key)
-                | "SkipBlankAndHeader" >> beam.Filter(lambda key: bool(key) and key.casefold() != column.casefold())
-                | "AsRow" >> beam.Map(lambda key: {column: key}))
-        return rows, pa.schema([pa.field(column, pa.string())])
+                | "SkipBlankAndHeader" >> beam.Filter(lambda key: bool(key) and key.casefold() not in headers)
+                | "AsRow" >> beam.Map(lambda key: {TEXT_COLUMN: key}))
+        return rows, pa.schema([pa.field(TEXT_COLUMN, pa.string())])
     if fmt == ".csv":
         header = _csv_header(path)
         schema = pa.schema([pa.field(name, pa.string()) for name in header] or [pa.field(column, pa.string())])
@@ -124,7 +125,11 @@ def read_keys(pipeline, path: str, column: str):
     import apache_beam as beam
 
     rows, _ = read_rows(pipeline, path, column)
-    return rows | "Key" >> beam.Map(lambda row, name: row[name], column)
+    return rows | "Key" >> beam.Map(lambda row, name: row[name], _key_column(path, column))
+
+
+def _key_column(path: str, column: str) -> str:
+    return TEXT_COLUMN if _format(path) == ".txt" else column
 
 
 # --- output rows -------------------------------------------------------------------------------------
@@ -153,11 +158,12 @@ def build(pipeline, *, input: str, output: str, store, column: str = "sha1", **f
     from .enrichment import EnrichWithBlobs
 
     rows, schema = read_rows(pipeline, input, column)
-    schema = output_schema_for(schema, column, input)
+    key = _key_column(input, column)
+    schema = output_schema_for(schema, key, input)
     (rows
-     | "Fetch" >> EnrichWithBlobs(store, key_field=column, blob_field="blob", status_field="status",
+     | "Fetch" >> EnrichWithBlobs(store, key_field=key, blob_field="blob", status_field="status",
                                   source_field="source", **fetch_options)
-     | "OutputRow" >> beam.Map(output_row, column)
+     | "OutputRow" >> beam.Map(output_row, key)
      | "Write" >> beam.io.WriteToParquet(output, schema=schema, codec="snappy", num_shards=1,
                                          shard_name_template="", record_batch_size=_WRITE_BATCH_ROWS))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import BitstoreError, InvalidURI, NotFoundInStore, short
@@ -50,6 +50,9 @@ class PutResult:
     size: int | None = None
     path: str | None = None
     error: str | None = None
+    #: Internal, never set on a result ``put_many`` yields: the status of an earlier write of the same key in the
+    #: same call, which this item waited for.
+    _claimed: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -94,19 +97,44 @@ def put_many(store: Store, items: Iterable[Any], *, max_workers: int, skip_exist
     from .batch import run_many
 
     claims = _Claims()
-    return run_many(store, items, lambda item: _put_item(store, item, skip_existing, claims),
-                    lambda item, error: PutResult(None, "invalid", error=error), max_workers=max_workers,
-                    progress=progress, total=total, keyed=False)
+    results = run_many(store, items, lambda item: _put_item(store, item, skip_existing, claims),
+                       lambda item, error: PutResult(None, "invalid", error=error), max_workers=max_workers,
+                       progress=progress, total=total, keyed=False)
+    return _in_input_order(store, results)
+
+
+def _in_input_order(store: Store, results: Iterator[PutResult]) -> Iterator[PutResult]:
+    """Whichever thread wrote a key, the first item with it in input order reports what happened to the key
+    (``stored`` or ``skipped``) and every later one ``skipped``: the same answers for the same items, always."""
+    reported: set = set()
+    for result in results:
+        canonical = _canonical(store, result.key) if result.ok else None
+        if canonical is not None:
+            if canonical in reported:
+                result = replace(result, status="skipped", _claimed=None)
+            else:
+                reported.add(canonical)
+                result = replace(result, status=result._claimed or result.status, _claimed=None)
+        yield result
+
+
+def _canonical(store: Store, key: Any) -> Any:
+    try:
+        canonical = store.canonical_key(key)
+        hash(canonical)
+    except Exception:
+        return None
+    return canonical
 
 
 class _Claims:
-    """The keys of one ``put_many`` call already being written: an item with the same key as an earlier one
-    waits for it and is ``skipped`` when it was stored (written once, whatever the threads' timing)."""
+    """The keys of one ``put_many`` call being written: an item whose key another item claimed first waits for
+    that write and is not written again when it succeeded (written once, whatever the threads' timing)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._events: dict[Any, threading.Event] = {}
-        self._stored: dict[Any, bool] = {}
+        self._status: dict[Any, str] = {}
 
     def claim(self, key: Any) -> threading.Event | None:
         """None when this item is the first with ``key`` (it must call ``done``), else the first one's event."""
@@ -116,12 +144,14 @@ class _Claims:
                 self._events[key] = threading.Event()
             return event
 
-    def stored(self, key: Any) -> bool:
-        return self._stored.get(key, False)
+    def status(self, key: Any) -> str | None:
+        """``stored`` or ``skipped`` when the claim's write succeeded, else None."""
+        return self._status.get(key)
 
-    def done(self, key: Any, stored: bool) -> None:
+    def done(self, key: Any, status: str | None) -> None:
         with self._lock:
-            self._stored[key] = stored or self._stored.get(key, False)
+            if status is not None:
+                self._status[key] = status
             self._events[key].set()
 
 
@@ -134,7 +164,8 @@ def _put_item(store: Store, item: Any, skip_existing: bool, claims: _Claims) -> 
                 data = f.read()
         except OSError as exc:
             status = "invalid" if isinstance(exc, (FileNotFoundError, IsADirectoryError)) else "failed"
-            return PutResult(None, status, path=path, error=f"cannot read {path}: {exc.strerror or type(exc).__name__}")
+            return PutResult(None, status, path=path,
+                             error=f"cannot read {path}: {exc.strerror or type(exc).__name__}")
         key = store.key_for(data)
         if key is None:
             return PutResult(None, "invalid", path=path, error=f"{store.name} does not derive keys from content: "
@@ -147,27 +178,25 @@ def _put_item(store: Store, item: Any, skip_existing: bool, claims: _Claims) -> 
             return PutResult(key, "invalid", len(data), error=str(InvalidURI(store, key, hint=store.URI_HINT)))
         derived = store.key_for(data)
         if derived is not None and derived != store.canonical_key(key):
-            return PutResult(key, "invalid", len(data), error=f"the data's key is {derived}, not {short(key, 80)}")
+            return PutResult(key, "invalid", len(data),
+                             error=f"the data's key is {derived}, not {short(key, 80)}")
     else:
         return PutResult(None, "invalid", error=f"an item must be a (key, bytes) pair or a path, not "
                                                 f"{type(item).__name__}")
-    try:
-        canonical = store.canonical_key(key)
-        hash(canonical)
-    except Exception:
-        canonical = None
+    canonical = _canonical(store, key)
     first = claims.claim(canonical) if canonical is not None else None
     if first is not None:
         first.wait()
-        if claims.stored(canonical):
-            return PutResult(key, "skipped", len(data), path)
-    stored = False
+        claimed = claims.status(canonical)
+        if claimed is not None:
+            return PutResult(key, "skipped", len(data), path, _claimed=claimed)
+    status = None
     try:
         result = _store_one(store, key, data, path, skip_existing)
-        stored = result.ok
+        status = result.status if result.ok else None
     finally:
         if canonical is not None and first is None:
-            claims.done(canonical, stored)
+            claims.done(canonical, status)
     return result
 
 

@@ -204,9 +204,10 @@ def write_rows(source: KeyInput, output: str | os.PathLike, added: list, run: Ca
         raise ValueError(f"batch_size must be a positive int, not {batch_size!r}")
     batches = source.batches(batch_size)
     first = next(batches, None)
-    schema = first.schema if first is not None else pa.schema([pa.field(source.column, pa.string())])
-    key_index = schema.get_field_index(source.column)
-    schema = output_schema_for(schema, source.column, source.path, added)
+    column = source.key_column
+    schema = first.schema if first is not None else pa.schema([pa.field(column, pa.string())])
+    key_index = schema.get_field_index(column)
+    schema = output_schema_for(schema, column, source.path, added)
     key_type = schema.field(key_index).type
     pending: deque = deque()  # input batches whose keys were handed to ``run``, not yet written
 

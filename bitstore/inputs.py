@@ -5,7 +5,8 @@ exists and holds strings) so a bad input fails before any output is made; the ke
 only while they are iterated, a bounded piece at a time, so memory does not grow with the input's size.
 ``KeyInput.batches`` reads whole rows (every column) for jobs that keep them; ``count`` counts the rows
 of a text or CSV file first, for a progress bar with a total. In one-key-a-line input (a ``.txt`` file or
-``-``), a first line equal to the key column's name (``sha1`` by default, any case) is a header, skipped.
+``-``; its one column is ``sha1``), a first line ``sha1`` or the ``--column`` name (any case) is a header,
+skipped.
 """
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ import sys
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-__all__ = ["InputError", "KeyInput", "open_keys", "FORMATS"]
+__all__ = ["InputError", "KeyInput", "open_keys", "FORMATS", "TEXT_COLUMN"]
 
 FORMATS = (".txt", ".csv", ".parquet")
+#: The name of the one column of one-key-a-line input (``.txt``, ``-``), as in ``bitstore fetch``'s output.
+TEXT_COLUMN = "sha1"
 MAX_LINE_BYTES = 64 * 1024
 PARQUET_BATCH_ROWS = 8192
 
@@ -37,8 +40,18 @@ class KeyInput:
         if self.total == 0:
             return iter(())
         if self.path == "-":
-            return _text_keys(sys.stdin.buffer, "<stdin>", self.column)
+            return _text_keys(sys.stdin.buffer, "<stdin>", self._headers)
         return {".txt": self._txt, ".csv": self._csv, ".parquet": self._parquet}[self.format]()
+
+    @property
+    def key_column(self) -> str:
+        """The name of the key column in ``batches``: ``--column`` for CSV and Parquet, ``sha1`` for text."""
+        return TEXT_COLUMN if self.format == ".txt" else self.column
+
+    @property
+    def _headers(self) -> tuple[str, ...]:
+        """A first line equal to one of these (any case) is a header line in one-key-a-line input."""
+        return (TEXT_COLUMN, self.column)
 
     def count(self) -> int | None:
         """The number of keys, counted by reading the file once when it is not known (None for stdin)."""
@@ -76,7 +89,7 @@ class KeyInput:
             if chunk or names is not None:
                 yield _csv_batch(names, chunk)
             return
-        schema = pa.schema([pa.field(self.column, pa.string())])
+        schema = pa.schema([pa.field(TEXT_COLUMN, pa.string())])
         chunk = []
         for key in self:
             chunk.append(key)
@@ -87,7 +100,7 @@ class KeyInput:
 
     def _txt(self) -> Iterator[str]:
         with _open(self.path) as f:
-            yield from _text_keys(f, self.path, self.column)
+            yield from _text_keys(f, self.path, self._headers)
 
     def _csv_rows(self, counting: bool = False) -> Iterator[list | None]:
         """The header, then each non-empty row padded with None to the header's width (with ``counting``, one
@@ -183,9 +196,9 @@ def open_keys(path: str | os.PathLike, column: str = "sha1") -> KeyInput:
     return KeyInput(path, fmt, column, None)
 
 
-def _text_keys(f: BinaryIO, label: str, header: str | None = None) -> Iterator[str]:
+def _text_keys(f: BinaryIO, label: str, headers: tuple[str, ...] = ()) -> Iterator[str]:
     """One key a line: surrounding whitespace stripped, blank lines skipped, NUL bytes and non-UTF-8 refused; a
-    first key equal to ``header`` (any case) is a header line, skipped."""
+    first key equal to one of ``headers`` (any case) is a header line, skipped."""
     number, first = 0, True
     while True:
         line = f.readline(MAX_LINE_BYTES + 1)
@@ -204,7 +217,7 @@ def _text_keys(f: BinaryIO, label: str, header: str | None = None) -> Iterator[s
             key = key.lstrip("\ufeff")
         key = key.strip()
         if key:
-            if first and header is not None and key.casefold() == header.casefold():
+            if first and key.casefold() in {h.casefold() for h in headers}:
                 first = False
                 continue
             first = False
