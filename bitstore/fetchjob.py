@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .inputs import InputError, KeyInput
+from .inputs import TEXT_COLUMN, InputError, KeyInput
 from .store import DEFAULT_MAX_BYTES_IN_FLIGHT, FetchResult, Store
 
 __all__ = ["output_schema", "output_schema_for", "output_row", "fetch_to_file", "write_rows", "FetchSummary",
@@ -204,7 +204,7 @@ def write_rows(source: KeyInput, output: str | os.PathLike, added: list, run: Ca
         raise ValueError(f"batch_size must be a positive int, not {batch_size!r}")
     batches = source.batches(batch_size)
     first = next(batches, None)
-    column = source.key_column
+    column = source.key_column if first is not None else TEXT_COLUMN  # an empty file: no header, one key column
     schema = first.schema if first is not None else pa.schema([pa.field(column, pa.string())])
     key_index = schema.get_field_index(column)
     schema = output_schema_for(schema, column, source.path, added)

@@ -66,11 +66,12 @@ class KeyInput:
         import pyarrow as pa
 
         if self.format == ".parquet" and self.path != "-":
-            if self.total == 0:
-                return
             pq = _pyarrow_parquet()
             try:
                 file = pq.ParquetFile(self.path)
+                if file.metadata.num_rows == 0:  # no batches to read: one empty batch carries the columns
+                    yield pa.RecordBatch.from_pylist([], schema=file.schema_arrow)
+                    return
                 yield from file.iter_batches(batch_size=rows)
             except (OSError, ValueError) as exc:
                 raise InputError(f"{self.path}: cannot read the Parquet file: {_reason(exc)}") from None
