@@ -1,10 +1,11 @@
 """``python -m beam_transforms.pipeline``: the ``bitstore fetch`` job as an Apache Beam pipeline.
 
-Reads keys from a ``.txt`` (one a line), ``.csv`` (with a header) or ``.parquet`` input, fetches them
-with ``EnrichWithBlobs`` and writes a Parquet file with the same columns as ``bitstore fetch``
-(``sha1``, ``blob``, ``status``, ``source``), then prints the ``bitstore`` metrics. Rows are not in
-input order. Every other option is a Beam pipeline option; with no ``--runner`` the local Python
-runner (``FnApiRunner``) is used, which never tries to download the Prism runner.
+Reads rows from a ``.txt`` (one key a line), ``.csv`` (with a header) or ``.parquet`` input, fetches
+their keys with ``EnrichWithBlobs`` and writes a Parquet file with the same columns as ``bitstore fetch``
+(every input column, the key column canonical for valid keys, then ``blob``, ``status``, ``source``),
+then prints the ``bitstore`` metrics. Rows are not in input order. Every other option is a Beam pipeline
+option; with no ``--runner`` the local Python runner (``FnApiRunner``) is used, which never tries to
+download the Prism runner.
 
 Exit codes, as ``bitstore fetch``: 0 done, 2 bad input or usage, 3 some key failed.
 """
@@ -17,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bitstore.inputs import FORMATS
+from bitstore.inputs import FORMATS, TEXT_COLUMN
 from bitstore.spec import load_spec_or_default
 
 __all__ = ["main", "build", "DEFAULT_RUNNER"]
@@ -64,7 +65,7 @@ def _is_local(path: str) -> bool:
     return "://" not in path
 
 
-# --- reading keys ------------------------------------------------------------------------------------
+# --- reading rows ------------------------------------------------------------------------------------
 def _text_key(line: str) -> str:
     return line.lstrip("\ufeff").strip()
 
@@ -77,39 +78,67 @@ def _csv_header(path: str) -> list[str]:
     return next(csv.reader([first]), [])
 
 
-def _csv_field(line: str, index: int) -> list[Any]:
+def _csv_record(line: str, header: list[str]) -> list[dict[str, Any]]:
     row = next(csv.reader([line]), [])
     if not row:
         return []
-    return [row[index] if index < len(row) else None]
+    return [{name: row[i] if i < len(row) else None for i, name in enumerate(header)}]
+
+
+def _parquet_schema(path: str):
+    import pyarrow.parquet as pq
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(path) as f:
+        return pq.read_schema(f)
+
+
+def read_rows(pipeline, path: str, column: str):
+    """``(rows, schema)``: the rows of ``path`` as a PCollection of dicts (every column; for one-key-a-line text
+    one column ``sha1``, lines ``sha1`` or ``column`` skipped as headers) and their Arrow schema (CSV columns
+    are strings; Parquet columns keep their types)."""
+    import apache_beam as beam
+    import pyarrow as pa
+
+    fmt = _format(path)
+    if fmt == ".txt":
+        headers = {TEXT_COLUMN.casefold(), column.casefold()}
+        rows = (pipeline | "ReadText" >> beam.io.ReadFromText(path)
+                | "Strip" >> beam.Map(_text_key)
+                | "SkipBlankAndHeader" >> beam.Filter(lambda key: bool(key) and key.casefold() not in headers)
+                | "AsRow" >> beam.Map(lambda key: {TEXT_COLUMN: key}))
+        return rows, pa.schema([pa.field(TEXT_COLUMN, pa.string())])
+    if fmt == ".csv":
+        header = _csv_header(path)
+        schema = pa.schema([pa.field(name, pa.string()) for name in header] or [pa.field(column, pa.string())])
+        if not header:
+            return pipeline | "NoRows" >> beam.Create([]), schema
+        if column not in header:
+            raise ValueError(f"{path}: no column {column!r} in the CSV header; columns are: {header[:20]}")
+        return (pipeline | "ReadCsv" >> beam.io.ReadFromText(path, skip_header_lines=1)
+                | "Row" >> beam.FlatMap(_csv_record, header)), schema
+    return pipeline | "ReadParquet" >> beam.io.ReadFromParquet(path), _parquet_schema(path)
 
 
 def read_keys(pipeline, path: str, column: str):
     """The keys of ``path`` as a PCollection (local or remote paths Beam's file systems know)."""
     import apache_beam as beam
 
-    fmt = _format(path)
-    if fmt == ".txt":
-        return (pipeline | "ReadText" >> beam.io.ReadFromText(path)
-                | "Strip" >> beam.Map(_text_key) | "SkipBlank" >> beam.Filter(bool))
-    if fmt == ".csv":
-        header = _csv_header(path)
-        if not header:
-            return pipeline | "NoKeys" >> beam.Create([])
-        if column not in header:
-            raise ValueError(f"{path}: no column {column!r} in the CSV header; columns are: {header[:20]}")
-        return (pipeline | "ReadCsv" >> beam.io.ReadFromText(path, skip_header_lines=1)
-                | "Field" >> beam.FlatMap(_csv_field, header.index(column)))
-    return (pipeline | "ReadParquet" >> beam.io.ReadFromParquet(path, columns=[column])
-            | "Column" >> beam.Map(lambda record, name: record[name], column))
+    rows, _ = read_rows(pipeline, path, column)
+    return rows | "Key" >> beam.Map(lambda row, name: row[name], _key_column(path, column))
+
+
+def _key_column(path: str, column: str) -> str:
+    return TEXT_COLUMN if _format(path) == ".txt" else column
 
 
 # --- output rows -------------------------------------------------------------------------------------
-def output_row(record: dict[str, Any]) -> dict[str, Any]:
-    """``bitstore fetch``'s row: the key in canonical form when valid (as given otherwise, as text)."""
+def output_row(record: dict[str, Any], column: str = "sha1") -> dict[str, Any]:
+    """``bitstore fetch``'s row: the input row, its key in canonical form when valid (as given otherwise, as
+    text), then blob, status and source."""
     from ._fetching import canonical_sha1
 
-    key = record["sha1"]
+    key = record[column]
     canonical, _ = canonical_sha1(key)
     if record["status"] != "invalid" and canonical is not None:
         key = canonical
@@ -117,23 +146,25 @@ def output_row(record: dict[str, Any]) -> dict[str, Any]:
         key = key.decode("utf-8", "replace")
     elif key is not None and not isinstance(key, str):
         key = str(key)
-    return {"sha1": key, "blob": record["blob"], "status": record["status"], "source": record["source"]}
+    return {**record, column: key}
 
 
 def build(pipeline, *, input: str, output: str, store, column: str = "sha1", **fetch_options: int) -> None:
-    """Add the fetch job (read keys, fetch, write one Parquet file) to ``pipeline``."""
+    """Add the fetch job (read rows, fetch, write one Parquet file) to ``pipeline``."""
     import apache_beam as beam
 
-    from bitstore.fetchjob import output_schema
+    from bitstore.fetchjob import output_schema_for
 
     from .enrichment import EnrichWithBlobs
 
-    (read_keys(pipeline, input, column)
-     | "AsRecord" >> beam.Map(lambda key: {"sha1": key})
-     | "Fetch" >> EnrichWithBlobs(store, blob_field="blob", status_field="status", source_field="source",
-                                  **fetch_options)
-     | "OutputRow" >> beam.Map(output_row)
-     | "Write" >> beam.io.WriteToParquet(output, schema=output_schema(), codec="snappy", num_shards=1,
+    rows, schema = read_rows(pipeline, input, column)
+    key = _key_column(input, column)
+    schema = output_schema_for(schema, key, input)
+    (rows
+     | "Fetch" >> EnrichWithBlobs(store, key_field=key, blob_field="blob", status_field="status",
+                                  source_field="source", **fetch_options)
+     | "OutputRow" >> beam.Map(output_row, key)
+     | "Write" >> beam.io.WriteToParquet(output, schema=schema, codec="snappy", num_shards=1,
                                          shard_name_template="", record_batch_size=_WRITE_BATCH_ROWS))
 
 
@@ -187,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pipeline = beam.Pipeline(options=options)
         build(pipeline, input=args.input, output=args.output, store=spec, column=args.column,
               **{k: v for k, v in fetch_options.items() if v is not None})
-    except (SpecError, ValueError) as exc:
+    except (SpecError, ValueError) as exc:  # InputError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     result = pipeline.run()

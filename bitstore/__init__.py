@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from .backends.local import LocalRaw
 from .backends.memory import MemoryRaw
+from .bulk import BlobInfo, PutResult
 from .composite import Composite
 from .errors import (
     BitstoreError,
@@ -48,7 +49,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "Store", "FetchResult", "Composite",
+    "Store", "FetchResult", "BlobInfo", "PutResult", "Composite",
     "Sha1Store", "Sha1Cache", "Sha1APISource", "Sha1Composite", "Sha1FormatMixin", "VerifySha1Mixin", "sha1_hex",
     "LocalRaw", "MemoryRaw", "S3Raw", "GSRaw", "from_spec", "RetryPolicy",
     "BitstoreError", "NotFoundInStore", "InvalidDataFound", "StoreNotAvailable", "InvalidURI", "FetchFailed",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 try:
     import pyarrow as pa
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without pyarrow
-    raise ImportError("bitstore.arrow needs pyarrow: pip install 'bitstore[arrow]'") from exc
+    raise ImportError("bitstore.arrow needs pyarrow: pip install 'bitstore-tiered[arrow]'") from exc
 
 from .errors import BitstoreError
 from .store import DEFAULT_MAX_BYTES_IN_FLIGHT, FetchResult, Store

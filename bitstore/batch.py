@@ -14,8 +14,9 @@ import os
 import sys
 import threading
 from collections import deque
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ._memory import tune_allocator
@@ -25,7 +26,7 @@ from .errors import InvalidURI, short
 if TYPE_CHECKING:
     from .store import FetchResult, Store
 
-__all__ = ["fetch_many", "want_progress"]
+__all__ = ["fetch_many", "run_many", "want_progress"]
 
 WINDOW_PER_WORKER = 4
 #: Idle thread pools kept for the next runs in this process (any sizes, the most recently used).
@@ -110,7 +111,7 @@ def _in_notebook() -> bool:
     return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
 
 
-def _progress_bar(total: int | None, enabled: bool):
+def _progress_bar(total: int | None, enabled: bool, unit: str = "blob"):
     if not enabled:
         return None
     if _in_notebook() and importlib.util.find_spec("ipywidgets") is None:
@@ -118,7 +119,7 @@ def _progress_bar(total: int | None, enabled: bool):
     else:
         from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="blob", desc="bitstore", dynamic_ncols=True, leave=True)
+    return tqdm(total=total, unit=unit, desc="bitstore", dynamic_ncols=True, leave=True)
 
 
 def _canonical(store: Store, key: Any) -> Hashable | None:
@@ -128,6 +129,51 @@ def _canonical(store: Store, key: Any) -> Hashable | None:
         return canonical
     except Exception:
         return None
+
+
+def run_many(
+    store: Store,
+    keys: Iterable[Any],
+    call: Callable[[Any], Any],
+    invalid: Callable[[Any, str], Any],
+    *,
+    max_workers: int = 64,
+    max_bytes_in_flight: int | None = None,
+    progress: bool | None = None,
+    total: int | None = None,
+    keyed: bool = True,
+    unit: str = "blob",
+) -> Iterator[Any]:
+    """The engine for any per-key call (``stat_many``, ``put_many``): ``call(key)`` on ``max_workers`` threads,
+    one result per key in input order, through the same window and dedupe as ``fetch_many``. A result is a
+    dataclass with a ``key`` field (bytes held: its ``data``, if it has one); ``invalid(key, error)`` answers a
+    key the store does not accept. With ``keyed=False`` the items are not keys (``put_many``'s pairs and paths):
+    every item goes to ``call`` as it is, none is deduplicated, and results keep the key ``call`` gave them.
+    ``max_bytes_in_flight=None``: results hold no bytes, so only the window bounds what is read ahead."""
+    if max_bytes_in_flight is None:
+        max_bytes_in_flight = sys.maxsize
+    _check_args(keys, max_workers, max_bytes_in_flight)
+    total = _total(keys, total)
+    return _run(store, iter(keys), max_workers, max_bytes_in_flight,
+                _progress_bar(total, want_progress(progress), unit), call, invalid, keyed)
+
+
+def _check_args(keys: Any, max_workers: Any, max_bytes_in_flight: Any) -> None:
+    if isinstance(keys, (str, bytes)):
+        raise TypeError("keys must be an iterable of keys, not a single str/bytes; wrap it in a list")
+    if not isinstance(max_workers, int) or max_workers < 1:
+        raise ValueError(f"max_workers must be a positive int, not {max_workers!r}")
+    if not isinstance(max_bytes_in_flight, int) or max_bytes_in_flight < 1:
+        raise ValueError(f"max_bytes_in_flight must be a positive int, not {max_bytes_in_flight!r}")
+
+
+def _total(keys: Any, total: int | None) -> int | None:
+    if total is None:
+        try:
+            return len(keys)
+        except TypeError:
+            return None
+    return total
 
 
 def fetch_many(
@@ -143,46 +189,44 @@ def fetch_many(
     """Fetch every key of ``keys`` like ``store.fetch`` on ``max_workers`` threads; see module doc.
 
     With ``views``, a large blob may come as a read-only ``memoryview`` instead of ``bytes`` (``bitstore._views``)."""
-    if isinstance(keys, (str, bytes)):
-        raise TypeError("keys must be an iterable of keys, not a single str/bytes; wrap it in a list")
-    if not isinstance(max_workers, int) or max_workers < 1:
-        raise ValueError(f"max_workers must be a positive int, not {max_workers!r}")
-    if not isinstance(max_bytes_in_flight, int) or max_bytes_in_flight < 1:
-        raise ValueError(f"max_bytes_in_flight must be a positive int, not {max_bytes_in_flight!r}")
-    if total is None:
-        try:
-            total = len(keys)  # type: ignore[arg-type]
-        except TypeError:
-            total = None
-    tune_allocator()
-    return _run(store, iter(keys), max_workers, max_bytes_in_flight, _progress_bar(total, want_progress(progress)),
-                views)
-
-
-def _run(store: Store, keys: Iterator[Any], max_workers: int, budget: int, bar,
-         views: bool) -> Iterator[FetchResult]:
     from .store import FetchResult
 
+    _check_args(keys, max_workers, max_bytes_in_flight)
+    total = _total(keys, total)
+    tune_allocator()
+    if views:
+        def call(key: Any) -> FetchResult:
+            token = allow()
+            try:
+                return store._result(key)
+            finally:
+                restore(token)
+    else:
+        call = store._result  # keys were checked with store.accepts as they were read
+
+    def invalid(key: Any, error: str) -> FetchResult:
+        return FetchResult(key, None, "invalid", error=error)
+
+    return _run(store, iter(keys), max_workers, max_bytes_in_flight, _progress_bar(total, want_progress(progress)),
+                call, invalid, True)
+
+
+def _run(store: Store, keys: Iterator[Any], max_workers: int, budget: int, bar, call: Callable[[Any], Any],
+         invalid: Callable[[Any, str], Any], keyed: bool) -> Iterator[Any]:
     window_cap = max_workers * WINDOW_PER_WORKER
     window: deque[tuple[Any, _Slot]] = deque()
     by_canonical: dict[Hashable, _Slot] = {}
     held = [0]  # bytes fetched and not yet yielded
     lock = threading.Lock()
 
-    def fetch(key: Any, slot: _Slot) -> FetchResult:
+    def fetch(key: Any, slot: _Slot) -> Any:
         # Counted before the future resolves (a done-callback could run after the consumer released the slot).
         try:
-            if views:
-                token = allow()
-                try:
-                    result = store._result(key)
-                finally:
-                    restore(token)
-            else:
-                result = store._result(key)  # keys were checked with store.accepts as they were read
+            result = call(key)
         except BaseException as exc:  # CancelledError, SystemExit... from a user's store: that key failed
-            result = FetchResult(key, None, "failed", error=f"{type(exc).__name__}: {short(str(exc), 1000)}")
-        slot.size = len(result.data) if result.data is not None else 0
+            result = replace(invalid(key, f"{type(exc).__name__}: {short(str(exc), 1000)}"), status="failed")
+        data = getattr(result, "data", None)
+        slot.size = len(data) if data is not None else 0
         with lock:
             held[0] += slot.size
         return result
@@ -201,11 +245,11 @@ def _run(store: Store, keys: Iterator[Any], max_workers: int, budget: int, bar,
                 except Exception as exc:
                     exhausted, keys_error = True, exc
                     break
-                if not store.accepts(key):
+                if keyed and not store.accepts(key):
                     error = str(InvalidURI(store, key, hint=getattr(store, "URI_HINT", None)))
-                    window.append((key, _Slot(_Done(FetchResult(key, None, "invalid", error=error)), None)))
+                    window.append((key, _Slot(_Done(invalid(key, error)), None)))
                     continue
-                canonical = _canonical(store, key)
+                canonical = _canonical(store, key) if keyed else None
                 slot = by_canonical.get(canonical) if canonical is not None else None
                 if slot is not None:
                     slot.refs += 1
@@ -222,16 +266,16 @@ def _run(store: Store, keys: Iterator[Any], max_workers: int, budget: int, bar,
             key, slot = window.popleft()
             try:
                 result = slot.future.result()
-            except Exception as exc:  # store.fetch never raises; this guards against a broken executor
-                result = FetchResult(key, None, "failed", error=f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # calls never raise; this guards against a broken executor
+                result = replace(invalid(key, f"{type(exc).__name__}: {exc}"), status="failed")
             slot.refs -= 1
             if slot.refs == 0:
                 with lock:
                     held[0] -= slot.size
                 if slot.canonical is not None and by_canonical.get(slot.canonical) is slot:
                     del by_canonical[slot.canonical]
-            if result.key is not key:
-                result = FetchResult(key, result.data, result.status, result.source, result.error, result.cached)
+            if keyed and result.key is not key:
+                result = replace(result, key=key)
             if bar is not None:
                 bar.update(1)
             yield result

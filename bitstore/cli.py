@@ -1,7 +1,8 @@
-"""The ``bitstore`` console script: ``get``, ``put``, ``fetch`` and ``demo`` over a store spec.
+"""The ``bitstore`` console script: ``get``, ``put``, ``fetch``, ``stat``, ``warm``, ``verify`` and ``demo``.
 
-Exit codes: 0 success, 1 blob missing (``get``), 2 invalid input or usage, 3 a fetch or write failed,
-130 interrupted (Ctrl-C), 143 terminated (SIGTERM); both remove the temp files of writes under way.
+Exit codes: 0 success, 1 blob missing (``get``) or corrupt (``verify``), 2 invalid input or usage, 3 a fetch
+or write failed, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); both remove the temp files of writes under
+way.
 Errors print one line to stderr, never a traceback (unless ``-vv``) and never a secret.
 """
 from __future__ import annotations
@@ -13,13 +14,16 @@ import signal
 import sys
 import threading
 import traceback
+from collections import Counter
 from collections.abc import Sequence
 
+from .fetchjob import human_size, plural
 from .spec import load_spec_or_default
 
 __all__ = ["main", "EXIT_OK", "EXIT_MISSING", "EXIT_USAGE", "EXIT_FAILED"]
 
 EXIT_OK, EXIT_MISSING, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+_CHUNK = 8 * 1024 * 1024  # bytes per read when a blob is streamed
 
 
 class UsageError(Exception):
@@ -67,32 +71,73 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     get = sub.add_parser("get", parents=[common], help="write one blob to stdout or a file",
-                         description="Exit 0 found, 1 missing, 2 invalid key, 3 failed.")
+                         description="Streams the blob (never held whole) and checks its SHA1 as it goes; refuses "
+                                     "to write to a terminal without -o. Exit 0 found, 1 missing, 2 invalid key, "
+                                     "3 failed.")
     get.add_argument("sha1", help="<sha1> or sha1://<sha1>")
-    get.add_argument("-o", "--output", metavar="FILE", help="write the blob to FILE instead of stdout")
+    get.add_argument("-o", "--output", metavar="FILE", help="write the blob to FILE (written whole, then renamed)")
     get.set_defaults(run=_get)
 
     put = sub.add_parser("put", parents=[common], help="store files under their SHA1 and print the SHA1s",
-                         description="Writes to the spec's cache tier, else its first writable tier.")
-    put.add_argument("files", nargs="+", metavar="FILE")
+                         description="Writes to the spec's cache tier, else its first writable tier (or --to). "
+                                     "Blobs already there are skipped. Prints '<sha1>  <file>' for each file "
+                                     "stored or already there, and a summary. Exit 2 when a file cannot be read, "
+                                     "3 when a write failed.")
+    put.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders with --recursive")
+    put.add_argument("-r", "--recursive", action="store_true", help="store every file under the folders given")
+    put.add_argument("--to", metavar="TIER", help="the tier to write to: its name or its number (1 = first)")
+    put.add_argument("--overwrite", action="store_true", help="write blobs that are already there again")
+    put.add_argument("--max-workers", type=_positive_int, metavar="N", default=16, help="concurrent writes (16)")
+    put.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="show a progress bar (default: only on a terminal)")
     put.set_defaults(run=_put)
 
-    fetch = sub.add_parser("fetch", parents=[common], help="fetch the keys of a file into a Parquet file",
+    fetch = sub.add_parser("fetch", parents=[common], help="fetch the keys of a file into a table of blobs",
                            description="Input format from the extension: .txt (one key a line), .csv (with a "
-                                       "header), .parquet; '-' reads one key a line from stdin. Output columns: "
-                                       "sha1, blob, status, source. Exit 3 when any key failed.")
-    fetch.add_argument("--input", "-i", required=True, metavar="PATH")
-    fetch.add_argument("--column", default="sha1", help="the key column of a .csv or .parquet input (default: sha1)")
-    fetch.add_argument("--output", "-o", required=True, metavar="PATH.parquet")
+                                       "header), .parquet; '-' reads one key a line from stdin (a first line equal "
+                                       "to --column, e.g. 'sha1', is a header and skipped). Output: every input "
+                                       "column (the key column canonical for valid keys), then blob, status, "
+                                       "source; .parquet, or .csv with blobs base64-encoded. Exit 3 when any key "
+                                       "failed.")
+    _input_args(fetch)
+    fetch.add_argument("--output", "-o", required=True, metavar="PATH", help="PATH.parquet or PATH.csv")
     fetch.add_argument("--max-workers", type=_positive_int, metavar="N",
                        help="concurrent fetches (default: the spec's max_workers, else 64)")
     fetch.add_argument("--max-bytes-in-flight", type=_positive_int, metavar="BYTES",
                        help="bytes fetched and not yet written (default: the spec's, else 256 MiB)")
     fetch.add_argument("--batch-size", type=_positive_int, metavar="N", default=None,
                        help="rows per Parquet row group (default: 4096)")
-    fetch.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                       help="show a progress bar (default: only on a terminal)")
+    _progress_arg(fetch)
     fetch.set_defaults(run=_fetch)
+
+    stat = sub.add_parser("stat", parents=[common], help="which tier has each key's blob, and its size (no download)",
+                          description="HEAD (S3, GCS) or stat (disk) per key, tiers in order. Output: every input "
+                                      "column, then status, size, source, to PATH.parquet or PATH.csv with -o, else "
+                                      "tab-separated lines on stdout. Exit 3 when any key failed.")
+    _input_args(stat)
+    stat.add_argument("--output", "-o", metavar="PATH", help="PATH.parquet or PATH.csv (default: lines on stdout)")
+    stat.add_argument("--max-workers", type=_positive_int, metavar="N", help="concurrent requests (default: 64)")
+    _progress_arg(stat)
+    stat.set_defaults(run=_stat)
+
+    warm = sub.add_parser("warm", parents=[common], help="fetch keys into the cache tier, write nothing else",
+                          description="Every key found in another tier is written to the spec's cache tier. "
+                                      "Exit 3 when a key or a cache write failed.")
+    _input_args(warm)
+    warm.add_argument("--max-workers", type=_positive_int, metavar="N", help="concurrent fetches (default: 64)")
+    _progress_arg(warm)
+    warm.set_defaults(run=_warm)
+
+    verify = sub.add_parser("verify", parents=[common], help="re-hash a tier's blobs and report corrupt ones",
+                            description="Streams each blob of the tier through SHA1. Prints '<sha1>  corrupt in "
+                                        "<tier>: ...' for each corrupt blob. Exit 1 when any blob is corrupt, else "
+                                        "3 when a read failed, else 0.")
+    _input_args(verify)
+    verify.add_argument("--tier", metavar="NAME", help="its name or number (default: the cache tier, else the "
+                                                         "first writable tier)")
+    verify.add_argument("--max-workers", type=_positive_int, metavar="N", default=16, help="concurrent reads (16)")
+    _progress_arg(verify)
+    verify.set_defaults(run=_verify)
 
     demo = sub.add_parser("demo", help="build a sample tiered store in a temporary folder and fetch from it twice")
     demo.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -101,80 +146,170 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _input_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", "-i", required=True, metavar="PATH",
+                        help=".txt (one key a line), .csv (with a header), .parquet, or - (stdin, one key a line)")
+    parser.add_argument("--column", default="sha1",
+                        help="the key column of a .csv or .parquet input, strings only (default: sha1)")
+
+
+def _progress_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="show a progress bar (default: only on a terminal)")
+
+
 # --- commands ---------------------------------------------------------------------------------------
 def _get(args: argparse.Namespace) -> int:
-    store = load_spec_or_default(args.spec).build()
+    from .errors import InvalidURI, NotFoundInStore
+
+    spec = load_spec_or_default(args.spec)
+    store = spec.build()
     if not store.accepts(args.sha1):
         hint = getattr(store, "URI_HINT", None)
         raise UsageError(f"not a valid key: {args.sha1[:100]!r}" + (f" (expected {hint})" if hint else ""))
-    result = store.fetch(args.sha1)
-    if result.status == "missing":
+    if not args.output and _is_terminal(sys.stdout):
+        raise UsageError("refusing to write a blob to the terminal: use -o FILE, or redirect the output")
+    if args.output:
+        _check_writable(args.output)
+    try:
+        stream = store.open(args.sha1)
+    except NotFoundInStore:
         _error(f"not found: {args.sha1}")
         return EXIT_MISSING
-    if result.status != "found":
-        _error(result.error or result.status)
-        return EXIT_USAGE if result.status == "invalid" else EXIT_FAILED
-    if args.output:
-        try:
-            with open(args.output, "wb") as f:
-                f.write(result.data)
-        except OSError as exc:
-            raise UsageError(f"cannot write {args.output}: {exc.strerror or type(exc).__name__}") from None
-    else:
-        _write_stdout(result.data)
-    logging.getLogger("bitstore.cli").info("%s: %d bytes from %s", args.sha1, len(result.data), result.source)
+    except InvalidURI as exc:
+        raise UsageError(str(exc)) from None
+    except Exception as exc:  # FetchFailed, StoreNotAvailable, a user's store
+        _error(_one_line(exc))
+        return EXIT_FAILED
+    expected = store.canonical_key(args.sha1) if spec.keys == "sha1" else None
+    with stream:
+        size, actual = _stream_to(stream, args.output, expected)
+    if expected is not None and actual != expected:
+        _error(f"{args.sha1}: the bytes served have SHA1 {actual}: corrupt" +
+               ("; nothing written" if args.output else ""))
+        return EXIT_FAILED
+    logging.getLogger("bitstore.cli").info("%s: %d bytes", args.sha1, size)
     return EXIT_OK
 
 
-def _put(args: argparse.Namespace) -> int:
-    from .sha1 import sha1_hex
+def _stream_to(stream, output: str | None, expected: str | None) -> tuple[int, str]:
+    """Copy ``stream`` to stdout, or to ``output`` through a temporary file renamed at the end only when the SHA1
+    of the bytes is ``expected`` (or nothing is expected), hashing as it goes: ``(size, sha1)``."""
+    import contextlib
+    import hashlib
+    import tempfile
 
+    digest, size = hashlib.sha1(), 0
+    if output is None:
+        target = sys.stdout.buffer
+        tmp = None
+    else:
+        folder = os.path.dirname(os.path.abspath(output))
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(output)}.", suffix=".tmp")
+        target = os.fdopen(fd, "wb")
+    try:
+        try:
+            while chunk := stream.read(_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+                target.write(chunk)
+            target.flush()
+        except BrokenPipeError:  # e.g. `bitstore get ... | head -c 10`
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return size, digest.hexdigest()
+        except OSError as exc:
+            if tmp is None:
+                raise
+            raise UsageError(f"cannot write {output}: {exc.strerror or type(exc).__name__}") from None
+        if tmp is not None:
+            target.close()
+            if expected is None or digest.hexdigest() == expected:
+                os.replace(tmp, output)
+                tmp = None
+    finally:
+        if tmp is not None:
+            target.close()
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    return size, digest.hexdigest()
+
+
+def _put(args: argparse.Namespace) -> int:
     spec = load_spec_or_default(args.spec)
     if spec.keys != "sha1":
         raise UsageError('put stores files under their SHA1: it needs a spec with keys = "sha1"')
-    index = spec.write_index
-    if index is None:
-        raise UsageError("the spec has no writable tier (only api sources)")
+    if args.to is not None:
+        index = _tier_index(spec, args.to)
+        if spec.tiers[index]["type"] == "api":
+            raise UsageError(f"tier {args.to!r} is an api source: it cannot be written to")
+    else:
+        index = spec.write_index
+        if index is None:
+            raise UsageError("the spec has no writable tier (only api sources)")
     tier = spec.build_tier(index)
     status = EXIT_OK
-    for path in args.files:
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as exc:
-            _error(f"cannot read {path}: {exc.strerror or type(exc).__name__}")
-            status = max(status, EXIT_USAGE)
-            continue
-        sha1 = sha1_hex(data)
-        try:
-            stored = tier.put(sha1, data)
-        except Exception as exc:  # a backend's error, already free of secrets
-            stored, reason = False, f"{type(exc).__name__}: {exc}"
+    files: list[str] = []
+    for path in args.paths:
+        if os.path.isdir(path):
+            if not args.recursive:
+                _error(f"{path} is a folder: add --recursive to store the files under it")
+                status = EXIT_USAGE
+                continue
+            files.extend(_walk(path))
         else:
-            reason = "the tier refused it (see the warning above)"
-        if stored is False:
-            _error(f"cannot store {path} in {tier.name}: {reason}")
+            files.append(path)
+    counts = Counter()
+    for result in tier.put_many(files, skip_existing=not args.overwrite, max_workers=args.max_workers,
+                                progress=args.progress, total=len(files)):
+        counts[result.status] += 1
+        if result.ok:
+            print(f"{result.key}  {result.path}", flush=True)
+        elif result.status == "invalid":
+            _error(result.error)
+            status = max(status, EXIT_USAGE)
+        else:
+            _error(f"cannot store {result.path} in {tier.name}: {result.error}")
             status = EXIT_FAILED
-            continue
-        print(f"{sha1}  {path}", flush=True)
+    if len(files) > 1 or args.recursive:
+        print(f"bitstore put -> {tier.name}: {plural(counts['stored'], 'file')} stored, {counts['skipped']:,} "
+              f"already there, {counts['invalid']:,} unreadable, {counts['failed']:,} failed", file=sys.stderr)
     return status
 
 
-def _fetch(args: argparse.Namespace) -> int:
-    from .fetchjob import DEFAULT_BATCH_ROWS, fetch_to_parquet
-    from .inputs import open_keys
-    from .store import DEFAULT_MAX_BYTES_IN_FLIGHT
+def _walk(folder: str) -> list[str]:
+    """The files under ``folder``, sorted (symlinked folders are not followed; temporary files of ours skipped)."""
+    found = []
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
+        found.extend(os.path.join(root, n) for n in sorted(names) if not n.startswith(".bitstore-"))
+    return found
 
-    folder = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(folder):
-        raise UsageError(f"cannot write {args.output}: no such folder {folder}")
-    if os.path.isdir(args.output):
-        raise UsageError(f"cannot write {args.output}: it is a folder")
+
+def _tier_index(spec, wanted: str) -> int:
+    """The index of the tier named ``wanted`` (its ``name``, its built name, or its 1-based number)."""
+    if wanted.isdigit() and 1 <= int(wanted) <= len(spec.tiers):
+        return int(wanted) - 1
+    names = []
+    for index, tier in enumerate(spec.tiers):
+        name = tier.get("name") or spec.build_tier(index).name
+        if wanted in (tier.get("name"), name):
+            return index
+        names.append(name)
+    raise UsageError(f"no tier named {wanted!r}; the tiers are: {', '.join(repr(n) for n in names)} (or 1-"
+                     f"{len(spec.tiers)})")
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from .fetchjob import DEFAULT_BATCH_ROWS, fetch_to_file
+    from .store import DEFAULT_MAX_BYTES_IN_FLIGHT
+    from .tables import check_output
+
+    check_output(args.output)
     spec = load_spec_or_default(args.spec)
-    keys = open_keys(args.input, args.column)
-    store = spec.build()
-    summary = fetch_to_parquet(
-        store, keys, args.output,
+    keys = _open_input(args)
+    summary = fetch_to_file(
+        spec.build, keys, args.output,
         max_workers=args.max_workers or spec.max_workers or 64,
         batch_size=args.batch_size or DEFAULT_BATCH_ROWS,
         max_bytes_in_flight=args.max_bytes_in_flight or spec.max_bytes_in_flight or DEFAULT_MAX_BYTES_IN_FLIGHT,
@@ -185,6 +320,129 @@ def _fetch(args: argparse.Namespace) -> int:
     for line in summary.lines():
         print(line, file=sys.stderr)
     return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _stat(args: argparse.Namespace) -> int:
+    import pyarrow as pa
+
+    from .fetchjob import failure_cause, write_rows
+    from .tables import check_output
+
+    if args.output:
+        check_output(args.output)
+    spec = load_spec_or_default(args.spec)
+    keys = _open_input(args)
+    store = spec.build()
+    counts, by_source, causes = Counter(), Counter(), Counter()
+
+    def infos(stream):
+        for info in store.stat_many(stream, max_workers=args.max_workers or spec.max_workers or 64,
+                                    progress=args.progress, total=keys.total):
+            counts[info.status] += 1
+            if info.ok:
+                by_source[info.source] += info.size
+            elif info.status == "failed":
+                causes[failure_cause(info.error or "", info.key)] += 1
+            yield info
+
+    if args.output:
+        added = [pa.field("status", pa.string(), nullable=False), pa.field("size", pa.int64()),
+                 pa.field("source", pa.string())]
+        write_rows(keys, args.output, added,
+                   lambda stream: ((_shown_key(store, i), i.status, i.size, i.source) for i in infos(stream)))
+    else:
+        for info in infos(iter(keys)):
+            print(f"{_shown_key(store, info)}\t{info.status}\t{'' if info.size is None else info.size}\t"
+                  f"{info.source or ''}", flush=False)
+        sys.stdout.flush()
+    total = sum(counts.values())
+    print(f"bitstore stat{' -> ' + args.output if args.output else ''}: {plural(total, 'key')}: "
+          + ", ".join(f"{s} {counts[s]:,}" for s in ("found", "missing", "invalid", "failed")), file=sys.stderr)
+    for source, size in by_source.most_common():
+        print(f"  {source}: {human_size(size)}", file=sys.stderr)
+    _print_causes(causes)
+    return EXIT_FAILED if counts["failed"] else EXIT_OK
+
+
+def _warm(args: argparse.Namespace) -> int:
+    from .upkeep import WARM_STATUSES, warm_many
+
+    spec = load_spec_or_default(args.spec)
+    if spec.cache_index is None:
+        raise UsageError('warm fills the cache tier: the spec has none (give a tier role = "cache")')
+    keys = _open_input(args)
+    store = spec.build()
+    counts, causes = Counter(), Counter()
+    for outcome in warm_many(store, keys, max_workers=args.max_workers or spec.max_workers or 64,
+                             progress=args.progress, total=keys.total):
+        counts[outcome.status] += 1
+        if outcome.status == "failed":
+            causes[_cause(outcome)] += 1
+    print(f"bitstore warm -> {store.cache.name}: {plural(sum(counts.values()), 'key')}: "
+          + ", ".join(f"{s} {counts[s]:,}" for s in WARM_STATUSES), file=sys.stderr)
+    _print_causes(causes)
+    return EXIT_FAILED if counts["failed"] else EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .upkeep import VERIFY_STATUSES, verify_many
+
+    spec = load_spec_or_default(args.spec)
+    if spec.keys != "sha1":
+        raise UsageError('verify checks blobs against their SHA1: it needs a spec with keys = "sha1"')
+    index = _tier_index(spec, args.tier) if args.tier is not None else spec.write_index
+    if index is None:
+        raise UsageError("the spec has no tier to verify but api sources: name one with --tier")
+    tier = spec.build_tier(index)
+    keys = _open_input(args)
+    composite = spec.build()
+    canonical = (composite.canonical_key(k) if composite.accepts(k) else k for k in keys)
+    counts, causes = Counter(), Counter()
+    for outcome in verify_many(tier, canonical, max_workers=args.max_workers, progress=args.progress,
+                               total=keys.total):
+        counts[outcome.status] += 1
+        if outcome.status == "corrupt":
+            print(f"{outcome.key}  corrupt in {tier.name}: {outcome.error}", flush=True)
+        elif outcome.status == "failed":
+            causes[_cause(outcome)] += 1
+    print(f"bitstore verify {tier.name}: {plural(sum(counts.values()), 'key')}: "
+          + ", ".join(f"{s} {counts[s]:,}" for s in VERIFY_STATUSES), file=sys.stderr)
+    _print_causes(causes)
+    if counts["corrupt"]:
+        return EXIT_MISSING
+    return EXIT_FAILED if counts["failed"] else EXIT_OK
+
+
+def _open_input(args: argparse.Namespace):
+    """The keys of ``--input``, counted first when it is a text or CSV file (for the progress bar's total)."""
+    from .batch import want_progress
+    from .inputs import open_keys
+
+    keys = open_keys(args.input, args.column)
+    if keys.total is None and args.input != "-" and want_progress(args.progress):
+        keys.count()
+    return keys
+
+
+def _shown_key(store, info) -> str | None:
+    from .fetchjob import output_row
+    from .store import FetchResult
+
+    return output_row(store, FetchResult(info.key, None, info.status))[0]
+
+
+def _cause(outcome) -> str:
+    from .fetchjob import failure_cause
+
+    return failure_cause(outcome.error or "", outcome.key)
+
+
+def _print_causes(causes: Counter) -> None:
+    for cause, count in causes.most_common(5):
+        print(f"  failed: {plural(count, 'key')}: {cause}", file=sys.stderr)
+    rest = sum(causes.values()) - sum(c for _, c in causes.most_common(5))
+    if rest:
+        print(f"  ... and {plural(rest, 'more failure')} (other causes)", file=sys.stderr)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -198,13 +456,25 @@ def _error(message: str) -> None:
     print(f"bitstore: error: {message}", file=sys.stderr, flush=True)
 
 
-def _write_stdout(data: bytes) -> None:
+def _is_terminal(stream) -> bool:
     try:
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-    except BrokenPipeError:  # e.g. `bitstore get ... | head -c 10`
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _check_writable(output: str) -> None:
+    folder = os.path.dirname(os.path.abspath(output))
+    if os.path.isdir(output):
+        raise UsageError(f"cannot write {output}: it is a folder")
+    if not os.path.isdir(folder):
+        raise UsageError(f"cannot write {output}: no such folder {folder}")
+
+
+def _one_line(exc: BaseException) -> str:
+    from .fetchjob import failure_cause
+
+    return failure_cause(str(exc), mask_keys=False)
 
 
 def _setup_logging(verbose: int) -> None:
@@ -223,6 +493,7 @@ def _setup_logging(verbose: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     from .errors import BitstoreError, SpecError
     from .inputs import InputError
+    from .tables import OutputError
 
     parser = _parser()
     try:
@@ -234,14 +505,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = _handle_sigterm()
     try:
         return args.run(args)
-    except (UsageError, SpecError, InputError) as exc:
+    except (UsageError, SpecError, InputError, OutputError) as exc:
         _error(str(exc))
         return EXIT_USAGE
     except ImportError as exc:
         _error(str(exc))
         return EXIT_FAILED
     except BitstoreError as exc:
-        _error(str(exc))
+        _error(_one_line(exc))
         return EXIT_FAILED
     except KeyboardInterrupt:
         _error("interrupted")

@@ -1,10 +1,11 @@
 """``Composite``: ordered tiers, first hit wins, hits from expensive tiers written back to a cache."""
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable
 from html import escape
-from typing import Any
+from typing import IO, Any, TypeVar
 
 from ._logging import Counter, cause_of, log_once
 from ._views import blob
@@ -20,6 +21,7 @@ from .store import Store
 __all__ = ["Composite"]
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Composite(Store):
@@ -132,6 +134,62 @@ class Composite(Store):
         if failures:
             raise FetchFailed(self, uri, "; ".join(failures + corrupt))
         raise NotFoundInStore(self, uri, "; ".join(corrupt) or None)
+
+    # --- inspect and stream (tiers asked in order, like ``get``, but nothing written back) ----------------
+    def head(self, uri: Any) -> int:
+        return self._locate(uri)[0]
+
+    def _locate(self, uri: Any) -> tuple[int, str]:
+        """``(size, tier)`` from the first tier that has the blob, by each tier's ``head`` (no body read)."""
+        return self._first_tier(uri, lambda store, key: store.head(key))
+
+    def open(self, uri: Any) -> IO[bytes]:
+        """The blob from the first tier that has it, as that tier's file object (streamed). A hit from a tier whose
+        hits are written back to the cache is read whole, written back as ``get`` does, and served from memory."""
+        write_back = self.cache_back if self.cache is not None else set()
+
+        def open_tier(store: Store, key: Any) -> IO[bytes]:
+            if id(store) not in write_back or store is self.cache:
+                return store.open(key)
+            data = store.get(key)
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"returned {type(data).__name__}, not bytes")
+            data = bytes(data)
+            self._write_to_cache(data, key)
+            return io.BytesIO(data)
+
+        return self._first_tier(uri, open_tier)[0]
+
+    def _exists_for_put(self, key: Any) -> bool:
+        if self.cache is None:
+            raise NotImplementedError(f"{type(self).__name__} has no cache tier to put into")
+        try:
+            self.cache.head(self.canonical_key(key))
+        except NotFoundInStore:
+            return False
+        return True
+
+    def _first_tier(self, uri: Any, call: Callable[[Store, Any], T]) -> tuple[T, str]:
+        """``call(tier, uri)`` on the tiers that accept ``uri``, in order, until one answers; missing and failed
+        as for ``get``: ``NotFoundInStore`` only when every tier said "not found", else ``FetchFailed``."""
+        self._check_valid(uri)
+        failures: list[str] = []
+        for store, name in zip(self.sources, self.tier_names):
+            if not _accepts(store, uri):
+                continue
+            try:
+                return call(store, uri), name
+            except NotFoundInStore:
+                continue
+            except Exception as exc:  # StoreNotAvailable, FetchFailed, or any error from a user's store
+                if store is self.cache:
+                    self.cache_read_failures.add()
+                    log_once(logger, logging.WARNING, f"cache-read:{name}", cause_of(exc),
+                             f"cache tier {name} failed a read; trying the next tiers: {cause_of(exc)}")
+                failures.append(_describe(name, exc))
+        if failures:
+            raise FetchFailed(self, uri, "; ".join(failures))
+        raise NotFoundInStore(self, uri)
 
     # --- writing -------------------------------------------------------------------------------
     def _write_to_cache(self, data: bytes, uri: Any, put: Callable[[Any, bytes], Any] | None = None) -> bool:

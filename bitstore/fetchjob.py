@@ -1,24 +1,26 @@
-"""The fetch job: keys in, a Parquet file of (sha1, blob, status, source) out, streamed.
+"""The fetch job: rows with keys in, the same rows plus (blob, status, source) out, streamed.
 
-Keys are pulled lazily through ``store.get_many`` (the batch engine), and rows are written as Parquet
-row groups as they come, so memory stays bounded by the engine's window plus one row group, whatever
-the number of keys. The output schema lives here so the Beam pipeline writes the same files.
+Keys are pulled lazily through ``store.get_many`` (the batch engine), and rows are written (Parquet row
+groups, or CSV) as they come, so memory stays bounded by the engine's window plus one batch, whatever
+the number of keys. ``write_rows`` is the same streaming for the other table jobs (``bitstore stat``).
+``output_schema`` is the output of one-key-a-line input, shared with the Beam pipeline.
 """
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import re
 import time
-from collections import Counter
-from collections.abc import Iterable
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _tempfiles
+from .inputs import TEXT_COLUMN, InputError, KeyInput
 from .store import DEFAULT_MAX_BYTES_IN_FLIGHT, FetchResult, Store
 
-__all__ = ["output_schema", "output_row", "fetch_to_parquet", "FetchSummary", "DEFAULT_BATCH_ROWS", "STATUSES"]
+__all__ = ["output_schema", "output_schema_for", "output_row", "fetch_to_file", "write_rows", "FetchSummary",
+           "DEFAULT_BATCH_ROWS", "STATUSES", "failure_cause", "plural", "human_size"]
 
 DEFAULT_BATCH_ROWS = 4096
 ROW_GROUP_MAX_BYTES = 64 * 1024 * 1024
@@ -36,6 +38,31 @@ def output_schema():
         pa.field("status", pa.string(), nullable=False),
         pa.field("source", pa.string()),
     ])
+
+
+def output_schema_for(input_schema: Any, key_column: str, source: str = "the input", added: list | None = None):
+    """The output for an input of ``input_schema``: its columns (the key column as a string column), then the
+    ``added`` fields (default: fetch's ``blob``, ``status``, ``source``). An input that already has one of the
+    added columns is refused (``InputError``)."""
+    added = list(output_schema())[1:] if added is None else added
+    clash = [f.name for f in added if f.name in input_schema.names]
+    if clash:
+        raise InputError(f"{source}: the input already has a column named {clash[0]!r}, which the output adds; "
+                         "rename it")
+    schema = _with_key_column(input_schema, key_column)
+    for extra in added:
+        schema = schema.append(extra)
+    return schema
+
+
+def _with_key_column(schema: Any, key_column: str) -> Any:
+    """``schema`` with its key column as ``string`` (``large_string`` kept)."""
+    import pyarrow as pa
+
+    index = schema.get_field_index(key_column)
+    kind = schema.field(index).type
+    kind = kind if pa.types.is_string(kind) or pa.types.is_large_string(kind) else pa.string()
+    return schema.set(index, pa.field(key_column, kind))
 
 
 def output_row(store: Store, result: FetchResult) -> tuple[str | None, bytes | None, str, str | None]:
@@ -73,7 +100,7 @@ class FetchSummary:
         elif result.cached is False:
             self.cache_write_failures += 1
         if result.status == "failed" and result.error:
-            cause = result.error[:300]
+            cause = failure_cause(result.error, result.key)
             if cause in self.errors or len(self.errors) < _MAX_ERROR_SAMPLES:
                 self.errors[cause] += 1
 
@@ -87,20 +114,51 @@ class FetchSummary:
         out = [f"{self.rows:,} keys in {self.seconds:.1f}s{rate}: "
                + ", ".join(f"{s} {self.by_status[s]:,}" for s in STATUSES)]
         for source, count in self.by_source.most_common():
-            out.append(f"  {source}: {count:,} blobs, {_size(self.bytes_by_source[source])}")
+            out.append(f"  {source}: {plural(count, 'blob')}, {human_size(self.bytes_by_source[source])}")
         if self.cache_writes or self.cache_write_failures:
             out.append(f"  written back to the cache: {self.cache_writes:,} ({self.cache_write_failures:,} failed)")
         for cause, count in self.errors.most_common():
-            out.append(f"  failed x{count:,}: {cause}")
+            out.append(f"  failed: {plural(count, 'key')}: {cause}")
         shown = sum(self.errors.values())
         if self.failed > shown:
-            out.append(f"  ... and {self.failed - shown:,} more failures")
+            out.append(f"  ... and {plural(self.failed - shown, 'more failure')} (other causes)")
         return out
 
 
-def fetch_to_parquet(
-    store: Store,
-    keys: Iterable[Any],
+def plural(n: int, noun: str) -> str:
+    """``1 blob``, ``2 blobs``, ``1,000 blobs``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+_SHA1_RUN = re.compile(r"(?i)(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
+_ELAPSED = re.compile(r" in [0-9.]+ ?(?:ns|µs|us|ms|s)\b")
+_DEBUG_DUMP = re.compile(r"\s*(?:Debug source:|\.\.\.\(\+\d+ chars\)).*", re.S)
+_OS_ERROR = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
+_MAX_CAUSE = 300
+
+
+def failure_cause(error: str, key: Any = None, *, mask_keys: bool = True) -> str:
+    """One line for an error: multi-line debug dumps (an SDK's ``Debug source: ...``) and timings dropped,
+    whitespace collapsed, cut to 300 characters but keeping the operating system's reason (``Connection
+    refused``) when the message has one. With ``mask_keys`` the key (and any SHA1) becomes ``<key>``, so the
+    same failure of many keys reads the same (the summary groups by it)."""
+    text = _DEBUG_DUMP.sub("", str(error))
+    if mask_keys:
+        if isinstance(key, str) and key.strip():
+            text = text.replace(key.strip(), "<key>")
+        text = _SHA1_RUN.sub("<key>", text)
+    text = " ".join(_ELAPSED.sub("", text).split())
+    reason = _OS_ERROR.search(text)
+    if len(text) > _MAX_CAUSE:
+        text = text[:_MAX_CAUSE - 60].rstrip() + "..."
+        if reason is not None and reason.group(1) not in text:
+            text += f" ({reason.group(1).strip()})"
+    return text
+
+
+def fetch_to_file(
+    store: Store | Callable[[], Store],
+    source: KeyInput,
     output: str | os.PathLike,
     *,
     max_workers: int = 64,
@@ -109,59 +167,91 @@ def fetch_to_parquet(
     progress: bool | None = None,
     total: int | None = None,
 ) -> FetchSummary:
-    """Fetch ``keys`` and write one row per key to the Parquet file ``output``, in input order.
-
-    Row groups hold up to ``batch_size`` rows (fewer once they reach 64 MiB of blobs). The file is
-    written under a temporary name (``.<name>.<random>.tmp``) and renamed at the end, so a failed job leaves
-    no partial output; temp files of this output older than an hour (a job killed with ``kill -9``) are
-    removed first.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, not {batch_size!r}")
-    output = os.path.abspath(os.fspath(output))
-    schema = output_schema()
+    """Fetch the keys of ``source`` and write one row per input row to ``output`` (``.parquet`` or ``.csv``),
+    in input order: every input column (the key column canonical for valid keys, as given otherwise), then
+    ``blob``, ``status``, ``source``. Written under a temporary name and renamed at the end. ``store`` may be a
+    function that builds it: it is then called once the input's first rows were read, so an input that is not
+    a list of keys at all fails before any store is built (and any cache folder made)."""
     summary = FetchSummary()
+    added = list(output_schema())[1:]  # blob, status, source
+
+    def run(keys: Iterable[Any]) -> Iterator[tuple]:
+        built = store if isinstance(store, Store) else store()
+        for result in built.get_many(keys, max_workers=max_workers, max_bytes_in_flight=max_bytes_in_flight,
+                                     progress=progress, total=total):
+            summary.add(result)
+            yield output_row(built, result)
+
     start = time.perf_counter()
-    folder, prefix = os.path.dirname(output), f".{os.path.basename(output)}."
-    _tempfiles.sweep(folder, prefix, ".tmp", _tempfiles.STALE_SECONDS)  # left by a job killed while writing here
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
-    os.close(fd)
-    try:
-        with pq.ParquetWriter(tmp, schema) as writer:
-            columns: tuple[list, list, list, list] = ([], [], [], [])
-            held = 0
-
-            def flush() -> None:
-                writer.write_batch(pa.record_batch([pa.array(c, t) for c, t in zip(columns, schema.types)],
-                                                   schema=schema))
-                for column in columns:
-                    column.clear()
-
-            results = store.get_many(keys, max_workers=max_workers, max_bytes_in_flight=max_bytes_in_flight,
-                                     progress=progress, total=total)
-            for result in results:
-                summary.add(result)
-                for column, value in zip(columns, output_row(store, result)):
-                    column.append(value)
-                held += len(result.data) if result.data is not None else 0
-                if len(columns[0]) >= batch_size or held >= ROW_GROUP_MAX_BYTES:
-                    flush()
-                    held = 0
-            if columns[0]:
-                flush()
-        os.replace(tmp, output)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_rows(source, output, added, run, batch_size=batch_size,
+               size=lambda row: len(row[1]) if row[1] is not None else 0)
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def _size(n: int) -> str:
+def write_rows(source: KeyInput, output: str | os.PathLike, added: list, run: Callable[[Iterable[Any]],
+               Iterable[tuple]], *, batch_size: int = DEFAULT_BATCH_ROWS,
+               size: Callable[[tuple], int] = lambda row: 0) -> None:
+    """Stream ``source``'s rows through ``run`` (keys in, one tuple per key out, in order: the new key value,
+    then one value per ``added`` field) into a table at ``output``: the input's columns, the key column
+    replaced by the new key values, then the ``added`` columns. Memory: the rows whose keys ``run`` has read
+    and not yet answered, plus one output batch (cut at ``batch_size`` rows or 64 MiB by ``size``)."""
+    import pyarrow as pa
+
+    from .tables import TableWriter
+
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, not {batch_size!r}")
+    batches = source.batches(batch_size)
+    first = next(batches, None)
+    column = source.key_column if first is not None else TEXT_COLUMN  # an empty file: no header, one key column
+    schema = first.schema if first is not None else pa.schema([pa.field(column, pa.string())])
+    key_index = schema.get_field_index(column)
+    schema = output_schema_for(schema, column, source.path, added)
+    key_type = schema.field(key_index).type
+    pending: deque = deque()  # input batches whose keys were handed to ``run``, not yet written
+
+    def keys() -> Iterator[Any]:
+        for batch in _chain(first, batches):
+            pending.append(batch)
+            yield from batch.column(key_index).to_pylist()
+
+    with TableWriter(output, schema) as writer:
+        out: list[tuple] = []
+        offset = held = 0
+
+        def flush() -> None:
+            nonlocal offset, held
+            front = pending[0]
+            piece = front.slice(offset, len(out))
+            columns = list(piece.columns)
+            columns[key_index] = pa.array([row[0] for row in out], key_type)
+            columns += [pa.array([row[i + 1] for row in out], field.type) for i, field in enumerate(added)]
+            writer.write(pa.record_batch(columns, schema=schema))
+            offset += len(out)
+            out.clear()
+            held = 0
+            if offset == front.num_rows:
+                pending.popleft()
+                offset = 0
+
+        for row in run(keys()):
+            while pending and pending[0].num_rows == offset:  # empty input batches
+                pending.popleft()
+            out.append(row)
+            held += size(row)
+            if offset + len(out) == pending[0].num_rows or held >= ROW_GROUP_MAX_BYTES:
+                flush()
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    if first is not None:
+        yield first
+        yield from rest
+
+
+def human_size(n: int) -> str:
+    """``391 B``, ``76.8 KB``, ``268.4 MB`` (powers of 1000)."""
     value, unit = float(n), "B"
     for bigger in ("KB", "MB", "GB", "TB"):
         if value < 1000:

@@ -1,8 +1,12 @@
 """Keys read lazily from a ``.txt`` (one a line), ``.csv`` (with a header) or ``.parquet`` file.
 
 ``open_keys`` checks what can be checked up front (the file opens, the format is known, the column
-exists) so a bad input fails before any output is made; the keys themselves are read only while
-they are iterated, a bounded piece at a time, so memory does not grow with the input's size.
+exists and holds strings) so a bad input fails before any output is made; the keys themselves are read
+only while they are iterated, a bounded piece at a time, so memory does not grow with the input's size.
+``KeyInput.batches`` reads whole rows (every column) for jobs that keep them; ``count`` counts the rows
+of a text or CSV file first, for a progress bar with a total. In one-key-a-line input (a ``.txt`` file or
+``-``; its one column is ``sha1``), a first line ``sha1`` or the ``--column`` name (any case) is a header,
+skipped.
 """
 from __future__ import annotations
 
@@ -13,9 +17,11 @@ import sys
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-__all__ = ["InputError", "KeyInput", "open_keys", "FORMATS"]
+__all__ = ["InputError", "KeyInput", "open_keys", "FORMATS", "TEXT_COLUMN"]
 
 FORMATS = (".txt", ".csv", ".parquet")
+#: The name of the one column of one-key-a-line input (``.txt``, ``-``), as in ``bitstore fetch``'s output.
+TEXT_COLUMN = "sha1"
 MAX_LINE_BYTES = 64 * 1024
 PARQUET_BATCH_ROWS = 8192
 
@@ -34,12 +40,90 @@ class KeyInput:
         if self.total == 0:
             return iter(())
         if self.path == "-":
-            return _text_keys(sys.stdin.buffer, "<stdin>")
+            return _text_keys(sys.stdin.buffer, "<stdin>", self._headers)
         return {".txt": self._txt, ".csv": self._csv, ".parquet": self._parquet}[self.format]()
+
+    @property
+    def key_column(self) -> str:
+        """The name of the key column in ``batches``: ``--column`` for CSV and Parquet, ``sha1`` for text."""
+        return TEXT_COLUMN if self.format == ".txt" else self.column
+
+    @property
+    def _headers(self) -> tuple[str, ...]:
+        """A first line equal to one of these (any case) is a header line in one-key-a-line input."""
+        return (TEXT_COLUMN, self.column)
+
+    def count(self) -> int | None:
+        """The number of keys, counted by reading the file once when it is not known (None for stdin)."""
+        if self.total is None and self.path != "-":
+            self.total = sum(1 for _ in (self._csv_rows(counting=True) if self.format == ".csv" else self))
+        return self.total
+
+    def batches(self, rows: int) -> Iterator[Any]:
+        """The input's rows as pyarrow RecordBatches of at most ``rows`` rows, every column kept: a text input
+        has one string column named after the key column; a CSV's columns are strings (a short row's missing
+        cells null); a Parquet file's columns keep their types."""
+        import pyarrow as pa
+
+        if self.format == ".parquet" and self.path != "-":
+            pq = _pyarrow_parquet()
+            try:
+                file = pq.ParquetFile(self.path)
+                if file.metadata.num_rows == 0:  # no batches to read: one empty batch carries the columns
+                    yield pa.RecordBatch.from_pylist([], schema=file.schema_arrow)
+                    return
+                yield from file.iter_batches(batch_size=rows)
+            except (OSError, ValueError) as exc:
+                raise InputError(f"{self.path}: cannot read the Parquet file: {_reason(exc)}") from None
+            return
+        if self.format == ".csv" and self.path != "-":
+            names, rows_iter = None, self._csv_rows()
+            chunk: list[list] = []
+            for row in rows_iter:
+                if names is None:
+                    names = row
+                    continue
+                chunk.append(row)
+                if len(chunk) >= rows:
+                    yield _csv_batch(names, chunk)
+                    chunk = []
+            if chunk or names is not None:
+                yield _csv_batch(names, chunk)
+            return
+        schema = pa.schema([pa.field(TEXT_COLUMN, pa.string())])
+        chunk = []
+        for key in self:
+            chunk.append(key)
+            if len(chunk) >= rows:
+                yield pa.record_batch([pa.array(chunk, pa.string())], schema=schema)
+                chunk = []
+        yield pa.record_batch([pa.array(chunk, pa.string())], schema=schema)
 
     def _txt(self) -> Iterator[str]:
         with _open(self.path) as f:
-            yield from _text_keys(f, self.path)
+            yield from _text_keys(f, self.path, self._headers)
+
+    def _csv_rows(self, counting: bool = False) -> Iterator[list | None]:
+        """The header, then each non-empty row padded with None to the header's width (with ``counting``, one
+        None per non-empty row and no header)."""
+        if self.total == 0:
+            return
+        with _open(self.path) as raw:
+            reader = csv.reader(_csv_lines(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""), self.path))
+            try:
+                header = next(reader, None)
+                if header is None:
+                    return
+                _csv_column(header, self.column, self.path)
+                width = len(header)
+                if not counting:
+                    yield header
+                for row in reader:
+                    if row:
+                        yield None if counting else row[:width] + [None] * (width - len(row))
+            except (csv.Error, UnicodeDecodeError) as exc:
+                raise InputError(f"{self.path}: not a readable CSV file near line {reader.line_num}: "
+                                 f"{_reason(exc)}") from None
 
     def _csv(self) -> Iterator[Any]:
         with _open(self.path) as raw:
@@ -105,13 +189,18 @@ def open_keys(path: str | os.PathLike, column: str = "sha1") -> KeyInput:
         names = file.schema_arrow.names
         if column not in names:
             raise InputError(f"{path}: no column {column!r}; columns are: {_listing(names)}")
+        kind = file.schema_arrow.field(column).type
+        if not _is_string_type(kind):
+            raise InputError(f"{path}: the key column {column!r} holds {kind}, not strings; keys are strings "
+                             "(choose another column with --column, or cast this one to string)")
         return KeyInput(path, fmt, column, file.metadata.num_rows)
     return KeyInput(path, fmt, column, None)
 
 
-def _text_keys(f: BinaryIO, label: str) -> Iterator[str]:
-    """One key a line: surrounding whitespace stripped, blank lines skipped, NUL bytes and non-UTF-8 refused."""
-    number = 0
+def _text_keys(f: BinaryIO, label: str, headers: tuple[str, ...] = ()) -> Iterator[str]:
+    """One key a line: surrounding whitespace stripped, blank lines skipped, NUL bytes and non-UTF-8 refused; a
+    first key equal to one of ``headers`` (any case) is a header line, skipped."""
+    number, first = 0, True
     while True:
         line = f.readline(MAX_LINE_BYTES + 1)
         if not line:
@@ -129,6 +218,10 @@ def _text_keys(f: BinaryIO, label: str) -> Iterator[str]:
             key = key.lstrip("\ufeff")
         key = key.strip()
         if key:
+            if first and key.casefold() in {h.casefold() for h in headers}:
+                first = False
+                continue
+            first = False
             yield key
 
 
@@ -154,6 +247,22 @@ def _csv_column(header: list[str], column: str, path: str) -> int:
         raise InputError(f"{path}: no column {column!r} in the CSV header; columns are: {_listing(header)}") from None
 
 
+def _csv_batch(names: list[str], rows: list[list]) -> Any:
+    import pyarrow as pa
+
+    columns = [pa.array([row[i] for row in rows], pa.string()) for i in range(len(names))]
+    return pa.record_batch(columns, schema=pa.schema([pa.field(n, pa.string()) for n in names]))
+
+
+def _is_string_type(kind: Any) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or getattr(pa.types, "is_string_view",
+                                                                                  lambda _: False)(kind)
+
+
 def _open(path: str) -> BinaryIO:
     try:
         return open(path, "rb")
@@ -165,7 +274,7 @@ def _pyarrow_parquet():
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise ImportError("reading or writing Parquet needs pyarrow: pip install 'bitstore[arrow]'") from None
+        raise ImportError("reading or writing Parquet needs pyarrow: pip install 'bitstore-tiered[arrow]'") from None
     return pq
 
 

@@ -6,7 +6,7 @@ import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 from ._logging import Counter, cause_of, log_once
 from .composite import Composite
@@ -45,6 +45,10 @@ class Sha1FormatMixin:
 
     def canonical_key(self, key: Any) -> Any:
         return key.strip().lower() if isinstance(key, str) else key
+
+    def key_for(self, data: bytes) -> str:
+        """A blob's key is its SHA1 (``put_many`` derives and checks keys with it)."""
+        return sha1_hex(data)
 
 
 class VerifySha1Mixin:
@@ -106,6 +110,27 @@ class Sha1Store(Sha1FormatMixin, VerifySha1Mixin, Store):
     def _put_verified(self, sha1: str, data: bytes) -> Any:
         """``put`` of bytes whose SHA1 the caller has just checked against ``sha1`` (write-back): no second hash."""
         return self.base_store.put(self._uri(sha1), data)
+
+    def head(self, sha1: str) -> int:
+        """The size of the blob at ``prefix + sha1`` (HEAD or ``stat`` on the base store; nothing verified)."""
+        self._check_valid(sha1)
+        try:
+            return self.base_store.head(self._uri(sha1))
+        except InvalidDataFound:
+            raise
+        except NotFoundInStore as exc:
+            raise NotFoundInStore(self, sha1) from exc
+
+    def open(self, sha1: str) -> IO[bytes]:
+        """The base store's file object for the blob, streamed. Not verified (the bytes are not all read here):
+        ``bitstore get -o`` checks the SHA1 while it streams."""
+        self._check_valid(sha1)
+        try:
+            return self.base_store.open(self._uri(sha1))
+        except InvalidDataFound:
+            raise
+        except NotFoundInStore as exc:
+            raise NotFoundInStore(self, sha1) from exc
 
 
 class Sha1Cache(Sha1Store):
@@ -187,6 +212,14 @@ class Sha1Composite(Sha1FormatMixin, VerifySha1Mixin, Composite):
     def _fetch(self, uri: Any) -> tuple[bytes, str, bool | None]:
         self._check_valid(uri)
         return super()._fetch(self.canonical_key(uri))
+
+    def _locate(self, uri: Any) -> tuple[int, str]:
+        self._check_valid(uri)
+        return super()._locate(self.canonical_key(uri))
+
+    def open(self, uri: Any) -> IO[bytes]:
+        self._check_valid(uri)
+        return super().open(self.canonical_key(uri))
 
     def put(self, uri: Any, data: bytes) -> Any:
         """Write to the cache tier under the canonical (lowercase, bare) SHA1; bytes that do not match it

@@ -1,10 +1,11 @@
 """``Store``, the abstract base every store derives from, and ``FetchResult``, one answer of ``get_many``."""
 from __future__ import annotations
 
+import io
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from ._views import blob
 from .errors import (
@@ -13,6 +14,9 @@ from .errors import (
     NotFoundInStore,
     short,
 )
+
+if TYPE_CHECKING:
+    from .bulk import BlobInfo, PutResult
 
 __all__ = ["Store", "FetchResult", "Status", "DEFAULT_MAX_BYTES_IN_FLIGHT"]
 
@@ -156,3 +160,58 @@ class Store(ABC):
             self, keys, max_workers=max_workers, max_bytes_in_flight=max_bytes_in_flight,
             progress=progress, total=total, views=views,
         )
+
+    # --- inspect, ingest, stream ---------------------------------------------------------------------
+    def head(self, uri: Any) -> int:
+        """The blob's size in bytes, without reading it where the store can (HEAD, ``stat``); raises as ``get``.
+
+        The default, for a store that defines only ``get``, reads the blob and returns its length."""
+        return len(self.get(uri))
+
+    def _locate(self, uri: Any) -> tuple[int, str]:
+        """``(size, name of the tier that has it)``; composites override it to ask their tiers in order."""
+        return self.head(uri), self.name
+
+    def stat(self, key: Any) -> BlobInfo:
+        """Which tier has ``key``'s blob and its size, without downloading it; never raises for a bad key."""
+        from .bulk import BlobInfo, stat_one
+
+        if not self.accepts(key):
+            return BlobInfo(key, "invalid", error=str(InvalidURI(self, key, hint=self.URI_HINT)))
+        return stat_one(self, key)
+
+    def stat_many(self, keys: Iterable[Any], *, max_workers: int = 64, progress: bool | None = None,
+                  total: int | None = None) -> Iterator[BlobInfo]:
+        """``stat`` of every key, concurrently through the batch engine: one ``BlobInfo`` per key, in order."""
+        from .bulk import stat_many
+
+        return stat_many(self, keys, max_workers=max_workers, progress=progress, total=total)
+
+    def key_for(self, data: bytes) -> Any:
+        """The key a blob is stored under when it is derived from its bytes (SHA1 stores); None otherwise."""
+        return None
+
+    def _exists_for_put(self, key: Any) -> bool:
+        """Whether ``put(key, ...)`` would find the blob already there (composites ask their write target)."""
+        try:
+            self.head(key)
+        except NotFoundInStore:
+            return False
+        return True
+
+    def put_many(self, items: Iterable[Any], *, max_workers: int = 16, skip_existing: bool = True,
+                 progress: bool | None = None, total: int | None = None) -> Iterator[PutResult]:
+        """Store many blobs concurrently: ``items`` are ``(key, bytes)`` pairs or file paths (a SHA1 store derives
+        a file's key from its bytes, and checks a pair's key against them). With ``skip_existing``, a blob
+        already there is not written again (status ``skipped``), nor is a second item with the same key in one call.
+        One ``PutResult`` per item, in order."""
+        from .bulk import put_many
+
+        return put_many(self, items, max_workers=max_workers, skip_existing=skip_existing, progress=progress,
+                        total=total)
+
+    def open(self, key: Any) -> IO[bytes]:
+        """The blob as a binary file object (read, seek, tell). Backends stream it (range reads, a local file),
+        so a blob larger than memory is never held whole; this default, for a store that defines only
+        ``get``, holds the blob in memory."""
+        return io.BytesIO(self.get(key))

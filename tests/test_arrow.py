@@ -533,7 +533,7 @@ def test_bitstore_arrow_without_pyarrow_names_the_extra():
         "try:\n    import bitstore.arrow\nexcept ImportError as e:\n    print(e)\nelse:\n    print('imported')"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True, text=True)
-    assert "pip install 'bitstore[arrow]'" in out.stdout
+    assert "pip install 'bitstore-tiered[arrow]'" in out.stdout
 
 
 def readme_blocks() -> list[str]:

@@ -67,10 +67,14 @@ def stored(tmp_path, home) -> dict[str, bytes]:
     return blobs
 
 
-def read_rows(path: Path) -> list[dict]:
+ADDED = [("blob", pa.large_binary()), ("status", pa.string(), False), ("source", pa.string())]
+KEYS_ONLY = (("sha1", pa.string()),)
+
+
+def read_rows(path: Path, inputs=KEYS_ONLY) -> list[dict]:
+    """The rows of a fetch output whose input columns were ``inputs`` (one key a line: just ``sha1``)."""
     table = pq.read_table(path)
-    assert table.schema == pa.schema([("sha1", pa.string()), ("blob", pa.large_binary()),
-                                      ("status", pa.string(), False), ("source", pa.string())])
+    assert table.schema == pa.schema([*inputs, *ADDED])
     return table.to_pylist()
 
 
@@ -131,7 +135,8 @@ def test_put_reports_unreadable_files_and_keeps_going(tmp_path, home):
     assert done.returncode == 2
     assert done.stdout.decode() == f"{sha1(b'ok')}  {tmp_path / 'ok'}\n"
     expected = f"bitstore: error: cannot read {tmp_path / 'absent'}: No such file or directory"
-    assert done.stderr.decode().strip() == expected
+    assert done.stderr.decode().splitlines() == [
+        expected, "bitstore put -> local: 1 file stored, 0 already there, 1 unreadable, 0 failed"]
 
 
 def test_put_needs_sha1_keys(tmp_path, home):
@@ -171,7 +176,14 @@ def test_fetch_each_input_format(stored, home, tmp_path, fmt):
     out = tmp_path / "out.parquet"
     done = bitstore("fetch", "--input", source, "--output", out, "--batch-size", "4", home=home)
     assert done.returncode == 0, done.stderr
-    assert read_rows(out) == expected
+    if fmt == ".txt":
+        assert read_rows(out) == expected
+    elif fmt == ".csv":  # every input column kept, in place; CSV cells are strings
+        inputs = [("id", pa.string()), ("sha1", pa.string()), ("note", pa.string())]
+        assert read_rows(out, inputs) == [{"id": str(i), **row, "note": f"n{i}"} for i, row in enumerate(expected)]
+    else:  # Parquet columns keep their types
+        assert read_rows(out, [("id", pa.int64()), ("sha1", pa.string())]) == [
+            {"id": i, **row} for i, row in enumerate(expected)]
     assert pq.ParquetFile(out).metadata.num_row_groups == 2  # written in row groups of --batch-size
     summary = done.stderr.decode()
     assert "6 keys" in summary and "found 4, missing 1, invalid 1, failed 0" in summary
@@ -187,16 +199,18 @@ def test_fetch_csv_and_parquet_with_another_column_and_odd_values(stored, home, 
     out = tmp_path / "o.parquet"
     done = bitstore("fetch", "-i", csv_in, "--column", "key", "-o", out, home=home)
     assert done.returncode == 0, done.stderr
-    assert [(r["sha1"], r["status"]) for r in read_rows(out)] == [
-        (a, "found"), ("", "invalid"), (a, "found"), ("short", "invalid")]
+    rows = read_rows(out, [("key", pa.string()), ("other", pa.string())])
+    assert [(r["key"], r["other"], r["status"]) for r in rows] == [
+        (a, "x", "found"), ("", "y", "invalid"), (a, None, "found"), ("short", None, "invalid")]
     parquet_in = tmp_path / "k.parquet"
     pq.write_table(pa.table({"k": pa.array([a, None, a.upper()], pa.large_string()), "n": [7, 8, None]}), parquet_in)
     done = bitstore("fetch", "-i", parquet_in, "--column", "k", "-o", out, home=home)
     assert done.returncode == 0, done.stderr
-    assert [(r["sha1"], r["status"]) for r in read_rows(out)] == [(a, "found"), (None, "invalid"), (a, "found")]
-    done = bitstore("fetch", "-i", parquet_in, "--column", "n", "-o", out, home=home)  # not strings: invalid
-    assert done.returncode == 0, done.stderr
-    assert [(r["sha1"], r["status"]) for r in read_rows(out)] == [("7", "invalid"), ("8", "invalid"), (None, "invalid")]
+    rows = read_rows(out, [("k", pa.large_string()), ("n", pa.int64())])
+    assert [(r["k"], r["n"], r["status"]) for r in rows] == [(a, 7, "found"), (None, 8, "invalid"), (a, None, "found")]
+    out.unlink()
+    done = bitstore("fetch", "-i", parquet_in, "--column", "n", "-o", out, home=home)  # not strings: refused
+    assert done.returncode == 2 and b"holds int64, not strings" in done.stderr and not out.exists()
 
 
 def test_fetch_from_stdin(stored, home, tmp_path):
@@ -300,7 +314,7 @@ env = {{ token = "SECRET_TOKEN_VAR" }}
     rows = read_rows(out)
     assert [(r["sha1"], r["status"], r["source"]) for r in rows] == [(a, "found", "disk"), (MISSING, "failed", None)]
     stderr = done.stderr.decode()
-    assert "failed 1" in stderr and "disk: 1 blobs" in stderr and "upstream API is down" in stderr
+    assert "failed 1" in stderr and "disk: 1 blob," in stderr and "upstream API is down" in stderr
     assert CANARY not in stderr and CANARY.encode() not in done.stdout
     unset = bitstore("--spec", spec, "fetch", "-i", source, "-o", out, home=home)
     assert unset.returncode == 2 and b"SECRET_TOKEN_VAR is not set" in unset.stderr
@@ -342,7 +356,7 @@ def test_fetch_shows_a_progress_bar_on_a_terminal(stored, home, tmp_path):
         seen += chunk
     os.close(master)
     assert proc.wait(timeout=60) == 0
-    assert b"bitstore: " in seen and b"3blob" in seen  # tqdm's bar: "bitstore: 3blob [00:00, ...]"
+    assert b"bitstore: " in seen and b"3/3" in seen  # tqdm's bar with a total: the rows were counted first
     assert len(read_rows(out)) == 3
 
 

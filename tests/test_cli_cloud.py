@@ -81,7 +81,7 @@ def test_fetch_from_s3_and_gcs_writes_back_and_rereads_from_the_cache(cloud, tmp
         {"sha1": "junk", "blob": None, "status": "invalid", "source": None},
     ]
     stderr = done.stderr.decode()
-    assert "s3-archive: 2 blobs" in stderr and "gcs-lake: 1 blobs" in stderr
+    assert "s3-archive: 2 blobs" in stderr and "gcs-lake: 1 blob," in stderr
     assert "written back to the cache: 1 (0 failed)" in stderr
     assert CANARY not in stderr and CANARY.encode() not in done.stdout
     cache = tmp_path / "cache"  # relative to the spec file's folder

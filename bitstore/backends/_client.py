@@ -107,7 +107,7 @@ def require(module: str, extra: str):
         return importlib.import_module(module)
     except ImportError as exc:
         raise ImportError(
-            f"{module} is needed for this store: pip install 'bitstore[{extra}]' ({exc})", name=exc.name
+            f"{module} is needed for this store: pip install 'bitstore-tiered[{extra}]' ({exc})", name=exc.name
         ) from exc
 
 

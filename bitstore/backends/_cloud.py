@@ -14,6 +14,7 @@ the SDK, logged once; ``fast`` answers ``StoreNotAvailable``); then the bucket i
 """
 from __future__ import annotations
 
+import io
 import logging
 import re
 import threading
@@ -26,7 +27,7 @@ from ..errors import BitstoreError, FetchFailed, NotFoundInStore, StoreNotAvaila
 from ..retry import Attempt, RetryPolicy, TransientError
 from ..store import Store
 from ._client import TRANSPORTS, ProcessLocal, resolve_transport
-from ._errors import FastUnsupported, Unconfirmed404, obstore_error
+from ._errors import FastUnsupported, Unconfirmed404, obstore_error, read_exactly
 
 __all__ = ["CloudRaw", "ANONYMOUS", "DEFAULT_POOL"]
 
@@ -217,3 +218,40 @@ class CloudRaw(Store):
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._init_process_state()
+
+    # --- inspect and stream: HEAD and ranged GETs through the SDK, retried and mapped like GET ----------
+    def head(self, uri: Any) -> int:
+        """The object's size by HEAD (no body read). "Missing" only on an answer about the object: a 404 HEAD has
+        no body to say which, so it is settled like a GET's (the bucket is checked, once per process)."""
+        bucket, key = self._split(uri)
+        return self.retry.run(lambda attempt: self._head_once(bucket, key, uri, attempt),
+                              lambda exc: self._sdk_verdict(exc, bucket, key, uri), self, uri)
+
+    def open(self, uri: Any) -> io.BufferedReader:
+        """The object as a seekable binary file read by ranged GETs, each retried on its own (``max_blob_bytes``
+        does not apply: nothing is held whole). Raises ``NotFoundInStore`` at once when the object does not exist."""
+        from ._streams import CHUNK, RangeReader
+
+        bucket, key = self._split(uri)
+        size = self.head(uri)
+
+        def read_range(start: int, stop: int) -> bytes:
+            return self.retry.run(
+                lambda attempt: read_exactly(self._range_once(bucket, key, start, stop, attempt), stop - start),
+                lambda exc: self._sdk_verdict(exc, bucket, key, uri), self, uri)
+
+        return io.BufferedReader(RangeReader(read_range, size, uri), buffer_size=CHUNK)
+
+    def _sdk_verdict(self, exc: BaseException, bucket: str, key: str, uri: Any) -> BaseException:
+        mapped = self._sdk_error(exc, self, uri)
+        if isinstance(mapped, Unconfirmed404):
+            return self._settle_404(bucket, key, uri, ["sdk"], mapped)
+        return mapped
+
+    def _head_once(self, bucket: str, key: str, uri: str, attempt: Attempt) -> int:
+        """One HEAD attempt: the object's size."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement HEAD")
+
+    def _range_once(self, bucket: str, key: str, start: int, stop: int, attempt: Attempt) -> bytes:
+        """One ranged GET attempt: bytes ``[start, stop)`` of the object."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement ranged reads")

@@ -176,6 +176,31 @@ class GSRaw(CloudRaw):
         return GCSFast(conn.credentials, anonymous=_is_anonymous(conn.credentials), endpoint=self.emulator,
                        max_blob_bytes=self.max_blob_bytes, timeout=self.timeout, deadline=self.retry.deadline)
 
+    # --- inspect and stream: one attempt each, SDK path (CloudRaw.head/open retry them and map their errors) --
+    def _head_once(self, bucket: str, key: str, uri: str, attempt: Attempt) -> int:
+        conn = self._conn.get()
+        url = self._object_url(conn, bucket, key).replace("?fields=name", "?fields=size")
+        with conn.session.get(url, timeout=self.timeout) as response:
+            if response.status_code != 200:
+                raise _status_error(response)
+            size = response.json().get("size")
+        if not str(size).isdigit():
+            raise HTTPStatusError(200, None, "object metadata without a size")
+        return int(size)
+
+    def _range_once(self, bucket: str, key: str, start: int, stop: int, attempt: Attempt) -> bytes:
+        conn = self._conn.get()
+        headers = {"Range": f"bytes={start}-{stop - 1}", "Accept-Encoding": "identity"}
+        with conn.session.get(self._object_url(conn, bucket, key, media=True), headers=headers, stream=True,
+                              timeout=self.timeout) as response:
+            whole = response.status_code == 200 and start == 0  # a server may ignore the range: take the start
+            if response.status_code != 206 and not whole:
+                raise _status_error(response)
+            uri = f"gs://{bucket}/{key}"
+            if whole:
+                return read_body(response.raw, None, attempt, self, uri, None)[:stop]
+            return read_body(response.raw, stop - start, attempt, self, uri, None)
+
 
 def _is_credentials(value: Any) -> bool:
     """A google-auth Credentials object (duck-typed, so google-auth need not be imported to check)."""

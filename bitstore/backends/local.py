@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import secrets
 import stat
@@ -263,6 +264,44 @@ class LocalRaw(Store):
         if isinstance(exc, PermissionError):
             return StoreNotAvailable(self, f"permission denied for '{Path(exc.filename or '').name}'")
         return FetchFailed(self, uri, f"{type(exc).__name__}: {exc.strerror or exc}")
+
+
+    # --- inspect and stream (new methods; the read and write paths above are unchanged) -------------------
+    def head(self, uri: Any) -> int:
+        """The file's size by ``stat`` (symlinks followed; with a root, the file must really be inside it)."""
+        path = self._path(uri) if self.root is not None else self._lexical_path(uri)
+        try:
+            info = os.stat(path)
+        except OSError as exc:
+            raise self._map_error(exc, uri) from None
+        self._check_kind(info, uri)
+        return info.st_size
+
+    def open(self, uri: Any) -> io.BufferedReader:
+        """The file itself, opened for reading (streamed from disk: ``max_blob_bytes`` does not apply)."""
+        path = self._lexical_path(uri)
+        try:
+            fd = os.open(path, _READ_FLAGS)
+        except OSError as exc:
+            if self.root is not None:
+                self._path(uri)  # a miss through a symlink pointing out of the root is InvalidURI, not missing
+            raise self._map_error(exc, uri) from None
+        try:
+            if self.root is not None:
+                self._check_opened(fd, uri)
+            self._check_kind(os.fstat(fd), uri)
+            os.set_blocking(fd, True)  # opened non-blocking (a FIFO must not hang the open): reads block as usual
+            return os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _check_kind(self, info: os.stat_result, uri: Any) -> None:
+        """As ``get``: a folder is not a blob (missing), any other file that is not a regular one is refused."""
+        if stat.S_ISDIR(info.st_mode):
+            raise NotFoundInStore(self, uri, "a folder, not a file")
+        if not stat.S_ISREG(info.st_mode):
+            raise FetchFailed(self, uri, f"not a regular file (a {_kind(info.st_mode)}); refused")
 
 
 def read_at_most(fd: int, limit: int) -> bytes:

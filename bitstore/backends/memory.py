@@ -1,6 +1,7 @@
 """``MemoryRaw``: an in-process store for ``mem://`` URIs, optionally bounded with LRU eviction."""
 from __future__ import annotations
 
+import io
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -59,6 +60,18 @@ class MemoryRaw(Store):
             while self.max_bytes is not None and self._size > self.max_bytes:
                 _, evicted = self._blobs.popitem(last=False)
                 self._size -= len(evicted)
+
+    def head(self, uri: Any) -> int:
+        self._check_valid(uri)
+        with self._lock:
+            try:
+                return len(self._blobs[uri])
+            except KeyError:
+                raise NotFoundInStore(self, uri) from None
+
+    def open(self, uri: Any) -> io.BytesIO:
+        """A file object over the blob (already in memory; no copy is made until it is read)."""
+        return io.BytesIO(self.get(uri))
 
     def __contains__(self, uri: Any) -> bool:
         with self._lock:

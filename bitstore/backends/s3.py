@@ -168,6 +168,18 @@ class S3Raw(CloudRaw):
                       endpoint_url=None if _is_aws(resolved) else resolved,
                       max_blob_bytes=self.max_blob_bytes, timeout=self.timeout, deadline=self.retry.deadline)
 
+    # --- inspect and stream: one attempt each, SDK path (CloudRaw.head/open retry them and map their errors) --
+    def _head_once(self, bucket: str, key: str, uri: str, attempt: Attempt) -> int:
+        return int(self._conn.get().client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+
+    def _range_once(self, bucket: str, key: str, start: int, stop: int, attempt: Attempt) -> bytes:
+        response = self._conn.get().client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{stop - 1}")
+        body = response["Body"]
+        try:
+            return read_body(body._raw_stream, stop - start, attempt, self, f"s3://{bucket}/{key}", None)
+        finally:
+            body.close()
+
 
 def _is_aws(endpoint: str | None) -> bool:
     """Whether ``endpoint`` is AWS's own S3 (the fast transport then addresses buckets itself, by region)."""

@@ -97,7 +97,7 @@ def test_no_default_credentials_is_unavailable(monkeypatch, tmp_path):
 
 def test_sdk_missing_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "google.cloud.storage", None)
-    with pytest.raises(ImportError, match=r"pip install 'bitstore\[gcp\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'bitstore-tiered\[gcp\]'"):
         GSRaw.anonymous().get("gs://bkt/k")
 
 

@@ -129,7 +129,7 @@ def test_env_secrets_never_reach_a_pickle_or_an_error(s3, fault_proxy, monkeypat
 
 def test_sdk_missing_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "boto3", None)
-    with pytest.raises(ImportError, match=r"pip install 'bitstore\[aws\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'bitstore-tiered\[aws\]'"):
         S3Raw().get("s3://bkt/k")
 
 

@@ -62,6 +62,7 @@ def tiered_store(root: str, marker_dir: str, fail_keys=(), lie_about: str = "0" 
     with open(os.path.join(marker_dir, f"{os.getpid()}-{uuid.uuid4().hex}"), "w"):
         pass
     store = Sha1Composite(name="tiered")
+    os.makedirs(os.path.join(root, "cache"), exist_ok=True)  # a cache starts empty, not absent (a missing root fails)
     store.append_cache(Sha1Cache(LocalRaw(os.path.join(root, "cache")), "", name="cache"))
     store.append_source(FlakyTier(fail_keys), cache_result=False)
     store.append_source(LyingAPI(lie_about))

@@ -38,10 +38,22 @@ def job(tmp_path):
     return tmp_path, spec, keys
 
 
-def rows(path) -> list[tuple]:
+def rows(path, inputs=()) -> list[tuple]:
+    """(key, blob, status, source, *other input columns) of each row, sorted; the schema is checked: the input's
+    columns (``inputs``, the key column ``key`` or, for text, ``sha1``) then fetch's three."""
     table = pq.read_table(path)
-    assert table.schema.equals(output_schema()), table.schema
-    return sorted(tuple(r.values()) for r in table.to_pylist())
+    if not inputs:
+        assert table.schema.equals(output_schema()), table.schema
+        return sorted(tuple(r.values()) for r in table.to_pylist())
+    assert table.schema.equals(pa.schema([*inputs, *list(output_schema())[1:]])), table.schema
+    names = [f[0] for f in inputs]
+    key = "key"
+    return sorted((r[key], r["blob"], r["status"], r["source"], *(r[n] for n in names if n != key))
+                  for r in table.to_pylist())
+
+
+CSV_COLUMNS = [("id", pa.string()), ("key", pa.string())]
+PARQUET_COLUMNS = [("n", pa.int64()), ("key", pa.string())]
 
 
 def write_input(folder, fmt: str, keys: list[str]) -> str:
@@ -75,12 +87,13 @@ def test_pipeline_on_two_worker_processes_matches_bitstore_fetch_and_downloads_n
     assert f"found: {len(KEYS) + 1}" in done.stderr and "hits.archive: " in done.stderr
     assert "missing: 1" in done.stderr and "invalid: 1" in done.stderr and "fetch_ms: " in done.stderr
 
-    beam_rows = rows(folder / "beam.parquet")
+    beam_rows = rows(folder / "beam.parquet", CSV_COLUMNS)
     assert len(beam_rows) == len(keys)
     assert cli.main(["--spec", str(spec), "fetch", "--input", source, "--column", "key",
                      "--output", str(folder / "cli.parquet"), "--no-progress"]) == 0
-    cli_rows = rows(folder / "cli.parquet")
-    assert [r[:3] for r in beam_rows] == [r[:3] for r in cli_rows]
+    cli_rows = rows(folder / "cli.parquet", CSV_COLUMNS)
+    assert [r[:3] + r[4:] for r in beam_rows] == [r[:3] + r[4:] for r in cli_rows]  # every input column kept
+    assert sorted(r[4] for r in beam_rows) == sorted(str(i) for i in range(len(keys)))
     assert {r[3] for r in beam_rows if r[2] == "found"} <= {"archive", "cache"}
     # The pipeline's workers wrote every archive hit back: the CLI run after it is served by the cache.
     assert sorted(os.listdir(folder / "cache")) == KEYS
@@ -100,8 +113,9 @@ def test_pipeline_reads_txt_and_parquet_like_bitstore_fetch(job, fmt, capsys):
     assert "failed: 1" in capsys.readouterr().err
     assert cli.main(["--spec", str(spec), "fetch", "--input", source, *column,
                      "--output", str(folder / "cli.parquet"), "--no-progress"]) == 3
-    beam_rows = rows(folder / "beam.parquet")
-    assert [r[:3] for r in beam_rows] == [r[:3] for r in rows(folder / "cli.parquet")]
+    inputs = PARQUET_COLUMNS if fmt == ".parquet" else ()
+    beam_rows = rows(folder / "beam.parquet", inputs)
+    assert [r[:3] + r[4:] for r in beam_rows] == [r[:3] + r[4:] for r in rows(folder / "cli.parquet", inputs)]
     statuses = sorted(r[2] for r in beam_rows)
     assert statuses == sorted(["found"] * (len(KEYS) + 1) + ["missing", "invalid", "failed"])
     assert [r[1] for r in beam_rows if r[0] == KEYS[1]] == [BLOBS[KEYS[1]]]

@@ -30,8 +30,8 @@ def test_wheel_and_sdist_hold_bitstore_and_beam_transforms(tmp_path):
         capture_output=True, text=True, timeout=240,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    wheels = list((tmp_path / "dist").glob("bitstore-*.whl"))
-    assert [w.name for w in wheels] == ["bitstore-0.1.0-py3-none-any.whl"]  # the name the README uses
+    wheels = list((tmp_path / "dist").glob("bitstore_tiered-*.whl"))
+    assert [w.name for w in wheels] == ["bitstore_tiered-0.1.0-py3-none-any.whl"]  # the name the README uses
     names = set(zipfile.ZipFile(wheels[0]).namelist())
     for module in ["bitstore/__init__.py", "bitstore/spec.py", "bitstore/backends/local.py",
                    "beam_transforms/__init__.py", "beam_transforms/fetch.py", "beam_transforms/pipeline.py"]:
@@ -40,8 +40,9 @@ def test_wheel_and_sdist_hold_bitstore_and_beam_transforms(tmp_path):
     metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
     text = zipfile.ZipFile(wheels[0]).read(metadata).decode()
     assert "Provides-Extra: beam" in text
+    assert "Name: bitstore-tiered" in text  # "bitstore" on the package index is an unrelated project
 
-    sdists = list((tmp_path / "dist").glob("bitstore-*.tar.gz"))
+    sdists = list((tmp_path / "dist").glob("bitstore_tiered-*.tar.gz"))
     assert len(sdists) == 1
     with tarfile.open(sdists[0]) as sdist:
         members = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}

@@ -162,7 +162,7 @@ class FaultProxy:
                     writer.write(_head(status_line, headers, len(payload)) + payload[: len(payload) // 2])
                     await writer.drain()
                     return  # closed (FIN) by the finally clause, mid-body
-                writer.write(_head(status_line, headers, len(payload)) + payload)
+                writer.write(_head(status_line, headers, None if method == b"HEAD" else len(payload)) + payload)
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
                 asyncio.CancelledError):
@@ -186,7 +186,8 @@ class FaultProxy:
             if response is None:
                 raise ConnectionError("upstream closed without answering")
             rhead, payload = response
-            headers = [line for line in rhead[1:] if line.split(b":", 1)[0].strip().lower() not in _HOP]
+            hop = _HOP - {b"content-length"} if method == b"HEAD" else _HOP  # a HEAD's length is the object's
+            headers = [line for line in rhead[1:] if line.split(b":", 1)[0].strip().lower() not in hop]
             return rhead[0], headers, payload
         finally:
             writer.close()
@@ -234,8 +235,9 @@ async def _read_chunked(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
         decoded.append(chunk[:-2])
 
 
-def _head(status_line: bytes, headers: list[bytes], length: int) -> bytes:
-    lines = [status_line, *headers, b"Content-Length: %d" % length, b"Connection: keep-alive"]
+def _head(status_line: bytes, headers: list[bytes], length: int | None) -> bytes:
+    lines = [status_line, *headers, *([] if length is None else [b"Content-Length: %d" % length]),
+             b"Connection: keep-alive"]
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
