@@ -18,7 +18,8 @@ class Tracked:
         self.fd = fd
 
     def __del__(self):
-        os.write(self.fd, b"freed")
+        if self.fd >= 0:
+            os.write(self.fd, b"freed")
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
