@@ -1,0 +1,124 @@
+"""Ray Data adapter: a Dataset gains a blob column (and optional status/source columns), fetched by actors.
+
+``enrich_dataset`` checks the options against the Dataset's schema on the driver, then runs
+``ds.map_batches`` with a callable class (so each actor builds the store once, through
+``bitstore._scaleout.StoreRecipe``) that feeds each batch through ``bitstore.arrow.enrich_batches``.
+Actors ask for half a CPU by default: they mostly wait on the network, and on a small machine whole-CPU
+actors would starve the tasks that read the input.
+
+``pip install 'bitstore-tiered[ray]'``. Ray is imported when a function here is first called, not with this module,
+so ``local_cluster`` can keep a local cluster on 127.0.0.1.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from ._scaleout import DEFAULT_BATCH_ROWS, EnrichOptions, StoreLike, StoreRecipe, enrich_stream
+from .store import DEFAULT_MAX_BYTES_IN_FLIGHT
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import ray.data
+
+__all__ = ["enrich_dataset", "local_cluster", "ACTOR_NUM_CPUS"]
+
+#: CPUs each enriching actor reserves (``num_cpus=`` overrides it).
+ACTOR_NUM_CPUS = 0.5
+
+
+def _ray():
+    if "ray" not in __import__("sys").modules:
+        # Before Ray's first import: with it, a local node stays on the loopback address instead of
+        # advertising the machine's external one (Ray reads the flag once, at import).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:
+        raise ImportError("bitstore.ray needs Ray Data: pip install 'bitstore-tiered[ray]'") from exc
+    return ray
+
+
+def local_cluster(num_cpus: int | None = None, *, temp_dir: str | None = None,
+                  env: dict[str, str] | None = None) -> bool:
+    """Connect to Ray: the running cluster if this process already did (or ``RAY_ADDRESS`` names one), else
+    start a local one on 127.0.0.1 with ``num_cpus`` CPUs, no dashboard, its files under ``temp_dir`` (an
+    absolute path; Ray's default is /tmp/ray) and ``env`` set in its workers. True when a cluster was
+    started or joined here (the caller then owns ``ray.shutdown()``), False when one was already connected."""
+    ray = _ray()
+    if ray.is_initialized():
+        return False
+    runtime_env = {"env_vars": dict(env)} if env else None
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(runtime_env=runtime_env)
+    else:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 _temp_dir=temp_dir, runtime_env=runtime_env, log_to_driver=False, configure_logging=False)
+    return True
+
+
+def enrich_dataset(
+    ds: ray.data.Dataset,
+    store: StoreLike,
+    *,
+    key_column: str = "sha1",
+    blob_column: str = "blob",
+    status_column: str | None = None,
+    source_column: str | None = None,
+    max_workers: int = 64,
+    max_bytes_in_flight: int = DEFAULT_MAX_BYTES_IN_FLIGHT,
+    batch_size: int = DEFAULT_BATCH_ROWS,
+    **map_batches_options: Any,
+) -> ray.data.Dataset:
+    """``ds`` with a ``large_binary`` blob column appended (null unless the key was found), and the optional
+    status (``found | missing | invalid | failed``) and source (tier name) string columns. Lazy, like any
+    transformation.
+
+    ``store`` is a spec (dict, TOML path or ``Spec``; environment references are resolved on the workers) or a
+    picklable ``Store``. Every input row and column is kept; a null key is ``invalid``. Each actor enriches
+    ``batch_size`` rows at a time with up to ``max_workers`` threads and ``max_bytes_in_flight`` bytes in
+    flight. Other keywords go to ``map_batches`` (e.g. ``concurrency=4``, ``num_cpus=1``; default
+    ``num_cpus=0.5``).
+    """
+    _ray()
+    options = EnrichOptions(key_column, blob_column, status_column, source_column, max_workers,
+                            max_bytes_in_flight, batch_size)
+    _check_schema(ds, options)
+    from ray import cloudpickle
+
+    recipe = StoreRecipe(store, dumps=cloudpickle.dumps)
+    map_batches_options.setdefault("num_cpus", ACTOR_NUM_CPUS)
+    return ds.map_batches(_Enrich, fn_constructor_kwargs={"recipe": recipe, "options": options},
+                          batch_format="pyarrow", batch_size=batch_size, **map_batches_options)
+
+
+def _check_schema(ds: ray.data.Dataset, options: EnrichOptions) -> None:
+    """The Arrow adapter's checks (key column present and of strings, new names free), on the driver."""
+    import pyarrow as pa
+
+    from .arrow import _Plan
+
+    schema = ds.schema()
+    if schema is None:  # an empty dataset with no known schema: nothing to check, nothing to fetch
+        return
+    base = getattr(schema, "base_schema", None)
+    if isinstance(base, pa.Schema):
+        _Plan(options.key_column, options.blob_column, options.status_column, options.source_column).new_fields(base)
+    else:  # pandas blocks: the types are numpy's; check the names here, the key type on the workers
+        options.check_names(list(schema.names))
+
+
+class _Enrich:
+    """The ``map_batches`` callable class: one actor, one store (per process), any number of batches."""
+
+    def __init__(self, recipe: StoreRecipe, options: EnrichOptions):
+        self.recipe, self.options = recipe, options
+        recipe.store()  # built when the actor starts, not on its first batch
+
+    def __call__(self, table: pa.Table) -> Iterator[pa.Table]:
+        import pyarrow as pa
+
+        for batch in enrich_stream(table.to_batches(), self.recipe, self.options):
+            yield pa.Table.from_batches([batch])
