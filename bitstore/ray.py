@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ._scaleout import DEFAULT_BATCH_ROWS, EnrichOptions, StoreLike, StoreRecipe, enrich_stream
-from .store import DEFAULT_MAX_BYTES_IN_FLIGHT
+from .store import DEFAULT_MAX_BYTES_IN_FLIGHT, FetchResult
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -122,3 +123,29 @@ class _Enrich:
 
         for batch in enrich_stream(table.to_batches(), self.recipe, self.options):
             yield pa.Table.from_batches([batch])
+
+
+@contextmanager
+def fetch_job(spec: StoreLike, keys: pa.Table, **fetch_options: Any) -> Iterator[Iterator[FetchResult]]:
+    """``bitstore fetch --engine ray``: ``keys`` (``sha1``; one block per chunk) enriched by actors,
+    their rows streamed back in order. A cluster started here is shut down."""
+
+    import pyarrow as pa
+
+    from .fetchjob import engine_result
+
+    started = local_cluster()
+    ray = _ray()
+    context = ray.data.DataContext.get_current()
+    saved = context.execution_options.preserve_order, context.enable_progress_bars
+    try:
+        context.execution_options.preserve_order, context.enable_progress_bars = True, False
+        blocks = [pa.Table.from_batches([batch]) for batch in keys.to_batches()]
+        ds = enrich_dataset(ray.data.from_arrow(blocks), spec, status_column="status", source_column="source",
+                            **fetch_options)
+        yield (engine_result(*row) for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None)
+               for row in zip(*(column.to_pylist() for column in batch.columns)))
+    finally:
+        context.execution_options.preserve_order, context.enable_progress_bars = saved
+        if started:
+            ray.shutdown()

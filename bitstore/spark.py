@@ -13,8 +13,9 @@ import os
 import shutil
 import sys
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 try:
     import pyspark  # noqa: F401
@@ -23,7 +24,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
 
 from ._scaleout import DEFAULT_BATCH_ROWS, EnrichOptions, StoreLike, StoreRecipe, enrich_stream
 from .errors import BitstoreError
-from .store import DEFAULT_MAX_BYTES_IN_FLIGHT
+from .store import DEFAULT_MAX_BYTES_IN_FLIGHT, FetchResult
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -161,3 +162,22 @@ def _as_spark_types(batch: pa.RecordBatch, new_types: list[pa.DataType]) -> Iter
                                                zip(list(batch.schema)[first_new:], new_types)]
     yield pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
 
+
+
+@contextmanager
+def fetch_job(spec: StoreLike, keys: pa.Table, **fetch_options: Any) -> Iterator[Iterator[FetchResult]]:
+    """``bitstore fetch --engine spark``: ``keys`` (``sha1``; one partition per chunk) enriched on the
+    executors, their rows streamed back in order one partition at a time. A session started here is stopped."""
+    from pyspark.sql import SparkSession
+
+    from .fetchjob import engine_result
+
+    started = SparkSession.getActiveSession() is None
+    spark = local_session()
+    try:
+        df = enrich_dataframe(spark.createDataFrame(keys), spec, status_column="status", source_column="source",
+                              **fetch_options)
+        yield (engine_result(*row) for row in df.toLocalIterator())
+    finally:
+        if started:
+            spark.stop()
