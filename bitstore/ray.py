@@ -12,6 +12,7 @@ so ``local_cluster`` can keep a local cluster on 127.0.0.1.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -30,10 +31,6 @@ ACTOR_NUM_CPUS = 0.5
 
 
 def _ray():
-    if "ray" not in __import__("sys").modules:
-        # Before Ray's first import: with it, a local node stays on the loopback address instead of
-        # advertising the machine's external one (Ray reads the flag once, at import).
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
         import ray.data
@@ -48,6 +45,8 @@ def local_cluster(num_cpus: int | None = None, *, temp_dir: str | None = None,
     start a local one on 127.0.0.1 with ``num_cpus`` CPUs, no dashboard, its files under ``temp_dir`` (an
     absolute path; Ray's default is /tmp/ray) and ``env`` set in its workers. True when a cluster was
     started or joined here (the caller then owns ``ray.shutdown()``), False when one was already connected."""
+    if "ray" not in sys.modules and not os.environ.get("RAY_ADDRESS"):
+        _stay_on_loopback()  # before Ray's first import, as Ray expects
     ray = _ray()
     if ray.is_initialized():
         return False
@@ -55,9 +54,20 @@ def local_cluster(num_cpus: int | None = None, *, temp_dir: str | None = None,
     if os.environ.get("RAY_ADDRESS"):
         ray.init(runtime_env=runtime_env)
     else:
+        _stay_on_loopback()
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                  _temp_dir=temp_dir, runtime_env=runtime_env, log_to_driver=False, configure_logging=False)
     return True
+
+
+def _stay_on_loopback() -> None:
+    """Keep a local node on 127.0.0.1: unless Ray's "no multi-node cluster" flag is off, Ray turns 127.0.0.1 into
+    the machine's external address. Ray reads the flag at import, in this process and in each worker it starts,
+    so it is set in the environment (for the workers) and, if Ray is already imported here, in its constants."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
 
 
 def enrich_dataset(
