@@ -81,6 +81,7 @@ class EnrichOptions:
     blob_column: str = "blob"
     status_column: str | None = None
     source_column: str | None = None
+    error_column: str | None = None
     max_workers: int = 64
     max_bytes_in_flight: int = DEFAULT_MAX_BYTES_IN_FLIGHT
     batch_size: int = DEFAULT_BATCH_ROWS
@@ -95,8 +96,9 @@ class EnrichOptions:
     def new_columns(self) -> list[tuple[str, str]]:
         """``(column, option)`` for each column added, blob first."""
         out = [(self.blob_column, "blob_column")]
-        out += [(c, o) for c, o in ((self.status_column, "status_column"), (self.source_column, "source_column"))
-                if c is not None]
+        optional = ((self.status_column, "status_column"), (self.source_column, "source_column"),
+                    (self.error_column, "error_column"))
+        out += [(c, o) for c, o in optional if c is not None]
         return out
 
     def check_names(self, columns: list[str], case_sensitive: bool = True) -> None:
@@ -118,7 +120,7 @@ class EnrichOptions:
 
     def enrich_kwargs(self) -> dict[str, Any]:
         return {"key_column": self.key_column, "blob_column": self.blob_column, "status_column": self.status_column,
-                "source_column": self.source_column, "max_workers": self.max_workers,
+                "source_column": self.source_column, "error_column": self.error_column, "max_workers": self.max_workers,
                 "max_bytes_in_flight": self.max_bytes_in_flight, "progress": False}
 
 

@@ -78,14 +78,15 @@ def enrich_dataset(
     blob_column: str = "blob",
     status_column: str | None = None,
     source_column: str | None = None,
+    error_column: str | None = None,
     max_workers: int = 64,
     max_bytes_in_flight: int = DEFAULT_MAX_BYTES_IN_FLIGHT,
     batch_size: int = DEFAULT_BATCH_ROWS,
     **map_batches_options: Any,
 ) -> ray.data.Dataset:
     """``ds`` with a ``large_binary`` blob column appended (null unless the key was found), and the optional
-    status (``found | missing | invalid | failed``) and source (tier name) string columns. Lazy, like any
-    transformation.
+    status (``found | missing | invalid | failed``), source (tier name) and error (why there is no blob:
+    missing, invalid or failed) string columns. Lazy, like any transformation.
 
     ``store`` is a spec (dict, TOML path or ``Spec``; environment references are resolved on the workers) or a
     picklable ``Store``. Every input row and column is kept; a null key is ``invalid``. Each actor enriches
@@ -94,7 +95,7 @@ def enrich_dataset(
     ``num_cpus=0.5``).
     """
     _ray()
-    options = EnrichOptions(key_column, blob_column, status_column, source_column, max_workers,
+    options = EnrichOptions(key_column, blob_column, status_column, source_column, error_column, max_workers,
                             max_bytes_in_flight, batch_size)
     _check_schema(ds, options)
     from ray import cloudpickle
@@ -116,7 +117,8 @@ def _check_schema(ds: ray.data.Dataset, options: EnrichOptions) -> None:
         return
     base = getattr(schema, "base_schema", None)
     if isinstance(base, pa.Schema):
-        _Plan(options.key_column, options.blob_column, options.status_column, options.source_column).new_fields(base)
+        _Plan(options.key_column, options.blob_column, options.status_column, options.source_column,
+              options.error_column).new_fields(base)
     else:  # pandas blocks: the types are numpy's; check the names here, the key type on the workers
         options.check_names(list(schema.names))
 
@@ -152,7 +154,7 @@ def fetch_job(spec: StoreLike, keys: pa.Table, **fetch_options: Any) -> Iterator
         context.execution_options.preserve_order, context.enable_progress_bars = True, False
         blocks = [pa.Table.from_batches([batch]) for batch in keys.to_batches()]
         ds = enrich_dataset(ray.data.from_arrow(blocks), spec, status_column="status", source_column="source",
-                            **fetch_options)
+                            error_column="error", **fetch_options)
         yield (engine_result(*row) for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None)
                for row in zip(*(column.to_pylist() for column in batch.columns)))
     finally:

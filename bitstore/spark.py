@@ -86,12 +86,14 @@ def enrich_dataframe(
     blob_column: str = "blob",
     status_column: str | None = None,
     source_column: str | None = None,
+    error_column: str | None = None,
     max_workers: int = 64,
     max_bytes_in_flight: int = DEFAULT_MAX_BYTES_IN_FLIGHT,
     batch_size: int = DEFAULT_BATCH_ROWS,
 ) -> DataFrame:
     """``df`` with a binary blob column appended (null unless the key was found), and the optional status
-    (``found | missing | invalid | failed``) and source (tier name) string columns. Lazy, like any transformation.
+    (``found | missing | invalid | failed``), source (tier name) and error (why there is no blob: missing,
+    invalid or failed) string columns. Lazy, like any transformation.
 
     ``store`` is a spec (dict, TOML path or ``Spec``; environment references are resolved on the executors) or a
     picklable ``Store``. Every input row and column is kept; a null key is ``invalid``. Each task fetches with
@@ -102,7 +104,7 @@ def enrich_dataframe(
     from pyspark.sql.pandas.types import to_arrow_schema
     from pyspark.sql.types import BinaryType, StringType, StructField, StructType
 
-    options = EnrichOptions(key_column, blob_column, status_column, source_column, max_workers,
+    options = EnrichOptions(key_column, blob_column, status_column, source_column, error_column, max_workers,
                             max_bytes_in_flight, batch_size)
     conf = df.sparkSession.conf
     options = replace(options, key_column=_key_field(df, options, conf.get("spark.sql.caseSensitive", "false")))
@@ -176,7 +178,7 @@ def fetch_job(spec: StoreLike, keys: pa.Table, **fetch_options: Any) -> Iterator
     spark = local_session()
     try:
         df = enrich_dataframe(spark.createDataFrame(keys), spec, status_column="status", source_column="source",
-                              **fetch_options)
+                              error_column="error", **fetch_options)
         yield (engine_result(*row) for row in df.toLocalIterator())
     finally:
         if started:

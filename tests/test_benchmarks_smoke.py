@@ -36,6 +36,7 @@ def test_quick_run_produces_a_row_per_contender(tmp_path):
         ("server headroom 0ms", "obstore async, 256 in flight"),
         ("s3 16 KiB 0ms", "epic-bitstore 1.1.0, ultimap 16 threads"),
         ("s3 16 KiB 0ms", "obstore async, 64 in flight"),
+        ("s3 16 KiB 0ms", "obstore async, 64 in flight, copied to bytes"),
         ("s3 16 KiB 0ms", "bitstore get_many"),
         ("s3 16 KiB 0ms", "bitstore get_many [sdk]"),
         ("s3 16 KiB 0ms", "bitstore get_many(views=True)"),

@@ -57,7 +57,7 @@ def test_the_engine_writes_what_local_writes(engine, job, request, capsys, monke
     if engine != "beam":
         request.getfixturevalue({"spark": "spark", "ray": "ray_cluster"}[engine])
     local_code, local = _fetch(job, "local")
-    capsys.readouterr()
+    local_err = capsys.readouterr().err
     code, table = _fetch(job, engine)
     err = capsys.readouterr().err
     assert local_code == code == 3  # some keys failed
@@ -68,6 +68,8 @@ def test_the_engine_writes_what_local_writes(engine, job, request, capsys, monke
     else:
         assert table.equals(local)
         assert "found 121, missing 0, invalid 1, failed 2" in err
+        causes = [[line for line in text.splitlines() if "failed x1: " in line] for text in (local_err, err)]
+        assert len(causes[0]) == len(causes[1]) == 2 and all("dead-s3" in line for line in causes[1])
 
 
 @pytest.mark.parametrize("engine", ["spark", "ray"])

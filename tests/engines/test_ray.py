@@ -73,11 +73,12 @@ def test_a_failing_tier_accounts_for_every_input_once(ray_cluster, tmp_path):
     elsewhere = [sha1(f"only elsewhere {i}".encode()) for i in range(200)]
     keys = [*present, *elsewhere, "junk"]
     out = enrich_dataset(_dataset(ray_cluster, keys, blocks=4), failing_spec(tmp_path / "disk"),
-                         status_column="status", max_workers=16)
+                         status_column="status", error_column="error", max_workers=16)
     rows = _by_id(out)
     assert sorted(rows) == list(range(len(keys)))
     statuses = Counter(r["status"] for r in rows.values())
     assert statuses == {"found": len(present), "failed": len(elsewhere), "invalid": 1}
+    assert all("dead-s3" in r["error"] and r["blob"] is None for r in rows.values() if r["status"] == "failed")
 
 
 def test_the_store_is_built_once_per_actor_process(ray_cluster):

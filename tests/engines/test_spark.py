@@ -72,12 +72,18 @@ def test_a_failing_tier_accounts_for_every_input_once(spark, tmp_path):
     elsewhere = [sha1(f"only elsewhere {i}".encode()) for i in range(200)]
     keys = [*present, *elsewhere, "junk"]
     out = enrich_dataframe(_rows(spark, keys, partitions=4), failing_spec(tmp_path / "disk"),
-                           status_column="status", source_column="source", max_workers=16)
+                           status_column="status", source_column="source", error_column="error", max_workers=16)
     rows = _by_id(out)
     assert sorted(rows) == list(range(len(keys)))
     statuses = Counter(r["status"] for r in rows.values())
     assert statuses == {"found": len(present), "failed": len(elsewhere), "invalid": 1}
-    assert all(r["blob"] is None for r in rows.values() if r["status"] == "failed")
+    for row in rows.values():
+        if row["status"] == "failed":
+            assert row["blob"] is None and "dead-s3" in row["error"] and row["sha1"] in row["error"]
+        elif row["status"] == "invalid":
+            assert "'junk' is invalid" in row["error"]
+        else:
+            assert row["error"] is None
 
 
 def test_the_store_is_built_once_per_worker_process(spark):
