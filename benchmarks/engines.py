@@ -85,8 +85,8 @@ def _ray(t: Target) -> Fetcher:
                          "bytes": [pc.sum(pc.binary_length(blobs)).as_py() or 0]})
 
     def fetch(keys: Sequence[str]) -> tuple[int, int]:
-        ds = enrich_dataset(ray.data.from_arrow(_key_table(keys)), spec, max_workers=THREADS_PER_WORKER,
-                            concurrency=ENGINE_WORKERS)
+        pool = ray.data.ActorPoolStrategy(size=ENGINE_WORKERS, max_tasks_in_flight_per_actor=1)
+        ds = enrich_dataset(ray.data.from_arrow(_key_table(keys)), spec, max_workers=THREADS_PER_WORKER, compute=pool)
         parts = ds.map_batches(totals, batch_format="pyarrow", batch_size=None).take_all()
         return sum(p["n"] for p in parts), sum(p["bytes"] for p in parts)
 

@@ -91,10 +91,10 @@ def enrich_dataset(
     ``store`` is a spec (dict, TOML path or ``Spec``; environment references are resolved on the workers) or a
     picklable ``Store``. Every input row and column is kept; a null key is ``invalid``. Each actor enriches
     ``batch_size`` rows at a time with up to ``max_workers`` threads and ``max_bytes_in_flight`` bytes in
-    flight. Other keywords go to ``map_batches`` (e.g. ``concurrency=4``, ``num_cpus=1``; default
-    ``num_cpus=0.5``).
+    flight. Other keywords go to ``map_batches`` (e.g. ``compute=ray.data.ActorPoolStrategy(size=4)``,
+    ``num_cpus=1``; by default ``num_cpus=0.5`` and an autoscaling pool with one block in flight per actor).
     """
-    _ray()
+    ray = _ray()
     options = EnrichOptions(key_column, blob_column, status_column, source_column, error_column, max_workers,
                             max_bytes_in_flight, batch_size)
     _check_schema(ds, options)
@@ -102,6 +102,10 @@ def enrich_dataset(
 
     recipe = StoreRecipe(store, dumps=cloudpickle.dumps)
     map_batches_options.setdefault("num_cpus", ACTOR_NUM_CPUS)
+    if "compute" not in map_batches_options and "concurrency" not in map_batches_options:
+        # One block at a time per actor: blocks then spread over the actors as they start, instead of
+        # queueing behind the first actor that is ready while the others sit idle.
+        map_batches_options["compute"] = ray.data.ActorPoolStrategy(min_size=1, max_tasks_in_flight_per_actor=1)
     return ds.map_batches(_Enrich, fn_constructor_kwargs={"recipe": recipe, "options": options},
                           batch_format="pyarrow", batch_size=batch_size, **map_batches_options)
 
