@@ -135,3 +135,20 @@ def test_the_session_stays_on_loopback(spark):
     conf = spark.sparkContext.getConf()
     assert conf.get("spark.driver.host") == conf.get("spark.driver.bindAddress") == "127.0.0.1"
     assert conf.get("spark.ui.enabled") == "false"
+
+
+def test_batches_are_cast_to_sparks_types_and_split_where_32_bit_offsets_would_overflow(monkeypatch):
+    import pyarrow as pa
+
+    import bitstore.spark as adapter
+
+    blobs = [b"x" * 6, None, b"y" * 6, b"z" * 6, b""]
+    batch = pa.record_batch({"sha1": ["a", "b", "c", "d", "e"], "blob": pa.array(blobs, pa.large_binary()),
+                             "status": ["found", "missing", "found", "found", "found"]})
+    monkeypatch.setattr(adapter, "_MAX_BINARY_BATCH_BYTES", 11)  # as if each blob were 1 GiB
+    out = list(adapter._as_spark_types(batch, [pa.binary(), pa.string()]))
+    assert [b.num_rows for b in out] == [2, 1, 2]  # halves until each fits: 18 -> 6 + 12 -> 6 + 6 + 6
+    assert all(b.schema.field("blob").type == pa.binary() for b in out)
+    assert pa.Table.from_batches(out).column("blob").to_pylist() == blobs
+    whole = list(adapter._as_spark_types(batch, [pa.large_binary(), pa.large_string()]))  # large types: never split
+    assert len(whole) == 1 and whole[0].schema.field("status").type == pa.large_string()
