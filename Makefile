@@ -7,7 +7,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(EXTRAS)
 EXTRAS ?= test
 
-.PHONY: demo test lint bench venv clean notebook
+.PHONY: demo test lint bench venv clean notebook java
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +22,14 @@ venv: $(STAMP)
 demo: $(VENV)/.installed-all
 	$(BIN)/bitstore demo
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test java
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The Spark tests need a Java runtime (the only dependency pip cannot install).
+java:
+	@command -v java >/dev/null 2>&1 || { [ -n "$$JAVA_HOME" ] && [ -x "$$JAVA_HOME/bin/java" ]; } || { \
+	  echo "Spark (tests/engines) needs Java 17+: apt-get install openjdk-17-jre-headless"; exit 1; }
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -15,9 +15,12 @@ from typing import Any
 
 from .measure import Contender, Fetcher, Unavailable
 
-__all__ = ["Target", "point_sdks_at", "remote_contenders", "bitstore_store", "obstore_async"]
+__all__ = ["Target", "point_sdks_at", "remote_contenders", "bitstore_store", "obstore_async", "OBSTORE_BUFFER",
+           "OBSTORE_BYTES"]
 
 OBSTORE_IN_FLIGHT = 64
+OBSTORE_BUFFER = f"obstore async, {OBSTORE_IN_FLIGHT} in flight"
+OBSTORE_BYTES = f"obstore async, {OBSTORE_IN_FLIGHT} in flight, copied to bytes"
 EPIC_WORKERS = 16
 SEQUENTIAL_MAX_N = 300
 #: The slow threaded contenders run at a steady rate: this many keys measure it, and keep the run short.
@@ -114,12 +117,13 @@ def _epic_gs_raw(base: type) -> type:
 
 
 # --- obstore, async, 64 requests in flight ----------------------------------------------------------------
-def obstore_async(in_flight: int):
-    """obstore's async API with ``in_flight`` requests outstanding (64 as the issue's reference figure)."""
-    return lambda t: _obstore_async(t, in_flight)
+def obstore_async(in_flight: int, copy: bool = False):
+    """obstore's async API with ``in_flight`` requests outstanding (64 as the issue's reference figure). Each
+    blob comes as obstore's own buffer; with ``copy`` it is copied to ``bytes``, as ``get_many`` returns it."""
+    return lambda t: _obstore_async(t, in_flight, copy)
 
 
-def _obstore_async(t: Target, in_flight: int) -> Fetcher:
+def _obstore_async(t: Target, in_flight: int, copy: bool = False) -> Fetcher:
     obs = _need("obstore", "obstore not installed")
     from obstore.store import GCSStore, S3Store
 
@@ -137,6 +141,8 @@ def _obstore_async(t: Target, in_flight: int) -> Fetcher:
         async def worker() -> None:
             for key in pending:
                 data = await (await obs.get_async(store, t.prefix + key)).bytes_async()
+                if copy:
+                    data = bytes(data)
                 totals[0] += 1
                 totals[1] += len(data)
 
@@ -224,7 +230,8 @@ def remote_contenders() -> list[Contender]:
         Contender("SDK sequential loop", _sdk_loop, warmup=4, max_n=SEQUENTIAL_MAX_N),
         Contender(f"epic-bitstore 1.1.0, ultimap {EPIC_WORKERS} threads", _epic, warmup=EPIC_WORKERS,
                   max_n=SLOW_MAX_N),
-        Contender(f"obstore async, {OBSTORE_IN_FLIGHT} in flight", obstore_async(OBSTORE_IN_FLIGHT)),
+        Contender(OBSTORE_BUFFER, obstore_async(OBSTORE_IN_FLIGHT)),
+        Contender(OBSTORE_BYTES, obstore_async(OBSTORE_IN_FLIGHT, copy=True)),
         Contender("bitstore get_many", _get_many("auto"), reference=True),
         Contender("bitstore get_many [sdk]", _get_many("sdk"), max_n=SLOW_MAX_N),
         Contender("bitstore get_many(views=True)", _get_many("auto", views=True)),

@@ -2,7 +2,8 @@
 
 1. S3 and GCS protocols against ``benchmarks.server`` (a separate process answering from memory), for
    each blob size and per-request delay: the contenders of ``benchmarks.remote`` on the same keys.
-2. FetchBlobs against get_many on ``--beam-n`` keys (16 KiB, the largest delay).
+2. FetchBlobs against get_many on ``--beam-n`` keys (16 KiB, the largest delay), and Spark and Ray against
+   get_many on ``--engine-n`` keys (``benchmarks.engines``).
 3. The local-disk store against a plain threaded read loop (``benchmarks.local_disk``).
 4. Peak memory of enrich_batches and ``bitstore fetch`` (``benchmarks/arrow_memory.py``, ``cli_memory.py``).
 
@@ -54,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="only contenders whose name contains one of these (comma separated, case-insensitive)")
     p.add_argument("--beam-n", type=int, default=None,
                    help="keys of the FetchBlobs-at-scale case (default 20000; 0 skips)")
+    p.add_argument("--engine-n", type=int, default=None,
+                   help="keys of the Spark/Ray case (16 KiB, the largest delay; default 20000; 0 skips)")
     p.add_argument("--repeat", type=int, default=None,
                    help="interleaved rounds per case; the median round is reported (default 5; quick 1)")
     p.add_argument("--skip-local", action="store_true")
@@ -160,6 +163,32 @@ def _beam_case(args, server: ServerProcess, cases: list[dict], rows: list[Row]) 
     server.set_delay(0)
 
 
+def _engine_case(args, server: ServerProcess, cases: list[dict], rows: list[Row]) -> None:
+    """Spark and Ray against get_many on the same keys (16 KiB, the largest delay), steady state."""
+    from .engines import STARTUP, engine_contenders
+
+    contenders = [c for c in remote_contenders() if c.name == "bitstore get_many"] + engine_contenders()
+    size, delay, protocol = 16 * 1024, max(args.delays), args.protocols[0]
+    keys = server.fill("bench-engines", "blobs/", args.engine_n + WARMUP_KEYS, size, seed=args.seed + 3)
+    server.set_delay(delay)
+    name = f"{protocol} 16 KiB {delay:g}ms, {args.engine_n:,} keys, engines"
+    cases.append({"name": name, "kind": "engines", "protocol": protocol, "size": size, "delay_ms": delay,
+                  "n": args.engine_n, "title": f"Spark and Ray: {protocol.upper()}, 16 KiB, {delay:g} ms, "
+                                               f"{args.engine_n:,} keys (steady state; start-up apart)"})
+    print(f"\n{name}", flush=True)
+    target = Target(protocol, server.endpoint, "bench-engines", "blobs/")
+    measured = _measure_case(args, name, contenders, target, keys[: args.engine_n], keys[args.engine_n:], size,
+                             server)
+    for row in measured:
+        engine = row.contender.split()[0]
+        if engine in STARTUP:
+            row.extra["startup_s"] = round(STARTUP[engine], 1)
+            row.note = f"start-up {STARTUP[engine]:.1f} s (not timed); {row.note}"
+    rows += measured
+    server.drop("bench-engines")
+    server.set_delay(0)
+
+
 def _local_cases(args, cases: list[dict], rows: list[Row]) -> None:
     for size in args.sizes:
         n = args.n if size <= SMALL_LIMIT else args.n_large
@@ -204,6 +233,8 @@ def main(argv: list[str] | None = None) -> dict:
         args.repeat = 1 if args.quick else 5
     if args.beam_n is None:
         args.beam_n = 0 if args.quick else 20000
+    if args.engine_n is None:
+        args.engine_n = 0 if args.quick else 20000
     command = shlex.join(["python", "-m", "benchmarks.run", *(sys.argv[1:] if argv is None else argv)])
     machine = machine_info()
     print(f"machine: {machine['cores']} cores, {machine['cpu']}, {machine['python']}, "
@@ -217,6 +248,8 @@ def main(argv: list[str] | None = None) -> dict:
             _remote_cases(args, server, cases, rows)
             if args.beam_n:
                 _beam_case(args, server, cases, rows)
+            if args.engine_n:
+                _engine_case(args, server, cases, rows)
     if not args.skip_local:
         _local_cases(args, cases, rows)
     extras = {} if args.quick or args.skip_memory else _memory_scripts()

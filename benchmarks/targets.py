@@ -8,11 +8,18 @@ import statistics
 from collections.abc import Iterable
 
 from .measure import Row
+from .remote import OBSTORE_BUFFER, OBSTORE_BYTES
 
 __all__ = ["evaluate"]
 
-EPIC, OBSTORE, SDK_LOOP = "epic-bitstore", "obstore", "SDK sequential loop"
+EPIC, SDK_LOOP = "epic-bitstore", "SDK sequential loop"
 GET_MANY, ENRICH, FETCH_BLOBS = "bitstore get_many", "bitstore enrich_table", "beam FetchBlobs"
+GET_MANY_VIEWS = "bitstore get_many(views=True)"
+SPARK, RAY = "spark enrich_dataframe", "ray enrich_dataset"
+
+
+def _exact(rows: Iterable[Row], case: str, name: str) -> Row | None:
+    return next((r for r in rows if r.case == case and r.contender == name and r.ok), None)
 
 
 def _find(rows: Iterable[Row], case: str, prefix: str) -> Row | None:
@@ -61,18 +68,26 @@ def evaluate(cases: list[dict], rows: list[Row]) -> list[dict]:
             ref = _find(rows, name, GET_MANY)
             if case["size"] <= 64 * 1024 and case["delay_ms"] == 20:
                 out.append(_check(f"{name}: get_many / original library", _ratio(ref, _find(rows, name, EPIC)), 5))
-                out.append(_check(f"{name}: get_many / obstore", _ratio(ref, _find(rows, name, OBSTORE)), 0.85))
+                out.append(_check(f"{name}: get_many / obstore", _ratio(ref, _exact(rows, name, OBSTORE_BUFFER)), 0.85))
                 out.append(_check(f"{name}: get_many client CPU-ms per blob",
                                   ref.cpu_ms_per_blob if ref else None, 1.0, at_most=True))
-            if case["size"] >= 1024 * 1024:
-                alternatives = [r for r in (_find(rows, name, p) for p in (SDK_LOOP, EPIC, OBSTORE)) if r]
+            if case["size"] >= 1024 * 1024:  # like with like: bytes against bytes, buffers against buffers
+                alternatives = [r for r in (_find(rows, name, SDK_LOOP), _find(rows, name, EPIC),
+                                            _exact(rows, name, OBSTORE_BYTES)) if r]
                 best = max(alternatives, key=lambda r: r.blobs_per_s, default=None)
-                out.append(_check(f"{name}: get_many / best alternative ({best.contender if best else '-'})",
+                out.append(_check(f"{name}: get_many / best bytes alternative ({best.contender if best else '-'})",
                                   _ratio(ref, best), 0.9))
+                out.append(_check(f"{name}: get_many(views=True) / {OBSTORE_BUFFER} (buffer as is)",
+                                  _ratio(_exact(rows, name, GET_MANY_VIEWS), _exact(rows, name, OBSTORE_BUFFER)),
+                                  0.9))
             out.append(_check(f"{name}: enrich_table / get_many", _ratio(_find(rows, name, ENRICH), ref), 0.9))
         elif kind == "beam-scale":
             out.append(_check(f"{name}: FetchBlobs / get_many",
                               _ratio(_find(rows, name, FETCH_BLOBS), _find(rows, name, GET_MANY)), 0.5))
+        elif kind == "engines":
+            ref = _find(rows, name, GET_MANY)
+            for engine in (SPARK, RAY):
+                out.append(_check(f"{name}: {engine} / get_many", _ratio(_find(rows, name, engine), ref), 0.6))
         elif kind == "local":
             out.append(_check(f"{name}: get_many / plain threaded read loop",
                               _ratio(_find(rows, name, GET_MANY), _find(rows, name, "plain")), 0.8))

@@ -91,6 +91,7 @@ class _Plan:
     blob_column: str
     status_column: str | None
     source_column: str | None
+    error_column: str | None = None
 
     def new_fields(self, schema: pa.Schema) -> list[pa.Field]:
         names = list(schema.names)
@@ -104,7 +105,8 @@ class _Plan:
             raise ColumnTypeError(self.key_column, str(key_type), names)
         fields = [pa.field(self.blob_column, pa.large_binary())]
         options = ["blob_column"]
-        for option, name in (("status_column", self.status_column), ("source_column", self.source_column)):
+        for option, name in (("status_column", self.status_column), ("source_column", self.source_column),
+                             ("error_column", self.error_column)):
             if name is not None:
                 fields.append(pa.field(name, pa.string()))
                 options.append(option)
@@ -124,6 +126,8 @@ class _Plan:
             out.append(pa.array([r.status for r in results], type=pa.string()))
         if self.source_column is not None:
             out.append(pa.array([r.source for r in results], type=pa.string()))
+        if self.error_column is not None:
+            out.append(pa.array([r.error for r in results], type=pa.string()))
         return out
 
 
@@ -257,12 +261,14 @@ def enrich_table(
     blob_column: str = "blob",
     status_column: str | None = None,
     source_column: str | None = None,
+    error_column: str | None = None,
     max_workers: int = 64,
     max_bytes_in_flight: int = DEFAULT_MAX_BYTES_IN_FLIGHT,
     progress: bool | None = None,
 ) -> pa.Table:
     """``table`` with a ``large_binary`` blob column appended (null unless the key was found), and the
-    optional status (``found | missing | invalid | failed``) and source (tier name) string columns.
+    optional status (``found | missing | invalid | failed``), source (tier name) and error (why there is no
+    blob: missing, invalid or failed) string columns.
 
     The input columns are kept as they are (same chunks); a null key is ``invalid``.
     """
@@ -272,7 +278,7 @@ def enrich_table(
         raise TypeError(f"enrich_table takes a pyarrow.Table, not {type(table).__name__}; "
                         "use enrich_batches for readers, datasets and iterables of batches")
     _check_store(store)
-    plan = _Plan(key_column, blob_column, status_column, source_column)
+    plan = _Plan(key_column, blob_column, status_column, source_column, error_column)
     fields = plan.new_fields(table.schema)
     key_chunks = (
         chunk.slice(offset, _TABLE_SLICE_ROWS)
@@ -299,6 +305,7 @@ def enrich_batches(
     blob_column: str = "blob",
     status_column: str | None = None,
     source_column: str | None = None,
+    error_column: str | None = None,
     max_workers: int = 64,
     max_bytes_in_flight: int = DEFAULT_MAX_BYTES_IN_FLIGHT,
     progress: bool | None = None,
@@ -317,7 +324,7 @@ def enrich_batches(
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, not {batch_size!r}")
     in_schema, source, total = _batch_source(batches, batch_size, schema)
-    plan = _Plan(key_column, blob_column, status_column, source_column)
+    plan = _Plan(key_column, blob_column, status_column, source_column, error_column)
     fields = plan.new_fields(in_schema)
     out_schema = in_schema
     for field in fields:

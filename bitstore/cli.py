@@ -108,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--batch-size", type=_positive_int, metavar="N", default=None,
                        help="rows per Parquet row group (default: 4096)")
     _progress_arg(fetch)
+    fetch.add_argument("--engine", choices=("local", "beam", "spark", "ray"), default="local",
+                       help="where to fetch: this process (default), Beam (beam_transforms.pipeline), or the running "
+                            "Spark session / Ray cluster, else a local one (same output, see the README)")
     fetch.set_defaults(run=_fetch)
 
     stat = sub.add_parser("stat", parents=[common], help="which tier has each key's blob, and its size (no download)",
@@ -301,25 +304,39 @@ def _tier_index(spec, wanted: str) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from .fetchjob import DEFAULT_BATCH_ROWS, fetch_to_file
+    from .fetchjob import DEFAULT_BATCH_ROWS, fetch_on_engine, fetch_to_file
     from .store import DEFAULT_MAX_BYTES_IN_FLIGHT
     from .tables import check_output
 
+    if args.engine == "beam":
+        return _fetch_on_beam(args)
     check_output(args.output)
     spec = load_spec_or_default(args.spec)
     keys = _open_input(args)
-    summary = fetch_to_file(
-        spec.build, keys, args.output,
-        max_workers=args.max_workers or spec.max_workers or 64,
-        batch_size=args.batch_size or DEFAULT_BATCH_ROWS,
-        max_bytes_in_flight=args.max_bytes_in_flight or spec.max_bytes_in_flight or DEFAULT_MAX_BYTES_IN_FLIGHT,
-        progress=args.progress,
-        total=keys.total,
-    )
+    options = {"max_workers": args.max_workers or spec.max_workers or 64,
+               "batch_size": args.batch_size or DEFAULT_BATCH_ROWS,
+               "max_bytes_in_flight": args.max_bytes_in_flight or spec.max_bytes_in_flight
+               or DEFAULT_MAX_BYTES_IN_FLIGHT}
+    if args.engine == "local":
+        summary = fetch_to_file(spec.build, keys, args.output, progress=args.progress, total=keys.total, **options)
+    else:
+        summary = fetch_on_engine(args.engine, spec, keys, args.output, **options)
     print(f"bitstore fetch -> {args.output}", file=sys.stderr)
     for line in summary.lines():
         print(line, file=sys.stderr)
     return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _fetch_on_beam(args: argparse.Namespace) -> int:
+    """The same job as ``python -m beam_transforms.pipeline`` (run as that module: bitstore imports no Beam code)."""
+    import subprocess
+
+    if args.input == "-":
+        raise UsageError("--engine beam reads its keys from a file, not from stdin")
+    argv = [sys.executable, "-m", "beam_transforms.pipeline", "--input", args.input, "--output", args.output,
+            "--column", args.column, *(["--spec", args.spec] if args.spec else []),
+            *(["--max_workers", str(args.max_workers)] if args.max_workers else [])]
+    return subprocess.run(argv).returncode
 
 
 def _stat(args: argparse.Namespace) -> int:

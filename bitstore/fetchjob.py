@@ -14,17 +14,26 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import islice
+from typing import TYPE_CHECKING, Any
 
 from .inputs import TEXT_COLUMN, InputError, KeyInput
 from .store import DEFAULT_MAX_BYTES_IN_FLIGHT, FetchResult, Store
 
-__all__ = ["output_schema", "output_schema_for", "output_row", "fetch_to_file", "write_rows", "FetchSummary",
-           "DEFAULT_BATCH_ROWS", "STATUSES", "failure_cause", "plural", "human_size"]
+if TYPE_CHECKING:
+    from .spec import Spec
+
+__all__ = ["output_schema", "output_schema_for", "output_row", "fetch_to_file", "fetch_on_engine", "write_rows",
+           "FetchSummary", "DEFAULT_BATCH_ROWS", "STATUSES", "ENGINES", "failure_cause", "plural", "human_size"]
 
 DEFAULT_BATCH_ROWS = 4096
 ROW_GROUP_MAX_BYTES = 64 * 1024 * 1024
 STATUSES = ("found", "missing", "invalid", "failed")
+#: Where ``bitstore fetch --engine`` runs the job: this process's threads, or Beam, Spark or Ray workers.
+ENGINES = ("local", "beam", "spark", "ray")
+#: Keys per Spark partition / Ray block when the job runs on an engine: the unit a worker fetches, and the unit
+#: of results the driver holds while it writes them.
+ENGINE_PARTITION_ROWS = 4096
 _MAX_ERROR_SAMPLES = 5
 
 
@@ -187,6 +196,68 @@ def fetch_to_file(
                size=lambda row: len(row[1]) if row[1] is not None else 0)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def fetch_on_engine(
+    engine: str,
+    spec: Spec,
+    source: KeyInput,
+    output: str | os.PathLike,
+    *,
+    max_workers: int = 64,
+    batch_size: int = DEFAULT_BATCH_ROWS,
+    max_bytes_in_flight: int = DEFAULT_MAX_BYTES_IN_FLIGHT,
+) -> FetchSummary:
+    """``fetch_to_file`` run on Spark or Ray: the keys are sent to the engine in partitions of 4,096, its workers
+    fetch them (``bitstore.spark.enrich_dataframe`` / ``bitstore.ray.enrich_dataset`` with ``spec``), and the
+    rows come back in input order to be written here, into the same file with the same rows. The input's rows
+    are held on the driver meanwhile (the blobs are not: they stream back a partition at a time).
+
+    Uses the running Spark session or Ray cluster, else starts a local one for the job (and stops it after).
+    """
+    if engine == "spark":
+        from .spark import fetch_job
+    elif engine == "ray":
+        from .ray import fetch_job
+    else:
+        raise ValueError(f"engine must be 'spark' or 'ray' here, not {engine!r}")
+    from .composite import Composite
+    from .sha1 import Sha1Composite
+
+    summary = FetchSummary()
+    store = Sha1Composite() if spec.keys == "sha1" else Composite()  # the keys' canonical form: no tier, no secret
+
+    def run(keys: Iterable[Any]) -> Iterator[tuple]:
+        table = _key_table(keys)
+        if not table.num_rows:  # nothing to send: no session or cluster is started
+            return
+        with fetch_job(spec, table, max_workers=max_workers, max_bytes_in_flight=max_bytes_in_flight) as results:
+            for result in results:
+                summary.add(result)
+                yield output_row(store, result)
+
+    start = time.perf_counter()
+    write_rows(source, output, list(output_schema())[1:], run, batch_size=batch_size,
+               size=lambda row: len(row[1]) if row[1] is not None else 0)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _key_table(keys: Iterable[Any]):
+    """The keys as a one-column (``sha1``) Arrow table in chunks of ``ENGINE_PARTITION_ROWS``."""
+    import pyarrow as pa
+
+    iterator = iter(keys)
+    chunks = []
+    while chunk := list(islice(iterator, ENGINE_PARTITION_ROWS)):
+        chunks.append(pa.array(chunk, pa.string()))
+    return pa.table({"sha1": pa.chunked_array(chunks, pa.string())})
+
+
+def engine_result(sha1: str | None, blob: Any, status: str, source: str | None,
+                  error: str | None = None) -> FetchResult:
+    """An engine's output row as the ``FetchResult`` the local job would have had for that key."""
+    return FetchResult(sha1, None if blob is None else bytes(blob), status, source, error)
 
 
 def write_rows(source: KeyInput, output: str | os.PathLike, added: list, run: Callable[[Iterable[Any]],

@@ -163,6 +163,22 @@ def test_mixed_found_missing_invalid_failed_with_a_flaky_user_tier():
     assert out.column("src").to_pylist() == ["memory", None, None, None, None, "memory"]
 
 
+def test_error_column_says_why_a_blob_is_missing_invalid_or_failed():
+    store = memory_store()
+    store.append_source(FlakyTier(), cache_result=False)
+    keys = [SHAS[1], ABSENT[1], "zz", BROKEN]
+    table = pa.table({"sha1": keys})
+    out = enrich_table(table, store, error_column="why")
+    errors = out.column("why").to_pylist()
+    assert out.schema.field("why").type == pa.string()
+    assert errors[0] is None and "does not contain" in errors[1]
+    assert "'zz' is invalid" in errors[2] and "tier unreachable" in errors[3]
+    streamed = enrich_batches(table.to_batches(), store, error_column="why").read_all()
+    assert streamed.column("why").to_pylist() == errors
+    with pytest.raises(ColumnExists, match="error_column='sha1'"):
+        enrich_table(table, store, error_column="sha1")
+
+
 def test_order_is_preserved_when_fetches_complete_out_of_order():
     rng = random.Random(7)
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-HEAVY = ["boto3", "botocore", "google.cloud.storage", "apache_beam", "pyarrow", "obstore"]
+HEAVY = ["boto3", "botocore", "google.cloud.storage", "apache_beam", "pyarrow", "obstore", "pyspark", "ray"]
 
 
 def _modules_after(code: str) -> set[str]:
