@@ -77,7 +77,7 @@ def test_rejected_credentials_are_unavailable_not_retried(row: Row, fault_proxy,
         pytest.skip("GCS emulators do not authenticate: no 403 to provoke (S3 rows test it against moto with "
                     "INITIAL_NO_AUTH_ACTION_COUNT)")
     moto_auth = request.getfixturevalue("moto_auth")  # moto with authentication on, its own subprocess
-    proxy = fault_proxy(moto_auth.endpoint_url)
+    proxy = fault_proxy(moto_auth.endpoint_url, preserve_host=True)  # the signature covers Host
     uri = f"s3://{moto_auth.bucket}/{moto_auth.key}"
     row.monkeypatch.setenv("AWS_ACCESS_KEY_ID", moto_auth.access_key)
     row.monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", moto_auth.secret_key)

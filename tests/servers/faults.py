@@ -26,6 +26,8 @@ reproducible. Only ``methods`` are faulted (GET by default: writes and bucket cr
 stops itself after ``lifetime`` seconds; ``stats`` counts requests, forwards and each fault kind, and
 ``requests`` counts each (method, path) seen. With ``match``, only requests whose path contains that string can
 be faulted (all others are forwarded), so a client's own checks (list buckets, bucket metadata) pass.
+Requests are forwarded with ``Host`` set to the upstream's address (so fake-gcs-server's public host matches),
+or, with ``preserve_host``, as the client sent it (so an AWS SigV4 signature, which covers it, stays valid).
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ import random
 import socket
 import struct
 import threading
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 __all__ = ["FaultProxy", "FAULTS", "KINDS"]
 
@@ -59,10 +61,11 @@ class FaultProxy:
     def __init__(self, upstream: str, *, rate: float = 0.0, faults: tuple[str, ...] | list[str] = FAULTS,
                  fail_first: int = 0, methods: tuple[str, ...] = ("GET",), seed: int = 0,
                  stall_seconds: float = 3.0, lifetime: float = 600.0, fail_paths=(), retry_after: float | None = None,
-                 bytes_per_second: float = 8.0, match: str | None = None):
+                 bytes_per_second: float = 8.0, match: str | None = None, preserve_host: bool = False):
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.lifetime = lifetime
+        self.preserve_host = preserve_host
         self.stats: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -182,7 +185,7 @@ class FaultProxy:
                     break
                 head, body = request
                 method, path = head[0].split(b" ")[:2]
-                kind = self._choose(method.decode(), path.decode().split("?", 1)[0])
+                kind = self._choose(method.decode(), unquote(path.decode().split("?", 1)[0]))
                 if kind in _ERRORS:
                     await self._inject_error(writer, kind, path.decode())
                     continue
@@ -244,13 +247,17 @@ class FaultProxy:
     async def _forward(self, head: list[bytes], body: bytes, method: bytes) -> tuple[bytes, list, bytes]:
         reader, writer = await asyncio.open_connection(*self.upstream, limit=_LIMIT)
         try:
-            host = f"{self.upstream[0]}:{self.upstream[1]}".encode()
+            dropped = (b"connection", b"keep-alive", b"proxy-connection")
+            if not self.preserve_host:
+                dropped += (b"host",)
             lines = [head[0]]
             for line in head[1:]:
                 name = line.split(b":", 1)[0].strip().lower()
-                if name not in (b"host", b"connection", b"keep-alive", b"proxy-connection"):
+                if name not in dropped:
                     lines.append(line)
-            lines += [b"Host: " + host, b"Connection: close"]
+            if not self.preserve_host:
+                lines.append(b"Host: " + f"{self.upstream[0]}:{self.upstream[1]}".encode())
+            lines.append(b"Connection: close")
             writer.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
             await writer.drain()
             response = await _read_message(reader, is_request=False, no_body=method == b"HEAD")
