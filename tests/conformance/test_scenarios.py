@@ -26,8 +26,8 @@ from ._rows import BUCKET, KEY, MISSING_KEY, NO_SUCH_BUCKET, RecordingSleep, Row
 pytestmark = pytest.mark.timeout(60)
 
 #: Time-based scenarios: connect, read-idle (no byte for this long) and the overall deadline per blob.
-FAST_TIMEOUT = (2.0, 0.5)
-DEADLINE = 2.0
+FAST_TIMEOUT = (2.0, 0.4)
+DEADLINE = 1.5
 #: How far past the deadline a give-up may come on a busy shared machine before we call it a hang.
 HANG_GUARD = 10.0
 
@@ -156,8 +156,8 @@ def test_silent_or_trickling_server_fails_at_the_deadline(row: Row, fault_proxy,
     data = blob()
     uri = row.seed(data)
     proxy = fault_proxy(row.endpoint, rate=1.0, faults=[fault], bytes_per_second=8, match=KEY)
-    # 100 attempts: without an overall deadline this would take minutes (silent: 100 x read-idle timeout;
-    # trickle: a byte every 125 ms never trips the idle timeout, so one attempt never ends).
+    # 100 attempts: without an overall deadline this would take most of a minute (silent: 100 x the read-idle
+    # timeout) or forever (trickle: a byte every 125 ms never trips the idle timeout, so one attempt never ends).
     store = row.store(proxy.url, timeout=FAST_TIMEOUT, retry=policy(RecordingSleep(), attempts=100,
                                                                      deadline=DEADLINE))
     start = time.monotonic()
@@ -170,8 +170,8 @@ def test_silent_or_trickling_server_fails_at_the_deadline(row: Row, fault_proxy,
 def test_slow_but_healthy_large_blob_is_found(row: Row, fault_proxy):
     data = blob(1 << 20, seed=3)
     uri = row.seed(data)
-    # 1 MiB at 512 KiB/s: about 2 s, four times the read-idle timeout, with a chunk every 50 ms.
-    proxy = fault_proxy(row.endpoint, rate=1.0, faults=["slow"], bytes_per_second=512 * 1024, match=KEY)
+    # 1 MiB at 768 KiB/s: about 1.3 s, more than three times the read-idle timeout, a chunk every 50 ms.
+    proxy = fault_proxy(row.endpoint, rate=1.0, faults=["slow"], bytes_per_second=768 * 1024, match=KEY)
     store = row.store(proxy.url, timeout=FAST_TIMEOUT, retry=policy(RecordingSleep(), attempts=2, deadline=30.0))
     answer = fetch(store, uri)
     row.expect(answer, "bytes", data)
@@ -197,6 +197,7 @@ def test_failing_cache_over_missing_bucket_gives_failed(row: Row):
     store.append_source(Sha1Store(row.store(retry=policy(RecordingSleep())), f"{row.backend}://{BUCKET}/blobs/"))
     answer = fetch(store, sha1)
     assert answer.kind == "failed", f"{row.id}: a failing cache tier was taken for a miss: {answer!r}"
+    assert [r.status for r in store.get_many([sha1], progress=False)] == ["failed"]
 
 
 def test_failing_local_cache_over_its_size_limit_gives_failed(row: Row, tmp_path):
@@ -210,3 +211,4 @@ def test_failing_local_cache_over_its_size_limit_gives_failed(row: Row, tmp_path
     store.append_source(Sha1Store(row.store(retry=policy(RecordingSleep())), f"{row.backend}://{BUCKET}/blobs/"))
     answer = fetch(store, sha1)
     assert answer.kind == "failed", f"{row.id}: a failing cache tier was taken for a miss: {answer!r}"
+    assert [r.status for r in store.get_many([sha1], progress=False)] == ["failed"]
