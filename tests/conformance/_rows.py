@@ -166,13 +166,11 @@ class Row:
 
     # --- expectations ---------------------------------------------------------------------------------
     def is_refusal(self, answer: Answer) -> bool:
-        """An allowed refusal: explicit fast on a column it may not address, saying so."""
+        """An allowed refusal: explicit fast on a column it may not address, saying that the transport is why."""
         if not (self.may_refuse and answer.kind == "unavailable"):
             return False
         message = str(answer.error).lower()
-        assert "fast" in message or "transport" in message, (
-            f"{self.id}: the fast transport refused without saying why: {answer.error}")
-        return True
+        return "fast" in message or "transport" in message
 
     def expect(self, answer: Answer, kind: str, data: bytes | None = None) -> None:
         """``answer`` must be ``kind`` (with ``data`` for bytes), or an allowed refusal on this row."""
