@@ -23,7 +23,7 @@ from bitstore import LocalRaw, Sha1Cache, Sha1Composite, Sha1Store
 
 from ._rows import BUCKET, KEY, MISSING_KEY, NO_SUCH_BUCKET, RecordingSleep, Row, blob, fetch, policy
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(30)  # each scenario takes seconds; a hang fails in 30 s
 
 #: Time-based scenarios: connect, read-idle (no byte for this long) and the overall deadline per blob.
 FAST_TIMEOUT = (2.0, 0.4)
@@ -172,7 +172,7 @@ def test_slow_but_healthy_large_blob_is_found(row: Row, fault_proxy):
     uri = row.seed(data)
     # 1 MiB at 768 KiB/s: about 1.3 s, more than three times the read-idle timeout, a chunk every 50 ms.
     proxy = fault_proxy(row.endpoint, rate=1.0, faults=["slow"], bytes_per_second=768 * 1024, match=KEY)
-    store = row.store(proxy.url, timeout=FAST_TIMEOUT, retry=policy(RecordingSleep(), attempts=2, deadline=30.0))
+    store = row.store(proxy.url, timeout=FAST_TIMEOUT, retry=policy(RecordingSleep(), attempts=3, deadline=30.0))
     answer = fetch(store, uri)
     row.expect(answer, "bytes", data)
 
