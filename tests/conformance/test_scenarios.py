@@ -100,14 +100,19 @@ def test_rejected_credentials_are_unavailable_not_retried(row: Row, fault_proxy,
 def test_retry_after_is_honoured_and_the_blob_found(row: Row, fault_proxy, status):
     data = blob()
     uri = row.seed(data)
+    # The first 2 GETs of each path holding the key answer `status` with Retry-After: 1 (a transport that reads
+    # the object on another path, or checks its metadata, meets its own 2).
     proxy = fault_proxy(row.endpoint, fail_first=2, faults=[status], retry_after=1, match=KEY)
     sleep = RecordingSleep()
     answer = fetch(row.store(proxy.url, retry=policy(sleep)), uri)
     row.expect(answer, "bytes", data)
     if answer.kind == "bytes":
-        assert proxy.stats[status] == 2
-        honoured = [w for w in sleep.waits if w >= 1.0]
-        assert len(honoured) >= 2, f"{row.id}: Retry-After: 1 not honoured, waits {sleep.waits}"
+        throttled = proxy.stats[status]
+        honoured = [w for w in sleep.waits if w >= 1.0]  # only Retry-After makes a wait >= max_delay (0.01 s)
+        assert throttled >= 2
+        assert len(honoured) == throttled, (
+            f"{row.id}: {throttled} answers asked for Retry-After: 1, {len(honoured)} waits honoured it: "
+            f"{sleep.waits}")
         assert max(sleep.waits) <= 30.0
 
 
@@ -119,9 +124,10 @@ def test_retry_after_is_capped(row: Row, fault_proxy):
     answer = fetch(row.store(proxy.url, retry=policy(sleep, max_retry_after=0.25)), uri)
     row.expect(answer, "bytes", data)
     if answer.kind == "bytes":
-        assert sleep.waits, f"{row.id}: not retried"
-        assert max(sleep.waits) <= 0.25 + 0.01, f"{row.id}: Retry-After not capped: {sleep.waits}"
-        assert max(sleep.waits) >= 0.25 - 1e-6, f"{row.id}: Retry-After ignored: {sleep.waits}"
+        capped = [w for w in sleep.waits if w >= 0.25 - 1e-6]
+        assert max(sleep.waits, default=0) <= 0.25 + 0.01, f"{row.id}: Retry-After not capped: {sleep.waits}"
+        assert len(capped) == proxy.stats["503"] >= 1, (
+            f"{row.id}: {proxy.stats['503']} answers asked for Retry-After: 3600, waits {sleep.waits}")
 
 
 # --- 6, 7: connection reset, truncated body -------------------------------------------------------------
@@ -134,7 +140,7 @@ def test_transient_fault_once_is_retried_and_found(row: Row, fault_proxy, fault)
     answer = fetch(row.store(proxy.url, retry=policy(sleep)), uri)
     row.expect(answer, "bytes", data)
     if answer.kind == "bytes":
-        assert proxy.stats[fault] == 1 and len(sleep.waits) >= 1, f"{row.id}: {proxy.stats}, waits {sleep.waits}"
+        assert proxy.stats[fault] >= 1 and len(sleep.waits) >= 1, f"{row.id}: {proxy.stats}, waits {sleep.waits}"
 
 
 @pytest.mark.parametrize("fault", ["reset", "truncate"])
