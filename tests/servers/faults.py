@@ -8,29 +8,50 @@ Per request it either forwards to the upstream server or injects one fault:
 - ``"stall"``: nothing is sent for ``stall_seconds`` (set it above the client's read timeout), then the
   connection is closed;
 - ``"truncate"``: the upstream answer is forwarded with its full Content-Length but half its body, then the
-  connection is closed.
+  connection is closed;
+- ``"silent"``: the connection is accepted and the request read, then nothing is ever sent (until the proxy
+  stops);
+- ``"trickle"``, ``"slow"``: the upstream answer is forwarded, its head at once and its body paced at
+  ``bytes_per_second`` (in small chunks, several a second when the rate allows, so each arrives well within a
+  read-idle timeout). Use a few bytes a second for a trickle that never ends, a steady healthy rate for "slow".
+
+Injected error statuses carry ``Retry-After: <retry_after>`` when ``retry_after`` is set. Their body is S3-style
+XML, or for a GCS JSON API path (``/storage/``, ``/download/``, ``/upload/``) a GCS JSON error
+(``{"error": {"code", "message", "errors": [{"reason"}]}}``), as each service answers on that path.
 
 Which requests fail: every request for a path in ``fail_paths`` (a hopeless object); with ``fail_first=N``,
 the first N requests for each (method, path) fail and later ones are forwarded; otherwise each request fails
 with probability ``rate``. Kinds are drawn from ``faults`` by a ``random.Random(seed)``, so a run is
 reproducible. Only ``methods`` are faulted (GET by default: writes and bucket creation pass). The proxy
-stops itself after ``lifetime`` seconds; ``stats`` counts requests, forwards and each fault kind.
+stops itself after ``lifetime`` seconds; ``stats`` counts requests, forwards and each fault kind, and
+``requests`` counts each (method, path) seen. With ``match``, only requests whose path contains that string can
+be faulted (all others are forwarded), so a client's own checks (list buckets, bucket metadata) pass.
+Requests are forwarded with ``Host`` set to the upstream's address (so fake-gcs-server's public host matches),
+or, with ``preserve_host``, as the client sent it (so an AWS SigV4 signature, which covers it, stays valid).
 """
 from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import random
 import socket
 import struct
 import threading
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-__all__ = ["FaultProxy", "FAULTS"]
+__all__ = ["FaultProxy", "FAULTS", "KINDS"]
 
+#: The default kinds drawn at random (each ends within the proxy's ``stall_seconds``).
 FAULTS = ("500", "503", "slowdown", "429", "reset", "stall", "truncate")
+#: Every kind, including those that hold a request for long (asked for explicitly).
+KINDS = (*FAULTS, "silent", "trickle", "slow")
 _ERRORS = {"500": (500, "InternalError"), "503": (503, "ServiceUnavailable"), "slowdown": (503, "SlowDown"),
            "429": (429, "TooManyRequests")}
+#: GCS JSON API reasons for the same statuses.
+_GCS_REASONS = {500: "backendError", 503: "backendError", 429: "rateLimitExceeded"}
+_GCS_JSON_PATHS = ("/storage/", "/download/", "/upload/")
+_PACED = ("trickle", "slow")
 _REASONS = {200: "OK", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
 _HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"proxy-connection"}
 _LIMIT = 1 << 20
@@ -39,15 +60,22 @@ _LIMIT = 1 << 20
 class FaultProxy:
     def __init__(self, upstream: str, *, rate: float = 0.0, faults: tuple[str, ...] | list[str] = FAULTS,
                  fail_first: int = 0, methods: tuple[str, ...] = ("GET",), seed: int = 0,
-                 stall_seconds: float = 3.0, lifetime: float = 600.0, fail_paths=()):
+                 stall_seconds: float = 3.0, lifetime: float = 600.0, fail_paths=(), retry_after: float | None = None,
+                 bytes_per_second: float = 8.0, match: str | None = None, preserve_host: bool = False):
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.lifetime = lifetime
+        self.preserve_host = preserve_host
         self.stats: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
+        self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
         self._attempts: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.retry_after: float | None = None
+        self.bytes_per_second = bytes_per_second
+        self.match: str | None = None
         self.configure(rate=rate, faults=faults, fail_first=fail_first, methods=methods, seed=seed,
-                       stall_seconds=stall_seconds, fail_paths=fail_paths)
+                       stall_seconds=stall_seconds, fail_paths=fail_paths, retry_after=retry_after,
+                       bytes_per_second=bytes_per_second, match=match)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -58,17 +86,19 @@ class FaultProxy:
 
     def configure(self, *, rate: float | None = None, faults=None, fail_first: int | None = None,
                   methods=None, seed: int | None = None, stall_seconds: float | None = None,
-                  fail_paths=None) -> FaultProxy:
-        """Change the fault plan (takes effect for the next request); a new ``seed`` also forgets attempts."""
+                  fail_paths=None, retry_after: float | None = None, bytes_per_second: float | None = None,
+                  match: str | None = None) -> FaultProxy:
+        """Change the fault plan (takes effect for the next request); a new ``seed`` also forgets attempts.
+        ``retry_after`` and ``match`` are replaced by each call that gives them (pass ``0``/``""`` to clear)."""
         with self._lock:
             if rate is not None:
                 if not 0.0 <= rate <= 1.0:
                     raise ValueError("rate must be within [0, 1]")
                 self.rate = rate
             if faults is not None:
-                unknown = set(faults) - set(FAULTS)
+                unknown = set(faults) - set(KINDS)
                 if unknown or not faults:
-                    raise ValueError(f"faults must be a non-empty subset of {FAULTS}, not {sorted(faults)}")
+                    raise ValueError(f"faults must be a non-empty subset of {KINDS}, not {sorted(faults)}")
                 self.faults = tuple(faults)
             if fail_first is not None:
                 self.fail_first = fail_first
@@ -78,6 +108,14 @@ class FaultProxy:
                 self.stall_seconds = stall_seconds
             if fail_paths is not None:
                 self.fail_paths = frozenset(fail_paths)
+            if retry_after is not None:
+                self.retry_after = retry_after or None
+            if bytes_per_second is not None:
+                if bytes_per_second <= 0:
+                    raise ValueError("bytes_per_second must be > 0")
+                self.bytes_per_second = bytes_per_second
+            if match is not None:
+                self.match = match or None
             if seed is not None:
                 self._rng = random.Random(seed)
                 self._attempts.clear()
@@ -124,7 +162,9 @@ class FaultProxy:
     def _choose(self, method: str, path: str) -> str | None:
         with self._lock:
             self.stats["requests"] += 1
-            if method not in self.methods:
+            self.requests[(method, path)] += 1
+            if method not in self.methods or (self.match is not None and self.match not in path):
+                self.stats["forwarded"] += 1
                 return None
             if path in self.fail_paths:
                 failing = True
@@ -145,11 +185,13 @@ class FaultProxy:
                     break
                 head, body = request
                 method, path = head[0].split(b" ")[:2]
-                kind = self._choose(method.decode(), path.decode().split("?", 1)[0])
+                kind = self._choose(method.decode(), unquote(path.decode().split("?", 1)[0]))
                 if kind in _ERRORS:
-                    status, code = _ERRORS[kind]
-                    await _respond(writer, status, [(b"Content-Type", b"application/xml")], _error_xml(code))
+                    await self._inject_error(writer, kind, path.decode())
                     continue
+                if kind == "silent":
+                    await asyncio.Event().wait()  # never set: cancelled when the proxy stops
+                    return
                 if kind == "reset":
                     _reset(writer)
                     return
@@ -162,7 +204,13 @@ class FaultProxy:
                     writer.write(_head(status_line, headers, len(payload)) + payload[: len(payload) // 2])
                     await writer.drain()
                     return  # closed (FIN) by the finally clause, mid-body
-                writer.write(_head(status_line, headers, None if method == b"HEAD" else len(payload)) + payload)
+                length = None if method == b"HEAD" else len(payload)  # a HEAD keeps its announced length
+                if kind in _PACED:
+                    writer.write(_head(status_line, headers, length))
+                    await writer.drain()
+                    await self._paced(writer, payload)
+                    continue
+                writer.write(_head(status_line, headers, length) + payload)
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
                 asyncio.CancelledError):
@@ -170,16 +218,47 @@ class FaultProxy:
         finally:
             writer.close()
 
+    async def _inject_error(self, writer: asyncio.StreamWriter, kind: str, path: str) -> None:
+        status, code = _ERRORS[kind]
+        headers = []
+        if self.retry_after is not None:
+            headers.append((b"Retry-After", b"%d" % round(self.retry_after)))
+        if path.split("?", 1)[0].startswith(_GCS_JSON_PATHS):
+            headers.append((b"Content-Type", b"application/json; charset=UTF-8"))
+            body = _error_json(status, _GCS_REASONS.get(status, "backendError"))
+        else:
+            headers.append((b"Content-Type", b"application/xml"))
+            body = _error_xml(code)
+        await _respond(writer, status, headers, body)
+
+    async def _paced(self, writer: asyncio.StreamWriter, payload: bytes) -> None:
+        """Send ``payload`` at ``bytes_per_second``: chunks every 50 ms, or one byte at a time when slower."""
+        rate = self.bytes_per_second
+        chunk = max(1, int(rate * 0.05))
+        interval = chunk / rate
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for i, offset in enumerate(range(0, len(payload), chunk)):
+            delay = start + i * interval - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            writer.write(payload[offset:offset + chunk])
+            await writer.drain()
+
     async def _forward(self, head: list[bytes], body: bytes, method: bytes) -> tuple[bytes, list, bytes]:
         reader, writer = await asyncio.open_connection(*self.upstream, limit=_LIMIT)
         try:
-            host = f"{self.upstream[0]}:{self.upstream[1]}".encode()
+            dropped = (b"connection", b"keep-alive", b"proxy-connection")
+            if not self.preserve_host:
+                dropped += (b"host",)
             lines = [head[0]]
             for line in head[1:]:
                 name = line.split(b":", 1)[0].strip().lower()
-                if name not in (b"host", b"connection", b"keep-alive", b"proxy-connection"):
+                if name not in dropped:
                     lines.append(line)
-            lines += [b"Host: " + host, b"Connection: close"]
+            if not self.preserve_host:
+                lines.append(b"Host: " + f"{self.upstream[0]}:{self.upstream[1]}".encode())
+            lines.append(b"Connection: close")
             writer.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
             await writer.drain()
             response = await _read_message(reader, is_request=False, no_body=method == b"HEAD")
@@ -251,6 +330,12 @@ async def _respond(writer: asyncio.StreamWriter, status: int, headers: list[tupl
 def _error_xml(code: str) -> bytes:
     return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
             f"<Message>injected by the fault proxy</Message></Error>").encode()
+
+
+def _error_json(status: int, reason: str) -> bytes:
+    error = {"code": status, "message": "injected by the fault proxy",
+             "errors": [{"message": "injected by the fault proxy", "domain": "global", "reason": reason}]}
+    return json.dumps({"error": error}).encode()
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:
