@@ -26,12 +26,15 @@ class TransientError(Exception):
 
     ``retry_after``: the seconds the service asked us to wait (its ``Retry-After``), when it said.
     ``throttled``: the service refused for load (429, 503, SlowDown), not for a fault of the request.
+    ``immediate``: the next attempt goes another way (the SDK instead of the fast transport): no wait.
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None, throttled: bool = False):
+    def __init__(self, message: str, *, retry_after: float | None = None, throttled: bool = False,
+                 immediate: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
         self.throttled = throttled
+        self.immediate = immediate
 
 
 class DeadlineExceeded(Exception):
@@ -145,7 +148,7 @@ class RetryPolicy:
                 attempt.last = mapped if isinstance(mapped, TransientError) else TransientError(
                     f"{type(exc).__name__}: {exc}")
                 last = str(attempt.last)
-            if number + 1 < self.attempts:
+            if number + 1 < self.attempts and not attempt.last.immediate:
                 wait = self.delay(number, attempt.last.retry_after)
                 if deadline_at is not None and clock() + wait >= deadline_at:
                     break

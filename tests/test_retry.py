@@ -193,3 +193,17 @@ def test_a_body_without_a_length_is_refused_past_the_size_limit():
     clock = FakeClock()
     with pytest.raises(BlobTooLarge):
         read_body(Steady(b"y" * 10_000, 1000), None, Attempt(0, None, clock), "s", "k", 5000)
+
+
+def test_switching_transport_is_an_attempt_without_a_wait():
+    clock = FakeClock()
+    calls = []
+
+    def op(attempt: Attempt) -> bytes:
+        calls.append(attempt.number)
+        if len(calls) == 1:
+            raise TransientError("the fast transport cannot address this endpoint", immediate=True)
+        return b"ok"
+
+    assert policy(clock).run(op, transient, "s", "k") == b"ok"
+    assert calls == [0, 1] and clock.sleeps == []

@@ -11,7 +11,7 @@ from typing import Any
 from ..retry import Attempt
 from ._errors import check_size, read_exactly
 
-__all__ = ["read_body"]
+__all__ = ["read_body", "read_up_to"]
 
 _CHUNK = 1 << 20
 
@@ -32,3 +32,17 @@ def read_body(raw: Any, length: int | None, attempt: Attempt, owner: Any, uri: A
             check_size(owner, uri, size, limit)
         attempt.check()
     return read_exactly(chunks[0] if len(chunks) == 1 else b"".join(chunks), length)
+
+
+def read_up_to(raw: Any, limit: int, attempt: Attempt, decode_content: bool = True) -> bytes:
+    """At most ``limit`` bytes of a body (an error message), read as they arrive within the deadline."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = raw.read1(limit - size, decode_content=decode_content)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        attempt.check()
+    return b"".join(chunks)

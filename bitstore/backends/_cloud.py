@@ -107,8 +107,10 @@ class CloudRaw(Store):
             if isinstance(mapped, Unconfirmed404):
                 return self._settle_404(bucket, key, uri, via, mapped)
             if isinstance(mapped, FastUnsupported):
+                if mapped.endpoint_wide:
+                    return self._fast_cannot_address(via, str(mapped))
                 via[0] = "sdk"
-                return TransientError(f"{mapped}; next attempt through the SDK")
+                return TransientError(f"{mapped}; next attempt through the SDK", immediate=True)
             if via[0] == "fast" and isinstance(mapped, TransientError) and mapped.throttled:
                 via[0] = "sdk"  # obstore does not show Retry-After; the SDK does
             return mapped
@@ -120,16 +122,7 @@ class CloudRaw(Store):
         facts = self._facts
         try:
             if via[0] == "fast" and facts.fast_reaches_objects is not True and self._sdk_has(bucket, key):
-                facts.fast_reaches_objects = False
-                where = self.endpoint_label or "this endpoint"
-                why = (f"the fast transport cannot address objects at {where} (it answered 404 for an object the "
-                       f"SDK reads: {exc})")
-                if self.transport == "fast":
-                    return StoreNotAvailable(self, f"{why}; use transport='auto' or 'sdk'")
-                log_once(logger, logging.WARNING, "fast-transport", f"unaddressable:{where}",
-                         f"{self.name}: {why}; using the SDK for this store in this process")
-                via[0] = "sdk"
-                return TransientError(f"{why}; next attempt through the SDK")
+                return self._fast_cannot_address(via, f"it answered 404 for an object the SDK reads: {exc}")
             if bucket in facts.buckets or self._bucket_exists(bucket):
                 with facts.lock:
                     facts.buckets.add(bucket)
@@ -145,6 +138,19 @@ class CloudRaw(Store):
         where = self.endpoint_label
         return StoreNotAvailable(self, f"bucket {bucket!r} does not exist{f' at {where}' if where else ''}")
 
+    def _fast_cannot_address(self, via: list[str], evidence: str) -> BaseException:
+        """The fast transport was shown not to reach objects at this endpoint: ``auto`` goes on through the SDK
+        for this store in this process (logged once); explicit ``fast`` is unavailable."""
+        self._facts.fast_reaches_objects = False
+        where = self.endpoint_label or "this endpoint"
+        why = f"the fast transport cannot address objects at {where} ({evidence})"
+        if self.transport == "fast":
+            return StoreNotAvailable(self, f"{why}; use transport='auto' or 'sdk'")
+        log_once(logger, logging.WARNING, "fast-transport", f"unaddressable:{where}",
+                 f"{self.name}: {why}; using the SDK for this store in this process")
+        via[0] = "sdk"
+        return TransientError(f"{why}; next attempt through the SDK", immediate=True)
+
     def put(self, uri: Any, data: bytes) -> None:
         bucket, key = self._split(uri)
         body = bytes(data)
@@ -155,6 +161,11 @@ class CloudRaw(Store):
     def endpoint_label(self) -> str | None:
         """The endpoint this store talks to, when it is not the cloud's default (for messages)."""
         return None
+
+    def _check_attempt(self) -> Attempt:
+        """The time a check that settles an answer may take: one read-idle timeout in all."""
+        clock = self.retry.clock
+        return Attempt(0, clock() + self.timeout[1], clock)
 
     @abstractmethod
     def _get_once(self, bucket: str, key: str, uri: str, attempt: Attempt) -> bytes:

@@ -131,8 +131,13 @@ def config_error(store: Any, what: str) -> StoreNotAvailable:
 
 
 class FastUnsupported(Exception):
-    """The fast transport cannot make this request (a key obstore's paths refuse, such as ``a//b``): the store
-    makes the next attempt through the SDK, which can."""
+    """The fast transport cannot make this request (a key obstore's paths refuse, such as ``a//b``), or, when
+    ``endpoint_wide``, any request at this endpoint (it answered 501 Not Implemented to the XML-style GET): the
+    store makes the next attempt through the SDK, which can."""
+
+    def __init__(self, message: str, endpoint_wide: bool = False):
+        super().__init__(message)
+        self.endpoint_wide = endpoint_wide
 
 
 def _passthrough(exc: BaseException, store: Any, uri: Any, writing: bool) -> BaseException | None:
@@ -222,6 +227,8 @@ def obstore_error(exc: BaseException, store: Any, uri: Any, writing: bool = Fals
     if isinstance(exc, (ox.UnknownConfigurationKeyError, ox.NotSupportedError)) or "builder error" in text:
         return config_error(store, f"{type(exc).__name__}: {text.split(chr(10))[0]}")
     status = _status_in(text)
+    if status == 501:  # the endpoint does not implement the request as obstore makes it (gcp-storage-emulator)
+        return FastUnsupported(f"HTTP 501 {code or ''} {message}".strip(), endpoint_wide=True)
     if status is not None:
         return status_error(status, code, message or type(exc).__name__, store, uri, writing)
     return _transient(exc)

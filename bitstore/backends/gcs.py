@@ -20,7 +20,7 @@ from .._logging import log_once
 from ..errors import StoreNotAvailable
 from ..retry import Attempt, RetryPolicy
 from . import _redact
-from ._body import read_body
+from ._body import read_body, read_up_to
 from ._client import endpoint_problem, require
 from ._cloud import ANONYMOUS, DEFAULT_POOL, CloudRaw
 from ._errors import HTTPStatusError, check_size, clean, config_error, gcs_error, retry_after_of
@@ -80,7 +80,7 @@ class GSRaw(CloudRaw):
         with conn.session.get(self._object_url(conn, bucket, key, media=True), stream=True,
                               timeout=self.timeout) as response:
             if response.status_code != 200:
-                raise _status_error(response)
+                raise _status_error(response, attempt)
             header = response.headers.get("Content-Length")
             length = int(header) if header is not None and header.isdigit() else None
             check_size(self, uri, length, self.max_blob_bytes)
@@ -101,12 +101,13 @@ class GSRaw(CloudRaw):
         return self._exists(f"{conn.base_url}/storage/v1/b/{quote(bucket, safe='')}?fields=name")
 
     def _exists(self, url: str) -> bool:
-        """A metadata GET through the JSON API, which every emulator serves: 200 yes, 404 no, else raises."""
-        with self._conn.get().session.get(url, timeout=self.timeout) as response:
+        """A metadata GET through the JSON API, which every emulator serves: 200 yes, 404 no, else raises. Told
+        by the status alone (the body is not read), within one read-idle timeout in all."""
+        with self._conn.get().session.get(url, timeout=self.timeout, stream=True) as response:
             if response.status_code == 404:
                 return False
             if response.status_code != 200:
-                raise _status_error(response)
+                raise _status_error(response, self._check_attempt())
             return True
 
     @property
@@ -180,10 +181,10 @@ class GSRaw(CloudRaw):
     def _head_once(self, bucket: str, key: str, uri: str, attempt: Attempt) -> int:
         conn = self._conn.get()
         url = self._object_url(conn, bucket, key).replace("?fields=name", "?fields=size")
-        with conn.session.get(url, timeout=self.timeout) as response:
+        with conn.session.get(url, timeout=self.timeout, stream=True) as response:
             if response.status_code != 200:
-                raise _status_error(response)
-            size = response.json().get("size")
+                raise _status_error(response, attempt)
+            size = json.loads(read_up_to(response.raw, 1 << 16, attempt) or b"{}").get("size")
         if not str(size).isdigit():
             raise HTTPStatusError(200, None, "object metadata without a size")
         return int(size)
@@ -195,7 +196,7 @@ class GSRaw(CloudRaw):
                               timeout=self.timeout) as response:
             whole = response.status_code == 200 and start == 0  # a server may ignore the range: take the start
             if response.status_code != 206 and not whole:
-                raise _status_error(response)
+                raise _status_error(response, attempt)
             uri = f"gs://{bucket}/{key}"
             if whole:
                 return read_body(response.raw, None, attempt, self, uri, None)[:stop]
@@ -219,11 +220,12 @@ def _process_copy(credentials: Any) -> Any:
         return credentials
 
 
-def _status_error(response: Any) -> HTTPStatusError:
-    """The service's error from a GCS JSON error body, when it has one."""
+def _status_error(response: Any, attempt: Attempt) -> HTTPStatusError:
+    """The service's error from a GCS JSON error body, when it has one (its first 64 KiB, read within the
+    deadline: an error body that trickles does not hold the thread)."""
     code, message = None, ""
     try:
-        error = json.loads(response.content[:65536]).get("error", {})
+        error = json.loads(read_up_to(response.raw, 1 << 16, attempt)).get("error", {})
         message = str(error.get("message", ""))
         code = next((e.get("reason") for e in error.get("errors", []) if isinstance(e, dict)), None)
     except (ValueError, AttributeError):

@@ -112,6 +112,9 @@ def test_obstore_errors():
     assert isinstance(obstore_error(FileNotFoundError(body.format("NoSuchKey")), "s3", URI), NotFoundInStore)
     assert isinstance(obstore_error(FileNotFoundError(body.format("NoSuchBucket")), "s3", URI), StoreNotAvailable)
     assert isinstance(obstore_error(ox.InvalidPathError("a//b"), "s3", URI), FastUnsupported)
+    unimplemented = ox.GenericError("Error performing GET http://h/b/k - Server returned non-2xx status code: 501")
+    assert isinstance(obstore_error(unimplemented, "gs", URI), FastUnsupported)
+    assert obstore_error(unimplemented, "gs", URI).endpoint_wide
     config = ox.GenericError("Generic HTTP client error: HTTP error: builder error")
     assert isinstance(obstore_error(config, "s3", URI), StoreNotAvailable)
     assert isinstance(obstore_error(ox.PermissionDeniedError("denied"), "s3", URI), StoreNotAvailable)

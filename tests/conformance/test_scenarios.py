@@ -11,6 +11,10 @@ answer ``StoreNotAvailable`` naming the transport instead; it may never answer "
 
 Waits are checked through a recording ``sleep`` injected into ``RetryPolicy`` (never by wall-clock timing);
 elapsed time is only checked as a hang guard, far above the deadline.
+
+One documented difference in waiting, not in answers: obstore does not show response headers, so on the fast
+transport the first throttling answer of a blob is followed by the policy's backoff; the blob's next attempts
+go through the SDK, and every answer after that is honoured (``UNSEEN_RETRY_AFTER``).
 """
 from __future__ import annotations
 
@@ -27,6 +31,12 @@ pytestmark = pytest.mark.timeout(30)  # each scenario takes seconds; a hang fail
 
 #: Time-based scenarios: connect, read-idle (no byte for this long) and the overall deadline per blob.
 FAST_TIMEOUT = (2.0, 0.4)
+
+
+def unseen_retry_after(row: Row) -> int:
+    """Throttling answers whose Retry-After the transport cannot see: the fast transport's first, per blob."""
+    return 1 if row.transport == "fast" else 0
+
 DEADLINE = 1.5
 #: How far past the deadline a give-up may come on a busy shared machine before we call it a hang.
 HANG_GUARD = 10.0
@@ -110,7 +120,7 @@ def test_retry_after_is_honoured_and_the_blob_found(row: Row, fault_proxy, statu
         throttled = proxy.stats[status]
         honoured = [w for w in sleep.waits if w >= 1.0]  # only Retry-After makes a wait >= max_delay (0.01 s)
         assert throttled >= 2
-        assert len(honoured) == throttled, (
+        assert len(honoured) == throttled - unseen_retry_after(row), (
             f"{row.id}: {throttled} answers asked for Retry-After: 1, {len(honoured)} waits honoured it: "
             f"{sleep.waits}")
         assert max(sleep.waits) <= 30.0
@@ -126,7 +136,7 @@ def test_retry_after_is_capped(row: Row, fault_proxy):
     if answer.kind == "bytes":
         capped = [w for w in sleep.waits if w >= 0.25 - 1e-6]
         assert max(sleep.waits, default=0) <= 0.25 + 0.01, f"{row.id}: Retry-After not capped: {sleep.waits}"
-        assert len(capped) == proxy.stats["503"] >= 1, (
+        assert len(capped) == proxy.stats["503"] - unseen_retry_after(row) >= 0 and proxy.stats["503"] >= 1, (
             f"{row.id}: {proxy.stats['503']} answers asked for Retry-After: 3600, waits {sleep.waits}")
 
 
