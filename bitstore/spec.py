@@ -146,7 +146,7 @@ class _BuiltFromSpec:
         return super().__reduce_ex__(protocol)
 
     def __getstate__(self):
-        state = self.__dict__.copy()
+        state = super().__getstate__()
         state.pop("_spec_origin", None)
         return state
 
