@@ -163,7 +163,7 @@ class TierLimiter:
         """Wait for a place and a turn; the ticket's ``waited`` is the seconds spent waiting."""
         start = self.clock.monotonic()
         with self._cond:
-            while self._in_flight >= self._window:
+            while self._in_flight + 1 > self._window:  # the window grows in fractions of a place
                 self._cond.wait()
             self._in_flight += 1
             epoch = self._epoch
@@ -176,10 +176,13 @@ class TierLimiter:
                 self._in_flight -= 1
                 self._cond.notify()
 
-    def wait_turn(self) -> float:
-        """Take a turn in the schedule (a retry within a call that holds a place); seconds waited."""
+    def wait_turn(self, ticket: _Ticket | None = None) -> float:
+        """Take a turn in the schedule for a retry within a call that holds a place (the retry starts a new
+        round for ``ticket``); the seconds waited."""
         start = self.clock.monotonic()
         self._take_turn()
+        if ticket is not None:
+            ticket.epoch = self._epoch
         return self.clock.monotonic() - start
 
     def _take_turn(self) -> None:
@@ -221,8 +224,10 @@ class TierLimiter:
                 self._rate = min(float(self.limits.max_rate), self._rate + self.limits.max_rate * RATE_STEP)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Ticket:
+    """One call's place: the adaptation round it started in, and the seconds it waited for its turn."""
+
     epoch: int
     waited: float
 

@@ -118,11 +118,11 @@ class Tier:
         else:
             self.stats.retried(throttled=False)
         self.clock.sleep(delay)
-        waited = delay + (limiter.wait_turn() if limiter is not None else 0.0)
+        waited = delay + (limiter.wait_turn(ticket) if limiter is not None else 0.0)
         self.stats.waited(waited)
 
-    def snapshot(self, since: TierSnapshot | None = None) -> TierSnapshot:
-        return self.stats.snapshot(self.name, since)
+    def snapshot(self) -> TierSnapshot:
+        return self.stats.snapshot(self.name)
 
     def __getstate__(self):
         state = self.__dict__.copy()
