@@ -211,7 +211,9 @@ class Stats(Mapping[str, TierSnapshot]):
 
 
 def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1e6:.0f} us" if seconds < 0.001 else f"{seconds * 1000:.1f} ms"
 
 
 def _cell(column: str, value) -> str:
