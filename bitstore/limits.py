@@ -32,7 +32,7 @@ MIN_RATE_FRACTION = 1 / 64
 RATE_STEP = 1 / 32
 _UNBOUNDED = math.inf
 _THROTTLING = re.compile(
-    r"\b(?:429|SlowDown|Throttl\w*|TooManyRequests|Too Many Requests|RequestLimitExceeded|"
+    r"\b(?:HTTP 429|SlowDown|Throttl\w*|TooManyRequests|Too Many Requests|RequestLimitExceeded|"
     r"rateLimitExceeded|userRateLimitExceeded|RequestThrottled|BandwidthLimitExceeded)\b"
 )
 

@@ -1,6 +1,7 @@
 """``bitstore.limits``: the concurrency window and call schedule, against a manual clock (never wall time)."""
 from __future__ import annotations
 
+import os
 import pickle
 import threading
 
@@ -157,7 +158,8 @@ def test_bad_limits_fail_at_once(kwargs):
 def test_throttling_answers_are_recognised():
     assert is_throttling(Throttled())
     assert is_throttling(TransientError("S3 GetObject: SlowDown: Please reduce your request rate"))
-    assert is_throttling(TransientError("HTTP 429 Too Many Requests"))
+    assert is_throttling(TransientError("rateLimitExceeded (HTTP 429): slow down"))
+    assert not is_throttling(TransientError("timeout reading 'logs/429.txt'"))  # a key is not a status
     assert not is_throttling(TransientError("HTTP 503 Service Unavailable"))
     assert not is_throttling(RuntimeError("connection reset"))
 
@@ -172,3 +174,28 @@ def test_manual_clock_pickles():
     clock.sleep(1)
     back = pickle.loads(pickle.dumps(clock))
     assert back.monotonic() == 6 and back.sleeps == [1]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_starts_with_its_own_limiters():
+    """A child forked while the parent holds the tier's only place gets a fresh limiter (no inherited lock or
+    count), and the tier's remembered limiter is dropped too."""
+    from bitstore import Composite
+    from tests.core_helpers import DictStore
+
+    store = Composite()
+    store.append_source(DictStore({"k": b"v"}), max_concurrency=1)
+    limiter = store.tiers[0].limiter()
+    with limiter.slot():
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: must not wait for the parent's place
+            try:
+                ok = store.get("k") == b"v" and store.tiers[0].limiter() is not limiter
+                os.write(write, b"ok" if ok else b"no")
+            finally:
+                os._exit(0)
+        os.close(write)
+        answer = os.read(read, 2)
+        os.waitpid(pid, 0)
+    assert answer == b"ok" and store.tiers[0].limiter() is limiter
