@@ -147,7 +147,7 @@ class SlowDownStore(Store):
         return isinstance(uri, str)
 
     def get(self, uri):
-        def once():
+        def once(attempt):
             if self.left > 0:
                 self.left -= 1
                 raise RuntimeError(f"An error occurred ({self.code}) when calling GetObject: reduce your rate")

@@ -1,5 +1,6 @@
 """A cloud tier behind a proxy answering SlowDown / 429: the backend's retries go through the tier's limiter
-(each retry waits for its turn and the limiter backs off), and the tier's statistics count them."""
+(each retry waits for its turn and the limiter backs off on "slow down" answers), and the tier's statistics
+count them."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +8,7 @@ import pytest
 from bitstore import Composite
 
 
-@pytest.mark.parametrize("fault", ["slowdown", "429", "503"])
+@pytest.mark.parametrize("fault", ["slowdown", "429", "503", "reset"])
 def test_backend_throttling_reaches_the_tier_limiter(cloud, fault_proxy, fault):
     cloud.create_bucket("bkt")
     uri = cloud.put("bkt", "blob", b"throttled blob")
@@ -18,11 +19,10 @@ def test_backend_throttling_reaches_the_tier_limiter(cloud, fault_proxy, fault):
     assert store.get(uri) == b"throttled blob"
     assert proxy.stats[fault] >= 3
     stats = store.stats()[store.tier_names[0]]
-    assert (stats.hits, stats.retries) == (1, 3) and stats.calls == 4
+    # the backend's retries (3, or more when a transport's own check is retried too) are calls of the tier
+    assert stats.hits == 1 and stats.retries >= 3 and stats.calls == stats.retries + 1
     limiter = store.tiers[0].limiter()
     assert limiter.in_flight == 0 and stats.throttled == limiter.backoffs
-    if fault == "slowdown" and cloud.scheme == "gs":
-        return  # S3's SlowDown code in a 503 means nothing to GCS: a plain 503 to its SDK, maybe not to obstore
-    throttling = fault != "503"  # a plain 503 is retried, but it is not a "slow down"
-    assert stats.throttled == (3 if throttling else 0)
+    throttling = fault != "reset"  # the backends flag 429, 503 and SlowDown as load; a reset is retried only
+    assert (stats.throttled >= 3) if throttling else (stats.throttled == 0)
     assert (limiter.rate < 1000) is throttling
