@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .errors import Throttled
+from .retry import DEFAULT_RETRY
 
 __all__ = ["Clock", "SYSTEM_CLOCK", "ManualClock", "Limits", "TierLimiter", "limiter_for", "is_throttling",
            "MAX_RETRY_AFTER"]
 
-#: A ``Retry-After`` longer than this (seconds) is capped: a server must not park a worker for hours.
-MAX_RETRY_AFTER = 60.0
+#: A ``Retry-After`` longer than this (seconds) is capped, as in the retry policy: a server must not park a
+#: tier for hours.
+MAX_RETRY_AFTER = DEFAULT_RETRY.max_retry_after
 #: The rate never backs off below this fraction of ``max_rate``.
 MIN_RATE_FRACTION = 1 / 64
 #: Each success gives back this fraction of ``max_rate`` after a back-off.

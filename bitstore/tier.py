@@ -8,7 +8,6 @@ from typing import Any
 
 from .errors import FetchFailed, NotFoundInStore, Throttled
 from .limits import (
-    MAX_RETRY_AFTER,
     SYSTEM_CLOCK,
     Clock,
     Limits,
@@ -76,7 +75,7 @@ class Tier:
             except Throttled as exc:
                 last = exc
                 if attempt + 1 < policy.attempts:
-                    pause = max(policy.delay(attempt), min(retry_after_of(exc) or 0.0, MAX_RETRY_AFTER))
+                    pause = policy.delay(attempt, retry_after_of(exc))  # at least the Retry-After (capped)
                     self.clock.sleep(pause)
                     self.stats.waited(pause)
         raise FetchFailed(self.name, uri, f"throttled {policy.attempts} times, last answer: {last}")
