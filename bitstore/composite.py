@@ -213,7 +213,8 @@ class Composite(Store):
         as for ``get``: ``NotFoundInStore`` only when every tier said "not found", else ``FetchFailed``."""
         self._check_valid(uri)
         failures: list[str] = []
-        for store, name in zip(self.sources, self.tier_names):
+        for tier in self._tiers:  # not through the tiers' limits and statistics (those count gets)
+            store, name = tier.store, tier.name
             if not _accepts(store, uri):
                 continue
             try:
@@ -221,7 +222,7 @@ class Composite(Store):
             except NotFoundInStore:
                 continue
             except Exception as exc:  # StoreNotAvailable, FetchFailed, or any error from a user's store
-                if store is self.cache:
+                if tier.is_cache:
                     self.cache_read_failures.add()
                     log_once(logger, logging.WARNING, f"cache-read:{name}", cause_of(exc),
                              f"cache tier {name} failed a read; trying the next tiers: {cause_of(exc)}")

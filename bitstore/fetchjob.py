@@ -188,12 +188,12 @@ def fetch_to_file(
     summary = FetchSummary()
     added = list(output_schema())[1:]  # blob, status, source
 
-    built: list[Store] = []
+    built: list[Store] = []  # the store, once run has made it (for its per-tier statistics)
 
     def run(keys: Iterable[Any]) -> Iterator[tuple]:
         built.append(store if isinstance(store, Store) else store())
-        for result in built.get_many(keys, max_workers=max_workers, max_bytes_in_flight=max_bytes_in_flight,
-                                     progress=progress, total=total):
+        for result in built[0].get_many(keys, max_workers=max_workers, max_bytes_in_flight=max_bytes_in_flight,
+                                        progress=progress, total=total):
             summary.add(result)
             yield output_row(built[0], result)
 
