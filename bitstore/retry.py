@@ -21,11 +21,11 @@ T = TypeVar("T")
 
 __all__ = ["RetryPolicy", "DEFAULT_RETRY", "TransientError", "DeadlineExceeded", "Attempt", "retry_gate"]
 
-#: Set around a call by a composite tier (``bitstore.tier``): ``gate(error, wait)`` is called instead of
-#: sleeping before each retry, so the tier's limiter sees throttling answers and counts every retry against
-#: its limits (the gate sleeps ``wait``, then waits for the retry's turn in the tier's schedule).
-retry_gate: ContextVar[Callable[[TransientError, float], None] | None] = ContextVar("bitstore_retry_gate",
-                                                                                    default=None)
+#: Set around a call by a composite tier (``bitstore.tier``): ``gate(error, wait, sleep)`` is called instead
+#: of ``sleep(wait)`` before each retry, so the tier's limiter sees throttling answers and counts every retry
+#: against its limits (the gate sleeps ``wait`` with ``sleep``, then waits for the retry's turn).
+retry_gate: ContextVar[Callable[[TransientError, float, Callable[[float], Any]], None] | None] = ContextVar(
+    "bitstore_retry_gate", default=None)
 
 
 class TransientError(Exception):
@@ -163,7 +163,7 @@ class RetryPolicy:
                 if gate is None:
                     self.sleep(wait)
                 else:
-                    gate(attempt.last, wait)
+                    gate(attempt.last, wait, self.sleep)
         else:
             raise FetchFailed(store_label(store), uri, f"{self.attempts} attempts, last error: {last}")
         raise FetchFailed(store_label(store), uri,

@@ -82,7 +82,7 @@ class Tier:
 
     def _call(self, uri: Any, limiter: TierLimiter | None, ticket: Any) -> bytes:
         clock, stats = self.clock, self.stats
-        token = retry_gate.set(lambda error, delay: self._before_retry(ticket, error, delay))
+        token = retry_gate.set(lambda error, delay, sleep: self._before_retry(ticket, error, delay, sleep))
         start = clock.monotonic()
         try:
             data = self.store.get(uri)
@@ -106,9 +106,10 @@ class Tier:
             limiter.succeeded()
         return data
 
-    def _before_retry(self, ticket: Any, error: BaseException, delay: float) -> None:
+    def _before_retry(self, ticket: Any, error: BaseException, delay: float, sleep: Any) -> None:
         """A backend is about to retry inside one call: tell the limiter about throttling, sleep the
-        backend's delay, then wait for the retry's turn in the tier's schedule (all counted as waiting)."""
+        backend's delay (with the backend's ``sleep``), then wait for the retry's turn in the tier's schedule
+        (all counted as waiting)."""
         limiter = self.limiter()
         if is_throttling(error):
             self.stats.retried(throttled=True)
@@ -116,7 +117,7 @@ class Tier:
             limiter.throttled(ticket, retry_after_of(error))
         else:
             self.stats.retried(throttled=False)
-        self.clock.sleep(delay)
+        sleep(delay)  # the backend's own wait, with its policy's sleep
         waited = delay + (limiter.wait_turn(ticket) if limiter is not None else 0.0)
         self.stats.waited(waited)
 

@@ -139,8 +139,8 @@ class SlowDownStore(Store):
     """A backend-like store: retries inside ``get`` with the library's RetryPolicy, as the S3/GCS backends do,
     and answers SlowDown to its first ``n`` attempts."""
 
-    def __init__(self, blobs, n: int, code: str = "SlowDown"):
-        self.blobs, self.left, self.code = blobs, n, code
+    def __init__(self, blobs, n: int, code: str = "SlowDown", clock=None):
+        self.blobs, self.left, self.code, self.clock = blobs, n, code, clock
         self.name = "slowdown-store"
 
     def is_valid(self, uri):
@@ -153,14 +153,16 @@ class SlowDownStore(Store):
                 raise RuntimeError(f"An error occurred ({self.code}) when calling GetObject: reduce your rate")
             return self.blobs[uri]
 
-        return RetryPolicy(attempts=5, base_delay=0.5, max_delay=0.5).run(once, lambda exc: None, self, uri)
+        policy = RetryPolicy(attempts=5, base_delay=0.5, max_delay=0.5, clock=self.clock.monotonic,
+                             sleep=self.clock.sleep)
+        return policy.run(once, lambda exc: None, self, uri)
 
 
 @pytest.mark.parametrize("code,throttled", [("SlowDown", True), ("InternalError", False)])
 def test_backend_retries_go_through_the_tier_limiter(code, throttled):
     clock = ManualClock()
     store = Composite(clock=clock)
-    store.append_source(SlowDownStore({"k": b"v"}, n=3, code=code), max_rate=4)
+    store.append_source(SlowDownStore({"k": b"v"}, n=3, code=code, clock=clock), max_rate=4)
     assert store.get("k") == b"v"
     stats = store.stats()["slowdown-store"]
     assert (stats.calls, stats.retries, stats.hits) == (4, 3, 1)
