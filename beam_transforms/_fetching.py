@@ -71,6 +71,7 @@ class FetchMetrics:
         self.cache_write_failures = Metrics.counter(NAMESPACE, "cache_write_failures")
         self.fetch_ms = Metrics.distribution(NAMESPACE, "fetch_ms")
         self._hits: dict[str, Any] = {}
+        self._tier_metrics: dict[str, Any] = {}
 
     def record(self, result: FetchResult) -> None:
         getattr(self, result.status).inc()
@@ -99,6 +100,30 @@ class FetchMetrics:
             self.record(result)
             yield result
         self.fetch_ms.update(round(waited * 1000))
+        self.record_tiers(store)
+
+    def record_tiers(self, store: Store) -> None:
+        """Per-tier counters of a composite (``calls.<tier>``, ``misses.<tier>``, ``failures.<tier>``,
+        ``throttled.<tier>``, ``bytes.<tier>``, ``wait_ms.<tier>``) and a ``latency_ms.<tier>`` distribution of
+        the batch's median call: the increments since the last report of this worker's shared store."""
+        drain = getattr(store, "drain_stats", None)
+        if drain is None:
+            return
+        for tier in drain().values():
+            for field, value in (("calls", tier.calls), ("misses", tier.misses), ("failures", tier.failures),
+                                 ("throttled", tier.throttled), ("bytes", tier.bytes),
+                                 ("wait_ms", round(tier.wait_seconds * 1000))):
+                if value:
+                    self._tier_metric(Metrics.counter, f"{field}.{tier.name}").inc(value)
+            if tier.latency_p50 is not None:
+                self._tier_metric(Metrics.distribution, f"latency_ms.{tier.name}").update(
+                    round(tier.latency_p50 * 1000))
+
+    def _tier_metric(self, kind: Any, name: str) -> Any:
+        metric = self._tier_metrics.get(name)
+        if metric is None:
+            metric = self._tier_metrics[name] = kind(NAMESPACE, name)
+        return metric
 
 
 class BatchFetchDoFn(beam.DoFn):

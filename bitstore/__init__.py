@@ -21,6 +21,7 @@ from .errors import (
     NotFoundInStore,
     SpecError,
     StoreNotAvailable,
+    Throttled,
 )
 from .retry import RetryPolicy
 from .sha1 import (
@@ -53,7 +54,7 @@ __all__ = [
     "Sha1Store", "Sha1Cache", "Sha1APISource", "Sha1Composite", "Sha1FormatMixin", "VerifySha1Mixin", "sha1_hex",
     "LocalRaw", "MemoryRaw", "S3Raw", "GSRaw", "from_spec", "RetryPolicy",
     "BitstoreError", "NotFoundInStore", "InvalidDataFound", "StoreNotAvailable", "InvalidURI", "FetchFailed",
-    "BlobTooLarge", "SpecError",
+    "BlobTooLarge", "SpecError", "Throttled",
 ]
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 from collections.abc import Callable
 from html import escape
 from typing import IO, Any, TypeVar
@@ -16,7 +17,11 @@ from .errors import (
     StoreNotAvailable,
     store_label,
 )
+from .limits import SYSTEM_CLOCK, Clock, Limits
+from .missing import DEFAULT_MAX_ENTRIES, MissingCache
+from .stats import Stats, TierSnapshot, TierStats
 from .store import Store
+from .tier import Tier
 
 __all__ = ["Composite"]
 
@@ -31,62 +36,93 @@ class Composite(Store):
     appended with ``cache_result`` true is written to the cache tier before ``get`` returns. ``get``
     raises ``NotFoundInStore`` only when every tier asked (cache tiers included) answered "not found",
     else ``FetchFailed``.
+
+    ``missing_ttl``: seconds for which a key every tier answered "not found" is answered missing from memory
+    (at most ``missing_max_entries`` keys); ``clock`` is where limits and that memory read time.
     """
 
-    def __init__(self, *, name: str | None = None):
+    def __init__(self, *, name: str | None = None, missing_ttl: float | None = None,
+                 missing_max_entries: int = DEFAULT_MAX_ENTRIES, clock: Clock = SYSTEM_CLOCK):
         super().__init__(name=name)
-        self.sources: list[Store] = []
+        self._tiers: list[Tier] = []
         self.cache: Store | None = None
-        self._tier_names: list[str] = []
-        self._write_back: list[bool] = []
-        self._cache_read_flags: list[bool] = []
+        self._cache_stats = TierStats()  # the write-back target's, when it is not read as a tier
+        self._clock = clock
+        self._missing = None if missing_ttl is None else MissingCache(missing_ttl, missing_max_entries, clock)
+        self._reported: dict[str, TierSnapshot] = {}
+        self._report_lock = threading.Lock()
         self.cache_writes = Counter()
         self.cache_write_failures = Counter()
         self.cache_read_failures = Counter()
 
     # --- building ------------------------------------------------------------------------------
     @property
+    def tiers(self) -> tuple[Tier, ...]:
+        """The tier records, in order."""
+        return tuple(self._tiers)
+
+    @property
+    def sources(self) -> list[Store]:
+        """The stores read, in order (a cache appended with ``read=True`` included)."""
+        return [t.store for t in self._tiers]
+
+    @property
     def cache_back(self) -> set[int]:
         """Ids of the sources whose hits are written back (as in the original library)."""
-        return {id(s) for s, wb in zip(self.sources, self._write_back) if wb}
+        return {id(t.store) for t in self._tiers if t.write_back}
 
     @property
     def tier_names(self) -> list[str]:
         """The unique name of each source, in order (what ``FetchResult.source`` reports)."""
-        return list(self._tier_names)
+        return [t.name for t in self._tiers]
+
+    @property
+    def missing_ttl(self) -> float | None:
+        return None if self._missing is None else self._missing.ttl
 
     def _unique_name(self, store: Store) -> str:
         base = store_label(store)
+        taken = set(self.tier_names)
         name, n = base, 2
-        while name in self._tier_names:
+        while name in taken:
             name, n = f"{base}#{n}", n + 1
         return name
 
-    def _add(self, store: Store, write_back: bool, is_cache: bool) -> None:
+    def _add(self, store: Store, write_back: bool, is_cache: bool, max_concurrency: int | None,
+             max_rate: float | None, limit_group: str | None) -> None:
         if not callable(getattr(store, "get", None)) or not callable(getattr(store, "is_valid", None)):
             raise TypeError(f"a tier must be a Store (with is_valid and get), not {type(store).__name__}")
-        self._tier_names.append(self._unique_name(store))
-        self.sources.append(store)
-        self._write_back.append(write_back)
-        self._cache_read_flags.append(is_cache)
+        limits = Limits(max_concurrency, max_rate)
+        self._tiers.append(Tier(store, self._unique_name(store), write_back=write_back, is_cache=is_cache,
+                                limits=limits, limit_group=limit_group, clock=self._clock))
 
-    def append_source(self, source: Store, cache_result: bool | None = None) -> Composite:
+    def append_source(self, source: Store, cache_result: bool | None = None, *, max_concurrency: int | None = None,
+                      max_rate: float | None = None, limit_group: str | None = None) -> Composite:
         """Add a source after the existing ones. ``cache_result=None``: the source's default
-        (``True`` for API sources, ``False`` otherwise)."""
+        (``True`` for API sources, ``False`` otherwise).
+
+        ``max_concurrency`` / ``max_rate``: at most that many calls at once / per second to this tier, per
+        process, whatever the threads using it; ``limit_group`` shares those limits with every tier of the
+        same group in the process (by default each tier, and its pickled copies, is its own group)."""
         if cache_result is None:
             cache_result = bool(getattr(source, "DEFAULT_CACHE_RESULT", False))
-        self._add(source, bool(cache_result), is_cache=False)
+        self._add(source, bool(cache_result), False, max_concurrency, max_rate, limit_group)
         return self
 
     append_store = append_source
 
-    def append_cache(self, cache: Store, read: bool = True) -> Composite:
-        """Set the write-back target; with ``read=True`` it is also read at this position."""
+    def append_cache(self, cache: Store, read: bool = True, *, max_concurrency: int | None = None,
+                     max_rate: float | None = None, limit_group: str | None = None) -> Composite:
+        """Set the write-back target; with ``read=True`` it is also read at this position (limits apply
+        to those reads)."""
         if self.cache is not None:
             logger.warning("replacing configured cache %s with %s", store_label(self.cache), store_label(cache))
         if read:
-            self._add(cache, False, is_cache=True)
+            self._add(cache, False, True, max_concurrency, max_rate, limit_group)
+        else:
+            Limits(max_concurrency, max_rate)  # the same checks, though only reads are limited
         self.cache = cache
+        self._cache_stats = TierStats()
         prepare = getattr(cache, "prepare_writes", None)
         if callable(prepare):
             prepare()
@@ -94,45 +130,48 @@ class Composite(Store):
 
     # --- reading -------------------------------------------------------------------------------
     def is_valid(self, uri: Any) -> bool:
-        return any(_accepts(store, uri) for store in self.sources)
+        return any(_accepts(t.store, uri) for t in self._tiers)
 
     def get(self, uri: Any) -> bytes:
         return self._fetch(uri)[0]
 
     def _fetch(self, uri: Any) -> tuple[bytes, str, bool | None]:
         self._check_valid(uri)
+        missing = self._missing
+        if missing is not None and uri in missing:
+            raise NotFoundInStore(self, uri, f"every tier answered \"not found\" less than {missing.ttl:g}s ago")
         failures: list[str] = []
         corrupt: list[str] = []
-        for store, name, write_back, is_cache in zip(
-            self.sources, self._tier_names, self._write_back, self._cache_read_flags
-        ):
-            if not _accepts(store, uri):
+        for tier in self._tiers:
+            if not _accepts(tier.store, uri):
                 continue
             try:
-                data = store.get(uri)
+                data = tier.get(uri)
             except InvalidDataFound as exc:
-                corrupt.append(f"{name}: {exc}")
+                corrupt.append(f"{tier.name}: {exc}")
                 continue
             except NotFoundInStore:
                 continue
             except Exception as exc:  # StoreNotAvailable, FetchFailed, or any error from a user's store
-                if is_cache:
+                if tier.is_cache:
                     self.cache_read_failures.add()
-                    log_once(logger, logging.WARNING, f"cache-read:{name}", cause_of(exc),
-                             f"cache tier {name} failed a read; trying the next tiers: {cause_of(exc)}")
-                failures.append(_describe(name, exc))
+                    log_once(logger, logging.WARNING, f"cache-read:{tier.name}", cause_of(exc),
+                             f"cache tier {tier.name} failed a read; trying the next tiers: {cause_of(exc)}")
+                failures.append(_describe(tier.name, exc))
                 continue
             if not isinstance(data, (bytes, bytearray, memoryview)):
-                failures.append(f"{name}: returned {type(data).__name__}, not bytes")
+                failures.append(f"{tier.name}: returned {type(data).__name__}, not bytes")
                 continue
             data = blob(data)
             cached = None
-            if write_back and self.cache is not None and store is not self.cache:
+            if tier.write_back and self.cache is not None and tier.store is not self.cache:
                 data = bytes(data)  # a view never reaches a cache's put
                 cached = self._write_to_cache(data, uri)
-            return data, name, cached
+            return data, tier.name, cached
         if failures:
             raise FetchFailed(self, uri, "; ".join(failures + corrupt))
+        if missing is not None and not corrupt:
+            missing.add(uri)
         raise NotFoundInStore(self, uri, "; ".join(corrupt) or None)
 
     # --- inspect and stream (tiers asked in order, like ``get``, but nothing written back) ----------------
@@ -174,7 +213,8 @@ class Composite(Store):
         as for ``get``: ``NotFoundInStore`` only when every tier said "not found", else ``FetchFailed``."""
         self._check_valid(uri)
         failures: list[str] = []
-        for store, name in zip(self.sources, self.tier_names):
+        for tier in self._tiers:  # not through the tiers' limits and statistics (those count gets)
+            store, name = tier.store, tier.name
             if not _accepts(store, uri):
                 continue
             try:
@@ -182,7 +222,7 @@ class Composite(Store):
             except NotFoundInStore:
                 continue
             except Exception as exc:  # StoreNotAvailable, FetchFailed, or any error from a user's store
-                if store is self.cache:
+                if tier.is_cache:
                     self.cache_read_failures.add()
                     log_once(logger, logging.WARNING, f"cache-read:{name}", cause_of(exc),
                              f"cache tier {name} failed a read; trying the next tiers: {cause_of(exc)}")
@@ -201,39 +241,77 @@ class Composite(Store):
             stored = False
             log_once(logger, logging.WARNING, f"cache-write:{store_label(self.cache)}", cause_of(exc),
                      f"cache write-back to {store_label(self.cache)} failed: {cause_of(exc)}")
-        if stored is False:
-            self.cache_write_failures.add()
-            return False
-        self.cache_writes.add()
-        return True
+        ok = stored is not False
+        (self.cache_writes if ok else self.cache_write_failures).add()
+        self._target_stats().cache_write(ok)
+        return ok
+
+    def _target_stats(self) -> TierStats:
+        return next((t.stats for t in self._tiers if t.store is self.cache), self._cache_stats)
 
     def put(self, uri: Any, data: bytes) -> Any:
-        """Write to the cache tier (the composite's writable tier)."""
+        """Write to the cache tier (the composite's writable tier); the key is no longer remembered missing."""
         if self.cache is None:
             return super().put(uri, data)  # "<Class> does not implement the 'put' method", as the original
         self._check_valid(uri)
+        if self._missing is not None:
+            self._missing.discard(uri)
         return self.cache.put(uri, data)
+
+    def forget_missing(self, uri: Any | None = None) -> None:
+        """Drop the remembered "not found" answer for ``uri`` (every one with no argument)."""
+        if self._missing is not None:
+            self._missing.clear() if uri is None else self._missing.discard(self.canonical_key(uri))
+
+    # --- statistics ----------------------------------------------------------------------------
+    def stats(self) -> Stats:
+        """Per-tier statistics since the composite was made (or unpickled) in this process."""
+        return Stats(self._snapshots())
+
+    def drain_stats(self) -> Stats:
+        """What changed since the previous ``drain_stats`` call, for metric systems that add up increments
+        (Beam counters): threads sharing this composite each get a disjoint part. ``stats()`` is unaffected."""
+        with self._report_lock:
+            now = self._snapshots()
+            delta = [s.minus(self._reported.get(s.name)) for s in now]
+            self._reported = {s.name: s for s in now}
+        return Stats(delta)
+
+    def _snapshots(self) -> list[TierSnapshot]:
+        snaps = [t.snapshot() for t in self._tiers]
+        if self.cache is not None and all(t.store is not self.cache for t in self._tiers):
+            snaps.append(self._cache_stats.snapshot(store_label(self.cache)))
+        return snaps
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_report_lock"]
+        state["_reported"] = {}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._report_lock = threading.Lock()
 
     def __repr__(self) -> str:
         tiers = ", ".join(
-            f"{n}{' (cache)' if c else ''}{' -> cache' if w else ''}"
-            for n, w, c in zip(self._tier_names, self._write_back, self._cache_read_flags)
+            f"{t.name}{' (cache)' if t.is_cache else ''}{' -> cache' if t.write_back else ''}" for t in self._tiers
         )
         return f"<{type(self).__name__} {self.name!r}: [{tiers}]>"
 
     def _repr_html_(self) -> str:
         """The tiers as a table, for Jupyter (names and classes only, like ``repr``: never a secret)."""
         rows = "".join(
-            f"<tr><td>{i}</td><td>{escape(name)}</td><td>{escape(_kind(store))}</td>"
-            f"<td>{'cache' if is_cache else 'source'}</td><td>{'yes' if write_back else ''}</td></tr>"
-            for i, (store, name, write_back, is_cache) in enumerate(
-                zip(self.sources, self._tier_names, self._write_back, self._cache_read_flags), 1)
+            f"<tr><td>{i}</td><td>{escape(t.name)}</td><td>{escape(_kind(t.store))}</td>"
+            f"<td>{'cache' if t.is_cache else 'source'}</td><td>{'yes' if t.write_back else ''}</td>"
+            f"<td>{escape(_limits_text(t.limits))}</td></tr>"
+            for i, t in enumerate(self._tiers, 1)
         )
         target = "none" if self.cache is None else escape(store_label(self.cache))
         return (
             f"<table><caption>{escape(type(self).__name__)} {escape(self.name)!r}, write-back to: {target}</caption>"
-            "<thead><tr><th>#</th><th>tier</th><th>class</th><th>role</th><th>hits cached</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>"
+            "<thead><tr><th>#</th><th>tier</th><th>class</th><th>role</th><th>hits cached</th><th>limits</th>"
+            f"</tr></thead><tbody>{rows}</tbody></table>"
         )
 
 
@@ -253,3 +331,11 @@ def _describe(name: str, exc: BaseException) -> str:
     if isinstance(exc, (FetchFailed, StoreNotAvailable)):
         return f"{name}: {exc}"
     return f"{name}: {cause_of(exc)}"
+
+
+def _limits_text(limits: Limits | None) -> str:
+    if limits is None:
+        return ""
+    parts = [f"{limits.max_concurrency} at once" if limits.max_concurrency else "",
+             f"{limits.max_rate:g}/s" if limits.max_rate else ""]
+    return ", ".join(p for p in parts if p)

@@ -16,6 +16,7 @@ __all__ = [
     "FetchFailed",
     "BlobTooLarge",
     "SpecError",
+    "Throttled",
     "store_label",
     "short",
 ]
@@ -126,3 +127,17 @@ class SpecError(BitstoreError, ValueError):
         where = "".join([f" in {source}" if source else "", f" at '{key}'" if key else ""])
         self.key, self.source = key, source
         super().__init__(f"invalid store spec{where}: {message}")
+
+
+class Throttled(BitstoreError):
+    """Raised by a tier (an API source's ``api_get``, a user's store) to say "too many requests" (HTTP 429).
+
+    A composite treats it as transient: the tier's limiter backs off (and pauses the tier for
+    ``retry_after`` seconds when given), and the call is retried under the limiter; only when the
+    retries run out does the key count as failed.
+    """
+
+    def __init__(self, retry_after: float | None = None, message: str | None = None):
+        self.retry_after = retry_after
+        after = f" (retry after {retry_after:g}s)" if isinstance(retry_after, (int, float)) else ""
+        super().__init__(message or f"throttled: too many requests{after}")

@@ -97,6 +97,7 @@ class FetchSummary:
     cache_writes: int = 0
     cache_write_failures: int = 0
     errors: Counter = field(default_factory=Counter)
+    tier_stats: list[str] = field(default_factory=list)  # the composite's per-tier statistics, as text
 
     def add(self, result: FetchResult) -> None:
         self.rows += 1
@@ -131,6 +132,9 @@ class FetchSummary:
         shown = sum(self.errors.values())
         if self.failed > shown:
             out.append(f"  ... and {plural(self.failed - shown, 'more failure')} (other causes)")
+        if self.tier_stats:
+            out.append("calls per tier:")
+            out.extend(f"  {line}" for line in self.tier_stats)
         return out
 
 
@@ -184,17 +188,21 @@ def fetch_to_file(
     summary = FetchSummary()
     added = list(output_schema())[1:]  # blob, status, source
 
+    built: list[Store] = []  # the store, once run has made it (for its per-tier statistics)
+
     def run(keys: Iterable[Any]) -> Iterator[tuple]:
-        built = store if isinstance(store, Store) else store()
-        for result in built.get_many(keys, max_workers=max_workers, max_bytes_in_flight=max_bytes_in_flight,
-                                     progress=progress, total=total):
+        built.append(store if isinstance(store, Store) else store())
+        for result in built[0].get_many(keys, max_workers=max_workers, max_bytes_in_flight=max_bytes_in_flight,
+                                        progress=progress, total=total):
             summary.add(result)
-            yield output_row(built, result)
+            yield output_row(built[0], result)
 
     start = time.perf_counter()
     write_rows(source, output, added, run, batch_size=batch_size,
                size=lambda row: len(row[1]) if row[1] is not None else 0)
     summary.seconds = time.perf_counter() - start
+    if built and callable(getattr(built[0], "stats", None)):
+        summary.tier_stats = built[0].stats().lines()
     return summary
 
 

@@ -11,6 +11,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -18,7 +19,13 @@ from .errors import BitstoreError, FetchFailed, store_label
 
 T = TypeVar("T")
 
-__all__ = ["RetryPolicy", "DEFAULT_RETRY", "TransientError", "DeadlineExceeded", "Attempt"]
+__all__ = ["RetryPolicy", "DEFAULT_RETRY", "TransientError", "DeadlineExceeded", "Attempt", "retry_gate"]
+
+#: Set around a call by a composite tier (``bitstore.tier``): ``gate(error, wait, sleep)`` is called instead
+#: of ``sleep(wait)`` before each retry, so the tier's limiter sees throttling answers and counts every retry
+#: against its limits (the gate sleeps ``wait`` with ``sleep``, then waits for the retry's turn).
+retry_gate: ContextVar[Callable[[TransientError, float, Callable[[float], Any]], None] | None] = ContextVar(
+    "bitstore_retry_gate", default=None)
 
 
 class TransientError(Exception):
@@ -152,7 +159,11 @@ class RetryPolicy:
                 wait = self.delay(number, attempt.last.retry_after)
                 if deadline_at is not None and clock() + wait >= deadline_at:
                     break
-                self.sleep(wait)
+                gate = retry_gate.get()
+                if gate is None:
+                    self.sleep(wait)
+                else:
+                    gate(attempt.last, wait, self.sleep)
         else:
             raise FetchFailed(store_label(store), uri, f"{self.attempts} attempts, last error: {last}")
         raise FetchFailed(store_label(store), uri,

@@ -227,7 +227,9 @@ class Sha1Composite(Sha1FormatMixin, VerifySha1Mixin, Composite):
         if self.cache is None:
             return super().put(uri, data)  # NotImplementedError, as the original
         self._check_valid(uri)
-        return self._checked_put(self.canonical_key(uri), data)
+        key = self.canonical_key(uri)
+        self.forget_missing(key)
+        return self._checked_put(key, data)
 
     def _write_to_cache(self, data: bytes, uri: Any) -> bool:
         def put(sha1: str, data: bytes) -> Any:

@@ -7,7 +7,9 @@ values: credentials are referenced by profile or environment variable name and r
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import os
 import re
 import sys
@@ -25,8 +27,9 @@ from .store import Store
 __all__ = ["Spec", "load_spec", "from_spec", "default_spec", "TIER_TYPES"]
 
 TIER_TYPES = ("s3", "gcs", "local", "memory", "api")
-_TOP = {"keys", "name", "max_workers", "max_bytes_in_flight", "retry", "tier"}
-_COMMON = {"type", "name", "role", "read", "cache_result", "verify"}
+_TOP = {"keys", "name", "max_workers", "max_bytes_in_flight", "retry", "missing_ttl", "tier"}
+_LIMITS = {"max_concurrency", "max_rate"}
+_COMMON = {"type", "name", "role", "read", "cache_result", "verify"} | _LIMITS
 _RETRY = {"attempts", "base_delay", "max_delay", "deadline", "max_retry_after"}
 _TIMEOUTS = {"connect_timeout", "read_timeout"}
 _ALLOWED = {
@@ -38,7 +41,7 @@ _ALLOWED = {
     "memory": _COMMON | {"prefix", "max_bytes"},
 }
 # Keys of an api tier that bitstore consumes; every other key is a keyword argument of the class.
-_API_OWN = {"type", "class", "role", "read", "cache_result", "env"}
+_API_OWN = {"type", "class", "role", "read", "cache_result", "env"} | _LIMITS
 _NUMBER = (int, float)
 _TYPES: dict[str, Any] = {
     "name": str, "role": str, "read": bool, "cache_result": bool, "verify": bool, "prefix": str,
@@ -46,6 +49,7 @@ _TYPES: dict[str, Any] = {
     "credentials_file": str, "transport": str, "max_blob_bytes": int, "max_bytes": int, "max_connections": int,
     "attempts": int, "base_delay": _NUMBER, "max_delay": _NUMBER, "deadline": _NUMBER, "max_retry_after": _NUMBER,
     "connect_timeout": _NUMBER, "read_timeout": _NUMBER, "class": str, "env": dict,
+    "max_concurrency": int, "max_rate": _NUMBER,
 }
 _S3_SESSION_KEYS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "region_name", "profile_name")
 _ROLES = ("source", "cache")
@@ -67,6 +71,7 @@ class Spec:
     name: str | None = None
     max_workers: int | None = None
     max_bytes_in_flight: int | None = None
+    missing_ttl: float | None = None
     source: str | None = field(default=None, compare=False)
 
     @property
@@ -92,16 +97,22 @@ class Spec:
         The store pickles as this spec: unpickling builds it again, reading the environment variables in
         the new process, so values read from the environment never travel in a pickle.
         """
-        composite = _composite_class(self.keys)(name=self.name)
+        composite = _composite_class(self.keys)(name=self.name, missing_ttl=self.missing_ttl)
         for index, tier in enumerate(self.tiers):
             store = self.build_tier(index)
+            # Every build of this spec in a process shares each tier's limiter (Beam workers, notebooks).
+            limits = {k: tier.get(k) for k in _LIMITS} | {"limit_group": f"spec:{self._digest()}:{index}"}
             if tier.get("role") == "cache":
-                composite.append_cache(store, read=tier.get("read", True))
+                composite.append_cache(store, read=tier.get("read", True), **limits)
             else:
                 default = True if tier["type"] == "api" else None  # api tiers write back, whatever their class
-                composite.append_source(store, cache_result=tier.get("cache_result", default))
+                composite.append_source(store, cache_result=tier.get("cache_result", default), **limits)
         composite._spec_origin = (self, composite.tier_names, len(composite.sources))
         return composite
+
+    def _digest(self) -> str:
+        text = json.dumps([self.keys, self.tiers], sort_keys=True, default=repr)
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
 
     def build_tier(self, index: int) -> Store:
         """One tier on its own: a ``Sha1Store``/``Sha1Cache`` over a raw store (keys = "sha1"), the raw
@@ -146,7 +157,7 @@ class _BuiltFromSpec:
         return super().__reduce_ex__(protocol)
 
     def __getstate__(self):
-        state = self.__dict__.copy()
+        state = super().__getstate__()
         state.pop("_spec_origin", None)
         return state
 
@@ -235,6 +246,9 @@ def _validate(raw: Mapping[str, Any], source: str | None, base_dir: str) -> Spec
     for key, value in (("max_workers", max_workers), ("max_bytes_in_flight", max_bytes)):
         if value is not None and value < 1:
             fail("must be a positive integer", key)
+    missing_ttl = _typed(raw, "missing_ttl", _NUMBER, "", fail)
+    if missing_ttl is not None and not 0 < missing_ttl < float("inf"):
+        fail("must be a positive number of seconds", "missing_ttl")
     default_retry = _retry_table(raw.get("retry"), fail)
     tiers = raw.get("tier")
     if tiers is None:
@@ -250,7 +264,7 @@ def _validate(raw: Mapping[str, Any], source: str | None, base_dir: str) -> Spec
             if t.get("cache_result") is True:
                 fail("cache_result = true needs a tier with role = \"cache\"", f"tier[{i + 1}].cache_result")
     return Spec(tiers=out, keys=keys, name=name, max_workers=max_workers, max_bytes_in_flight=max_bytes,
-                source=source)
+                missing_ttl=missing_ttl, source=source)
 
 
 def _validate_tier(tier: Mapping[str, Any], index: int, keys: str, default_retry: dict, base_dir: str, fail) -> dict:
@@ -270,6 +284,10 @@ def _validate_tier(tier: Mapping[str, Any], index: int, keys: str, default_retry
         if key in _TYPES and (allowed is not None or key in _API_OWN):
             _typed(tier, key, _TYPES[key], f"{where}.", fail)
     out = dict(tier)
+    if "max_concurrency" in out and out["max_concurrency"] < 1:
+        fail("must be a positive integer (calls at once)", f"{where}.max_concurrency")
+    if "max_rate" in out and not 0 < out["max_rate"] < float("inf"):
+        fail("must be a positive number (calls per second)", f"{where}.max_rate")
     role = out.setdefault("role", "source")
     if role not in _ROLES:
         fail(f"must be \"source\" or \"cache\", not {_shown(role)}", f"{where}.role")

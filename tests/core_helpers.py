@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import Counter
 
 from bitstore import NotFoundInStore, Sha1APISource, Store
+from bitstore.errors import Throttled
 
 CANARY = "AKIA-CANARY-SECRET-7f3b9c"
 
@@ -91,3 +93,53 @@ class DictAPI(Sha1APISource):
     def api_get(self, sha1: str) -> bytes | None:
         self.calls[sha1] += 1
         return self.blobs.get(sha1)
+
+
+class QuotaState:
+    """What a ``QuotaAPI`` saw: calls, calls at once (now and at the peak), calls answered 429."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.calls = self.current = self.peak = self.throttled = 0
+
+
+#: Per process, by group name: pickled copies of a QuotaAPI (Beam workers) count in the same place.
+QUOTAS: dict[str, QuotaState] = {}
+
+
+def quota_state(group: str) -> QuotaState:
+    with _QUOTAS_LOCK:
+        return QUOTAS.setdefault(group, QuotaState())
+
+
+_QUOTAS_LOCK = threading.Lock()
+
+
+class QuotaAPI(Sha1APISource):
+    """A paid API with a quota of ``quota`` calls at once: a call above it is answered 429 (``Throttled``).
+
+    Each call takes ``delay`` seconds (``sleep``, so calls overlap); the counts live in ``quota_state(group)``.
+    """
+
+    def __init__(self, blobs, quota: int, delay: float = 0.002, group: str = "quota", name: str = "quota-api",
+                 sleep=None):
+        super().__init__(name=name)
+        self.blobs, self.quota, self.delay, self.group = dict(blobs), quota, delay, group
+        self.sleep = sleep
+
+    def api_get(self, sha1: str) -> bytes | None:
+        state = quota_state(self.group)
+        with state.lock:
+            state.calls += 1
+            state.current += 1
+            state.peak = max(state.peak, state.current)
+            over = state.current > self.quota
+            state.throttled += over
+        try:
+            if over:
+                raise Throttled(retry_after=None)
+            (self.sleep or time.sleep)(self.delay)
+            return self.blobs.get(sha1)
+        finally:
+            with state.lock:
+                state.current -= 1

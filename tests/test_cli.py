@@ -188,6 +188,8 @@ def test_fetch_each_input_format(stored, home, tmp_path, fmt):
     summary = done.stderr.decode()
     assert "6 keys" in summary and "found 4, missing 1, invalid 1, failed 0" in summary
     assert "local: 4 blobs" in summary
+    # composite.stats(): the key given twice (in two forms) was fetched once
+    assert "calls per tier:\n  local: 4 calls, 3 hits, 1 misses, 0 failed, p50 " in summary
     assert "\r" not in summary and "blob/s" not in summary  # no progress bar when stderr is not a terminal
     assert done.stdout == b""
 

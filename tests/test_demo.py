@@ -30,8 +30,14 @@ def test_demo_console_script():
     assert "paid-api" not in served2
     assert served2["cache"] == served1["paid-api"]  # what the API served first, the cache serves second
     assert served2["archive"] == served1["archive"]
-    # on the second pass the API is only asked for the keys nobody has
-    assert int(pass2.group(1)) == int(served2["missing"]) < int(pass1.group(1))
+    # on the second pass the keys nobody has are answered by the negative cache: no API call at all
+    assert int(pass2.group(1)) == 0 < int(served2["missing"]) == int(served1["missing"]) == 3
+    peak = re.search(r"at most (\d+) API calls at once \(max_concurrency=(\d+)\)", out)
+    assert peak and 1 <= int(peak.group(1)) <= int(peak.group(2)) == 4
+    assert "the 3 keys no tier has were answered from memory on pass 2" in out
+    stats = re.search(r"paid-api: (\d+) calls, (\d+) hits, (\d+) misses, 0 failed", out)
+    assert stats and (int(stats.group(1)), int(stats.group(2)), int(stats.group(3))) == (
+        int(pass1.group(1)), int(served1["paid-api"]), 3)
     assert "second pass served from the cache: yes" in out
     assert proc.stderr == ""  # not a terminal: no progress bar
 
@@ -49,5 +55,6 @@ def test_demo_store_in_process(tmp_path):
     assert sum(r.source == "paid-api" for r in first.values()) == 5
     assert sum(r.source == "cache" for r in second.values()) == 5
     assert sum(r.status == "missing" for r in second.values()) == 3
-    assert api.calls == 5 + 3 + 3  # hits once, the 3 missing keys on each pass
+    assert api.calls == 5 + 3  # hits once, the 3 missing keys once: pass 2 answers them from the negative cache
+    assert api.peak <= 4 and store.stats()["paid-api"].calls == 8
     assert len(os.listdir(tmp_path / "cache")) == 5

@@ -64,6 +64,9 @@ def test_notebook_executes_without_errors(path: Path, venv_kernel: str, tmp_path
                    if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
         assert widgets, "get_many showed no widget progress bar"
     assert not list(workdir.iterdir()), "the notebook left files in its working directory"
+    html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "bitstore tier statistics" in html, "the stats table (Stats._repr_html_) was not shown"
+    assert "pass 2: 0 API calls" in stdout and "at most 4 API calls at once" in stdout
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -94,14 +97,15 @@ def test_composite_html_repr_is_a_table_of_tiers(tmp_path):
     store = Sha1Composite(name="nb<&>")
     store.append_cache(Sha1Cache(LocalRaw(root=tmp_path), "cache/", name="cache"))
     store.append_source(Sha1Store(MemoryRaw(), "mem://a/", name="<script>x</script>"))
-    store.append_source(SimulatedPaidAPI({}, name="paid-api"))
+    store.append_source(SimulatedPaidAPI({}, name="paid-api"), max_concurrency=4, max_rate=2.5)
     html = store._repr_html_()
     assert html.startswith("<table>") and html.endswith("</table>")
-    rows = re.findall(r"<tr><td>(\d)</td><td>(.*?)</td><td>(.*?)</td><td>(\w+)</td><td>(\w*)</td></tr>", html)
+    rows = re.findall(r"<tr><td>(\d)</td><td>(.*?)</td><td>(.*?)</td><td>(\w+)</td><td>(\w*)</td><td>(.*?)</td></tr>",
+                      html)
     assert rows == [
-        ("1", "cache", "Sha1Cache over LocalRaw", "cache", ""),
-        ("2", "&lt;script&gt;x&lt;/script&gt;", "Sha1Store over MemoryRaw", "source", ""),
-        ("3", "paid-api", "SimulatedPaidAPI", "source", "yes"),
+        ("1", "cache", "Sha1Cache over LocalRaw", "cache", "", ""),
+        ("2", "&lt;script&gt;x&lt;/script&gt;", "Sha1Store over MemoryRaw", "source", "", ""),
+        ("3", "paid-api", "SimulatedPaidAPI", "source", "yes", "4 at once, 2.5/s"),
     ]
     assert "nb&lt;&amp;&gt;" in html and "write-back to: cache" in html and "<script>" not in html
 

@@ -1,0 +1,134 @@
+"""``Tier``: one tier of a composite, the store plus how the composite uses it (write-back, cache role,
+limits, statistics), and the one call path to it: under the tier's limiter, timed, counted, and retried
+after a throttling answer."""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from .errors import FetchFailed, NotFoundInStore, Throttled
+from .limits import (
+    SYSTEM_CLOCK,
+    Clock,
+    Limits,
+    TierLimiter,
+    generation,
+    is_throttling,
+    limiter_for,
+    retry_after_of,
+)
+from .retry import DEFAULT_RETRY, RetryPolicy, retry_gate
+from .stats import TierSnapshot, TierStats
+from .store import Store
+
+__all__ = ["Tier"]
+
+
+class Tier:
+    """A tier record. ``limit_group`` names the limiter in the process-wide registry: tiers (of any
+    composites, pickled copies included) with the same group and limits share one limiter per process."""
+
+    def __init__(self, store: Store, name: str, *, write_back: bool = False, is_cache: bool = False,
+                 limits: Limits | None = None, limit_group: str | None = None, clock: Clock = SYSTEM_CLOCK,
+                 throttle_retry: RetryPolicy = DEFAULT_RETRY):
+        self.store = store
+        self.name = name
+        self.write_back = write_back
+        self.is_cache = is_cache
+        self.limits = limits if limits is not None and limits.bounded else None
+        self.limit_group = limit_group or uuid.uuid4().hex
+        self.clock = clock
+        self.throttle_retry = throttle_retry
+        self.stats = TierStats()
+        self._adaptive = False  # throttled once without limits: an adaptive limiter from then on
+        self._limiter: tuple[int, TierLimiter] | None = None
+
+    # --- the limiter ---------------------------------------------------------------------------------
+    def limiter(self) -> TierLimiter | None:
+        """This process's limiter for the tier (None for a tier without limits that was never throttled)."""
+        if self.limits is None and not self._adaptive:
+            return None
+        held = self._limiter
+        if held is not None and held[0] == generation():
+            return held[1]
+        limiter = limiter_for(self.limit_group, self.limits or Limits(), self.clock)
+        self._limiter = (generation(), limiter)
+        return limiter
+
+    def _throttled_limiter(self) -> TierLimiter:
+        self._adaptive = True
+        return self.limiter()
+
+    # --- calls ---------------------------------------------------------------------------------------
+    def get(self, uri: Any) -> bytes:
+        """The tier's answer for ``uri``: bytes, or the tier's own error. A ``Throttled`` answer is retried
+        (``throttle_retry`` attempts in all, each under the limiter) before it becomes ``FetchFailed``."""
+        policy = self.throttle_retry
+        for attempt in range(policy.attempts):
+            limiter = self.limiter()
+            try:
+                if limiter is None:
+                    return self._call(uri, None, None)
+                with limiter.slot() as ticket:
+                    self.stats.waited(ticket.waited)
+                    return self._call(uri, limiter, ticket)
+            except Throttled as exc:
+                last = exc
+                if attempt + 1 < policy.attempts:
+                    pause = policy.delay(attempt, retry_after_of(exc))  # at least the Retry-After (capped)
+                    self.clock.sleep(pause)
+                    self.stats.waited(pause)
+        raise FetchFailed(self.name, uri, f"throttled {policy.attempts} times, last answer: {last}")
+
+    def _call(self, uri: Any, limiter: TierLimiter | None, ticket: Any) -> bytes:
+        clock, stats = self.clock, self.stats
+        token = retry_gate.set(lambda error, delay, sleep: self._before_retry(ticket, error, delay, sleep))
+        start = clock.monotonic()
+        try:
+            data = self.store.get(uri)
+        except Throttled as exc:
+            stats.call("throttled", clock.monotonic() - start)
+            (limiter or self._throttled_limiter()).throttled(ticket, retry_after_of(exc))
+            raise
+        except NotFoundInStore:  # InvalidDataFound included: this tier's copy is unusable
+            stats.call("miss", clock.monotonic() - start)
+            raise
+        except BaseException:
+            stats.call("failure", clock.monotonic() - start)
+            raise
+        finally:
+            retry_gate.reset(token)
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            stats.call("hit", clock.monotonic() - start, len(data))
+        else:  # the composite reports it; for the statistics it is a failed call
+            stats.call("failure", clock.monotonic() - start)
+        if limiter is not None:
+            limiter.succeeded()
+        return data
+
+    def _before_retry(self, ticket: Any, error: BaseException, delay: float, sleep: Any) -> None:
+        """A backend is about to retry inside one call: tell the limiter about throttling, sleep the
+        backend's delay (with the backend's ``sleep``), then wait for the retry's turn in the tier's schedule
+        (all counted as waiting)."""
+        limiter = self.limiter()
+        if is_throttling(error):
+            self.stats.retried(throttled=True)
+            limiter = limiter or self._throttled_limiter()
+            limiter.throttled(ticket, retry_after_of(error))
+        else:
+            self.stats.retried(throttled=False)
+        sleep(delay)  # the backend's own wait, with its policy's sleep
+        waited = delay + (limiter.wait_turn(ticket) if limiter is not None else 0.0)
+        self.stats.waited(waited)
+
+    def snapshot(self) -> TierSnapshot:
+        return self.stats.snapshot(self.name)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_limiter"] = None  # limiters are per process: found again (or made) in the registry
+        return state
+
+    def __repr__(self) -> str:
+        return f"<Tier {self.name!r}{' (cache)' if self.is_cache else ''}{' -> cache' if self.write_back else ''}>"
+
