@@ -30,6 +30,12 @@ _AUTH_CODES = {
     "TokenRefreshRequired", "AllAccessDisabled", "AccountProblem", "InvalidSecurity", "UnauthorizedAccess",
     "forbidden", "unauthorized", "AuthorizationHeaderMalformed",
 }
+# Codes that say "slow down": the service refused for load. A subset of the retryable codes below; only these
+# back a tier's limiter off and send the fast transport's next attempts through the SDK (to see Retry-After).
+_SLOW_DOWN_CODES = {
+    "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "RequestThrottled", "TooManyRequests",
+    "rateLimitExceeded", "EC2ThrottledException", "BandwidthLimitExceeded",
+}
 _THROTTLING_CODES = {
     "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "RequestThrottled", "TooManyRequests",
     "ServiceUnavailable", "InternalError", "RequestTimeout", "RequestTimeTooSkewed", "rateLimitExceeded",
@@ -111,8 +117,9 @@ def status_error(status: int | None, code: str | None, message: str, store: Any,
         return NotFoundInStore(store, uri, "archived, not readable without a restore")
     if status in (401, 403) or code in _AUTH_CODES:
         return StoreNotAvailable(store, f"credentials missing or rejected ({detail})")
-    throttled = status in (429, 503) or code in _THROTTLING_CODES
-    if throttled or status == 408 or (status is not None and status >= 500):
+    throttled = status in (429, 503) or code in _SLOW_DOWN_CODES
+    retryable = throttled or code in _THROTTLING_CODES
+    if retryable or status == 408 or (status is not None and status >= 500):
         return TransientError(detail, retry_after=retry_after, throttled=throttled)
     if status is not None and 400 <= status < 500:  # a request the service will never accept
         return FetchFailed(store, uri, detail)
