@@ -99,6 +99,8 @@ class AsyncDispatcher:
         self._done = done  # (slot, result): count the answer's bytes (the thread path counts its own)
         self._free = max_workers  # loop-side state, touched only on the loop
         self._waiting: deque[tuple[Any, Any, Future]] = deque()
+        self._idle_claims = 0  # workers started that have not taken their first key yet
+        self._ready: list[tuple[Future, Any]] = []  # answers of this loop iteration, delivered together
         self._pending: list[tuple[Any, Any, Future]] = []  # consumer-side, not yet handed over
         self._closed = False
 
@@ -133,23 +135,42 @@ class AsyncDispatcher:
         self._start()
 
     def _start(self) -> None:
-        while self._free > 0 and self._waiting:
-            key, slot, future = self._waiting.popleft()
-            if not future.set_running_or_notify_cancel():
-                continue
+        """Start workers while there is room and work: a worker takes keys until none wait (no task per key)."""
+        while self._free > 0 and len(self._waiting) > self._idle_claims:
             self._free -= 1
-            self._loop.create_task(self._one(key, slot, future))
+            self._idle_claims += 1
+            self._loop.create_task(self._worker())
 
-    async def _one(self, key: Any, slot: Any, future: Future) -> None:
+    async def _worker(self) -> None:
+        waiting = self._waiting
+        self._idle_claims -= 1
         try:
-            result = await self._answer(key, slot)
-        except BaseException as exc:  # noqa: BLE001 - a broken thread pool; the engine reports it for this key
-            future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
-        else:
-            future.set_result(result)
+            while waiting:
+                key, slot, future = waiting.popleft()
+                if not future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    result = await self._answer(key, slot)
+                except BaseException as exc:  # noqa: BLE001 - a broken thread pool: reported for this key
+                    result = exc if isinstance(exc, Exception) else RuntimeError(repr(exc))
+                self._deliver_soon(future, result)
         finally:
             self._free += 1
-            self._start()
+
+    def _deliver_soon(self, future: Future, result: Any) -> None:
+        """Resolve ``future`` with the other answers of this loop iteration, so the waiting engine wakes once
+        for all of them rather than once per blob."""
+        self._ready.append((future, result))
+        if len(self._ready) == 1:
+            self._loop.call_soon(self._deliver)
+
+    def _deliver(self) -> None:
+        ready, self._ready = self._ready, []
+        for future, result in ready:
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
 
     async def _answer(self, key: Any, slot: Any) -> FetchResult:
         route = self._route
