@@ -116,8 +116,9 @@ def _in_flight_targets(case: dict, rows: list[Row], cases: list[dict]) -> list[d
         busy = ours.cpu_s / ours.seconds if ours.seconds else 0.0
         check = _check(f"{name}: get_many / N-per-latency ceiling ({ceiling:,.0f}/s)",
                        [b / ceiling for b in _rounds(ours)], 0.85)
-        if check["verdict"] == "missed" and busy >= CPU_BOUND:
-            check["verdict"] = f"CPU-bound ({busy:.0%} of a core): not judged"
+        if check["verdict"] == "missed" and busy >= CPU_BOUND:  # the target holds up to where the CPU limits
+            check["verdict"] = "not judged"
+            check["target"] += f" [client CPU-bound: {busy:.0%} of a core]"
         out.append(check)
     if n == 1024:
         base = next((c for c in cases if c["kind"] == "in-flight" and c["in_flight"] == 64), None)
