@@ -18,12 +18,14 @@ threads for the rest (and for tiers with a per-tier concurrency limit, which is 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from ._views import allow, restore
+from .backends._errors import obstore_error
 from .errors import NotFoundInStore
 
 if TYPE_CHECKING:
@@ -81,14 +83,45 @@ def route_of(store: Store) -> Route | None:
     return None if fast is None else Route(store, store, fast, lambda key: key, lambda key, base_get: base_get(key))
 
 
+_QUEUED, _RUNNING, _DONE, _CANCELLED = range(4)
+
+
+class _Answer:
+    """One fetch's answer to come, as the engine waits for it (``done``, ``result``, ``cancel``): a
+    ``concurrent.futures.Future`` makes a lock and a condition per key, which cost the engine more than the rest
+    of its work per key; these share their dispatcher's one condition."""
+
+    __slots__ = ("state", "value", "_owner")
+
+    def __init__(self, owner: AsyncDispatcher):
+        self.state, self.value, self._owner = _QUEUED, None, owner
+
+    def done(self) -> bool:
+        return self.state >= _DONE
+
+    def cancel(self) -> bool:
+        if self.state == _QUEUED:
+            self.state = _CANCELLED
+        return self.state == _CANCELLED
+
+    def result(self) -> Any:
+        if self.state < _DONE:
+            self._owner._wait(self)
+        if self.state == _CANCELLED:
+            raise asyncio.CancelledError("the run ended before this key was fetched")
+        if isinstance(self.value, BaseException):
+            raise self.value
+        return self.value
+
+
 class _Fallback(Exception):
     """The first attempt's outcome is not one the async path answers: the store's own path takes the key."""
 
 
 class AsyncDispatcher:
     """Starts fetches for the batch engine: at most ``max_workers`` at once (async attempts and the thread
-    fallbacks they wait for together). ``submit`` queues a key here; ``flush`` hands the queued keys to the
-    loop in one wake-up (the engine calls it before it waits)."""
+    fallbacks they wait for together). ``submit`` queues a key here and returns its ``_Answer``; ``flush`` hands
+    the queued keys to the loop in one wake-up (done before waiting for an answer)."""
 
     FLUSH_EVERY = 32
 
@@ -98,18 +131,30 @@ class AsyncDispatcher:
         self._in_thread = in_thread  # (key, slot) -> Future of the thread engine's fetch
         self._done = done  # (slot, result): count the answer's bytes (the thread path counts its own)
         self._free = max_workers  # loop-side state, touched only on the loop
-        self._waiting: deque[tuple[Any, Any, Future]] = deque()
+        self._waiting: deque[tuple[Any, Any, _Answer]] = deque()
         self._idle_claims = 0  # workers started that have not taken their first key yet
-        self._ready: list[tuple[Future, Any]] = []  # answers of this loop iteration, delivered together
-        self._pending: list[tuple[Any, Any, Future]] = []  # consumer-side, not yet handed over
+        self._ready: list[tuple[_Answer, Any]] = []  # answers of this loop iteration, delivered together
+        self._pending: list[tuple[Any, Any, _Answer]] = []  # consumer-side, not yet handed over
         self._closed = False
+        self._cond = threading.Condition(threading.Lock())
+        self._awaited: _Answer | None = None  # the answer the engine waits for, if it waits
 
-    def submit(self, key: Any, slot: Any) -> Future:
-        future: Future = Future()
-        self._pending.append((key, slot, future))
+    def submit(self, key: Any, slot: Any) -> _Answer:
+        answer = _Answer(self)
+        self._pending.append((key, slot, answer))
         if len(self._pending) >= self.FLUSH_EVERY:
             self.flush()
-        return future
+        return answer
+
+    def _wait(self, answer: _Answer) -> None:
+        """Block until ``answer`` is done. The loop sets states first and reads ``_awaited`` after, so either it
+        sees this answer awaited and notifies, or this thread sees the answer done before it waits."""
+        self.flush()
+        with self._cond:
+            self._awaited = answer
+            while answer.state < _DONE:
+                self._cond.wait()
+            self._awaited = None
 
     def flush(self) -> None:
         if self._pending:
@@ -124,8 +169,8 @@ class AsyncDispatcher:
     # --- on the loop -------------------------------------------------------------------------------
     def _stop(self) -> None:
         self._closed = True
-        for _, _, future in self._waiting:
-            future.cancel()
+        for _, _, answer in self._waiting:
+            answer.cancel()
         self._waiting.clear()
 
     def _admit(self, batch: list) -> None:
@@ -146,31 +191,34 @@ class AsyncDispatcher:
         self._idle_claims -= 1
         try:
             while waiting:
-                key, slot, future = waiting.popleft()
-                if not future.set_running_or_notify_cancel():
+                key, slot, answer = waiting.popleft()
+                if answer.state != _QUEUED:  # cancelled: the run ended
                     continue
+                answer.state = _RUNNING
                 try:
                     result = await self._answer(key, slot)
                 except BaseException as exc:  # noqa: BLE001 - a broken thread pool: reported for this key
                     result = exc if isinstance(exc, Exception) else RuntimeError(repr(exc))
-                self._deliver_soon(future, result)
+                self._deliver_soon(answer, result)
         finally:
             self._free += 1
 
-    def _deliver_soon(self, future: Future, result: Any) -> None:
-        """Resolve ``future`` with the other answers of this loop iteration, so the waiting engine wakes once
-        for all of them rather than once per blob."""
-        self._ready.append((future, result))
+    def _deliver_soon(self, answer: _Answer, result: Any) -> None:
+        """Give ``answer`` its result with the other answers of this loop iteration, so the waiting engine wakes
+        once for all of them rather than once per blob."""
+        self._ready.append((answer, result))
         if len(self._ready) == 1:
             self._loop.call_soon(self._deliver)
 
     def _deliver(self) -> None:
         ready, self._ready = self._ready, []
-        for future, result in ready:
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+        for answer, result in ready:
+            answer.value = result
+            answer.state = _DONE
+        awaited = self._awaited
+        if awaited is not None and awaited.state >= _DONE:
+            with self._cond:
+                self._cond.notify()
 
     async def _answer(self, key: Any, slot: Any) -> FetchResult:
         route = self._route
@@ -188,8 +236,6 @@ class AsyncDispatcher:
 
     async def _first_attempt(self, uri: str) -> Any:
         """The raw GET's bytes, a ``NotFoundInStore`` answered by the service's code, else ``_Fallback``."""
-        from .backends._errors import obstore_error
-
         raw = self._route.raw
         match = raw._URI.fullmatch(uri) if isinstance(uri, str) else None
         if match is None:  # the store's own path says why (InvalidURI)
