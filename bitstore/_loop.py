@@ -7,6 +7,7 @@ closed in the child (closing it could touch state a parent thread held at the fo
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import threading
 
@@ -15,6 +16,7 @@ __all__ = ["engine_loop"]
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _inherited: list[asyncio.AbstractEventLoop] = []
+_owner_pid: dict[int, int] = {}  # loop thread ident -> pid of the process that started it
 
 
 def engine_loop() -> asyncio.AbstractEventLoop:
@@ -33,10 +35,21 @@ def engine_loop() -> asyncio.AbstractEventLoop:
                 loop.call_soon(ready.set)
                 loop.run_forever()
 
-            threading.Thread(target=run, name="bitstore-engine-loop", daemon=True).start()
+            thread = threading.Thread(target=run, name="bitstore-engine-loop", daemon=True)
+            thread.start()
+            _owner_pid[thread.ident] = os.getpid()
             ready.wait()
             _loop = loop
+            atexit.register(_stop, loop, thread)
         return _loop
+
+
+def _stop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    """At exit: stop the loop and let its thread end before the interpreter finalizes, so no callback of
+    obstore's runtime finds it half torn down."""
+    if thread.is_alive() and thread.ident is not None and os.getpid() == _owner_pid.get(thread.ident):
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
 
 
 def _after_fork_in_child() -> None:
