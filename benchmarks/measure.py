@@ -99,6 +99,10 @@ def measure(case: str, contender: Contender, target: object, keys: Sequence[str]
         row.status, row.note = "error", _describe(exc)
         return row
     row.seconds, row.cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
+    worker_cpu_s = getattr(fetch, "worker_cpu_s", None)  # a fetcher with worker processes reports their CPU
+    if worker_cpu_s is not None:
+        row.cpu_s += worker_cpu_s
+        row.extra["worker_cpu_s"] = round(worker_cpu_s, 3)
     row.n, row.found, row.nbytes = len(keys), found, nbytes
     if before is not None:
         after = server.stats()

@@ -2,10 +2,12 @@
 
 1. S3 and GCS protocols against ``benchmarks.server`` (a separate process answering from memory), for
    each blob size and per-request delay: the contenders of ``benchmarks.remote`` on the same keys.
-2. FetchBlobs against get_many on ``--beam-n`` keys (16 KiB, the largest delay), and Spark and Ray against
+2. Many requests in flight (``--in-flight``, at ``--in-flight-delay``) and one process against two at 0 ms
+   (``benchmarks.inflight``).
+3. FetchBlobs against get_many on ``--beam-n`` keys (16 KiB, the largest delay), and Spark and Ray against
    get_many on ``--engine-n`` keys (``benchmarks.engines``).
-3. The local-disk store against a plain threaded read loop (``benchmarks.local_disk``).
-4. Peak memory of enrich_batches and ``bitstore fetch`` (``benchmarks/arrow_memory.py``, ``cli_memory.py``).
+4. The local-disk store against a plain threaded read loop (``benchmarks.local_disk``).
+5. Peak memory of enrich_batches and ``bitstore fetch`` (``benchmarks/arrow_memory.py``, ``cli_memory.py``).
 
 Prints a table per case with ratios to bitstore and the issue's targets, and writes JSON and Markdown
 to ``benchmarks/results/``.
@@ -19,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 
+from .inflight import IN_FLIGHT, IN_FLIGHT_DELAY_MS, blobs_for, in_flight_contenders, process_contenders
 from .local_disk import local_contenders, write_blobs
 from .machine import machine_info
 from .measure import Contender, Row, measure
@@ -59,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="keys of the Spark/Ray case (16 KiB, the largest delay; default 20000; 0 skips)")
     p.add_argument("--repeat", type=int, default=None,
                    help="interleaved rounds per case; the median round is reported (default 5; quick 1)")
+    p.add_argument("--in-flight", type=_csv(int), default=list(IN_FLIGHT),
+                   help="requests in flight of the many-in-flight case (empty skips it; quick: 64)")
+    p.add_argument("--in-flight-delay", type=float, default=IN_FLIGHT_DELAY_MS, help="its server delay in ms")
+    p.add_argument("--in-flight-n", type=int, default=None,
+                   help="at least this many blobs per in-flight run (default 2000, 8x N above; quick 200)")
+    p.add_argument("--skip-processes", action="store_true", help="skip the 0 ms one-vs-two-processes case")
+    p.add_argument("--skip-server-check", action="store_true")
     p.add_argument("--skip-local", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--output-dir", default=RESULTS_DIR)
@@ -189,6 +199,42 @@ def _engine_case(args, server: ServerProcess, cases: list[dict], rows: list[Row]
     server.set_delay(0)
 
 
+def _in_flight_cases(args, server: ServerProcess, cases: list[dict], rows: list[Row]) -> None:
+    """Issue 19: N requests in flight at a long latency, for each N; the client's ceiling is N / latency."""
+    size, delay, protocol = 16 * 1024, args.in_flight_delay, args.protocols[0]
+    largest = blobs_for(max(args.in_flight), args.in_flight_n)
+    keys = server.fill("bench-inflight", "blobs/", largest + max(args.in_flight), size, seed=args.seed + 3)
+    server.set_delay(delay)
+    target = Target(protocol, server.endpoint, "bench-inflight", "blobs/")
+    for in_flight in args.in_flight:
+        n = blobs_for(in_flight, args.in_flight_n)
+        name = f"{protocol} 16 KiB {delay:g}ms, {in_flight} in flight"
+        cases.append({"name": name, "kind": "in-flight", "protocol": protocol, "size": size, "delay_ms": delay,
+                      "n": n, "in_flight": in_flight,
+                      "title": f"{protocol.upper()}, 16 KiB blobs, {delay:g} ms per request, {in_flight:,} "
+                               f"requests in flight (ceiling {in_flight / delay * 1000:,.0f} blobs/s), {n:,} blobs"})
+        print(f"\n{name} ({n:,} blobs)", flush=True)
+        rows += _measure_case(args, name, _select(in_flight_contenders(in_flight), args.contenders), target,
+                              keys[:n], keys[largest:], size, server)
+    server.drop("bench-inflight")
+    server.set_delay(0)
+
+
+def _process_case(args, server: ServerProcess, cases: list[dict], rows: list[Row]) -> None:
+    """Issue 19: at 0 ms the client's CPU is the limit; one process against two."""
+    size, protocol, n = 16 * 1024, args.protocols[0], args.n
+    keys = server.fill("bench-procs", "blobs/", n + 512, size, seed=args.seed + 4)
+    server.set_delay(0)
+    name = f"{protocol} 16 KiB 0ms, processes"
+    cases.append({"name": name, "kind": "processes", "protocol": protocol, "size": size, "delay_ms": 0, "n": n,
+                  "title": f"{protocol.upper()}, 16 KiB blobs, 0 ms, one process against two (client CPU includes "
+                           f"the worker processes), {n:,} blobs"})
+    print(f"\n{name} ({n:,} blobs)", flush=True)
+    rows += _measure_case(args, name, _select(process_contenders(), args.contenders),
+                          Target(protocol, server.endpoint, "bench-procs", "blobs/"), keys[:n], keys[n:], size, server)
+    server.drop("bench-procs")
+
+
 def _local_cases(args, cases: list[dict], rows: list[Row]) -> None:
     for size in args.sizes:
         n = args.n if size <= SMALL_LIMIT else args.n_large
@@ -231,6 +277,10 @@ def main(argv: list[str] | None = None) -> dict:
         args.n_large = 10 if args.quick else 1000
     if args.repeat is None:
         args.repeat = 1 if args.quick else 5
+    if args.in_flight_n is None:
+        args.in_flight_n = 200 if args.quick else 2000
+    if args.quick and args.in_flight == list(IN_FLIGHT):
+        args.in_flight = [64]
     if args.beam_n is None:
         args.beam_n = 0 if args.quick else 20000
     if args.engine_n is None:
@@ -244,8 +294,13 @@ def main(argv: list[str] | None = None) -> dict:
     if args.protocols:
         with ServerProcess() as server:
             point_sdks_at(server.endpoint)
-            _server_check(args, server, cases, rows)
+            if not args.skip_server_check:
+                _server_check(args, server, cases, rows)
             _remote_cases(args, server, cases, rows)
+            if args.in_flight:
+                _in_flight_cases(args, server, cases, rows)
+            if not args.skip_processes:
+                _process_case(args, server, cases, rows)
             if args.beam_n:
                 _beam_case(args, server, cases, rows)
             if args.engine_n:

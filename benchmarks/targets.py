@@ -1,4 +1,4 @@
-"""The speed targets of issue 8, checked against one run's rows (reported as measured, pass or miss).
+"""The speed targets of issues 8 and 19, checked against one run's rows (reported as measured, pass or miss).
 
 A ratio target is judged on the median of its per-round ratios, and every round's ratio is reported with it.
 """
@@ -81,6 +81,12 @@ def evaluate(cases: list[dict], rows: list[Row]) -> list[dict]:
                                   _ratio(_exact(rows, name, GET_MANY_VIEWS), _exact(rows, name, OBSTORE_BUFFER)),
                                   0.9))
             out.append(_check(f"{name}: enrich_table / get_many", _ratio(_find(rows, name, ENRICH), ref), 0.9))
+        elif kind == "in-flight":
+            out += _in_flight_targets(case, rows, cases)
+        elif kind == "processes":
+            one = next((r for r in rows if r.case == name and r.reference and r.ok), None)
+            two = next((r for r in rows if r.case == name and "2 processes" in r.contender and r.ok), None)
+            out.append(_check(f"{name}: 2 processes / 1 process (reported, no target)", _ratio(two, one), 0.0))
         elif kind == "beam-scale":
             out.append(_check(f"{name}: FetchBlobs / get_many",
                               _ratio(_find(rows, name, FETCH_BLOBS), _find(rows, name, GET_MANY)), 0.5))
@@ -91,4 +97,41 @@ def evaluate(cases: list[dict], rows: list[Row]) -> list[dict]:
         elif kind == "local":
             out.append(_check(f"{name}: get_many / plain threaded read loop",
                               _ratio(_find(rows, name, GET_MANY), _find(rows, name, "plain")), 0.8))
+    return out
+
+
+#: A client process using this share of one core or more is CPU-bound: its ceiling is its CPU, not N / latency.
+CPU_BOUND = 0.9
+
+
+def _in_flight_targets(case: dict, rows: list[Row], cases: list[dict]) -> list[dict]:
+    """Issue 19: get_many >= 1.0x obstore async at the same N; >= 85% of N / latency unless the client's CPU is
+    the limit; CPU per blob at N = 1,024 within 20% of N = 64."""
+    name, n = case["name"], case["in_flight"]
+    ours = next((r for r in rows if r.case == name and r.reference and r.ok), None)
+    theirs = next((r for r in rows if r.case == name and r.contender.startswith("obstore async") and r.ok), None)
+    out = [_check(f"{name}: get_many / obstore async", _ratio(ours, theirs), 1.0)]
+    ceiling = n / (case["delay_ms"] / 1000)
+    if ours is not None:
+        busy = ours.cpu_s / ours.seconds if ours.seconds else 0.0
+        check = _check(f"{name}: get_many / N-per-latency ceiling ({ceiling:,.0f}/s)",
+                       [b / ceiling for b in _rounds(ours)], 0.85)
+        if check["verdict"] == "missed" and busy >= CPU_BOUND:  # the target holds up to where the CPU limits
+            check["verdict"] = "not judged"
+            check["target"] += f" [client CPU-bound: {busy:.0%} of a core]"
+        out.append(check)
+    if n == 1024:
+        base = next((c for c in cases if c["kind"] == "in-flight" and c["in_flight"] == 64), None)
+        low = next((r for r in rows if base and r.case == base["name"] and r.reference and r.ok), None)
+        value = ours.cpu_ms_per_blob / low.cpu_ms_per_blob if ours and low and low.cpu_ms_per_blob else None
+        out.append(_check(f"{name}: get_many CPU-ms per blob / at 64 in flight", value, 1.2, at_most=True))
+        # engine for engine: the event loop at 1,024 against the event loop at 64 (the row "[async]" where auto
+        # did not pick it, else the reference)
+        loop_low = next((r for r in rows if base and r.case == base["name"] and "[async]" in r.contender and r.ok),
+                        None)
+        loop_high = next((r for r in rows if r.case == name and "[async]" in r.contender and r.ok), ours)
+        value = loop_high.cpu_ms_per_blob / loop_low.cpu_ms_per_blob \
+            if loop_high and loop_low and loop_low.cpu_ms_per_blob else None
+        out.append(_check(f"{name}: event-loop engine CPU-ms per blob / its own at 64 in flight", value, 1.2,
+                          at_most=True))
     return out

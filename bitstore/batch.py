@@ -6,6 +6,12 @@ Keys are read lazily. At most ``window`` keys are read ahead of the consumer (ne
 An error from the key iterator is raised after every result read before it is yielded. Any exception from
 a store, ``BaseException`` included, is that key's ``failed`` result. Thread pools are kept between runs
 (``_Pools``).
+
+Engines: ``threads`` runs each fetch on one of ``max_workers`` threads. ``async`` starts the fetches of a store
+``_aio.route_of`` can route on this process's event loop (``_loop``), at most ``max_workers`` at once, and sends
+what the loop does not answer to the threads. ``auto`` is ``threads`` (``async`` above ``ASYNC_MIN_WORKERS``
+for a store that can be routed, once ``AUTO_ASYNC`` is on). ``processes=N`` spreads the keys over N worker
+processes (``_procs``).
 """
 from __future__ import annotations
 
@@ -29,6 +35,14 @@ if TYPE_CHECKING:
 __all__ = ["fetch_many", "run_many", "want_progress"]
 
 WINDOW_PER_WORKER = 4
+#: Whether ``engine="auto"`` may pick the event loop. Off: a process that used obstore's async API aborts at
+#: exit (SIGABRT, after its work is done) in about 1 run in 15 here, with or without bitstore, and the loop did not
+#: measure faster than threads on this machine; ``engine="async"`` opts in.
+AUTO_ASYNC = False
+#: With ``AUTO_ASYNC``, ``auto`` multiplexes requests on the event loop above this many in flight. Up to 512, one
+#: thread per request was as fast as obstore's async API or faster (issue 19's table); see the README's curve.
+ASYNC_MIN_WORKERS = 512
+ENGINES = ("auto", "threads", "async")
 #: Idle thread pools kept for the next runs in this process (any sizes, the most recently used).
 IDLE_POOLS = 4
 
@@ -76,7 +90,7 @@ class _Slot:
 
     __slots__ = ("future", "refs", "canonical", "size")
 
-    def __init__(self, future: Future | None, canonical: Hashable | None):
+    def __init__(self, future: Any, canonical: Hashable | None):
         self.future, self.canonical, self.refs, self.size = future, canonical, 1, 0
 
 
@@ -185,15 +199,26 @@ def fetch_many(
     progress: bool | None = None,
     total: int | None = None,
     views: bool = False,
+    engine: str = "auto",
+    processes: int | None = None,
 ) -> Iterator[FetchResult]:
-    """Fetch every key of ``keys`` like ``store.fetch`` on ``max_workers`` threads; see module doc.
+    """Fetch every key of ``keys`` like ``store.fetch``, ``max_workers`` at once; see module doc.
 
     With ``views``, a large blob may come as a read-only ``memoryview`` instead of ``bytes`` (``bitstore._views``)."""
     from .store import FetchResult
 
     _check_args(keys, max_workers, max_bytes_in_flight)
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, not {engine!r}")
+    if processes is not None and (isinstance(processes, bool) or not isinstance(processes, int) or processes < 1):
+        raise ValueError(f"processes must be a positive int or None, not {processes!r}")
     total = _total(keys, total)
     tune_allocator()
+    bar = _progress_bar(total, want_progress(progress))
+    if processes is not None:
+        from ._procs import run_in_processes
+
+        return run_in_processes(store, iter(keys), processes, max_workers, max_bytes_in_flight, bar, engine)
     if views:
         def call(key: Any) -> FetchResult:
             token = allow()
@@ -207,12 +232,24 @@ def fetch_many(
     def invalid(key: Any, error: str) -> FetchResult:
         return FetchResult(key, None, "invalid", error=error)
 
-    return _run(store, iter(keys), max_workers, max_bytes_in_flight, _progress_bar(total, want_progress(progress)),
-                call, invalid, True)
+    return _run(store, iter(keys), max_workers, max_bytes_in_flight, bar, call, invalid, True,
+                (views, engine))
+
+
+def _route(store: Store, max_workers: int, engine: str):
+    """The async route for this run, or None for threads only."""
+    if engine == "threads" or (engine == "auto" and (not AUTO_ASYNC or max_workers <= ASYNC_MIN_WORKERS)):
+        return None
+    from ._aio import route_of
+
+    return route_of(store)
 
 
 def _run(store: Store, keys: Iterator[Any], max_workers: int, budget: int, bar, call: Callable[[Any], Any],
-         invalid: Callable[[Any, str], Any], keyed: bool) -> Iterator[Any]:
+         invalid: Callable[[Any, str], Any], keyed: bool,
+         fetching: tuple[bool, str] | None = None) -> Iterator[Any]:
+    """The window over ``call``; ``fetching`` (``views``, ``engine``) for ``fetch_many``, whose keys may go to the
+    event loop (``_aio``)."""
     window_cap = max_workers * WINDOW_PER_WORKER
     window: deque[tuple[Any, _Slot]] = deque()
     by_canonical: dict[Hashable, _Slot] = {}
@@ -231,9 +268,27 @@ def _run(store: Store, keys: Iterator[Any], max_workers: int, budget: int, bar, 
             held[0] += slot.size
         return result
 
+    def answered(slot: _Slot, result: Any) -> None:  # the event loop's answers count like fetch's
+        slot.size = len(result.data) if result.data is not None else 0
+        with lock:
+            held[0] += slot.size
+
     exhausted = False
     keys_error: BaseException | None = None  # raised by the key iterator: re-raised once the window is yielded
+    route = _route(store, max_workers, fetching[1]) if fetching is not None else None
     workforce = _pools.take(max_workers)
+    if route is None:
+        dispatcher = None
+
+        def start(key: Any, slot: _Slot) -> Any:
+            return workforce.submit(fetch, key, slot)
+    else:
+        from ._aio import AsyncDispatcher
+        from ._loop import engine_loop
+
+        dispatcher = AsyncDispatcher(route, engine_loop(), max_workers, fetching[0],
+                                     lambda key, slot: workforce.submit(fetch, key, slot), answered)
+        start = dispatcher.submit
     try:
         while True:
             while not exhausted and (len(window) < max_workers or (len(window) < window_cap and held[0] < budget)):
@@ -255,7 +310,7 @@ def _run(store: Store, keys: Iterator[Any], max_workers: int, budget: int, bar, 
                     slot.refs += 1
                 else:
                     slot = _Slot(None, canonical)
-                    slot.future = workforce.submit(fetch, key, slot)
+                    slot.future = start(key, slot)
                     if canonical is not None:
                         by_canonical[canonical] = slot
                 window.append((key, slot))
@@ -282,6 +337,8 @@ def _run(store: Store, keys: Iterator[Any], max_workers: int, budget: int, bar, 
     finally:
         for _, slot in window:
             slot.future.cancel()
+        if dispatcher is not None:
+            dispatcher.close()
         _pools.give(max_workers, workforce)
         if bar is not None:
             bar.close()

@@ -86,8 +86,13 @@ class Sha1Store(Sha1FormatMixin, VerifySha1Mixin, Store):
 
     def get(self, sha1: str) -> bytes:
         self._check_valid(sha1)
+        return self._read(sha1, self.base_store.get)
+
+    def _read(self, sha1: str, base_get: Callable[[str], bytes]) -> bytes:
+        """``get`` of a valid ``sha1`` with ``base_get`` as the base store's ``get`` (the async engine passes the
+        answer it already has)."""
         try:
-            data = self.base_store.get(self._uri(sha1))
+            data = base_get(self._uri(sha1))
         except InvalidDataFound:
             raise
         except NotFoundInStore as exc:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Literal
 
@@ -125,8 +125,13 @@ class Store(ABC):
 
     def _result(self, key: Any) -> FetchResult:
         """``fetch`` for a key already known to be accepted (the batch engine checks keys as it reads them)."""
+        return self._answer(key, self._fetch)
+
+    def _answer(self, key: Any, fetch: Callable[[Any], tuple[bytes, str, bool | None]]) -> FetchResult:
+        """``fetch(key)`` (``_fetch`` or the async engine's equivalent) as a ``FetchResult``: the one place that
+        turns an outcome into a status."""
         try:
-            data, source, cached = self._fetch(key)
+            data, source, cached = fetch(key)
         except InvalidURI as exc:
             return FetchResult(key, None, "invalid", error=str(exc))
         except NotFoundInStore as exc:
@@ -149,16 +154,23 @@ class Store(ABC):
         progress: bool | None = None,
         total: int | None = None,
         views: bool = False,
+        engine: str = "auto",
+        processes: int | None = None,
     ) -> Iterator[FetchResult]:
         """Fetch ``keys`` concurrently; one ``FetchResult`` per key, in input order. See ``bitstore.batch``.
 
         ``views=True``: a large blob (256 KiB or more) that a transport holds in a buffer of its own (the
-        ``fast`` one) comes as a read-only ``memoryview`` of that buffer instead of a ``bytes`` copy of it."""
+        ``fast`` one) comes as a read-only ``memoryview`` of that buffer instead of a ``bytes`` copy of it.
+        ``engine``: ``"threads"`` (one thread per request in flight), ``"async"`` (requests of the fast transport
+        multiplexed on one event loop; anything else on threads) or ``"auto"`` (threads for now: see
+        ``batch.AUTO_ASYNC``).
+        ``processes=N``: spread the keys over N worker processes (spawned; the store is pickled to them), each
+        running ``max_workers`` requests; results still in input order."""
         from .batch import fetch_many
 
         return fetch_many(
             self, keys, max_workers=max_workers, max_bytes_in_flight=max_bytes_in_flight,
-            progress=progress, total=total, views=views,
+            progress=progress, total=total, views=views, engine=engine, processes=processes,
         )
 
     # --- inspect, ingest, stream ---------------------------------------------------------------------

@@ -30,7 +30,8 @@ def test_quick_run_produces_a_row_per_contender(tmp_path):
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     payload = json.loads((tmp_path / "latest.json").read_text())
-    assert (tmp_path / "latest.md").read_text().count("| contender |") == 3  # server check, S3 and local tables
+    # server check, S3, 64 in flight at 100 ms, one-vs-two processes and local tables
+    assert (tmp_path / "latest.md").read_text().count("| contender |") == 5
     rows = {(r["case"], r["contender"]): r for r in payload["rows"]}
     expected = {
         ("server headroom 0ms", "obstore async, 256 in flight"),
@@ -42,6 +43,12 @@ def test_quick_run_produces_a_row_per_contender(tmp_path):
         ("s3 16 KiB 0ms", "bitstore get_many(views=True)"),
         ("local 16 KiB", "plain open().read(), 64 threads"),
         ("local 16 KiB", "bitstore get_many (LocalRaw)"),
+        ("s3 16 KiB 100ms, 64 in flight", "bitstore get_many, 64 in flight"),
+        ("s3 16 KiB 100ms, 64 in flight", "bitstore get_many [async], 64 in flight"),
+        ("s3 16 KiB 100ms, 64 in flight", "obstore async, 64 in flight"),
+        ("s3 16 KiB 0ms, processes", "bitstore get_many, 1 process, 64 in flight"),
+        ("s3 16 KiB 0ms, processes", "bitstore get_many, 2 processes, 64 in flight each"),
+        ("s3 16 KiB 0ms, processes", "obstore async, 64 in flight"),
     }
     assert set(rows) == expected
     must_run = {k for k in expected if "bitstore get_many" not in k[1] or k[0].startswith("local")}
@@ -58,7 +65,9 @@ def test_quick_run_produces_a_row_per_contender(tmp_path):
         if not key[0].startswith("local") and row["status"] == "ok":
             assert row["requests"] >= row["n"]  # the server really answered every blob
     assert payload["machine"]["cores"] >= 1 and payload["machine"]["python"]
-    assert {t["verdict"] for t in payload["targets"]} <= {"met", "missed", "not measured"}
+    assert {t["verdict"] for t in payload["targets"]} <= {"met", "missed", "not measured", "not judged"}
+    assert any("in flight: get_many / obstore async" in t["target"] for t in payload["targets"])
+    assert rows[("s3 16 KiB 0ms, processes", "bitstore get_many, 2 processes, 64 in flight each")]["status"] == "ok"
 
 
 def test_server_speaks_s3(server):

@@ -106,9 +106,32 @@ class _Transport(ABC):
         check_size(owner, uri, length, self.max_blob_bytes)
         if attempt.number and attempt.deadline_at is not None:  # a retry: the deadline is nearer than obstore's timeout
             return read_exactly(_streamed(result, attempt), length)
-        body = result.bytes()
-        lend = length is not None and length >= VIEW_MIN_BYTES and views_allowed()  # see bitstore._views
-        return read_exactly(memoryview(body) if lend else bytes(body), length)  # type: ignore[arg-type]
+        return _payload(result.bytes(), length, views_allowed())
+
+    async def get_async(self, bucket: str, key: str, owner: Any, uri: str, views: bool) -> bytes | memoryview:
+        """``get``'s first attempt through obstore's async API, on the running event loop (the async batch
+        engine's). Raises what ``get`` raises, left for the caller to map with ``obstore_error``; ``views``
+        stands for ``views_allowed()``, which the loop's context does not carry."""
+        try:
+            store = self._store(bucket)
+        except Exception as exc:
+            raise config_error(owner, f"the fast transport cannot use this configuration ({exc})") from None
+        try:
+            result = await self._obstore.get_async(store, key)
+            length = result.meta["size"]
+            check_size(owner, uri, length, self.max_blob_bytes)
+            body = await result.bytes_async()
+        except BaseException as exc:
+            if type(exc).__name__ == "PanicException":
+                raise FastUnsupported(f"obstore panicked: {str(exc)[:200]}") from None
+            raise
+        return _payload(body, length, views)
+
+
+def _payload(body: Any, length: int | None, views: bool) -> bytes | memoryview:
+    """obstore's buffer as ``bytes``, or lent as a read-only view where allowed and large (see bitstore._views)."""
+    lend = views and length is not None and length >= VIEW_MIN_BYTES
+    return read_exactly(memoryview(body) if lend else bytes(body), length)  # type: ignore[arg-type]
 
 
 def _streamed(result: Any, attempt: Attempt) -> bytes:
