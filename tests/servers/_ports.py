@@ -1,7 +1,8 @@
-"""Free loopback ports and readiness checks."""
+"""Free loopback ports, readiness checks, and stopping a server process."""
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -27,3 +28,15 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{url} did not come up within {timeout:.0f}s") from None
             time.sleep(0.05)
+
+
+def stop_process(process: subprocess.Popen | None) -> None:
+    """Terminate a server process, killing it if it has not exited within 10 s."""
+    if process is None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

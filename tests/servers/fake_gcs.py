@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 import tempfile
 
-from ._ports import free_port, wait_http
+from ._ports import free_port, stop_process, wait_http
 
 
 def binary_path() -> str:
@@ -63,14 +63,8 @@ class FakeGCSServer:
             bucket.delete()
 
     def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
+        stop_process(self._process)
+        self._process = None
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
             self._tmpdir = None

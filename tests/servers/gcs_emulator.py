@@ -9,7 +9,7 @@ import subprocess
 import sys
 import urllib.request
 
-from ._ports import free_port, wait_http
+from ._ports import free_port, stop_process, wait_http
 
 
 class GCSEmulator:
@@ -36,11 +36,5 @@ class GCSEmulator:
         urllib.request.urlopen(f"{self.endpoint}/wipe", timeout=10).close()
 
     def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
+        stop_process(self._process)
+        self._process = None

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 
-from ._ports import free_port, wait_http
+from ._ports import free_port, stop_process, wait_http
 
 _POLICY = json.dumps({"Version": "2012-10-17",
                       "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]})
@@ -63,11 +63,5 @@ class MotoAuthServer:
         assert s3.get_object(Bucket=self.bucket, Key=self.key)["Body"].read() == self.data
 
     def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
+        stop_process(self._process)
+        self._process = None
