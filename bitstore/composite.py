@@ -153,11 +153,7 @@ class Composite(Store):
             except NotFoundInStore:
                 continue
             except Exception as exc:  # StoreNotAvailable, FetchFailed, or any error from a user's store
-                if tier.is_cache:
-                    self.cache_read_failures.add()
-                    log_once(logger, logging.WARNING, f"cache-read:{tier.name}", cause_of(exc),
-                             f"cache tier {tier.name} failed a read; trying the next tiers: {cause_of(exc)}")
-                failures.append(_describe(tier.name, exc))
+                failures.append(self._tier_failed(tier, exc))
                 continue
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 failures.append(f"{tier.name}: returned {type(data).__name__}, not bytes")
@@ -208,6 +204,14 @@ class Composite(Store):
             return False
         return True
 
+    def _tier_failed(self, tier: Tier, exc: BaseException) -> str:
+        """Count and log a tier's failure (a cache tier's reads are counted apart) and describe it for the verdict."""
+        if tier.is_cache:
+            self.cache_read_failures.add()
+            log_once(logger, logging.WARNING, f"cache-read:{tier.name}", cause_of(exc),
+                     f"cache tier {tier.name} failed a read; trying the next tiers: {cause_of(exc)}")
+        return _describe(tier.name, exc)
+
     def _first_tier(self, uri: Any, call: Callable[[Store, Any], T]) -> tuple[T, str]:
         """``call(tier, uri)`` on the tiers that accept ``uri``, in order, until one answers; missing and failed
         as for ``get``: ``NotFoundInStore`` only when every tier said "not found", else ``FetchFailed``."""
@@ -222,11 +226,7 @@ class Composite(Store):
             except NotFoundInStore:
                 continue
             except Exception as exc:  # StoreNotAvailable, FetchFailed, or any error from a user's store
-                if tier.is_cache:
-                    self.cache_read_failures.add()
-                    log_once(logger, logging.WARNING, f"cache-read:{name}", cause_of(exc),
-                             f"cache tier {name} failed a read; trying the next tiers: {cause_of(exc)}")
-                failures.append(_describe(name, exc))
+                failures.append(self._tier_failed(tier, exc))
         if failures:
             raise FetchFailed(self, uri, "; ".join(failures))
         raise NotFoundInStore(self, uri)
