@@ -5,14 +5,11 @@ import contextlib
 import io
 import re
 
-from tests.test_readme_core import README, _expected_output
+from tests.test_readme_core import _expected_output, section
 
 
 def _paid_section() -> str:
-    match = re.search(r"<!-- section: paid-tiers -->(.*?)<!-- /section: paid-tiers -->",
-                      README.read_text(encoding="utf-8"), re.S)
-    assert match, "README.md has no paid-tiers section"
-    return match.group(1)
+    return section("paid-tiers")
 
 
 def test_the_section_names_the_contract():
