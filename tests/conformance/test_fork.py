@@ -25,8 +25,8 @@ from ._rows import blob
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is not available on this platform")]
 
-ROUNDS = 200
-FETCH_EVERY = 20  # a child fetch builds an SDK client (boto3 loads its models): ~0.3 s idle, seconds under load
+ROUNDS = 150
+FETCH_EVERY = 25  # a child fetch builds an SDK client (boto3 loads its models): ~0.3 s idle, seconds under load
 ROUND_TIMEOUT = 15.0
 PARENT_THREADS = 4
 
