@@ -57,7 +57,7 @@ NON_EMPTY = Check(lambda v: v != "", "must not be empty", "not empty")
 
 
 def one_of(values: tuple[str, ...]) -> Check:
-    return _OneOf(lambda v: v in values, f"must be one of {', '.join(values)}", " | ".join(values))
+    return _OneOf(lambda v: v in values, f"must be one of {', '.join(values)}", ", ".join(values))
 
 
 class _OneOf(Check):
@@ -179,8 +179,8 @@ LIMITS = (
           Check(lambda v: 0 < v < math.inf, "must be a positive number (calls per second)", "> 0, per second")),
 )
 ROLE = (
-    Field("role", str, "`source` (default) or `cache`: read at its position and the write-back target; one cache "
-          "at most", "source", default="source"),
+    Field("role", str, "`source` or `cache` (read at its position, and the write-back target; one cache at most)",
+          "source", default="source"),
     Field("read", bool, "the cache tier only: false = only write to it, never read it", False, default=True),
     Field("cache_result", bool, "sources only: write this tier's hits back to the cache (default: false, true for "
           "api tiers)", True),
