@@ -4,7 +4,8 @@ A ``Field`` says a key's value type, its range check, its default, what it means
 *reference* to a secret (a profile, an environment variable's name, a file) rather than a value.
 ``bitstore.spec`` reads the declarations to validate a spec (allowed keys, types, ranges, error
 messages) and calls the declared ``build`` to turn a validated tier into its store. The groups every
-tier or every cloud tier shares (``COMMON``, ``LIMITS``, ``RETRY``, ``TIMEOUTS``) are declared here once.
+tier shares (``COMMON``, ``LIMITS``, ``RETRY``) are declared here once; what the cloud tiers share
+(``CLOUD``), beside ``CloudRaw`` in ``backends/_cloud.py``.
 This module imports no backend and no SDK.
 """
 from __future__ import annotations
@@ -13,15 +14,13 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from .backends._client import TRANSPORTS
 from .errors import SpecError
 
-__all__ = ["Field", "Check", "TierType", "Build", "COMMON", "LIMITS", "ROLE", "RETRY", "TIMEOUTS", "CLOUD",
+__all__ = ["Field", "Check", "TierType", "Build", "COMMON", "LIMITS", "ROLE", "RETRY",
            "MAX_BLOB_BYTES", "POSITIVE", "NON_NEGATIVE", "SECONDS", "NON_EMPTY", "one_of",
-           "NUMBER", "env_name", "keyname", "shown", "cloud_options"]
+           "NUMBER", "env_name", "keyname", "shown"]
 
 NUMBER = (int, float)
 Fail = Callable[..., Any]  # fail(message, key) raises SpecError
@@ -36,17 +35,20 @@ def shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-@dataclass(frozen=True)
+# Plain classes with __slots__ (not dataclasses): every backend module builds its declaration at import,
+# and ``import bitstore`` should not pay for generated methods it never calls.
 class Check:
-    """A range check on one value: ``test(value)`` true, or ``message``; ``doc`` says it in the key table."""
+    """A range check on one value: ``test(value)`` true, or ``message`` (followed by the value when
+    ``show_value``); ``doc`` says it in the README's key table."""
 
-    test: Callable[[Any], bool]
-    message: str
-    doc: str
+    __slots__ = ("test", "message", "doc", "show_value")
+
+    def __init__(self, test: Callable[[Any], bool], message: str, doc: str, show_value: bool = False):
+        self.test, self.message, self.doc, self.show_value = test, message, doc, show_value
 
     def __call__(self, value: Any, key: str, fail: Fail) -> Any:
         if not self.test(value):
-            fail(self.message, key)
+            fail(f"{self.message}, not {shown(value)}" if self.show_value else self.message, key)
         return value
 
 
@@ -57,14 +59,7 @@ NON_EMPTY = Check(lambda v: v != "", "must not be empty", "not empty")
 
 
 def one_of(values: tuple[str, ...]) -> Check:
-    return _OneOf(lambda v: v in values, f"must be one of {', '.join(values)}", ", ".join(values))
-
-
-class _OneOf(Check):
-    def __call__(self, value: Any, key: str, fail: Fail) -> Any:
-        if not self.test(value):
-            fail(f"{self.message}, not {shown(value)}", key)
-        return value
+    return Check(lambda v: v in values, f"must be one of {', '.join(values)}", ", ".join(values), show_value=True)
 
 
 def keyname(key: Any) -> str:
@@ -79,7 +74,6 @@ def env_name(var: Any, key: str, fail: Fail) -> str:
     return var
 
 
-@dataclass(frozen=True)
 class Field:
     """One key of a tier (or of the spec's top level).
 
@@ -90,14 +84,16 @@ class Field:
     point at a secret instead of holding one; ``example`` is a valid value (tests and docs use it).
     """
 
-    name: str
-    kind: Any
-    doc: str
-    example: Any
-    check: Callable[[Any, str, Fail], Any] | None = None
-    default: Any = None
-    reference: str | None = None
-    wrong_kind: str | None = None
+    __slots__ = ("name", "kind", "doc", "example", "check", "default", "reference", "wrong_kind")
+
+    def __init__(self, name: str, kind: Any, doc: str, example: Any,
+                 check: Callable[[Any, str, Fail], Any] | None = None, *, default: Any = None,
+                 reference: str | None = None, wrong_kind: str | None = None):
+        self.name, self.kind, self.doc, self.example, self.check = name, kind, doc, example, check
+        self.default, self.reference, self.wrong_kind = default, reference, wrong_kind
+
+    def __repr__(self) -> str:
+        return f"Field({self.name!r})"
 
     def validate(self, value: Any, key: str, fail: Fail) -> Any:
         """The value, checked for kind then range (normalised by the check), or ``fail(message, key)``."""
@@ -124,14 +120,14 @@ class Field:
         return f"{words} ({doc})" if doc else words
 
 
-@dataclass(frozen=True)
 class Build:
     """What a tier's builder gets besides the tier: where it is, and how to read an environment variable."""
 
-    where: str
-    source: str | None
-    uri_mode: bool
-    secrets: list[str] = field(default_factory=list)  # values read as secrets: masked in any error
+    __slots__ = ("where", "source", "uri_mode", "secrets")
+
+    def __init__(self, where: str, source: str | None, uri_mode: bool):
+        self.where, self.source, self.uri_mode = where, source, uri_mode
+        self.secrets: list[str] = []  # values read as secrets: masked in any error
 
     def env(self, var: str, key: str, secret: bool = False) -> str:
         value = os.environ.get(var)
@@ -146,7 +142,6 @@ class Build:
         return {"name": tier["name"]} if self.uri_mode and "name" in tier else {}
 
 
-@dataclass(frozen=True)
 class TierType:
     """A tier type: its fields and ``build(tier, Build) -> Store`` (the validated tier's store).
 
@@ -155,21 +150,18 @@ class TierType:
     of keys cannot be given together.
     """
 
-    name: str
-    fields: tuple[Field, ...]
-    build: Callable[[dict, Build], Any]
-    open: bool = False
-    retry: bool = False
-    exclusive: tuple[tuple[str, str], ...] = ()
+    __slots__ = ("name", "fields", "build", "open", "retry", "exclusive", "by_name")
 
-    def __post_init__(self) -> None:
-        names = [f.name for f in self.fields]
-        if len(names) != len(set(names)):
+    def __init__(self, name: str, fields: tuple[Field, ...], build: Callable[[dict, Build], Any], *,
+                 open: bool = False, retry: bool = False, exclusive: tuple[tuple[str, str], ...] = ()):
+        self.name, self.fields, self.build = name, tuple(fields), build
+        self.open, self.retry, self.exclusive = open, retry, exclusive
+        self.by_name: dict[str, Field] = {f.name: f for f in self.fields}
+        if len(self.by_name) != len(self.fields):
             raise ValueError(f"{self.name}: a field is declared twice")
 
-    @property
-    def by_name(self) -> dict[str, Field]:
-        return {f.name: f for f in self.fields}
+    def __repr__(self) -> str:
+        return f"TierType({self.name!r})"
 
 
 LIMITS = (
@@ -201,33 +193,3 @@ RETRY = (
     Field("max_retry_after", NUMBER, "longest Retry-After honoured, seconds", 60.0, NON_NEGATIVE),
 )
 MAX_BLOB_BYTES = Field("max_blob_bytes", int, "refuse larger objects", 1 << 20, POSITIVE)
-TIMEOUTS = (
-    Field("connect_timeout", NUMBER, "seconds to connect", 5.0, SECONDS, default=10.0),
-    Field("read_timeout", NUMBER, "seconds a read may stay idle", 20.0, SECONDS, default=30.0),
-)
-CLOUD = (
-    *RETRY,
-    *TIMEOUTS,
-    Field("transport", str, "GET data path: `auto`, `sdk` or `fast` (obstore)", "sdk", one_of(TRANSPORTS),
-          default="auto"),
-    MAX_BLOB_BYTES,
-    Field("max_connections", int, "HTTP connection pool size", 16, POSITIVE),
-    Field("anonymous", bool, "unsigned requests (a public bucket); no credentials with it", True),
-)
-
-
-def cloud_options(tier: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``CloudRaw`` keyword arguments the ``CLOUD`` fields give: retry, limits, pool, timeouts, transport."""
-    from .retry import RetryPolicy
-
-    defaults = {f.name: f.default for f in CLOUD}
-    out: dict[str, Any] = {
-        "retry": RetryPolicy(**tier["retry"]) if "retry" in tier else None,
-        "max_blob_bytes": tier.get("max_blob_bytes"),
-        "transport": tier.get("transport", defaults["transport"]),
-    }
-    if "max_connections" in tier:
-        out["max_pool_connections"] = tier["max_connections"]
-    if "connect_timeout" in tier or "read_timeout" in tier:
-        out["timeout"] = tuple(tier.get(k, defaults[k]) for k in ("connect_timeout", "read_timeout"))
-    return out

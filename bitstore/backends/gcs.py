@@ -16,14 +16,14 @@ import re
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
-from .._fields import CLOUD, COMMON, Build, Field, TierType, cloud_options, env_name
+from .._fields import COMMON, Build, Field, TierType, env_name
 from .._logging import log_once
 from ..errors import StoreNotAvailable
 from ..retry import Attempt, RetryPolicy
 from . import _redact
 from ._body import read_body, read_up_to
 from ._client import endpoint_problem, require
-from ._cloud import ANONYMOUS, DEFAULT_POOL, CloudRaw
+from ._cloud import ANONYMOUS, CLOUD, DEFAULT_POOL, CloudRaw, cloud_options
 from ._errors import HTTPStatusError, check_size, clean, config_error, gcs_error, retry_after_of
 
 __all__ = ["GSRaw", "ANONYMOUS"]

@@ -12,13 +12,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from .._fields import CLOUD, COMMON, Build, Field, TierType, cloud_options, env_name, keyname
+from .._fields import COMMON, Build, Field, TierType, env_name, keyname
 from ..errors import StoreNotAvailable
 from ..retry import Attempt, RetryPolicy
 from . import _redact
 from ._body import read_body
 from ._client import EnvVar, endpoint_problem, require, resolve_env
-from ._cloud import ANONYMOUS, DEFAULT_POOL, CloudRaw
+from ._cloud import ANONYMOUS, CLOUD, DEFAULT_POOL, CloudRaw, cloud_options
 from ._errors import check_size, config_error, s3_error
 
 __all__ = ["S3Raw", "ANONYMOUS"]
