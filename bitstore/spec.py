@@ -1,9 +1,11 @@
 """Store specs: a dict or a TOML file describing tiers in order, turned into a ready ``Store``.
 
-The one place that knows every backend type. ``load_spec`` validates a spec without importing any
-SDK or connecting anywhere and returns a picklable ``Spec`` (plain data, no live clients, no secret
-values: credentials are referenced by profile or environment variable name and resolved by
-``Spec.build``, in the process that builds the store). ``from_spec`` is ``load_spec(...).build()``.
+Each tier type declares its keys and how a tier becomes a store once, beside its backend (a
+``_fields.TierType``); this module reads those declarations and keeps the rules between keys, one
+place each. ``load_spec`` validates a spec without importing any SDK or connecting anywhere and
+returns a picklable ``Spec`` (plain data, no live clients, no secret values: credentials are referenced
+by profile or environment variable name and resolved by ``Spec.build``, in the process that builds the
+store). ``from_spec`` is ``load_spec(...).build()``.
 """
 from __future__ import annotations
 
