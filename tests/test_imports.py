@@ -45,6 +45,22 @@ def test_star_import_and_lazy_backends_import_nothing_heavy():
     assert _heavy_in(_modules_after(code)) == []
 
 
+def test_loading_and_building_a_cloud_spec_imports_nothing_heavy():
+    """``load_spec`` reads each tier type's declaration from its backend module; those import no SDK, and
+    neither does building the store (clients are made on first use). Importing the spec module alone
+    imports no cloud backend at all."""
+    code = """
+import bitstore.spec
+assert "bitstore.backends.s3" not in sys.modules and "bitstore.backends.gcs" not in sys.modules
+spec = bitstore.spec.load_spec({"tier": [{"type": "s3", "prefix": "s3://b/", "anonymous": True},
+                                         {"type": "gcs", "prefix": "gs://b/", "anonymous": True}]})
+spec.build()
+"""
+    modules = _modules_after(code)
+    assert "bitstore.backends.s3" in modules and "bitstore.backends.gcs" in modules
+    assert _heavy_in(modules) == []
+
+
 def test_the_probe_detects_a_heavy_import():
     """Guards the test above against passing vacuously."""
     assert "pyarrow" in _heavy_in(_modules_after("import pyarrow"))

@@ -19,9 +19,10 @@ import logging
 import re
 import threading
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from .._fields import MAX_BLOB_BYTES, NUMBER, POSITIVE, RETRY, SECONDS, Field, one_of
 from .._logging import cause_of, log_once
 from ..errors import BitstoreError, FetchFailed, NotFoundInStore, StoreNotAvailable
 from ..retry import Attempt, RetryPolicy, TransientError
@@ -29,7 +30,7 @@ from ..store import Store
 from ._client import TRANSPORTS, ProcessLocal, resolve_transport
 from ._errors import FastUnsupported, Unconfirmed404, obstore_error, read_exactly
 
-__all__ = ["CloudRaw", "ANONYMOUS", "DEFAULT_POOL"]
+__all__ = ["CloudRaw", "ANONYMOUS", "DEFAULT_POOL", "CLOUD", "cloud_options"]
 
 logger = logging.getLogger(__name__)
 
@@ -266,3 +267,34 @@ class CloudRaw(Store):
     def _range_once(self, bucket: str, key: str, start: int, stop: int, attempt: Attempt) -> bytes:
         """One ranged GET attempt: bytes ``[start, stop)`` of the object."""
         raise NotImplementedError(f"{type(self).__name__} does not implement ranged reads")
+
+
+# --- the fields every cloud tier of a store spec declares (s3.py, gcs.py add their own) ---------------
+TIMEOUTS = (
+    Field("connect_timeout", NUMBER, "seconds to connect", 5.0, SECONDS, default=10.0),
+    Field("read_timeout", NUMBER, "seconds a read may stay idle", 20.0, SECONDS, default=30.0),
+)
+CLOUD = (
+    *RETRY,
+    *TIMEOUTS,
+    Field("transport", str, "GET data path: `auto`, `sdk` or `fast` (obstore)", "sdk", one_of(TRANSPORTS),
+          default="auto"),
+    MAX_BLOB_BYTES,
+    Field("max_connections", int, "HTTP connection pool size", 16, POSITIVE, default=DEFAULT_POOL),
+    Field("anonymous", bool, "unsigned requests (a public bucket); no credentials with it", True),
+)
+
+
+def cloud_options(tier: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``CloudRaw`` keyword arguments the ``CLOUD`` fields give: retry, limits, pool, timeouts, transport."""
+    defaults = {f.name: f.default for f in CLOUD}
+    out: dict[str, Any] = {
+        "retry": RetryPolicy(**tier["retry"]) if "retry" in tier else None,
+        "max_blob_bytes": tier.get("max_blob_bytes"),
+        "transport": tier.get("transport", defaults["transport"]),
+    }
+    if "max_connections" in tier:
+        out["max_pool_connections"] = tier["max_connections"]
+    if "connect_timeout" in tier or "read_timeout" in tier:
+        out["timeout"] = tuple(tier.get(k, defaults[k]) for k in ("connect_timeout", "read_timeout"))
+    return out

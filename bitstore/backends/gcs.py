@@ -16,13 +16,14 @@ import re
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
+from .._fields import COMMON, Build, Field, TierType, env_name
 from .._logging import log_once
 from ..errors import StoreNotAvailable
 from ..retry import Attempt, RetryPolicy
 from . import _redact
 from ._body import read_body, read_up_to
 from ._client import endpoint_problem, require
-from ._cloud import ANONYMOUS, DEFAULT_POOL, CloudRaw
+from ._cloud import ANONYMOUS, CLOUD, DEFAULT_POOL, CloudRaw, cloud_options
 from ._errors import HTTPStatusError, check_size, clean, config_error, gcs_error, retry_after_of
 
 __all__ = ["GSRaw", "ANONYMOUS"]
@@ -231,3 +232,29 @@ def _status_error(response: Any, attempt: Attempt) -> HTTPStatusError:
     except (ValueError, AttributeError):
         pass
     return HTTPStatusError(response.status_code, code, message, retry_after_of(response.headers.get("Retry-After")))
+
+
+# --- the gcs tier of a store spec (``bitstore.spec`` validates and builds through this declaration) -------
+def _build_tier(tier: dict, build: Build) -> GSRaw:
+    if tier.get("anonymous"):
+        credentials: Any = ANONYMOUS
+    elif "credentials_env" in tier:
+        credentials = build.env(tier["credentials_env"], f"{build.where}.credentials_env")
+    else:
+        credentials = tier.get("credentials_file")
+    return GSRaw(credentials, project=tier.get("project"), endpoint=tier.get("endpoint"), **cloud_options(tier),
+                 **build.raw_name(tier))
+
+
+TIER = TierType("gcs", (
+    Field("prefix", str, "`gs://bucket/folder/` (sha1 keys)", "gs://bucket/blobs/"),
+    *COMMON,
+    *CLOUD,
+    Field("endpoint", str, "an emulator's URL", "http://127.0.0.1:4443"),
+    Field("project", str, "the Google Cloud project", "my-project"),
+    Field("credentials_env", str, "a variable holding the service-account JSON file's path", "SA_JSON_PATH",
+          env_name, reference="env", wrong_kind="must be the NAME of an environment variable (letters, digits, _), "
+          "not a value"),
+    Field("credentials_file", str, "a service-account JSON file (relative: to the spec file's folder)", "sa.json",
+          reference="file"),
+), _build_tier, retry=True, exclusive=(("credentials_file", "credentials_env"),))

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .. import _tempfiles
+from .._fields import COMMON, MAX_BLOB_BYTES, Build, Field, TierType
 from ..errors import BitstoreError, BlobTooLarge, FetchFailed, InvalidURI, NotFoundInStore, StoreNotAvailable
 from ..store import Store
 
@@ -349,3 +350,18 @@ def _kind(mode: int) -> str:
         if test(mode):
             return name
     return "special file"
+
+
+# --- the local tier of a store spec (``bitstore.spec`` validates and builds through this declaration) -----
+def _build_tier(tier: dict, build: Build) -> LocalRaw:
+    root = tier.get("prefix")
+    return LocalRaw(root=None if root is None else root.rstrip(os.sep) or os.sep,
+                    max_blob_bytes=tier.get("max_blob_bytes"), **build.raw_name(tier))
+
+
+TIER = TierType("local", (
+    Field("prefix", str, "a folder (or `file://` URL); relative: to the spec file's folder; the root folder with "
+          "uri keys", "blobs/"),
+    *COMMON,
+    MAX_BLOB_BYTES,
+), _build_tier)

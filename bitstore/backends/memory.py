@@ -6,6 +6,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from .._fields import COMMON, NON_NEGATIVE, Build, Field, TierType
 from ..errors import BlobTooLarge, NotFoundInStore
 from ..store import Store
 
@@ -95,3 +96,15 @@ class MemoryRaw(Store):
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+
+# --- the memory tier of a store spec (``bitstore.spec`` validates and builds through this declaration) ----
+def _build_tier(tier: dict, build: Build) -> MemoryRaw:
+    return MemoryRaw(tier.get("max_bytes"), **build.raw_name(tier))
+
+
+TIER = TierType("memory", (
+    Field("prefix", str, "`mem://...` (sha1 keys)", "mem://blobs/", default="mem://blobs/"),
+    *COMMON,
+    Field("max_bytes", int, "bound the bytes held (least recently used go first)", 1 << 20, NON_NEGATIVE),
+), _build_tier)

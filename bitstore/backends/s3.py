@@ -12,12 +12,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+from .._fields import COMMON, Build, Field, TierType, env_name, keyname
 from ..errors import StoreNotAvailable
 from ..retry import Attempt, RetryPolicy
 from . import _redact
 from ._body import read_body
-from ._client import endpoint_problem, require, resolve_env
-from ._cloud import ANONYMOUS, DEFAULT_POOL, CloudRaw
+from ._client import EnvVar, endpoint_problem, require, resolve_env
+from ._cloud import ANONYMOUS, CLOUD, DEFAULT_POOL, CloudRaw, cloud_options
 from ._errors import check_size, config_error, s3_error
 
 __all__ = ["S3Raw", "ANONYMOUS"]
@@ -202,3 +203,48 @@ def _credential_options(credentials: Any) -> list:
                             f"of those; got {type(option).__name__}")
     return [dict(o) if isinstance(o, Mapping) else o for o in options]
 
+
+
+# --- the s3 tier of a store spec (``bitstore.spec`` validates and builds through this declaration) ---------
+_SESSION_KEYS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "region_name", "profile_name")
+_SESSION_ENV = ("must be a table mapping boto3 Session arguments to environment variable names, e.g. "
+                "{ aws_access_key_id = \"MY_KEY_ID_VAR\", aws_secret_access_key = \"MY_SECRET_VAR\" }")
+
+
+def _session_env(env: Mapping[str, Any], key: str, fail: Any) -> dict:
+    if not env:
+        fail(_SESSION_ENV, key)
+    for arg, var in env.items():
+        if arg not in _SESSION_KEYS:
+            fail(f"not a boto3 Session argument (one of: {', '.join(_SESSION_KEYS)})", f"{key}.{keyname(arg)}")
+        env_name(var, f"{key}.{arg}", fail)
+    return dict(env)
+
+
+def _build_tier(tier: dict, build: Build) -> S3Raw:
+    if tier.get("anonymous"):
+        credentials: Any = ANONYMOUS
+    else:
+        credentials = {}
+        for arg, var in tier.get("credentials_env", {}).items():
+            build.env(var, f"{build.where}.credentials_env.{arg}")  # set now, or a clear SpecError
+            credentials[arg] = EnvVar(var)  # read again by each process's client, never stored as a value
+        if "profile" in tier:
+            credentials["profile_name"] = tier["profile"]
+        if "region" in tier:
+            credentials["region_name"] = tier["region"]
+        credentials = credentials or None
+    return S3Raw(credentials, endpoint_url=tier.get("endpoint_url"), **cloud_options(tier), **build.raw_name(tier))
+
+
+TIER = TierType("s3", (
+    Field("prefix", str, "`s3://bucket/folder/` (sha1 keys)", "s3://bucket/blobs/"),
+    *COMMON,
+    *CLOUD,
+    Field("endpoint_url", str, "any S3-compatible endpoint (MinIO, R2, ...)", "http://127.0.0.1:9000"),
+    Field("profile", str, "a boto3 profile", "prod", reference="profile"),
+    Field("region", str, "the bucket's region", "eu-west-1"),
+    Field("credentials_env", Mapping, "boto3 Session arguments from environment variables, "
+          "`{ aws_access_key_id = \"VAR\", ... }`", {"aws_access_key_id": "KEY_ID_VAR"}, _session_env,
+          reference="env", wrong_kind=_SESSION_ENV),
+), _build_tier, retry=True)
