@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 ANONYMOUS = "anonymous"
 #: get_many's default concurrency is 64 threads; room for more without "connection pool is full" warnings.
 DEFAULT_POOL = 128
+#: ``(connect, read_idle)`` seconds: the raw stores' ``timeout`` and the spec's ``connect_timeout``/``read_timeout``.
+DEFAULT_TIMEOUT = (10.0, 30.0)
 
 C = TypeVar("C", bound="CloudRaw")
 
@@ -271,8 +273,8 @@ class CloudRaw(Store):
 
 # --- the fields every cloud tier of a store spec declares (s3.py, gcs.py add their own) ---------------
 TIMEOUTS = (
-    Field("connect_timeout", NUMBER, "seconds to connect", 5.0, SECONDS, default=10.0),
-    Field("read_timeout", NUMBER, "seconds a read may stay idle", 20.0, SECONDS, default=30.0),
+    Field("connect_timeout", NUMBER, "seconds to connect", 5.0, SECONDS, default=DEFAULT_TIMEOUT[0]),
+    Field("read_timeout", NUMBER, "seconds a read may stay idle", 20.0, SECONDS, default=DEFAULT_TIMEOUT[1]),
 )
 CLOUD = (
     *RETRY,

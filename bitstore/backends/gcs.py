@@ -23,7 +23,7 @@ from ..retry import Attempt, RetryPolicy
 from . import _redact
 from ._body import read_body, read_up_to
 from ._client import endpoint_problem, require
-from ._cloud import ANONYMOUS, CLOUD, DEFAULT_POOL, CloudRaw, cloud_options
+from ._cloud import ANONYMOUS, CLOUD, DEFAULT_POOL, DEFAULT_TIMEOUT, CloudRaw, cloud_options
 from ._errors import HTTPStatusError, check_size, clean, config_error, gcs_error, retry_after_of
 
 __all__ = ["GSRaw", "ANONYMOUS"]
@@ -58,7 +58,7 @@ class GSRaw(CloudRaw):
 
     def __init__(self, credentials: Any = None, *, project: str | None = None, endpoint: str | None = None,
                  retry: RetryPolicy | dict | int | None = None, max_blob_bytes: int | None = None,
-                 max_pool_connections: int = DEFAULT_POOL, timeout: tuple[float, float] = (10.0, 30.0),
+                 max_pool_connections: int = DEFAULT_POOL, timeout: tuple[float, float] = DEFAULT_TIMEOUT,
                  name: str | None = None, transport: str = "auto"):
         super().__init__(retry=retry, max_blob_bytes=max_blob_bytes, max_pool_connections=max_pool_connections,
                          timeout=timeout, name=name, transport=transport)

@@ -18,7 +18,7 @@ from ..retry import Attempt, RetryPolicy
 from . import _redact
 from ._body import read_body
 from ._client import EnvVar, endpoint_problem, require, resolve_env
-from ._cloud import ANONYMOUS, CLOUD, DEFAULT_POOL, CloudRaw, cloud_options
+from ._cloud import ANONYMOUS, CLOUD, DEFAULT_POOL, DEFAULT_TIMEOUT, CloudRaw, cloud_options
 from ._errors import check_size, config_error, s3_error
 
 __all__ = ["S3Raw", "ANONYMOUS"]
@@ -53,7 +53,7 @@ class S3Raw(CloudRaw):
     def __init__(self, credentials: None | str | Mapping[str, Any] | Sequence[Mapping[str, Any] | str | None] = None,
                  *, endpoint_url: str | None = None, retry: RetryPolicy | dict | int | None = None,
                  max_blob_bytes: int | None = None, max_pool_connections: int = DEFAULT_POOL,
-                 timeout: tuple[float, float] = (10.0, 30.0), name: str | None = None, transport: str = "auto"):
+                 timeout: tuple[float, float] = DEFAULT_TIMEOUT, name: str | None = None, transport: str = "auto"):
         super().__init__(retry=retry, max_blob_bytes=max_blob_bytes, max_pool_connections=max_pool_connections,
                          timeout=timeout, name=name, transport=transport)
         self.credentials = _credential_options(credentials)
