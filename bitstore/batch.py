@@ -249,7 +249,12 @@ def _run(open_window: Callable[[], _Window[Any]], keys: Iterator[Any], bar) -> I
     """The generator behind ``get_many`` and ``run_many``: reads ``keys`` while the window has room, yields its
     head. The window is opened on the first ``next`` (and closed by the ``finally``, which a generator that never
     started would not run)."""
-    window = open_window()
+    try:
+        window = open_window()
+    except BaseException:
+        if bar is not None:
+            bar.close()
+        raise
     exhausted = False
     keys_error: BaseException | None = None  # raised by the key iterator: re-raised once the window is yielded
     try:
