@@ -1,15 +1,19 @@
-"""The engine behind the Beam transforms: check keys, buffer them, fetch each batch with ``get_many``, count.
+"""The engine behind the Beam transforms: check keys, keep their fetches going across elements, count.
 
-``BatchFetchDoFn`` buffers valid keys (with their window, timestamp and pane) up to ``max_batch_size``,
-fetches the batch concurrently through ``Store.get_many`` (so ``max_batch_bytes`` bounds the bytes
-fetched but not yet emitted) and emits each result in its own window. ``finish_bundle`` flushes what
-is left, so every write-back to a cache tier (done by the composite inside the fetch) has completed
+``BatchFetchDoFn`` keeps one ``bitstore.batch.FetchWindow`` (``get_many``'s engine) open per bundle. Each valid
+key is offered to it as its element arrives, and every result already fetched is emitted at once, in its
+element's own windows, so Beam reads and decodes the next elements while the fetches run. The DoFn holds at most
+``max_batch_size`` elements whose output is not yet emitted; the window fetches ``max_workers`` keys at once and
+reads at most ``4 * max_workers`` ahead while the bytes fetched but not yet emitted are under
+``max_batch_bytes``. ``process`` waits only when one of those bounds is reached. ``finish_bundle`` emits
+everything left, so every write-back to a cache tier (done by the composite inside the fetch) has completed
 before the bundle commits. Subclasses decide what a key is and what each outcome becomes.
 """
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 import apache_beam as beam
@@ -17,6 +21,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 
 from bitstore import FetchResult, Sha1Composite, Store
+from bitstore.batch import FetchWindow
 from bitstore.errors import short
 
 from ._store import StoreSource
@@ -59,53 +64,73 @@ def field_of(element: Any, field: str) -> tuple[Any, str | None]:
 
 
 class FetchMetrics:
-    """Beam metrics under the ``bitstore`` namespace; created on the worker."""
+    """Beam metrics under the ``bitstore`` namespace; created on the worker.
+
+    Results are counted here in plain ints (a Beam counter's ``inc`` looks up the step's metrics container on every
+    call) and ``report`` adds them to Beam's counters in one go: every ``max_batch_size`` outputs and at the end of
+    each bundle. ``fetch_ms`` gets one value per report: the milliseconds the DoFn spent blocked waiting for
+    fetches since the last one."""
+
+    COUNTERS = ("found", "missing", "invalid", "failed", "bytes", "cache_writes", "cache_write_failures")
 
     def __init__(self):
-        self.found = Metrics.counter(NAMESPACE, "found")
-        self.missing = Metrics.counter(NAMESPACE, "missing")
-        self.invalid = Metrics.counter(NAMESPACE, "invalid")
-        self.failed = Metrics.counter(NAMESPACE, "failed")
-        self.bytes = Metrics.counter(NAMESPACE, "bytes")
-        self.cache_writes = Metrics.counter(NAMESPACE, "cache_writes")
-        self.cache_write_failures = Metrics.counter(NAMESPACE, "cache_write_failures")
+        self._counters = {name: Metrics.counter(NAMESPACE, name) for name in self.COUNTERS}
         self.fetch_ms = Metrics.distribution(NAMESPACE, "fetch_ms")
-        self._hits: dict[str, Any] = {}
         self._tier_metrics: dict[str, Any] = {}
+        self._reset()
 
-    def record(self, result: FetchResult) -> None:
-        getattr(self, result.status).inc()
-        if result.status == "found":
-            self.bytes.inc(len(result.data))
-            if result.source:
-                hits = self._hits.get(result.source)
-                if hits is None:
-                    hits = self._hits[result.source] = Metrics.counter(NAMESPACE, f"hits.{result.source}")
-                hits.inc()
-        if result.cached is True:
-            self.cache_writes.inc()
-        elif result.cached is False:
-            self.cache_write_failures.inc()
+    def _reset(self) -> None:
+        self._counts = dict.fromkeys(self.COUNTERS, 0)
+        self._hits: dict[str, int] = {}
+        self._waited = 0.0
+        self._fetched = 0
+        #: Outputs counted since the last report.
+        self.outputs = 0
 
-    def fetch_batch(self, store: Store, keys: list[Any], *, max_workers: int,
-                    max_batch_bytes: int) -> Iterator[FetchResult]:
-        """``store.get_many(keys)``, recording each result and the time spent waiting for the batch."""
-        results = store.get_many(keys, max_workers=max(1, min(max_workers, len(keys))),
-                                 max_bytes_in_flight=max_batch_bytes, progress=False)
-        waited = 0.0
-        for _ in keys:
-            start = time.perf_counter()
-            result = next(results)
-            waited += time.perf_counter() - start
-            self.record(result)
-            yield result
-        self.fetch_ms.update(round(waited * 1000))
-        self.record_tiers(store)
+    def count(self, result: FetchResult) -> None:
+        """One fetched key's outcome."""
+        counts = self._counts
+        status = result.status
+        counts[status] += 1
+        self._fetched += 1
+        self.outputs += 1
+        if status == "found":
+            counts["bytes"] += len(result.data)
+            source = result.source
+            if source:
+                self._hits[source] = self._hits.get(source, 0) + 1
+        cached = result.cached
+        if cached is True:
+            counts["cache_writes"] += 1
+        elif cached is False:
+            counts["cache_write_failures"] += 1
+
+    def count_invalid(self) -> None:
+        """One element that is not a key (answered without a fetch)."""
+        self._counts["invalid"] += 1
+        self.outputs += 1
+
+    def waited(self, seconds: float) -> None:
+        self._waited += seconds
+
+    def report(self, store: Store | None) -> None:
+        """Add what was counted since the last report to Beam's metrics, with the store's per-tier counters."""
+        for name, value in self._counts.items():
+            if value:
+                self._counters[name].inc(value)
+        for source, value in self._hits.items():
+            self._tier_metric(Metrics.counter, f"hits.{source}").inc(value)
+        if self._fetched:
+            self.fetch_ms.update(round(self._waited * 1000))
+        self._reset()
+        if store is not None:
+            self.record_tiers(store)
 
     def record_tiers(self, store: Store) -> None:
         """Per-tier counters of a composite (``calls.<tier>``, ``misses.<tier>``, ``failures.<tier>``,
         ``throttled.<tier>``, ``bytes.<tier>``, ``wait_ms.<tier>``) and a ``latency_ms.<tier>`` distribution of
-        the batch's median call: the increments since the last report of this worker's shared store."""
+        the median call since the last report: the increments since the last report of this worker's shared
+        store."""
         drain = getattr(store, "drain_stats", None)
         if drain is None:
             return
@@ -127,7 +152,7 @@ class FetchMetrics:
 
 
 class BatchFetchDoFn(beam.DoFn):
-    """Buffers keys, fetches them in batches and emits one output per element (see the module doc)."""
+    """Fetches keys through one window per bundle and emits one output per element (see the module doc)."""
 
     def __init__(self, source: StoreSource, *, max_batch_size: int, max_workers: int, max_batch_bytes: int):
         super().__init__()
@@ -141,7 +166,8 @@ class BatchFetchDoFn(beam.DoFn):
         self._max_batch_bytes = max_batch_bytes
         self._store: Store | None = None
         self._metrics: FetchMetrics | None = None
-        self._pending: list[tuple[WindowedValue, Any]] = []
+        self._window: FetchWindow | None = None
+        self._waiting: deque[tuple[WindowedValue, str]] = deque()  # offered, output not yet emitted, in order
 
     # --- subclass hooks ----------------------------------------------------------------------------
     def key_of(self, element: Any) -> tuple[str | None, str | None]:
@@ -162,37 +188,68 @@ class BatchFetchDoFn(beam.DoFn):
         self._metrics = FetchMetrics()
 
     def start_bundle(self) -> None:
-        self._pending = []
+        self._discard()  # a bundle that failed part-way left its window open; its elements are retried
 
-    def process(self, element: Any, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam,
-                pane_info=beam.DoFn.PaneInfoParam) -> Iterable[Any]:
-        windowed = WindowedValue(element, timestamp, (window,), pane_info)
+    def process(self, element: Any, windowed=beam.DoFn.WindowedValueParam) -> Iterable[Any]:
+        # ``windowed``: the element with its windows, timestamp and pane, to emit its output in them later. Unlike
+        # WindowParam it does not make Beam call ``process`` once per window or rebuild its arguments per element.
         key, reason = self.key_of(element)
+        metrics = self._metrics
         if key is None:
-            self._metrics.invalid.inc()
+            metrics.count_invalid()
             yield self.on_invalid(windowed, reason)
+            if metrics.outputs >= self._max_batch_size:
+                metrics.report(self._store)
             return
-        self._pending.append((windowed, key))
-        if len(self._pending) >= self._max_batch_size:
-            yield from self._flush()
+        window = self._window if self._window is not None else self._open()
+        waiting = self._waiting
+        while len(waiting) >= self._max_batch_size or not window.has_room():
+            yield self._emit(self._wait(window))
+        window.offer(key)
+        waiting.append((windowed, key))
+        while (result := window.pop(block=False)) is not None:
+            yield self._emit(result)
 
     def finish_bundle(self) -> Iterable[Any]:
-        yield from self._flush()
+        window = self._window
+        if window is not None:
+            while self._waiting:
+                yield self._emit(self._wait(window))
+            self._discard()
+        self._metrics.report(self._store)
 
     def teardown(self) -> None:
+        self._discard()
         self._store = None
 
-    def _flush(self) -> Iterator[Any]:
-        pending, self._pending = self._pending, []
-        if not pending:
-            return
-        results = self._metrics.fetch_batch(self._store, [key for _, key in pending],
-                                            max_workers=self._max_workers, max_batch_bytes=self._max_batch_bytes)
-        for (windowed, key), result in zip(pending, results, strict=True):
-            yield self.on_result(windowed, key, result)
+    def _open(self) -> FetchWindow:
+        # No more threads than keys the DoFn may hold at once.
+        self._window = FetchWindow(self._store, max_workers=min(self._max_workers, self._max_batch_size),
+                                   max_bytes_in_flight=self._max_batch_bytes)
+        return self._window
+
+    def _discard(self) -> None:
+        if self._window is not None:
+            self._window.close()
+            self._window = None
+        self._waiting.clear()
+
+    def _wait(self, window: FetchWindow) -> FetchResult:
+        start = time.perf_counter()
+        result = window.pop()
+        self._metrics.waited(time.perf_counter() - start)
+        return result
+
+    def _emit(self, result: FetchResult) -> Any:
+        windowed, key = self._waiting.popleft()
+        metrics = self._metrics
+        metrics.count(result)
+        if metrics.outputs >= self._max_batch_size:
+            metrics.report(self._store)
+        return self.on_result(windowed, key, result)
 
     def __getstate__(self) -> dict[str, Any]:
-        # The worker's store (live clients, resolved credentials) and buffers never leave the worker.
+        # The worker's store (live clients, resolved credentials), window and buffers never leave the worker.
         state = self.__dict__.copy()
-        state.update(_store=None, _metrics=None, _pending=[])
+        state.update(_store=None, _metrics=None, _window=None, _waiting=deque())
         return state

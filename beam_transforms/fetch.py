@@ -52,9 +52,12 @@ class FetchBlobs(beam.PTransform):
     """Fetch the blob of each SHA1 in a PCollection from a bitstore store.
 
     ``store`` is a spec (a dict, or a TOML path read now), a ``Store`` or a zero-argument callable
-    returning one; it is built once per worker process and shared by that process's threads. Keys are
-    fetched concurrently (``max_workers`` threads) in batches of at most ``max_batch_size`` keys, with at
-    most ``max_batch_bytes`` fetched and not yet emitted. Applying it returns a ``FetchBlobsResult``.
+    returning one; it is built once per worker process and shared by that process's threads. Each key's
+    fetch starts as its element arrives and its output is emitted as soon as it is done, ``max_workers`` at
+    once, the fetches of a bundle going on across its elements. A DoFn holds at most ``max_batch_size``
+    elements whose output is not yet emitted, and at most ``max_batch_bytes`` fetched and not yet emitted
+    (beyond ``max_workers`` keys); metrics are reported every ``max_batch_size`` outputs and at the end of
+    each bundle. Applying it returns a ``FetchBlobsResult``.
     """
 
     def __init__(

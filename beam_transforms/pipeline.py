@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_workers", "--max-workers", type=int, default=None, metavar="N",
                         help="concurrent fetches per worker thread (default: the spec's max_workers, else 64)")
     parser.add_argument("--max_batch_size", "--max-batch-size", type=int, default=None, metavar="N",
-                        help="keys per batch (default: 1024)")
+                        help="the most keys a worker thread holds whose output is not yet emitted (default: 1024)")
     return parser
 
 
@@ -187,7 +187,7 @@ def metric_lines(result) -> tuple[list[str], int | None]:
     for dist in metrics["distributions"]:
         value = dist.committed or dist.attempted
         if value is not None and value.count:
-            lines.append(f"{dist.key.metric.name}: {value.count:,} batches, mean {value.mean:,.1f} ms, "
+            lines.append(f"{dist.key.metric.name}: {value.count:,} values, mean {value.mean:,.1f} ms, "
                          f"min {value.min:,} ms, max {value.max:,} ms")
     return lines, counters.get("failed", 0)
 

@@ -12,6 +12,10 @@ Engines: ``threads`` runs each fetch on one of ``max_workers`` threads. ``async`
 what the loop does not answer to the threads. ``auto`` is ``threads`` (``async`` above ``ASYNC_MIN_WORKERS``
 for a store that can be routed, once ``AUTO_ASYNC`` is on). ``processes=N`` spreads the keys over N worker
 processes (``_procs``).
+
+``_Window`` is the engine itself (offer a key, pop the head's result, with or without waiting); ``get_many`` is a
+generator over it, and ``FetchWindow`` exposes it to a consumer handed keys one at a time (the Beam DoFn), with
+the same bounds, dedupe, order and answers.
 """
 from __future__ import annotations
 
@@ -21,9 +25,9 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._memory import tune_allocator
 from ._views import allow, restore
@@ -32,7 +36,9 @@ from .errors import InvalidURI, short
 if TYPE_CHECKING:
     from .store import FetchResult, Store
 
-__all__ = ["fetch_many", "run_many", "want_progress"]
+__all__ = ["FetchWindow", "fetch_many", "run_many", "want_progress"]
+
+R = TypeVar("R")
 
 WINDOW_PER_WORKER = 4
 #: Whether ``engine="auto"`` may pick the event loop. Off: a process that used obstore's async API aborts at
@@ -102,6 +108,106 @@ class _Done(Future):
         self.set_result(value)
 
 
+_QUEUED, _RUNNING, _DONE, _CANCELLED = range(4)
+
+
+class _Answer:
+    """One key's fetch handed to ``_Threads`` (``done``, ``result``, ``cancel``, as the window uses a future): a
+    ``concurrent.futures.Future`` per key makes a condition and a lock, which cost the consumer more than the
+    rest of its work per key (a third of it in the Beam DoFn's profile); these share their owner's condition."""
+
+    __slots__ = ("state", "value", "_owner")
+
+    def __init__(self, owner: _Threads):
+        self.state, self.value, self._owner = _QUEUED, None, owner
+
+    def done(self) -> bool:
+        return self.state >= _DONE
+
+    def cancel(self) -> bool:
+        return self._owner._cancel(self)
+
+    def result(self) -> Any:
+        if self.state < _DONE:
+            self._owner._wait(self)
+        if self.state == _CANCELLED:
+            raise CancelledError
+        if isinstance(self.value, BaseException):
+            raise self.value
+        return self.value
+
+
+class _Threads:
+    """Hands a window's keys to its pool's threads: at most ``max_workers`` drain tasks, each fetching queued keys
+    until none is left. A busy window submits no task per key, and an idle one leaves no thread waiting for work
+    (so nothing holds up the pool's shutdown at exit)."""
+
+    def __init__(self, workforce: Any, fetch: Callable[[Any, Any], Any], max_workers: int):
+        self._workforce, self._fetch, self._max_drains = workforce, fetch, max_workers
+        self._queue: deque[tuple[Any, Any, _Answer]] = deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._drains = 0
+        self._closed = False
+        self._awaited: _Answer | None = None  # the answer the consumer waits for, if it waits
+
+    def submit(self, key: Any, slot: Any) -> _Answer:
+        answer = _Answer(self)
+        with self._cond:
+            self._queue.append((key, slot, answer))
+            start = self._drains < self._max_drains
+            if start:
+                self._drains += 1
+        if start:
+            try:
+                self._workforce.submit(self._drain)
+            except BaseException:
+                with self._cond:
+                    self._drains -= 1
+                raise
+        return answer
+
+    def close(self) -> None:
+        """Drop the keys not started; the drains running finish their key and stop."""
+        with self._cond:
+            self._closed = True
+            for _, _, answer in self._queue:
+                answer.state = _CANCELLED
+            self._queue.clear()
+
+    def _cancel(self, answer: _Answer) -> bool:
+        with self._cond:
+            if answer.state == _QUEUED:
+                answer.state = _CANCELLED
+            return answer.state == _CANCELLED
+
+    def _wait(self, answer: _Answer) -> None:
+        with self._cond:
+            self._awaited = answer
+            while answer.state < _DONE:
+                self._cond.wait()
+            self._awaited = None
+
+    def _drain(self) -> None:  # on a pool thread
+        queue, cond = self._queue, self._cond
+        while True:
+            with cond:
+                while queue and queue[0][2].state != _QUEUED:  # cancelled
+                    queue.popleft()
+                if self._closed or not queue:
+                    self._drains -= 1
+                    return
+                key, slot, answer = queue.popleft()
+                answer.state = _RUNNING
+            try:
+                value = self._fetch(key, slot)
+            except BaseException as exc:  # noqa: BLE001 - fetch answers every store error; this is the engine's
+                value = exc if isinstance(exc, Exception) else RuntimeError(repr(exc))
+            with cond:
+                answer.value, answer.state = value, _DONE
+                if self._awaited is answer:
+                    cond.notify()
+
+
 def want_progress(progress: bool | None) -> bool:
     """``None`` shows progress only on an interactive terminal or in a notebook."""
     if progress is not None:
@@ -168,17 +274,27 @@ def run_many(
         max_bytes_in_flight = sys.maxsize
     _check_args(keys, max_workers, max_bytes_in_flight)
     total = _total(keys, total)
-    return _run(store, iter(keys), max_workers, max_bytes_in_flight,
-                _progress_bar(total, want_progress(progress), unit), call, invalid, keyed)
+    budget = max_bytes_in_flight
+    return _run(lambda: _Window(store, call, invalid, max_workers, budget, keyed), iter(keys),
+                _progress_bar(total, want_progress(progress), unit))
 
 
 def _check_args(keys: Any, max_workers: Any, max_bytes_in_flight: Any) -> None:
     if isinstance(keys, (str, bytes)):
         raise TypeError("keys must be an iterable of keys, not a single str/bytes; wrap it in a list")
+    _check_limits(max_workers, max_bytes_in_flight)
+
+
+def _check_limits(max_workers: Any, max_bytes_in_flight: Any) -> None:
     if not isinstance(max_workers, int) or max_workers < 1:
         raise ValueError(f"max_workers must be a positive int, not {max_workers!r}")
     if not isinstance(max_bytes_in_flight, int) or max_bytes_in_flight < 1:
         raise ValueError(f"max_bytes_in_flight must be a positive int, not {max_bytes_in_flight!r}")
+
+
+def _check_engine(engine: Any) -> None:
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, not {engine!r}")
 
 
 def _total(keys: Any, total: int | None) -> int | None:
@@ -205,11 +321,8 @@ def fetch_many(
     """Fetch every key of ``keys`` like ``store.fetch``, ``max_workers`` at once; see module doc.
 
     With ``views``, a large blob may come as a read-only ``memoryview`` instead of ``bytes`` (``bitstore._views``)."""
-    from .store import FetchResult
-
     _check_args(keys, max_workers, max_bytes_in_flight)
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, not {engine!r}")
+    _check_engine(engine)
     if processes is not None and (isinstance(processes, bool) or not isinstance(processes, int) or processes < 1):
         raise ValueError(f"processes must be a positive int or None, not {processes!r}")
     total = _total(keys, total)
@@ -219,21 +332,8 @@ def fetch_many(
         from ._procs import run_in_processes
 
         return run_in_processes(store, iter(keys), processes, max_workers, max_bytes_in_flight, bar, engine)
-    if views:
-        def call(key: Any) -> FetchResult:
-            token = allow()
-            try:
-                return store._result(key)
-            finally:
-                restore(token)
-    else:
-        call = store._result  # keys were checked with store.accepts as they were read
-
-    def invalid(key: Any, error: str) -> FetchResult:
-        return FetchResult(key, None, "invalid", error=error)
-
-    return _run(store, iter(keys), max_workers, max_bytes_in_flight, bar, call, invalid, True,
-                (views, engine))
+    return _run(lambda: FetchWindow(store, max_workers=max_workers, max_bytes_in_flight=max_bytes_in_flight,
+                                    views=views, engine=engine), iter(keys), bar)
 
 
 def _route(store: Store, max_workers: int, engine: str):
@@ -245,53 +345,21 @@ def _route(store: Store, max_workers: int, engine: str):
     return route_of(store)
 
 
-def _run(store: Store, keys: Iterator[Any], max_workers: int, budget: int, bar, call: Callable[[Any], Any],
-         invalid: Callable[[Any, str], Any], keyed: bool,
-         fetching: tuple[bool, str] | None = None) -> Iterator[Any]:
-    """The window over ``call``; ``fetching`` (``views``, ``engine``) for ``fetch_many``, whose keys may go to the
-    event loop (``_aio``)."""
-    window_cap = max_workers * WINDOW_PER_WORKER
-    window: deque[tuple[Any, _Slot]] = deque()
-    by_canonical: dict[Hashable, _Slot] = {}
-    held = [0]  # bytes fetched and not yet yielded
-    lock = threading.Lock()
-
-    def fetch(key: Any, slot: _Slot) -> Any:
-        # Counted before the future resolves (a done-callback could run after the consumer released the slot).
-        try:
-            result = call(key)
-        except BaseException as exc:  # CancelledError, SystemExit... from a user's store: that key failed
-            result = replace(invalid(key, f"{type(exc).__name__}: {short(str(exc), 1000)}"), status="failed")
-        data = getattr(result, "data", None)
-        slot.size = len(data) if data is not None else 0
-        with lock:
-            held[0] += slot.size
-        return result
-
-    def answered(slot: _Slot, result: Any) -> None:  # the event loop's answers count like fetch's
-        slot.size = len(result.data) if result.data is not None else 0
-        with lock:
-            held[0] += slot.size
-
+def _run(open_window: Callable[[], _Window[Any]], keys: Iterator[Any], bar) -> Iterator[Any]:
+    """The generator behind ``get_many`` and ``run_many``: reads ``keys`` while the window has room, yields its
+    head. The window is opened on the first ``next`` (and closed by the ``finally``, which a generator that never
+    started would not run)."""
+    try:
+        window = open_window()
+    except BaseException:
+        if bar is not None:
+            bar.close()
+        raise
     exhausted = False
     keys_error: BaseException | None = None  # raised by the key iterator: re-raised once the window is yielded
-    route = _route(store, max_workers, fetching[1]) if fetching is not None else None
-    workforce = _pools.take(max_workers)
-    if route is None:
-        dispatcher = None
-
-        def start(key: Any, slot: _Slot) -> Any:
-            return workforce.submit(fetch, key, slot)
-    else:
-        from ._aio import AsyncDispatcher
-        from ._loop import engine_loop
-
-        dispatcher = AsyncDispatcher(route, engine_loop(), max_workers, fetching[0],
-                                     lambda key, slot: workforce.submit(fetch, key, slot), answered)
-        start = dispatcher.submit
     try:
         while True:
-            while not exhausted and (len(window) < max_workers or (len(window) < window_cap and held[0] < budget)):
+            while not exhausted and window.has_room():
                 try:
                     key = next(keys)
                 except StopIteration:
@@ -300,45 +368,186 @@ def _run(store: Store, keys: Iterator[Any], max_workers: int, budget: int, bar, 
                 except Exception as exc:
                     exhausted, keys_error = True, exc
                     break
-                if keyed and not store.accepts(key):
-                    error = str(InvalidURI(store, key, hint=getattr(store, "URI_HINT", None)))
-                    window.append((key, _Slot(_Done(invalid(key, error)), None)))
-                    continue
-                canonical = _canonical(store, key) if keyed else None
-                slot = by_canonical.get(canonical) if canonical is not None else None
-                if slot is not None:
-                    slot.refs += 1
-                else:
-                    slot = _Slot(None, canonical)
-                    slot.future = start(key, slot)
-                    if canonical is not None:
-                        by_canonical[canonical] = slot
-                window.append((key, slot))
+                window.offer(key)
             if not window:
                 if keys_error is not None:
                     raise keys_error
                 return
-            key, slot = window.popleft()
-            try:
-                result = slot.future.result()
-            except Exception as exc:  # calls never raise; this guards against a broken executor
-                result = replace(invalid(key, f"{type(exc).__name__}: {exc}"), status="failed")
-            slot.refs -= 1
-            if slot.refs == 0:
-                with lock:
-                    held[0] -= slot.size
-                if slot.canonical is not None and by_canonical.get(slot.canonical) is slot:
-                    del by_canonical[slot.canonical]
-            if keyed and result.key is not key:
-                result = replace(result, key=key)
+            result = window.pop()
             if bar is not None:
                 bar.update(1)
             yield result
     finally:
-        for _, slot in window:
-            slot.future.cancel()
-        if dispatcher is not None:
-            dispatcher.close()
-        _pools.give(max_workers, workforce)
+        window.close()
         if bar is not None:
             bar.close()
+
+
+class _Window(Generic[R]):
+    """The engine's window: keys offered and not yet popped, in order, each with its fetch (shared by the keys of
+    one canonical form), the bytes their answers hold, and the threads (and event loop) fetching them.
+
+    ``has_room()`` says whether the bounds allow another key (fewer than ``max_workers`` keys, or fewer than
+    ``WINDOW_PER_WORKER * max_workers`` while the bytes held are under ``budget``); ``offer(key)`` starts the
+    key's fetch or shares one in the window; ``pop(block)`` takes the head's result, waiting for it or, with
+    ``block=False``, only if it is ready (else None); ``close()`` cancels what has not started and gives the
+    threads back. One consumer thread; ``call`` runs on the pool's threads."""
+
+    def __init__(self, store: Store, call: Callable[[Any], Any], invalid: Callable[[Any, str], Any],
+                 max_workers: int, budget: int, keyed: bool = True, route: Any = None, views: bool = False):
+        self._store, self._call, self._invalid, self._keyed = store, call, invalid, keyed
+        self._max_workers, self._cap, self._budget = max_workers, max_workers * WINDOW_PER_WORKER, budget
+        self._slots: deque[tuple[Any, _Slot]] = deque()
+        self._by_canonical: dict[Hashable, _Slot] = {}
+        self._held = 0  # bytes fetched and not yet popped
+        self._lock = threading.Lock()
+        self._closed = False
+        self._workforce = _pools.take(max_workers)
+        if route is None:
+            self._dispatcher = None
+            self._threads: _Threads | None = _Threads(self._workforce, self._fetch, max_workers)
+            self._start = self._threads.submit
+        else:
+            self._threads = None
+            from ._aio import AsyncDispatcher
+            from ._loop import engine_loop
+
+            self._dispatcher = AsyncDispatcher(route, engine_loop(), max_workers, views, self._in_thread,
+                                               self._answered)
+            self._start = self._dispatcher.submit
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def __enter__(self) -> _Window[R]:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def has_room(self) -> bool:
+        n = len(self._slots)
+        return n < self._max_workers or (n < self._cap and self._held < self._budget)
+
+    def offer(self, key: Any) -> None:
+        """Start ``key``'s fetch, or share the one of a key in the window with the same canonical form. Call it
+        while ``has_room()``: the window does not refuse a key, so the caller keeps the bounds."""
+        if self._closed:
+            raise RuntimeError("this window is closed")
+        store = self._store
+        if self._keyed and not store.accepts(key):
+            error = str(InvalidURI(store, key, hint=getattr(store, "URI_HINT", None)))
+            self._slots.append((key, _Slot(_Done(self._invalid(key, error)), None)))
+            return
+        canonical = _canonical(store, key) if self._keyed else None
+        slot = self._by_canonical.get(canonical) if canonical is not None else None
+        if slot is not None:
+            slot.refs += 1
+        else:
+            slot = _Slot(None, canonical)
+            slot.future = self._start(key, slot)
+            if canonical is not None:
+                self._by_canonical[canonical] = slot
+        self._slots.append((key, slot))
+
+    def ready(self) -> bool:
+        """Whether the head's result is ready (False for an empty window). Hands queued keys to the event loop
+        first, so a consumer that only polls never leaves them waiting there."""
+        if not self._slots:
+            return False
+        if self._dispatcher is not None:
+            self._dispatcher.flush()
+        return self._slots[0][1].future.done()
+
+    def pop(self, block: bool = True) -> R | None:
+        """The head's result, waiting for it; with ``block=False``, None unless it is ready. None when empty."""
+        if not self._slots or (not block and not self.ready()):
+            return None
+        key, slot = self._slots.popleft()
+        try:
+            result = slot.future.result()
+        except Exception as exc:  # calls never raise; this guards against a broken executor
+            result = replace(self._invalid(key, f"{type(exc).__name__}: {exc}"), status="failed")
+        slot.refs -= 1
+        if slot.refs == 0:
+            with self._lock:
+                self._held -= slot.size
+            if slot.canonical is not None and self._by_canonical.get(slot.canonical) is slot:
+                del self._by_canonical[slot.canonical]
+        if self._keyed and result.key is not key:
+            result = replace(result, key=key)
+        return result
+
+    def close(self) -> None:
+        """Cancel the fetches not started, stop the event loop's part and give the threads back (those running
+        finish first, as their pool's next user finds). Idempotent; the window is empty afterwards."""
+        if self._closed:
+            return
+        self._closed = True
+        for _, slot in self._slots:
+            slot.future.cancel()
+        self._slots.clear()
+        self._by_canonical.clear()
+        if self._threads is not None:
+            self._threads.close()
+        if self._dispatcher is not None:
+            self._dispatcher.close()
+        _pools.give(self._max_workers, self._workforce)
+
+    # --- on the pool's threads and the event loop ------------------------------------------------------
+    def _in_thread(self, key: Any, slot: _Slot) -> Any:  # the event loop's fallback: a future it can await
+        return self._workforce.submit(self._fetch, key, slot)
+
+    def _fetch(self, key: Any, slot: _Slot) -> Any:
+        # Counted before the future resolves (a done-callback could run after the consumer released the slot).
+        try:
+            result = self._call(key)
+        except BaseException as exc:  # CancelledError, SystemExit... from a user's store: that key failed
+            result = replace(self._invalid(key, f"{type(exc).__name__}: {short(str(exc), 1000)}"), status="failed")
+        data = getattr(result, "data", None)
+        slot.size = len(data) if data is not None else 0
+        with self._lock:
+            self._held += slot.size
+        return result
+
+    def _answered(self, slot: _Slot, result: Any) -> None:  # the event loop's answers count like _fetch's
+        slot.size = len(result.data) if result.data is not None else 0
+        with self._lock:
+            self._held += slot.size
+
+
+class FetchWindow(_Window["FetchResult"]):
+    """``get_many``'s engine driven by hand, for a consumer that is handed keys one at a time (the Beam DoFn).
+
+    ``FetchWindow(store, max_workers=..., max_bytes_in_flight=..., views=False, engine="auto")`` checks its
+    arguments as ``get_many`` does. While ``has_room()``, ``offer(key)`` starts a key's fetch (a key with the
+    canonical form of one in the window shares its fetch; a key the store does not accept gets an ``invalid``
+    result); ``pop()`` returns the results in the order the keys were offered, one per key, as ``FetchResult``s
+    with the key as offered, waiting for the head's, and ``pop(block=False)`` returns it only if it is ready,
+    else None; ``len()`` is the number of keys offered and not yet popped. ``close()`` (or leaving a ``with``
+    block) cancels the fetches not started and gives the threads back; results not popped are dropped. Not
+    thread-safe: one consumer thread."""
+
+    def __init__(self, store: Store, *, max_workers: int = 64, max_bytes_in_flight: int, views: bool = False,
+                 engine: str = "auto"):
+        from .store import FetchResult
+
+        _check_limits(max_workers, max_bytes_in_flight)
+        _check_engine(engine)
+        tune_allocator()
+        if views:
+            def call(key: Any) -> FetchResult:
+                token = allow()
+                try:
+                    return store._result(key)
+                finally:
+                    restore(token)
+        else:
+            call = store._result  # keys were checked with store.accepts as they were offered
+
+        def invalid(key: Any, error: str) -> FetchResult:
+            return FetchResult(key, None, "invalid", error=error)
+
+        super().__init__(store, call, invalid, max_workers, max_bytes_in_flight, True,
+                         _route(store, max_workers, engine), views)
+

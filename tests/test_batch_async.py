@@ -262,3 +262,32 @@ def test_processes_with_the_async_engine_in_each(env):
     threads = list(store.get_many(keys, max_workers=4, engine="threads"))
     spread = list(store.get_many(keys, max_workers=4, engine="async", processes=2))
     assert _answers(spread) == _answers(threads)
+
+
+def test_a_fetch_window_that_only_polls_gets_every_answer(env):
+    """Fewer keys than the dispatcher hands over at once (``FLUSH_EVERY``): a consumer that never waits still
+    gets them, because a non-blocking pop hands queued keys to the loop. Answers as the threads engine gives."""
+    import time
+
+    from bitstore._aio import AsyncDispatcher
+    from bitstore.batch import FetchWindow
+
+    store = env.sha1_store()
+    keys = list(env.blobs)[:3] + ["0" * 40, list(env.blobs)[0].upper()]
+    assert len(keys) < AsyncDispatcher.FLUSH_EVERY
+    threads = list(store.get_many(keys, engine="threads"))
+    counting = Counting(store.base_store)
+    got = []
+    with FetchWindow(store, max_workers=4, max_bytes_in_flight=1 << 30, engine="async") as window:
+        for key in keys:
+            window.offer(key)
+        deadline = time.monotonic() + 30
+        while len(got) < len(keys):
+            assert time.monotonic() < deadline, "queued keys were never handed to the event loop"
+            result = window.pop(block=False)
+            if result is None:
+                time.sleep(0.0005)
+            else:
+                got.append(result)
+    assert _answers(got) == _answers(threads)
+    assert set(counting.calls) <= {env.uri("0" * 40)}  # found blobs came from the loop

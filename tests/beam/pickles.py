@@ -12,7 +12,7 @@ from apache_beam.internal import pickler
 from apache_beam.internal.cloudpickle import cloudpickle
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Timestamp
-from apache_beam.utils.windowed_value import PANE_INFO_UNKNOWN
+from apache_beam.utils.windowed_value import PANE_INFO_UNKNOWN, WindowedValue
 
 from bitstore import Store
 
@@ -55,6 +55,7 @@ def run_bundle(dofn, elements):
     dofn.start_bundle()
     out = []
     for element in elements:
-        out.extend(dofn.process(element, timestamp=Timestamp(0), window=GlobalWindow(), pane_info=PANE_INFO_UNKNOWN))
+        out.extend(dofn.process(element, windowed=WindowedValue(element, Timestamp(0), (GlobalWindow(),),
+                                                                PANE_INFO_UNKNOWN)))
     out.extend(dofn.finish_bundle())
     return out
