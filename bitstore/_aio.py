@@ -206,6 +206,8 @@ class AsyncDispatcher:
         self._closed = False
         self._cond = threading.Condition(threading.Lock())
         self._awaited: _Answer | None = None  # the answer the engine waits for, if it waits
+        self._back: list[tuple[asyncio.Future, tuple[Any, BaseException | None]]] = []  # threads' outcomes
+        self._back_lock = threading.Lock()
 
     def submit(self, key: Any, slot: Any) -> _Answer:
         answer = _Answer(self)
@@ -290,8 +292,28 @@ class AsyncDispatcher:
             with self._cond:
                 self._cond.notify()
 
-    async def _in_thread(self, call: Callable[..., Any], *args: Any) -> tuple[Any, BaseException | None]:
-        return await asyncio.wrap_future(self._submit(_outcome, call, *args))
+    def _in_thread(self, call: Callable[..., Any], *args: Any) -> asyncio.Future:
+        """``call(*args)`` on the engine's threads; the future (awaited on the loop) gets ``(value, error)``. The
+        threads hand their outcomes back together (``_hand_back``): one wake-up of the loop for all that finished
+        meanwhile, not one per call as ``asyncio.wrap_future`` would make."""
+        future = self._loop.create_future()
+        self._submit(self._hand_back, future, call, args)
+        return future
+
+    def _hand_back(self, future: asyncio.Future, call: Callable[..., Any], args: tuple) -> None:
+        outcome = _outcome(call, *args)
+        with self._back_lock:
+            self._back.append((future, outcome))
+            first = len(self._back) == 1
+        if first:
+            self._loop.call_soon_threadsafe(self._take_back)
+
+    def _take_back(self) -> None:
+        with self._back_lock:
+            back, self._back = self._back, []
+        for future, outcome in back:
+            if not future.done():
+                future.set_result(outcome)
 
     async def _raw_answer(self, key: Any, slot: Any) -> FetchResult:
         route = self._route
