@@ -368,3 +368,30 @@ def test_random_layouts_answer_alike(world, tmp_path_factory, layout, picks, eng
     answers = _answers(second.get_many(keys, max_workers=3, engine="async"))
     assert answers == threads
     assert _counts(second) == _counts(first)
+
+
+def test_corrupt_bytes_never_reach_the_cache_on_either_engine(world, tmp_path_factory):
+    """A tier that does not check SHA1s serves corrupt copies: the composite's one checked write (``_checked_put``)
+    refuses them on the loop's write-back as on the threads'."""
+    caches = []
+
+    def build() -> Sha1Composite:
+        caches.append(_local_cache(tmp_path_factory))
+        composite = Sha1Composite().append_cache(caches[-1])
+        return composite.append_source(world.s3(verify=False), cache_result=True)
+
+    keys = world.groups["s3"] + world.groups["corrupt_then_gs"] + world.groups["corrupt_only"]
+    threads, answers, _, _ = _both(build, keys)
+    assert answers == threads
+    corrupt = set(world.groups["corrupt_then_gs"] + world.groups["corrupt_only"])
+    assert {a[4] for a in answers if a[0] in corrupt} == {False} and {a[4] for a in answers} == {True, False}
+    for cache in caches:
+        assert [cache.accepts(k) and _has(cache, k) for k in keys] == [k not in corrupt for k in keys]
+
+
+def _has(cache, key) -> bool:
+    try:
+        cache.get(key)
+    except Exception:  # noqa: BLE001 - not there
+        return False
+    return True
