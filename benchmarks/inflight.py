@@ -3,6 +3,9 @@
 - ``in flight``: 16 KiB blobs, each request delayed (100 ms: a cross-region read), N requests in flight for N in
   64, 256, 1,024, 2,048: ``get_many(max_workers=N)`` (engine ``auto``), the same forced onto threads, and
   obstore's async API with N in flight. The client's ceiling is N / latency.
+- ``in flight`` also has a user's composite (``composite_store``): an empty local SHA1 cache read first, then S3,
+  on each engine (``threads`` / ``async``); every key misses the cache and is found in S3, not written back, so
+  every round is the same cold-key case.
 - ``processes``: 16 KiB blobs at 0 ms (the client's CPU is the limit): ``get_many`` in one process and with
   ``processes=2``, and obstore's async API. Client CPU counts the worker processes too.
 """
@@ -64,6 +67,28 @@ def _workers_cpu() -> float:
     return total
 
 
+def composite_store(t: Target):
+    """A ``Sha1Composite``: an empty local ``Sha1Cache`` (read first, in a temporary folder), then the S3 store of
+    ``bitstore_store``, whose hits are not written back (every round misses the cache the same way)."""
+    import tempfile
+
+    from bitstore import LocalRaw, Sha1Cache, Sha1Composite
+
+    folder = tempfile.mkdtemp(prefix="bench-composite-")
+    composite = Sha1Composite(name="composite")
+    composite.append_cache(Sha1Cache(LocalRaw(folder), ""))
+    composite.append_source(bitstore_store(t), cache_result=False)
+    return composite
+
+
+def _composite_get_many(**options: Any):
+    def build(t: Target) -> Fetcher:
+        store = composite_store(t)
+        return lambda keys: _count(store.get_many(keys, progress=False, **options))
+
+    return build
+
+
 def in_flight_contenders(n: int) -> list[Contender]:
     """``get_many`` as a user gets it (``engine="auto"``), the engine ``auto`` did not pick, and obstore."""
     from bitstore.batch import ASYNC_MIN_WORKERS, AUTO_ASYNC
@@ -73,6 +98,10 @@ def in_flight_contenders(n: int) -> list[Contender]:
         Contender(f"bitstore get_many, {n} in flight", _get_many(max_workers=n), warmup=n, reference=True),
         Contender(f"bitstore get_many [{other}], {n} in flight", _get_many(max_workers=n, engine=other), warmup=n),
         Contender(f"obstore async, {n} in flight", obstore_async(n), warmup=n),
+        Contender(f"composite get_many [threads], {n} in flight", _composite_get_many(max_workers=n, engine="threads"),
+                  warmup=n),
+        Contender(f"composite get_many [async], {n} in flight", _composite_get_many(max_workers=n, engine="async"),
+                  warmup=n),
     ]
 
 

@@ -8,10 +8,11 @@ a store, ``BaseException`` included, is that key's ``failed`` result. Thread poo
 (``_Pools``).
 
 Engines: ``threads`` runs each fetch on one of ``max_workers`` threads. ``async`` starts the fetches of a store
-``_aio.route_of`` can route on this process's event loop (``_loop``), at most ``max_workers`` at once, and sends
-what the loop does not answer to the threads. ``auto`` is ``threads`` (``async`` above ``ASYNC_MIN_WORKERS``
-for a store that can be routed, once ``AUTO_ASYNC`` is on). ``processes=N`` spreads the keys over N worker
-processes (``_procs``).
+``_aio.route_of`` can route (a raw cloud store or ``Sha1Store`` on the fast transport, or a composite with such a
+tier) on this process's event loop (``_loop``), at most ``max_workers`` at once, and sends what the loop does not
+answer (and a composite's other tiers and write-backs) to the threads. ``auto`` is ``threads`` (``async`` above
+``ASYNC_MIN_WORKERS`` for a store that can be routed, once ``AUTO_ASYNC`` is on). ``processes=N`` spreads the keys
+over N worker processes (``_procs``).
 
 ``_Window`` is the engine itself (offer a key, pop the head's result, with or without waiting); ``get_many`` is a
 generator over it, and ``FetchWindow`` exposes it to a consumer handed keys one at a time (the Beam DoFn), with
@@ -412,8 +413,8 @@ class _Window(Generic[R]):
             from ._aio import AsyncDispatcher
             from ._loop import engine_loop
 
-            self._dispatcher = AsyncDispatcher(route, engine_loop(), max_workers, views, self._in_thread,
-                                               self._answered)
+            self._dispatcher = AsyncDispatcher(route, engine_loop(), max_workers, views, self._workforce.submit,
+                                               self._fetch, self._answered)
             self._start = self._dispatcher.submit
 
     def __len__(self) -> int:
@@ -495,9 +496,6 @@ class _Window(Generic[R]):
         _pools.give(self._max_workers, self._workforce)
 
     # --- on the pool's threads and the event loop ------------------------------------------------------
-    def _in_thread(self, key: Any, slot: _Slot) -> Any:  # the event loop's fallback: a future it can await
-        return self._workforce.submit(self._fetch, key, slot)
-
     def _fetch(self, key: Any, slot: _Slot) -> Any:
         # Counted before the future resolves (a done-callback could run after the consumer released the slot).
         try:

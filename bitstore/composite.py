@@ -4,9 +4,9 @@ from __future__ import annotations
 import io
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from html import escape
-from typing import IO, Any, TypeVar
+from typing import IO, Any, NamedTuple, TypeVar
 
 from ._logging import Counter, cause_of, log_once
 from ._views import blob
@@ -23,10 +23,24 @@ from .stats import Stats, TierSnapshot, TierStats
 from .store import Store
 from .tier import Tier
 
-__all__ = ["Composite"]
+__all__ = ["Composite", "TierGet", "WriteBack"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class TierGet(NamedTuple):
+    """A step of ``Composite._walk``: ask ``tier`` for ``uri`` (send its bytes back, or throw its error)."""
+
+    tier: Tier
+    uri: Any
+
+
+class WriteBack(NamedTuple):
+    """A step of ``Composite._walk``: write ``data`` to the cache under ``uri`` (send back whether it stored it)."""
+
+    data: bytes
+    uri: Any
 
 
 class Composite(Store):
@@ -136,6 +150,30 @@ class Composite(Store):
         return self._fetch(uri)[0]
 
     def _fetch(self, uri: Any) -> tuple[bytes, str, bool | None]:
+        """The walk (``_walk``) driven here, on the calling thread: each tier asked by ``tier.get``, each
+        write-back by ``_write_to_cache``. The async engine drives the same walk (``bitstore._aio``)."""
+        walk = self._walk(uri)
+        try:
+            step = next(walk)
+            while True:
+                if type(step) is TierGet:
+                    try:
+                        data = step.tier.get(step.uri)
+                    except Exception as exc:  # the walk decides what a tier's error means
+                        step = walk.throw(exc)
+                    else:
+                        step = walk.send(data)
+                else:
+                    step = walk.send(self._write_to_cache(step.data, step.uri))
+        except StopIteration as done:
+            return done.value
+
+    def _walk(self, uri: Any) -> Generator[TierGet | WriteBack, Any, tuple[bytes, str, bool | None]]:
+        """The tier walk of one fetch, whoever drives it: it yields ``TierGet(tier, uri)`` and is sent that
+        tier's answer (or thrown its error), yields ``WriteBack(data, uri)`` and is sent whether the cache
+        stored it, and returns ``(data, tier name, cached)`` or raises ``NotFoundInStore`` / ``FetchFailed``.
+        Found, next tier, missing, failed, corrupt, the write-back and the missing-TTL memory are decided here
+        only, so the thread engine (``_fetch``) and the event loop (``_aio``) cannot disagree."""
         self._check_valid(uri)
         missing = self._missing
         if missing is not None and uri in missing:
@@ -146,7 +184,7 @@ class Composite(Store):
             if not _accepts(tier.store, uri):
                 continue
             try:
-                data = tier.get(uri)
+                data = yield TierGet(tier, uri)
             except InvalidDataFound as exc:
                 corrupt.append(f"{tier.name}: {exc}")
                 continue
@@ -162,7 +200,7 @@ class Composite(Store):
             cached = None
             if tier.write_back and self.cache is not None and tier.store is not self.cache:
                 data = bytes(data)  # a view never reaches a cache's put
-                cached = self._write_to_cache(data, uri)
+                cached = yield WriteBack(data, uri)
             return data, tier.name, cached
         if failures:
             raise FetchFailed(self, uri, "; ".join(failures + corrupt))

@@ -19,13 +19,30 @@ from .errors import BitstoreError, FetchFailed, store_label
 
 T = TypeVar("T")
 
-__all__ = ["RetryPolicy", "DEFAULT_RETRY", "TransientError", "DeadlineExceeded", "Attempt", "retry_gate"]
+__all__ = ["RetryPolicy", "DEFAULT_RETRY", "TransientError", "DeadlineExceeded", "Attempt", "retry_gate",
+           "first_attempt", "take_first_attempt"]
 
 #: Set around a call by a composite tier (``bitstore.tier``): ``gate(error, wait, sleep)`` is called instead
 #: of ``sleep(wait)`` before each retry, so the tier's limiter sees throttling answers and counts every retry
 #: against its limits (the gate sleeps ``wait`` with ``sleep``, then waits for the retry's turn).
 retry_gate: ContextVar[Callable[[TransientError, float, Callable[[float], Any]], None] | None] = ContextVar(
     "bitstore_retry_gate", default=None)
+#: Set around a thread's fetch by the async batch engine (``bitstore._aio``) when its event loop already made the
+#: first attempt of ``uri``'s GET and that attempt failed: ``(uri, error, started)``. The store's GET takes it
+#: (``take_first_attempt``) and passes it to ``RetryPolicy.run`` as attempt 0, so the policy goes on from there
+#: (classified, counted, waited and retried as on threads, with the deadline running since ``started``).
+first_attempt: ContextVar[tuple[Any, BaseException, float] | None] = ContextVar("bitstore_first_attempt",
+                                                                                default=None)
+
+
+def take_first_attempt(uri: Any) -> tuple[BaseException, float] | None:
+    """The failed first attempt of ``uri``'s GET that the event loop made, if any: ``(error, started)``, taken
+    once (a later GET in the same call starts afresh)."""
+    held = first_attempt.get()
+    if held is None or held[0] != uri:
+        return None
+    first_attempt.set(None)
+    return held[1], held[2]
 
 
 class TransientError(Exception):
@@ -129,21 +146,25 @@ class RetryPolicy:
         return backoff
 
     def run(self, op: Callable[[Attempt], T], classify: Callable[[BaseException], BaseException | None],
-            store: Any, uri: Any) -> T:
+            store: Any, uri: Any, made: tuple[BaseException, float] | None = None) -> T:
         """Call ``op(attempt)`` until it succeeds, a final error is classified, attempts run out or the deadline
         passes.
 
         ``classify(exc)`` returns the bitstore error to raise at once (missing, unavailable, too large),
         or a ``TransientError`` / None to retry. Unclassified errors are retried too: an unexpected error
-        is never taken as "missing".
+        is never taken as "missing". ``made``: ``(error, started)`` of a first attempt already made elsewhere
+        (the async engine's loop): it is attempt 0, and the deadline runs from ``started``.
         """
         clock = self.clock
-        deadline_at = None if self.deadline is None else clock() + self.deadline
+        started = clock() if made is None else made[1]
+        deadline_at = None if self.deadline is None else started + self.deadline
         attempt = Attempt(0, deadline_at, clock)
         last = "no attempt made"
         for number in range(self.attempts):
             attempt.number = number
             try:
+                if made is not None and number == 0:
+                    raise made[0]
                 return op(attempt)
             except Exception as exc:  # noqa: BLE001 - classification decides
                 mapped = classify(exc)

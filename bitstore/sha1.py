@@ -5,11 +5,11 @@ import hashlib
 import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import IO, Any
 
 from ._logging import Counter, cause_of, log_once
-from .composite import Composite
+from .composite import Composite, TierGet, WriteBack
 from .errors import InvalidDataFound, NotFoundInStore, store_label
 from .store import Store
 
@@ -214,9 +214,9 @@ class Sha1Composite(Sha1FormatMixin, VerifySha1Mixin, Composite):
         match = self.SHA1_URI_REGEX.fullmatch(key.strip()) if isinstance(key, str) else None
         return match.group(1).lower() if match else key
 
-    def _fetch(self, uri: Any) -> tuple[bytes, str, bool | None]:
+    def _walk(self, uri: Any) -> Generator[TierGet | WriteBack, Any, tuple[bytes, str, bool | None]]:
         self._check_valid(uri)
-        return super()._fetch(self.canonical_key(uri))
+        return super()._walk(self.canonical_key(uri))
 
     def _locate(self, uri: Any) -> tuple[int, str]:
         self._check_valid(uri)

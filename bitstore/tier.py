@@ -81,35 +81,48 @@ class Tier:
         raise FetchFailed(self.name, uri, f"throttled {policy.attempts} times, last answer: {last}")
 
     def _call(self, uri: Any, limiter: TierLimiter | None, ticket: Any) -> bytes:
-        clock, stats = self.clock, self.stats
+        clock = self.clock
         token = retry_gate.set(lambda error, delay, sleep: self._before_retry(ticket, error, delay, sleep))
         start = clock.monotonic()
         try:
             data = self.store.get(uri)
-        except Throttled as exc:
-            stats.call("throttled", clock.monotonic() - start)
-            (limiter or self._throttled_limiter()).throttled(ticket, retry_after_of(exc))
-            raise
-        except NotFoundInStore:  # InvalidDataFound included: this tier's copy is unusable
-            stats.call("miss", clock.monotonic() - start)
-            raise
-        except BaseException:
-            stats.call("failure", clock.monotonic() - start)
+        except BaseException as exc:
+            self.account(exc, clock.monotonic() - start, limiter, ticket)
             raise
         finally:
             retry_gate.reset(token)
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            stats.call("hit", clock.monotonic() - start, len(data))
-        else:  # the composite reports it; for the statistics it is a failed call
-            stats.call("failure", clock.monotonic() - start)
-        if limiter is not None:
-            limiter.succeeded()
+        self.account(data, clock.monotonic() - start, limiter)
         return data
 
+    def account(self, outcome: Any, seconds: float, limiter: TierLimiter | None = None, ticket: Any = None) -> None:
+        """Count one call to the tier's store that took ``seconds`` by what it gave: bytes (a hit), a
+        ``NotFoundInStore`` (a miss; a corrupt copy's ``InvalidDataFound`` too), a ``Throttled`` (the limiter
+        backs off), any other error or a value that is not bytes (a failure). The one accounting of a call:
+        ``_call``'s, and the async engine's for the first attempts it answers on its event loop."""
+        stats = self.stats
+        if isinstance(outcome, BaseException):
+            if isinstance(outcome, Throttled):
+                stats.call("throttled", seconds)
+                (limiter or self._throttled_limiter()).throttled(ticket, retry_after_of(outcome))
+            else:
+                stats.call("miss" if isinstance(outcome, NotFoundInStore) else "failure", seconds)
+            return
+        if isinstance(outcome, (bytes, bytearray, memoryview)):
+            stats.call("hit", seconds, len(outcome))
+        else:  # the composite reports it; for the statistics it is a failed call
+            stats.call("failure", seconds)
+        if limiter is not None:
+            limiter.succeeded()
+
+    @property
+    def limited(self) -> bool:
+        """Whether calls go through a limiter (a blocking one): the tier has limits, or was throttled once."""
+        return self.limits is not None or self._adaptive
+
     def _before_retry(self, ticket: Any, error: BaseException, delay: float, sleep: Any) -> None:
-        """A backend is about to retry inside one call: tell the limiter about throttling, sleep the
-        backend's delay (with the backend's ``sleep``), then wait for the retry's turn in the tier's schedule
-        (all counted as waiting)."""
+        """A backend is about to retry inside one call (the async engine's thread included, after its loop's
+        first attempt): tell the limiter about throttling, sleep the backend's delay (with the backend's
+        ``sleep``), then wait for the retry's turn in the tier's schedule (all counted as waiting)."""
         limiter = self.limiter()
         if is_throttling(error):
             self.stats.retried(throttled=True)

@@ -291,3 +291,16 @@ def test_a_fetch_window_that_only_polls_gets_every_answer(env):
                 got.append(result)
     assert _answers(got) == _answers(threads)
     assert set(counting.calls) <= {env.uri("0" * 40)}  # found blobs came from the loop
+
+
+def test_the_loops_attempt_is_the_policys_first(env, fault_proxy):
+    """Two attempts in all, both answered 500: the loop's attempt and one retry on a thread, then failed, as the
+    threads engine would (the thread goes on from the loop's attempt rather than starting the policy again)."""
+    proxy = fault_proxy(env.endpoint, fail_first=2, faults=["500"], match="/bkt/blobs/")
+    store = env.sha1_store(endpoint=proxy.url, retry={"attempts": 2, "base_delay": 0.001, "max_delay": 0.002})
+    keys = list(env.blobs)[:4]
+    results = list(store.get_many(keys, max_workers=4, engine="async"))
+    assert [r.status for r in results] == ["failed"] * len(keys)
+    assert all("2 attempts" in r.error for r in results)
+    asked = {path: n for (_, path), n in proxy.requests.items() if "/bkt/blobs/" in path}
+    assert sorted(asked.values()) == [2] * len(keys) and proxy.stats["500"] == 2 * len(keys)

@@ -46,6 +46,8 @@ def test_quick_run_produces_a_row_per_contender(tmp_path):
         ("s3 16 KiB 100ms, 64 in flight", "bitstore get_many, 64 in flight"),
         ("s3 16 KiB 100ms, 64 in flight", "bitstore get_many [async], 64 in flight"),
         ("s3 16 KiB 100ms, 64 in flight", "obstore async, 64 in flight"),
+        ("s3 16 KiB 100ms, 64 in flight", "composite get_many [threads], 64 in flight"),
+        ("s3 16 KiB 100ms, 64 in flight", "composite get_many [async], 64 in flight"),
         ("s3 16 KiB 0ms, processes", "bitstore get_many, 1 process, 64 in flight"),
         ("s3 16 KiB 0ms, processes", "bitstore get_many, 2 processes, 64 in flight each"),
         ("s3 16 KiB 0ms, processes", "obstore async, 64 in flight"),

@@ -207,3 +207,29 @@ def test_switching_transport_is_an_attempt_without_a_wait():
 
     assert policy(clock).run(op, transient, "s", "k") == b"ok"
     assert calls == [0, 1] and clock.sleeps == []
+
+
+def test_a_first_attempt_made_elsewhere_is_attempt_zero_and_starts_the_deadline():
+    """The async engine's loop made the first attempt: the policy goes on from it (classified, waited, counted),
+    its deadline running since that attempt started, and a final error is raised without asking again."""
+    clock = FakeClock()
+    calls = []
+
+    def op(attempt: Attempt) -> bytes:
+        calls.append(attempt.number)
+        return b"ok"
+
+    made = (TransientError("503"), clock.now)
+    assert policy(clock, attempts=3, base_delay=0.1, max_delay=0.1).run(op, transient, "s", "k", made) == b"ok"
+    assert calls == [1] and len(clock.sleeps) == 1
+
+    calls.clear()
+    late = (TransientError("503"), clock.now - 10.0)  # started 10 s ago: a 5 s deadline has passed
+    with pytest.raises(FetchFailed, match="deadline"):
+        policy(clock, attempts=3, deadline=5.0).run(op, transient, "s", "k", late)
+    assert calls == []
+
+    missing = NotFoundInStore("s", "k")
+    with pytest.raises(NotFoundInStore):
+        policy(clock, attempts=3).run(op, lambda exc: exc, "s", "k", (missing, clock.now))
+    assert calls == []

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from .._fields import MAX_BLOB_BYTES, NUMBER, POSITIVE, RETRY, SECONDS, Field, one_of
 from .._logging import cause_of, log_once
 from ..errors import BitstoreError, FetchFailed, NotFoundInStore, StoreNotAvailable
-from ..retry import Attempt, RetryPolicy, TransientError
+from ..retry import Attempt, RetryPolicy, TransientError, take_first_attempt
 from ..store import Store
 from ._client import TRANSPORTS, ProcessLocal, resolve_transport
 from ._errors import FastUnsupported, Unconfirmed404, obstore_error, read_exactly
@@ -118,7 +118,8 @@ class CloudRaw(Store):
                 via[0] = "sdk"  # obstore does not show Retry-After; the SDK does
             return mapped
 
-        return self.retry.run(attempt, classify, self, uri)
+        made = take_first_attempt(uri)  # the async engine's loop made the first attempt, through the fast transport
+        return self.retry.run(attempt, classify, self, uri, made if via[0] == "fast" else None)
 
     def _settle_404(self, bucket: str, key: str, uri: str, via: list[str], exc: Unconfirmed404) -> BaseException:
         """Missing, unavailable or failed, for a 404 that did not say which (see the module docstring)."""
