@@ -63,17 +63,22 @@ class Route:
 
 
 class CompositeRoute:
-    """How a composite's keys are fetched on the loop: its walk, and the ``Route`` of each tier (by ``id``) whose
-    first attempts may be made there (checked again per key: a tier throttled since has a limiter)."""
+    """How a composite's keys are fetched on the loop: its walk, the ``Route`` of each tier (by ``id``) whose
+    first attempts may be made there (checked again per key: a tier throttled since has a limiter), and the tiers
+    read on the loop itself (``local``: bitstore's own local-disk and memory stores, whose answer is a syscall or
+    a dict lookup away; a hop to a thread and back costs more than the read)."""
 
-    __slots__ = ("store", "tiers")
+    __slots__ = ("store", "tiers", "local")
 
-    def __init__(self, store: Composite, tiers: dict[int, Route]):
-        self.store, self.tiers = store, tiers
+    def __init__(self, store: Composite, tiers: dict[int, Route], local: frozenset[int] = frozenset()):
+        self.store, self.tiers, self.local = store, tiers, local
 
     def tier_route(self, tier: Tier) -> Route | None:
         route = self.tiers.get(id(tier))
         return route if route is not None and not tier.limited and route.usable() else None
+
+    def inline(self, tier: Tier) -> bool:
+        return id(tier) in self.local and not tier.limited
 
 
 def _routable_raw(store: Any) -> Any:
@@ -112,14 +117,29 @@ def _composite_route(store: Composite) -> CompositeRoute | None:
     """A route for a composite with at least one tier whose first attempts the loop can make, else None."""
     if type(store)._result is not Store._result or type(store)._fetch is not Composite._fetch:
         return None
-    tiers = {}
+    tiers, local = {}, set()
     for tier in store.tiers:
         if tier.limited or type(tier).get is not Tier.get:
+            continue
+        if _is_local(tier.store):
+            local.add(id(tier))
             continue
         route = route_of(tier.store)
         if isinstance(route, Route):  # a nested composite runs on threads as a tier
             tiers[id(tier)] = route
-    return CompositeRoute(store, tiers) if tiers else None
+    return CompositeRoute(store, tiers, frozenset(local)) if tiers else None
+
+
+def _is_local(store: Any) -> bool:
+    """bitstore's own ``LocalRaw``/``MemoryRaw`` (exactly: a subclass may do anything), or a ``Sha1Store``/
+    ``Sha1Cache`` over one with its reading code as is: read on the loop (``CompositeRoute.local``)."""
+    from .backends.local import LocalRaw
+    from .backends.memory import MemoryRaw
+    from .sha1 import Sha1Cache
+
+    if type(store) in (Sha1Store, Sha1Cache):
+        store = store.base_store
+    return type(store) in (LocalRaw, MemoryRaw)
 
 
 _QUEUED, _RUNNING, _DONE, _CANCELLED = range(4)
@@ -390,6 +410,8 @@ class AsyncDispatcher:
         """One tier's answer: its first attempt on the loop when the tier allows, counted as ``Tier._call`` counts
         a call; else, or when the loop cannot answer, ``tier.get`` on a thread (going on from the loop's
         attempt: its retries count it, as they count a backend's own)."""
+        if self._route.inline(tier):  # a local read: on the loop (see CompositeRoute)
+            return _outcome(self._tier_call, tier, uri)
         route = self._route.tier_route(tier)
         made = None
         if route is not None:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bitstore import Composite, LocalRaw, Sha1Cache, Sha1Composite, Sha1Store, StoreNotAvailable
+from bitstore import Composite, LocalRaw, MemoryRaw, Sha1Cache, Sha1Composite, Sha1Store, StoreNotAvailable
 from bitstore._aio import CompositeRoute, route_of
 from bitstore.limits import ManualClock
 from bitstore.retry import RetryPolicy
@@ -173,6 +173,39 @@ def test_only_composites_with_an_unlimited_fast_tier_are_routed(world):
             return super()._fetch(uri)
 
     assert route_of(Custom().append_source(world.s3())) is None
+
+
+def test_local_tiers_are_read_on_the_loop_itself_and_other_tiers_are_not(world, tmp_path_factory):
+    """bitstore's own local and memory stores (bare or under Sha1Store/Sha1Cache) are read on the loop, without a
+    hop to a thread; a subclass, a limited local tier, an API tier and a cloud tier are not."""
+    class SlowLocal(LocalRaw):
+        pass
+
+    composite = Sha1Composite()
+    composite.append_cache(_local_cache(tmp_path_factory))
+    composite.append_source(Sha1Store(MemoryRaw(), "mem://blobs/"))
+    composite.append_source(Sha1Store(SlowLocal(tmp_path_factory.mktemp("slow")), ""))
+    composite.append_source(Sha1Store(LocalRaw(tmp_path_factory.mktemp("lim")), ""), max_concurrency=2)
+    composite.append_source(world.api())
+    composite.append_source(world.s3())
+    route = route_of(composite)
+    assert [route.inline(t) for t in composite.tiers] == [True, True, False, False, False, False]
+    on_loop: list[bool] = []
+    original = LocalRaw.get
+
+    def recording(self, uri):
+        on_loop.append(threading.current_thread().name == "bitstore-engine-loop")
+        return original(self, uri)
+
+    LocalRaw.get = recording
+    try:
+        keys = [_key(b"%d" % i) for i in range(6)]
+        answers = list(composite.get_many(keys, max_workers=4, engine="async"))
+    finally:
+        LocalRaw.get = original
+    assert [a.status for a in answers] == ["missing"] * 6
+    # per key: the cache on the loop, then SlowLocal and the limited tier on threads
+    assert sorted(on_loop) == [False] * 12 + [True] * 6
 
 
 def test_both_engines_answer_alike_with_the_same_statistics(world, tmp_path_factory):
