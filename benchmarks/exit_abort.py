@@ -17,6 +17,8 @@ Modes (each child fetches ``--keys`` 16 KiB blobs):
   the engine in the parent.
 - ``engine-after-fork``: the engine, then a fork whose child ends normally (it may not use obstore: the SDK
   path), and the parent exits.
+- ``threads-pending``: ``get_many(engine="threads")`` (obstore's synchronous API on threads), then the same
+  request left in flight at exit to the slow server.
 - ``plain-run``: obstore's own ``get_async`` under ``asyncio.run``, 64 in flight (no bitstore code).
 - ``plain-pending``: as ``plain-run``, plus requests to the slow server left for ``asyncio.run`` to cancel.
 - ``plain-thread``: obstore's ``get_async`` on a loop in a daemon thread, left running at exit.
@@ -39,8 +41,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-MODES = ("engine", "engine-pending", "engine-fork", "engine-after-fork", "plain-run", "plain-pending",
-         "plain-thread", "sync")
+MODES = ("engine", "engine-pending", "engine-fork", "engine-after-fork", "threads-pending", "plain-run",
+         "plain-pending", "plain-thread", "sync")
 BUCKET = "bkt"
 SLOW_DELAY_MS = 30_000
 
@@ -58,8 +60,8 @@ def _bitstore_store(endpoint: str):
     return Sha1Store(S3Raw(endpoint_url=endpoint, transport="fast"), f"s3://{BUCKET}/")
 
 
-def _engine(endpoint: str, keys: list[str]) -> None:
-    results = list(_bitstore_store(endpoint).get_many(keys, engine="async", max_workers=64, progress=False))
+def _engine(endpoint: str, keys: list[str], engine: str = "async") -> None:
+    results = list(_bitstore_store(endpoint).get_many(keys, engine=engine, max_workers=64, progress=False))
     found = sum(1 for r in results if r.found)
     if found != len(keys):
         raise SystemExit(f"engine: {found} of {len(keys)} found")
@@ -90,14 +92,15 @@ def child(mode: str, endpoint: str, slow: str, keys: list[str]) -> None:
     _env(endpoint)
     if mode == "engine":
         _engine(endpoint, keys)
-    elif mode == "engine-pending":
-        _engine(endpoint, keys)
+    elif mode in ("engine-pending", "threads-pending"):
+        engine = "async" if mode == "engine-pending" else "threads"
+        _engine(endpoint, keys, engine)
         slow_store = _bitstore_store(slow)
         started = threading.Event()
 
         def fetch() -> None:
             started.set()
-            list(slow_store.get_many(keys, engine="async", max_workers=64, progress=False))
+            list(slow_store.get_many(keys, engine=engine, max_workers=64, progress=False))
 
         threading.Thread(target=fetch, daemon=True).start()
         started.wait()
