@@ -13,6 +13,8 @@ Modes (each child fetches ``--keys`` 16 KiB blobs):
 - ``engine``: ``get_many(engine="async")`` over every key, then exit.
 - ``engine-pending``: as ``engine``, then a second ``get_many(engine="async")`` against a server that answers
   after 30 s, started in a daemon thread; the process exits with those requests in flight.
+- ``engine-at-exit``: as ``engine-pending``, against a server that answers after 250 ms, and the process exits
+  200-300 ms after starting those requests: answers arrive while it exits.
 - ``engine-fork``: the engine in a child forked before obstore ran (the forked child exits normally too), then
   the engine in the parent.
 - ``engine-after-fork``: the engine, then a fork whose child ends normally (it may not use obstore: the SDK
@@ -23,6 +25,7 @@ Modes (each child fetches ``--keys`` 16 KiB blobs):
   server answers (30 s), and ``--timeout`` ends it first.
 - ``plain-run``: obstore's own ``get_async`` under ``asyncio.run``, 64 in flight (no bitstore code).
 - ``plain-pending``: as ``plain-run``, plus requests to the slow server left for ``asyncio.run`` to cancel.
+- ``plain-at-exit``: as ``plain-pending`` against the 250 ms server, returning after 200-300 ms.
 - ``plain-thread``: obstore's ``get_async`` on a loop in a daemon thread, left running at exit.
 - ``sync``: obstore's synchronous ``get`` (the control: its runtime is the same, but no Python object is
   handed to a tokio thread).
@@ -43,10 +46,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-MODES = ("engine", "engine-pending", "engine-fork", "engine-after-fork", "threads-pending", "plain-run",
-         "plain-pending", "plain-thread", "sync")
+MODES = ("engine", "engine-pending", "engine-at-exit", "engine-fork", "engine-after-fork", "threads-pending",
+         "plain-run", "plain-pending", "plain-at-exit", "plain-thread", "sync")
 BUCKET = "bkt"
 SLOW_DELAY_MS = 30_000
+AT_EXIT_DELAY_MS = 250
 
 
 # --- the child ------------------------------------------------------------------------------------------------
@@ -90,14 +94,20 @@ async def _plain(store, keys: list[str], in_flight: int = 64) -> int:
     return total[0]
 
 
-def child(mode: str, endpoint: str, slow: str, keys: list[str]) -> None:
+def _at_exit_pause() -> float:
+    import random
+
+    return (AT_EXIT_DELAY_MS + random.uniform(-50, 50)) / 1000
+
+
+def child(mode: str, endpoint: str, slow: str, keys: list[str], at_exit: str = "") -> None:
     _env(endpoint)
     if mode == "engine":
         _engine(endpoint, keys)
-    elif mode in ("engine-pending", "threads-pending"):
-        engine = "async" if mode == "engine-pending" else "threads"
+    elif mode in ("engine-pending", "threads-pending", "engine-at-exit"):
+        engine = "threads" if mode == "threads-pending" else "async"
         _engine(endpoint, keys, engine)
-        slow_store = _bitstore_store(slow)
+        slow_store = _bitstore_store(at_exit if mode == "engine-at-exit" else slow)
         started = threading.Event()
 
         def fetch() -> None:
@@ -106,7 +116,7 @@ def child(mode: str, endpoint: str, slow: str, keys: list[str]) -> None:
 
         threading.Thread(target=fetch, daemon=True).start()
         started.wait()
-        time.sleep(0.3)  # the requests reach the slow server and wait there
+        time.sleep(_at_exit_pause() if mode == "engine-at-exit" else 0.3)  # the requests are in flight
     elif mode == "engine-fork":
         pid = os.fork()
         if pid == 0:
@@ -135,15 +145,16 @@ def child(mode: str, endpoint: str, slow: str, keys: list[str]) -> None:
             raise SystemExit(10 if code > 0 else 128 - code)
     elif mode == "plain-run":
         asyncio.run(_plain(_obstore_store(endpoint), keys))
-    elif mode == "plain-pending":
+    elif mode in ("plain-pending", "plain-at-exit"):
         async def run() -> None:
             await _plain(_obstore_store(endpoint), keys)
             import obstore
 
-            slow_store = _obstore_store(slow)
+            slow_store = _obstore_store(at_exit if mode == "plain-at-exit" else slow)
             for key in keys[:16]:
                 asyncio.ensure_future(obstore.get_async(slow_store, key))
-            await asyncio.sleep(0.3)  # asyncio.run cancels them when this returns
+            # asyncio.run cancels those still running when this returns
+            await asyncio.sleep(_at_exit_pause() if mode == "plain-at-exit" else 0.3)
 
         asyncio.run(run())
     elif mode == "plain-thread":
@@ -161,9 +172,10 @@ def child(mode: str, endpoint: str, slow: str, keys: list[str]) -> None:
 
 
 # --- the parent -----------------------------------------------------------------------------------------------
-def _one(mode: str, endpoint: str, slow: str, keys_file: str, timeout: float) -> tuple[int | str, str]:
+def _one(mode: str, endpoint: str, slow: str, at_exit: str, keys_file: str,
+         timeout: float) -> tuple[int | str, str]:
     args = [sys.executable, "-m", "benchmarks.exit_abort", "--child", mode, "--endpoint", endpoint,
-            "--slow", slow, "--keys-file", keys_file]
+            "--slow", slow, "--at-exit", at_exit, "--keys-file", keys_file]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         done = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=timeout)
@@ -184,9 +196,11 @@ def _signature(stderr: str) -> str:
 def parent(modes: list[str], runs: int, n_keys: int, jobs: int, timeout: float, out: str | None) -> dict:
     from .server import ServerProcess
 
-    with ServerProcess() as fast, ServerProcess(delay_ms=SLOW_DELAY_MS) as slow:
+    with ServerProcess() as fast, ServerProcess(delay_ms=SLOW_DELAY_MS) as slow, \
+            ServerProcess(delay_ms=AT_EXIT_DELAY_MS) as at_exit:
         keys = fast.fill(BUCKET, "", n_keys, 16 * 1024)
         slow.fill(BUCKET, "", n_keys, 16 * 1024)
+        at_exit.fill(BUCKET, "", n_keys, 16 * 1024)
         keys_file = os.path.abspath(f".exit_abort_keys.{os.getpid()}.json")
         with open(keys_file, "w") as f:
             json.dump(keys, f)
@@ -196,8 +210,8 @@ def parent(modes: list[str], runs: int, n_keys: int, jobs: int, timeout: float, 
             for mode in modes:
                 started = time.perf_counter()
                 with ThreadPoolExecutor(jobs) as pool:
-                    outcomes = list(pool.map(lambda _: _one(mode, fast.endpoint, slow.endpoint, keys_file,
-                                                           timeout), range(runs)))
+                    outcomes = list(pool.map(_one, [mode] * runs, [fast.endpoint] * runs, [slow.endpoint] * runs,
+                                             [at_exit.endpoint] * runs, [keys_file] * runs, [timeout] * runs))
                 codes = collections.Counter(str(code) for code, _ in outcomes)
                 bad = collections.Counter(_signature(err) for code, err in outcomes if code != 0)
                 report["modes"][mode] = {"exit_codes": dict(codes), "not_zero": sum(c for k, c in codes.items()
@@ -238,12 +252,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     parser.add_argument("--slow", help=argparse.SUPPRESS)
+    parser.add_argument("--at-exit", help=argparse.SUPPRESS)
     parser.add_argument("--keys-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         with open(args.keys_file) as f:
             keys = json.load(f)
-        child(args.child, args.endpoint, args.slow, keys)
+        child(args.child, args.endpoint, args.slow, keys, args.at_exit)
         return
     modes = [m for m in args.modes.split(",") if m]
     unknown = sorted(set(modes) - set(MODES))
