@@ -42,6 +42,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -201,9 +202,9 @@ def parent(modes: list[str], runs: int, n_keys: int, jobs: int, timeout: float, 
         keys = fast.fill(BUCKET, "", n_keys, 16 * 1024)
         slow.fill(BUCKET, "", n_keys, 16 * 1024)
         at_exit.fill(BUCKET, "", n_keys, 16 * 1024)
-        keys_file = os.path.abspath(f".exit_abort_keys.{os.getpid()}.json")
-        with open(keys_file, "w") as f:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="exit_abort_keys.", delete=False) as f:
             json.dump(keys, f)
+            keys_file = f.name
         report: dict = {"python": sys.version.split()[0], "obstore": _version("obstore"), "runs": runs,
                         "keys": n_keys, "modes": {}}
         try:

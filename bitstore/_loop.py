@@ -45,6 +45,8 @@ _inherited: list[asyncio.AbstractEventLoop] = []
 _owner_pid: dict[int, int] = {}  # loop thread ident -> pid of the process that started it
 _unbegun: set[asyncio.Future] = set()  # obstore futures of this loop whose tail has not begun
 _tail_threads: set[int] = set()  # idents of the tokio threads seen settling a future of this loop
+_TAIL_THREADS_KEPT = 4096  # beyond this many, idents of threads not running Python code are forgotten
+_exited = False  # this process's loop was stopped at exit: the engine runs on threads from then on
 
 
 class _TokioFuture(asyncio.Future):
@@ -57,6 +59,8 @@ class _TokioFuture(asyncio.Future):
     def cancelled(self) -> bool:
         ident = threading.get_ident()
         if ident != self._home:
+            if len(_tail_threads) >= _TAIL_THREADS_KEPT:  # tokio's blocking threads come and go
+                _tail_threads.intersection_update(sys._current_frames())
             _tail_threads.add(ident)
             _unbegun.discard(self)
         return super().cancelled()
@@ -98,13 +102,18 @@ def tokio_call(loop: asyncio.AbstractEventLoop, call: Callable[..., Any], *args:
         loop.for_tokio = False
 
 
-def engine_loop() -> asyncio.AbstractEventLoop:
-    """This process's engine loop, running in its daemon thread."""
+def engine_loop() -> asyncio.AbstractEventLoop | None:
+    """This process's engine loop, running in its daemon thread; None once it was stopped at exit (an atexit
+    handler that runs after bitstore's gets threads)."""
     global _loop
+    if _exited:
+        return None
     loop = _loop
     if loop is not None:
         return loop
     with _lock:
+        if _exited:
+            return None
         if _loop is None:
             loop = _EngineLoop()
             ready = threading.Event()
@@ -143,8 +152,10 @@ def quiet() -> bool:
 def _stop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
     """At exit, before the interpreter finalizes: cancel the loop's requests, wait until tokio's threads are done
     with this loop's futures (bounded by ``EXIT_WAIT``), then stop the loop and let its thread end."""
+    global _exited
     if not (thread.is_alive() and thread.ident is not None and os.getpid() == _owner_pid.get(thread.ident)):
         return
+    _exited = True
     deadline = time.monotonic() + EXIT_WAIT
     if isinstance(loop, _EngineLoop):
         cancelled = threading.Event()
@@ -157,8 +168,9 @@ def _stop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _lock, _loop
+    global _lock, _loop, _exited
     _lock = threading.Lock()
+    _exited = False
     if _loop is not None:
         _inherited.append(_loop)
     _loop = None
