@@ -7,12 +7,12 @@ closed in the child (closing it could touch state a parent thread held at the fo
 Exit. obstore's async API (pyo3-async-runtimes over a tokio runtime that is never shut down) settles each
 future it returns from a tokio thread: that thread takes the GIL, asks the future ``cancelled()``, hands
 ``set_result`` to the loop's ``call_soon_threadsafe``, drops its references and lets the GIL go (its "tail").
-A tail that takes or re-takes the GIL once the interpreter has begun to finalize is ended by CPython with
-``pthread_exit`` (up to Python 3.13), whose unwinding through Rust frames aborts the process (SIGABRT, "Fatal
-Python error: PyGILState_Release: thread state ... must be current when releasing"). That happens when a
-request is still in flight at exit, and when the tail of the last request is still running as the main thread
-finishes. So at exit, while the interpreter is fully alive, ``_stop`` (an atexit handler) makes this loop quiet
-first:
+A tail that is inside Python code with the GIL released (``call_soon_threadsafe`` sends on the loop's
+self-pipe) when the interpreter begins to finalize is ended by CPython with ``pthread_exit`` as it takes the
+GIL back (up to Python 3.13), and that unwinding aborts the process (SIGABRT, nothing printed; seen with gdb).
+It happened after all the work was done, when the tail of the last request was still running as the main
+thread finished (about 3 runs in 100), and can happen to a request answered just as the process exits. So at
+exit, while the interpreter is fully alive, ``_stop`` (an atexit handler) makes this loop quiet first:
 
 1. every task on the loop is cancelled, which cancels the obstore futures they await: tokio drops those
    requests and their tails begin at once (a request left running would settle whenever its server answers);
