@@ -11,9 +11,10 @@ One asyncio process answers, from a dict in memory, exactly the requests the ben
   S3 form above, which obstore uses); 404 as GCS JSON on the JSON API.
 
 Every object request waits ``delay`` seconds with ``asyncio.sleep`` (no thread is held, nothing spins),
-modelling a remote store's latency. Control endpoints under ``/_bench/`` (never delayed) set the delay,
-fill a bucket with deterministic blobs keyed by their SHA1, and report request counts, the most recent
-request lines and the server's own CPU time. ``ServerProcess`` runs it in a child process.
+modelling a remote store's latency; ListBuckets and bucket metadata are answered at once. Control endpoints
+under ``/_bench/`` (never delayed) set the delay, fill a bucket with deterministic blobs keyed by their SHA1,
+and report request counts, the most recent request lines and the server's own CPU time. ``ServerProcess``
+runs it in a child process.
 
 Run alone: ``python -m benchmarks.server [--port 0] [--delay-ms 0] [--log]``; it prints ``PORT <n>``.
 """
@@ -40,6 +41,8 @@ __all__ = ["ObjectServer", "ServerProcess", "blob_for", "serve"]
 _S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 _REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
             409: "Conflict"}
+#: Requests about no object (a client's access check, bucket metadata) are answered at once, whatever the delay.
+_UNDELAYED = ("s3:list-buckets", "gcs:bucket")
 _LAST_MODIFIED = formatdate(1735689600, usegmt=True)  # 2025-01-01, fixed so responses are reproducible
 
 
@@ -92,7 +95,7 @@ class ObjectServer:
         self.recent.append(f"{method} {target}")
         if self.log:
             print(f"{method} {target}", file=sys.stderr, flush=True)
-        if self.delay:
+        if self.delay and route not in _UNDELAYED:
             await asyncio.sleep(self.delay)
         if method in ("GET", "HEAD"):
             if route == "s3:list-buckets":

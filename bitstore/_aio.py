@@ -143,6 +143,7 @@ def _is_local(store: Any) -> bool:
 
 
 _QUEUED, _RUNNING, _DONE, _CANCELLED = range(4)
+_EXITING = "the interpreter is exiting: the engine's event loop was stopped before this key was fetched"
 
 
 class _Answer:
@@ -266,6 +267,10 @@ class AsyncDispatcher:
     def _admit(self, batch: list) -> None:
         if self._closed:
             return
+        if getattr(self._loop, "closing", False):  # the interpreter is exiting: no request starts any more
+            for _, _, answer in batch:
+                self._deliver_soon(answer, RuntimeError(_EXITING))
+            return
         self._waiting.extend(batch)
         self._start()
 
@@ -289,11 +294,26 @@ class AsyncDispatcher:
                 answer.state = _RUNNING
                 try:
                     result = await self._answer(key, slot)
+                except asyncio.CancelledError:
+                    if not getattr(self._loop, "closing", False):
+                        raise
+                    self._exit(answer)  # the loop cancelled its tasks at interpreter exit (bitstore._loop)
+                    raise
                 except BaseException as exc:  # noqa: BLE001 - a broken thread pool: reported for this key
                     result = exc if isinstance(exc, Exception) else RuntimeError(repr(exc))
                 self._deliver_soon(answer, result)
         finally:
             self._free += 1
+
+    def _exit(self, running: _Answer) -> None:
+        """At interpreter exit: this key and every key waiting here fail; no request starts any more."""
+        self._closed = True
+        self._deliver_soon(running, RuntimeError(_EXITING))
+        for _, _, answer in self._waiting:
+            if answer.state == _QUEUED:
+                answer.state = _RUNNING
+                self._deliver_soon(answer, RuntimeError(_EXITING))
+        self._waiting.clear()
 
     def _deliver_soon(self, answer: _Answer, result: Any) -> None:
         """Give ``answer`` its result with the other answers of this loop iteration, so the waiting engine wakes

@@ -10,9 +10,9 @@ a store, ``BaseException`` included, is that key's ``failed`` result. Thread poo
 Engines: ``threads`` runs each fetch on one of ``max_workers`` threads. ``async`` starts the fetches of a store
 ``_aio.route_of`` can route (a raw cloud store or ``Sha1Store`` on the fast transport, or a composite with such a
 tier) on this process's event loop (``_loop``), at most ``max_workers`` at once, and sends what the loop does not
-answer (and a composite's other tiers and write-backs) to the threads. ``auto`` is ``threads`` (``async`` above
-``ASYNC_MIN_WORKERS`` for a store that can be routed, once ``AUTO_ASYNC`` is on). ``processes=N`` spreads the keys
-over N worker processes (``_procs``).
+answer (and a composite's other tiers and write-backs) to the threads. ``auto`` is ``async`` above
+``ASYNC_MIN_WORKERS`` for a store that can be routed (while ``AUTO_ASYNC`` is on), else ``threads``.
+``processes=N`` spreads the keys over N worker processes (``_procs``).
 
 ``_Window`` is the engine itself (offer a key, pop the head's result, with or without waiting); ``get_many`` is a
 generator over it, and ``FetchWindow`` exposes it to a consumer handed keys one at a time (the Beam DoFn), with
@@ -42,10 +42,10 @@ __all__ = ["FetchWindow", "fetch_many", "run_many", "want_progress"]
 R = TypeVar("R")
 
 WINDOW_PER_WORKER = 4
-#: Whether ``engine="auto"`` may pick the event loop. Off: a process that used obstore's async API aborts at
-#: exit (SIGABRT, after its work is done) in about 1 run in 15 here, with or without bitstore, and the loop did not
-#: measure faster than threads on this machine; ``engine="async"`` opts in.
-AUTO_ASYNC = False
+#: Whether ``engine="auto"`` may pick the event loop (above ``ASYNC_MIN_WORKERS``). It was off while a process
+#: that used obstore's async API could abort at exit; the engine's loop now settles its requests at exit first
+#: (``bitstore._loop``).
+AUTO_ASYNC = True
 #: With ``AUTO_ASYNC``, ``auto`` multiplexes requests on the event loop above this many in flight. Up to 512, one
 #: thread per request was as fast as obstore's async API or faster (issue 19's table); see the README's curve.
 ASYNC_MIN_WORKERS = 512
@@ -404,16 +404,20 @@ class _Window(Generic[R]):
         self._lock = threading.Lock()
         self._closed = False
         self._workforce = _pools.take(max_workers)
-        if route is None:
+        loop = None
+        if route is not None:
+            from ._loop import engine_loop
+
+            loop = engine_loop()  # None once it was stopped at interpreter exit: threads then
+        if loop is None:
             self._dispatcher = None
             self._threads: _Threads | None = _Threads(self._workforce, self._fetch, max_workers)
             self._start = self._threads.submit
         else:
             self._threads = None
             from ._aio import AsyncDispatcher
-            from ._loop import engine_loop
 
-            self._dispatcher = AsyncDispatcher(route, engine_loop(), max_workers, views, self._workforce.submit,
+            self._dispatcher = AsyncDispatcher(route, loop, max_workers, views, self._workforce.submit,
                                                self._fetch, self._answered)
             self._start = self._dispatcher.submit
 

@@ -13,6 +13,7 @@ hangs on its first request. ``usable()`` tells the owner to stay on the SDK path
 """
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import threading
@@ -20,6 +21,7 @@ from abc import ABC, abstractmethod
 from datetime import timedelta
 from typing import Any
 
+from .._loop import tokio_call
 from .._views import VIEW_MIN_BYTES, views_allowed
 from ..retry import Attempt
 from ._client import require
@@ -116,11 +118,13 @@ class _Transport(ABC):
             store = self._store(bucket)
         except Exception as exc:
             raise config_error(owner, f"the fast transport cannot use this configuration ({exc})") from None
+        loop = asyncio.get_running_loop()
         try:
-            result = await self._obstore.get_async(store, key)
+            # obstore's futures are settled from tokio's threads: made tracked, so exit can wait for them
+            result = await tokio_call(loop, self._obstore.get_async, store, key)
             length = result.meta["size"]
             check_size(owner, uri, length, self.max_blob_bytes)
-            body = await result.bytes_async()
+            body = await tokio_call(loop, result.bytes_async)
         except BaseException as exc:
             if type(exc).__name__ == "PanicException":
                 raise FastUnsupported(f"obstore panicked: {str(exc)[:200]}") from None

@@ -11,6 +11,8 @@ Per request it either forwards to the upstream server or injects one fault:
   connection is closed;
 - ``"silent"``: the connection is accepted and the request read, then nothing is ever sent (until the proxy
   stops);
+- ``"hold"``: the request is read and held until ``release()`` is called, then forwarded and answered
+  (``stats["released"]`` counts those answered or found gone);
 - ``"trickle"``, ``"slow"``: the upstream answer is forwarded, its head at once and its body paced at
   ``bytes_per_second`` (in small chunks, several a second when the rate allows, so each arrives well within a
   read-idle timeout). Use a few bytes a second for a trickle that never ends, a steady healthy rate for "slow".
@@ -45,7 +47,7 @@ __all__ = ["FaultProxy", "FAULTS", "KINDS"]
 #: The default kinds drawn at random (each ends within the proxy's ``stall_seconds``).
 FAULTS = ("500", "503", "slowdown", "429", "reset", "stall", "truncate")
 #: Every kind, including those that hold a request for long (asked for explicitly).
-KINDS = (*FAULTS, "silent", "trickle", "slow")
+KINDS = (*FAULTS, "silent", "hold", "trickle", "slow")
 _ERRORS = {"500": (500, "InternalError"), "503": (503, "ServiceUnavailable"), "slowdown": (503, "SlowDown"),
            "429": (429, "TooManyRequests")}
 #: GCS JSON API reasons for the same statuses.
@@ -130,6 +132,11 @@ class FaultProxy:
             raise RuntimeError("fault proxy did not start")
         return self
 
+    def release(self) -> None:
+        """Forward every request held (``"hold"``), and from now on each as it comes."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._released.set)
+
     def stop(self) -> None:
         loop, thread = self._loop, self._thread
         if loop is not None and thread is not None and thread.is_alive():
@@ -145,6 +152,7 @@ class FaultProxy:
 
     async def _serve(self, ready: threading.Event) -> None:
         self._stop_event = asyncio.Event()
+        self._released = asyncio.Event()
         server = await asyncio.start_server(self._client, "127.0.0.1", 0, limit=_LIMIT)
         self.port = server.sockets[0].getsockname()[1]
         ready.set()
@@ -192,6 +200,16 @@ class FaultProxy:
                 if kind == "silent":
                     await asyncio.Event().wait()  # never set: cancelled when the proxy stops
                     return
+                if kind == "hold":
+                    await self._released.wait()
+                    try:
+                        status_line, headers, payload = await self._forward(head, body, method)
+                        writer.write(_head(status_line, headers, None if method == b"HEAD" else len(payload)) + payload)
+                        await writer.drain()
+                    finally:
+                        with self._lock:
+                            self.stats["released"] += 1
+                    continue
                 if kind == "reset":
                     _reset(writer)
                     return
