@@ -23,6 +23,7 @@ from .errors import (
     StoreNotAvailable,
     Throttled,
 )
+from .results import FetchResult
 from .retry import RetryPolicy
 from .sha1 import (
     Sha1APISource,
@@ -33,7 +34,7 @@ from .sha1 import (
     VerifySha1Mixin,
     sha1_hex,
 )
-from .store import FetchResult, Store
+from .store import Store
 
 if TYPE_CHECKING:
     from .backends.gcs import GSRaw

@@ -39,9 +39,10 @@ from ._views import allow, restore
 from .backends._errors import obstore_error
 from .composite import Composite, TierGet
 from .errors import NotFoundInStore, short
+from .results import FetchResult
 from .retry import first_attempt
 from .sha1 import Sha1Store
-from .store import FetchResult, Store
+from .store import Store
 from .tier import Tier
 
 __all__ = ["Route", "CompositeRoute", "route_of", "AsyncDispatcher"]

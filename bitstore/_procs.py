@@ -20,9 +20,10 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidURI
+from .results import FetchResult
 
 if TYPE_CHECKING:
-    from .store import FetchResult, Store
+    from .store import Store
 
 __all__ = ["run_in_processes"]
 
@@ -93,7 +94,6 @@ class _Ref:
 def run_in_processes(store: Store, keys: Iterator[Any], processes: int, max_workers: int, budget: int, bar,
                      engine: str) -> Iterator[FetchResult]:
     from .batch import _canonical
-    from .store import FetchResult
 
     executor = _pool.get(store, processes)
     chunk_size = min(MAX_CHUNK, max_workers * CHUNK_PER_WORKER)
@@ -171,7 +171,6 @@ def run_in_processes(store: Store, keys: Iterator[Any], processes: int, max_work
 
 
 def _result_of(ref: _Ref, key: Any) -> FetchResult:
-    from .store import FetchResult
 
     try:
         return ref.future.result()[ref.index]

@@ -33,9 +33,10 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from ._memory import tune_allocator
 from ._views import allow, restore
 from .errors import InvalidURI, short
+from .results import FetchResult
 
 if TYPE_CHECKING:
-    from .store import FetchResult, Store
+    from .store import Store
 
 __all__ = ["FetchWindow", "fetch_many", "run_many", "want_progress"]
 
@@ -532,8 +533,6 @@ class FetchWindow(_Window["FetchResult"]):
 
     def __init__(self, store: Store, *, max_workers: int = 64, max_bytes_in_flight: int, views: bool = False,
                  engine: str = "auto"):
-        from .store import FetchResult
-
         _check_limits(max_workers, max_bytes_in_flight)
         _check_engine(engine)
         tune_allocator()

@@ -443,7 +443,7 @@ def _open_input(args: argparse.Namespace):
 
 def _shown_key(store, info) -> str | None:
     from .fetchjob import output_row
-    from .store import FetchResult
+    from .results import FetchResult
 
     return output_row(store, FetchResult(info.key, None, info.status))[0]
 

@@ -1,11 +1,11 @@
-"""``Store``, the abstract base every store derives from, and ``FetchResult``, one answer of ``get_many``."""
+"""``Store``, the abstract base every store derives from (``FetchResult``, one answer of ``get_many``, is in
+``bitstore.results``, and importable from here too)."""
 from __future__ import annotations
 
 import io
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any
 
 from ._views import blob
 from .errors import (
@@ -14,39 +14,14 @@ from .errors import (
     NotFoundInStore,
     short,
 )
+from .results import FetchResult, Status
 
 if TYPE_CHECKING:
     from .bulk import BlobInfo, PutResult
 
 __all__ = ["Store", "FetchResult", "Status", "DEFAULT_MAX_BYTES_IN_FLIGHT"]
 
-Status = Literal["found", "missing", "invalid", "failed"]
 DEFAULT_MAX_BYTES_IN_FLIGHT = 256 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class FetchResult:
-    """One key's outcome. ``source`` names the tier that served it; ``cached`` tells whether the blob
-    was written back to a cache tier (None when no write-back was due)."""
-
-    key: Any
-    data: bytes | memoryview | None  # a memoryview only from get_many(views=True)
-    status: Status
-    source: str | None = None
-    error: str | None = None
-    cached: bool | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "found"
-
-    def __repr__(self) -> str:
-        body = "None" if self.data is None else f"<{len(self.data):,} bytes>"
-        extra = "".join(
-            [f", source={self.source!r}" if self.source else "", f", error={self.error!r}" if self.error else ""]
-        )
-        key = short(self.key, 60)
-        return f"FetchResult(key={key!r}, status={self.status!r}, data={body}{extra})"
 
 
 class Store(ABC):
