@@ -90,10 +90,9 @@ def _composite_get_many(**options: Any):
 
 
 def in_flight_contenders(n: int) -> list[Contender]:
-    """``get_many`` as a user gets it (``engine="auto"``), the engine ``auto`` did not pick, and obstore."""
-    from bitstore.batch import ASYNC_MIN_WORKERS, AUTO_ASYNC
-
-    other = "threads" if AUTO_ASYNC and n > ASYNC_MIN_WORKERS else "async"
+    """``get_many`` as a user gets it (``engine="auto"``: threads for a single store), the event loop, obstore, and
+    a composite on each engine."""
+    other = "async"
     return [
         Contender(f"bitstore get_many, {n} in flight", _get_many(max_workers=n), warmup=n, reference=True),
         Contender(f"bitstore get_many [{other}], {n} in flight", _get_many(max_workers=n, engine=other), warmup=n),

@@ -11,7 +11,7 @@ Engines: ``threads`` runs each fetch on one of ``max_workers`` threads. ``async`
 ``_aio.route_of`` can route (a raw cloud store or ``Sha1Store`` on the fast transport, or a composite with such a
 tier) on this process's event loop (``_loop``), at most ``max_workers`` at once, and sends what the loop does not
 answer (and a composite's other tiers and write-backs) to the threads. ``auto`` is ``async`` above
-``ASYNC_MIN_WORKERS`` for a store that can be routed (while ``AUTO_ASYNC`` is on), else ``threads``.
+``ASYNC_MIN_WORKERS`` for a composite that can be routed (while ``AUTO_ASYNC`` is on), else ``threads``.
 ``processes=N`` spreads the keys over N worker processes (``_procs``).
 
 ``_Window`` is the engine itself (offer a key, pop the head's result, with or without waiting); ``get_many`` is a
@@ -47,8 +47,10 @@ WINDOW_PER_WORKER = 4
 #: that used obstore's async API could abort at exit; the engine's loop now settles its requests at exit first
 #: (``bitstore._loop``).
 AUTO_ASYNC = True
-#: With ``AUTO_ASYNC``, ``auto`` multiplexes requests on the event loop above this many in flight. Up to 512, one
-#: thread per request was as fast as obstore's async API or faster (issue 19's table); see the README's curve.
+#: With ``AUTO_ASYNC``, ``auto`` multiplexes a composite's requests on the event loop above this many in flight. A
+#: single store stays on threads at any N: since a key costs the threads no future, lock and condition of its own,
+#: they measured faster than the loop and than obstore's async API up to 2,048 in flight; a composite saves a
+#: thread hop per key for its local tiers on the loop (see the README's curve).
 ASYNC_MIN_WORKERS = 512
 ENGINES = ("auto", "threads", "async")
 #: Idle thread pools kept for the next runs in this process (any sizes, the most recently used).
@@ -342,9 +344,12 @@ def _route(store: Store, max_workers: int, engine: str):
     """The async route for this run, or None for threads only."""
     if engine == "threads" or (engine == "auto" and (not AUTO_ASYNC or max_workers <= ASYNC_MIN_WORKERS)):
         return None
-    from ._aio import route_of
+    from ._aio import CompositeRoute, route_of
 
-    return route_of(store)
+    route = route_of(store)
+    if engine == "auto" and not isinstance(route, CompositeRoute):
+        return None  # a single store: threads at any N (see ASYNC_MIN_WORKERS)
+    return route
 
 
 def _run(open_window: Callable[[], _Window[Any]], keys: Iterator[Any], bar) -> Iterator[Any]:

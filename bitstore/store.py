@@ -137,8 +137,8 @@ class Store(ABC):
         ``views=True``: a large blob (256 KiB or more) that a transport holds in a buffer of its own (the
         ``fast`` one) comes as a read-only ``memoryview`` of that buffer instead of a ``bytes`` copy of it.
         ``engine``: ``"threads"`` (one thread per request in flight), ``"async"`` (requests of the fast transport
-        multiplexed on one event loop; anything else on threads) or ``"auto"`` (the loop above
-        ``batch.ASYNC_MIN_WORKERS`` requests in flight, else threads).
+        multiplexed on one event loop; anything else on threads) or ``"auto"`` (threads; for a composite
+        with a fast-transport tier, the loop above ``batch.ASYNC_MIN_WORKERS`` requests in flight).
         ``processes=N``: spread the keys over N worker processes (spawned; the store is pickled to them), each
         running ``max_workers`` requests; results still in input order."""
         from .batch import fetch_many

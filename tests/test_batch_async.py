@@ -193,19 +193,24 @@ def test_stopping_early_then_running_again(env):
 
 
 @pytest.mark.parametrize("auto_async", [False, True])
-def test_auto_routes_above_the_threshold_only_when_allowed(env, monkeypatch, auto_async):
-    from bitstore import batch
+def test_auto_routes_composites_above_the_threshold_only_when_allowed(env, monkeypatch, auto_async):
+    """``auto``: a composite with a loop tier goes to the loop above ASYNC_MIN_WORKERS; a single store stays on
+    threads at any N; ``async`` routes either."""
+    from bitstore import Sha1Composite, batch
 
     monkeypatch.setattr(batch, "AUTO_ASYNC", auto_async)
-    store = env.sha1_store()
+    composite = Sha1Composite().append_source(env.sha1_store())
+    single = env.sha1_store()
     chosen = []
     original = batch._route
     monkeypatch.setattr(batch, "_route", lambda *a: chosen.append(original(*a)) or chosen[-1])
-    list(store.get_many(list(env.blobs)[:3], max_workers=ASYNC_MIN_WORKERS))
-    list(store.get_many(list(env.blobs)[:3], max_workers=ASYNC_MIN_WORKERS + 1))
-    list(store.get_many(list(env.blobs)[:3], max_workers=ASYNC_MIN_WORKERS + 1, engine="threads"))
-    list(store.get_many(list(env.blobs)[:3], max_workers=4, engine="async"))
-    assert [r is not None for r in chosen] == [False, auto_async, False, True]
+    keys = list(env.blobs)[:3]
+    for store in (composite, single):
+        list(store.get_many(keys, max_workers=ASYNC_MIN_WORKERS))
+        list(store.get_many(keys, max_workers=ASYNC_MIN_WORKERS + 1))
+        list(store.get_many(keys, max_workers=ASYNC_MIN_WORKERS + 1, engine="threads"))
+        list(store.get_many(keys, max_workers=4, engine="async"))
+    assert [r is not None for r in chosen] == [False, auto_async, False, True, False, False, False, True]
 
 
 def test_engine_argument_is_checked(env):
