@@ -37,6 +37,7 @@ from typing import Any
 
 from ._views import allow, restore
 from .backends._errors import obstore_error
+from .batch import _CANCELLED, _DONE, _QUEUED, _RUNNING, _Answer
 from .composite import Composite, TierGet
 from .errors import NotFoundInStore, short
 from .results import FetchResult
@@ -143,36 +144,7 @@ def _is_local(store: Any) -> bool:
     return type(store) in (LocalRaw, MemoryRaw)
 
 
-_QUEUED, _RUNNING, _DONE, _CANCELLED = range(4)
 _EXITING = "the interpreter is exiting: the engine's event loop was stopped before this key was fetched"
-
-
-class _Answer:
-    """One fetch's answer to come, as the engine waits for it (``done``, ``result``, ``cancel``): a
-    ``concurrent.futures.Future`` makes a lock and a condition per key, which cost the engine more than the rest
-    of its work per key; these share their dispatcher's one condition."""
-
-    __slots__ = ("state", "value", "_owner")
-
-    def __init__(self, owner: AsyncDispatcher):
-        self.state, self.value, self._owner = _QUEUED, None, owner
-
-    def done(self) -> bool:
-        return self.state >= _DONE
-
-    def cancel(self) -> bool:
-        if self.state == _QUEUED:
-            self.state = _CANCELLED
-        return self.state == _CANCELLED
-
-    def result(self) -> Any:
-        if self.state < _DONE:
-            self._owner._wait(self)
-        if self.state == _CANCELLED:
-            raise asyncio.CancelledError("the run ended before this key was fetched")
-        if isinstance(self.value, BaseException):
-            raise self.value
-        return self.value
 
 
 class _Fallback(Exception):
@@ -237,6 +209,12 @@ class AsyncDispatcher:
         if len(self._pending) >= self.FLUSH_EVERY:
             self.flush()
         return answer
+
+    def _cancel(self, answer: _Answer) -> bool:
+        """A queued answer is cancelled (the loop skips it); a running or done one is not."""
+        if answer.state == _QUEUED:
+            answer.state = _CANCELLED
+        return answer.state == _CANCELLED
 
     def _wait(self, answer: _Answer) -> None:
         """Block until ``answer`` is done. The loop sets states first and reads ``_awaited`` after, so either it

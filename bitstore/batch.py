@@ -116,13 +116,14 @@ _QUEUED, _RUNNING, _DONE, _CANCELLED = range(4)
 
 
 class _Answer:
-    """One key's fetch handed to ``_Threads`` (``done``, ``result``, ``cancel``, as the window uses a future): a
+    """One key's fetch handed to an engine, ``_Threads`` or the event loop's ``_aio.AsyncDispatcher`` (``done``,
+    ``result``, ``cancel``, as the window uses a future; the owner's ``_cancel`` and ``_wait`` do the work): a
     ``concurrent.futures.Future`` per key makes a condition and a lock, which cost the consumer more than the
     rest of its work per key (a third of it in the Beam DoFn's profile); these share their owner's condition."""
 
     __slots__ = ("state", "value", "_owner")
 
-    def __init__(self, owner: _Threads):
+    def __init__(self, owner: Any):
         self.state, self.value, self._owner = _QUEUED, None, owner
 
     def done(self) -> bool:
