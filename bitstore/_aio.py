@@ -37,7 +37,7 @@ from typing import Any
 
 from ._views import allow, restore
 from .backends._errors import obstore_error
-from .batch import _CANCELLED, _DONE, _QUEUED, _RUNNING, _Answer
+from .batch import _DONE, _QUEUED, _RUNNING, _Answer, _Answers
 from .composite import Composite, TierGet
 from .errors import NotFoundInStore, short
 from .results import FetchResult
@@ -177,7 +177,7 @@ def _outcome(call: Callable[..., Any], *args: Any) -> tuple[Any, BaseException |
         return None, exc
 
 
-class AsyncDispatcher:
+class AsyncDispatcher(_Answers):
     """Starts fetches for the batch engine: at most ``max_workers`` at once (async attempts and the thread
     fallbacks they wait for together). ``submit`` queues a key here and returns its ``_Answer``; ``flush`` hands
     the queued keys to the loop in one wake-up (done before waiting for an answer)."""
@@ -187,6 +187,7 @@ class AsyncDispatcher:
     def __init__(self, route: Route | CompositeRoute, loop: asyncio.AbstractEventLoop, max_workers: int, views: bool,
                  submit: Callable[..., Future], fetch: Callable[[Any, Any], Any],
                  done: Callable[[Any, FetchResult], None]):
+        super().__init__()
         self._route, self._loop, self._views = route, loop, views
         self._submit = submit  # (fn, *args) -> Future: runs fn on the engine's threads
         self._fetch = fetch  # (key, slot) -> the thread engine's whole fetch of a key (it counts its own bytes)
@@ -198,8 +199,6 @@ class AsyncDispatcher:
         self._ready: list[tuple[_Answer, Any]] = []  # answers of this loop iteration, delivered together
         self._pending: list[tuple[Any, Any, _Answer]] = []  # consumer-side, not yet handed over
         self._closed = False
-        self._cond = threading.Condition(threading.Lock())
-        self._awaited: _Answer | None = None  # the answer the engine waits for, if it waits
         self._back: list[tuple[asyncio.Future, tuple[Any, BaseException | None]]] = []  # threads' outcomes
         self._back_lock = threading.Lock()
 
@@ -210,21 +209,10 @@ class AsyncDispatcher:
             self.flush()
         return answer
 
-    def _cancel(self, answer: _Answer) -> bool:
-        """A queued answer is cancelled (the loop skips it); a running or done one is not."""
-        if answer.state == _QUEUED:
-            answer.state = _CANCELLED
-        return answer.state == _CANCELLED
-
     def _wait(self, answer: _Answer) -> None:
-        """Block until ``answer`` is done. The loop sets states first and reads ``_awaited`` after, so either it
-        sees this answer awaited and notifies, or this thread sees the answer done before it waits."""
+        """Block until ``answer`` is done, its key handed to the loop first."""
         self.flush()
-        with self._cond:
-            self._awaited = answer
-            while answer.state < _DONE:
-                self._cond.wait()
-            self._awaited = None
+        super()._wait(answer)
 
     def flush(self) -> None:
         if self._pending:

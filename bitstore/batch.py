@@ -142,18 +142,41 @@ class _Answer:
         return self.value
 
 
-class _Threads:
+class _Answers:
+    """What hands out ``_Answer``s (``_Threads``, ``_aio.AsyncDispatcher``): one condition for all of them, the answer
+    the consumer waits for (the side that settles answers sets their state first and reads ``_awaited`` after, so
+    either it sees the answer awaited and notifies, or the consumer sees it done before it waits)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._awaited: _Answer | None = None  # the answer the consumer waits for, if it waits
+
+    def _cancel(self, answer: _Answer) -> bool:
+        """A queued answer is cancelled (never started); a running or done one is not."""
+        with self._cond:
+            if answer.state == _QUEUED:
+                answer.state = _CANCELLED
+            return answer.state == _CANCELLED
+
+    def _wait(self, answer: _Answer) -> None:
+        with self._cond:
+            self._awaited = answer
+            while answer.state < _DONE:
+                self._cond.wait()
+            self._awaited = None
+
+
+class _Threads(_Answers):
     """Hands a window's keys to its pool's threads: at most ``max_workers`` drain tasks, each fetching queued keys
     until none is left. A busy window submits no task per key, and an idle one leaves no thread waiting for work
     (so nothing holds up the pool's shutdown at exit)."""
 
     def __init__(self, workforce: Any, fetch: Callable[[Any, Any], Any], max_workers: int):
+        super().__init__()
         self._workforce, self._fetch, self._max_drains = workforce, fetch, max_workers
         self._queue: deque[tuple[Any, Any, _Answer]] = deque()
-        self._cond = threading.Condition(threading.Lock())
         self._drains = 0
         self._closed = False
-        self._awaited: _Answer | None = None  # the answer the consumer waits for, if it waits
 
     def submit(self, key: Any, slot: Any) -> _Answer:
         answer = _Answer(self)
@@ -178,19 +201,6 @@ class _Threads:
             for _, _, answer in self._queue:
                 answer.state = _CANCELLED
             self._queue.clear()
-
-    def _cancel(self, answer: _Answer) -> bool:
-        with self._cond:
-            if answer.state == _QUEUED:
-                answer.state = _CANCELLED
-            return answer.state == _CANCELLED
-
-    def _wait(self, answer: _Answer) -> None:
-        with self._cond:
-            self._awaited = answer
-            while answer.state < _DONE:
-                self._cond.wait()
-            self._awaited = None
 
     def _drain(self) -> None:  # on a pool thread
         queue, cond = self._queue, self._cond
