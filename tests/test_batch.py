@@ -390,6 +390,21 @@ def test_a_base_exception_from_a_store_fails_that_key_only():
     assert threading.active_count() <= before + 4
 
 
+def _fill_pool(n: int) -> None:
+    """Run ``n`` fetches at once on the kept pool of ``n`` workers, so it has all its threads (a thread pool starts
+    them lazily, and a run that finds its pool's only thread not yet idle would start another)."""
+    barrier = threading.Barrier(n, timeout=10)
+
+    class Gathering(DictStore):
+        def get(self, uri):
+            barrier.wait()
+            return super().get(uri)
+
+    keys = [f"w{i}" for i in range(n)]
+    assert [r.status for r in Gathering({k: b"w" for k in keys}).get_many(keys, max_workers=n, progress=False)] \
+        == ["found"] * n
+
+
 def test_a_base_exception_in_the_consumer_returns_the_pool():
     """Interrupted while reading keys: the error propagates at once and the run's threads are reused next time."""
     from bitstore import batch
@@ -399,7 +414,7 @@ def test_a_base_exception_in_the_consumer_returns_the_pool():
         raise KeyboardInterrupt
 
     store = DictStore({"k1": b"1"})
-    list(store.get_many(["k1"], max_workers=3, progress=False))
+    _fill_pool(3)
     threads = threading.active_count()
     with pytest.raises(KeyboardInterrupt):
         list(store.get_many(keys(), max_workers=3, progress=False))
