@@ -1,6 +1,6 @@
 """The engine behind the Beam transforms: check keys, keep their fetches going across elements, count.
 
-``BatchFetchDoFn`` keeps one ``bitstore.batch.FetchWindow`` (``get_many``'s engine) open per bundle. Each valid
+``BatchFetchDoFn`` keeps one ``bitstore.engine.batch.FetchWindow`` (``get_many``'s engine) open per bundle. Each valid
 key is offered to it as its element arrives, and every result already fetched is emitted at once, in its
 element's own windows, so Beam reads and decodes the next elements while the fetches run. The DoFn holds at most
 ``max_batch_size`` elements whose output is not yet emitted; the window fetches ``max_workers`` keys at once and
@@ -21,8 +21,8 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 
 from bitstore import FetchResult, Sha1Composite, Store
-from bitstore.batch import FetchWindow
-from bitstore.errors import short
+from bitstore.engine.batch import FetchWindow
+from bitstore.ground.errors import short
 
 from ._store import StoreSource
 

@@ -79,7 +79,7 @@ class StoreSource:
 
     def __repr__(self) -> str:
         if self._kind == "store":
-            from bitstore.errors import store_label
+            from bitstore.ground.errors import store_label
 
             return f"StoreSource(store={store_label(self._recipe)!r})"
         if self._kind == "factory":

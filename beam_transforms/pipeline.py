@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bitstore.inputs import FORMATS, TEXT_COLUMN
+from bitstore.integrations.inputs import FORMATS, TEXT_COLUMN
 from bitstore.spec import load_spec_or_default
 
 __all__ = ["main", "build", "DEFAULT_RUNNER"]
@@ -153,7 +153,7 @@ def build(pipeline, *, input: str, output: str, store, column: str = "sha1", **f
     """Add the fetch job (read rows, fetch, write one Parquet file) to ``pipeline``."""
     import apache_beam as beam
 
-    from bitstore.fetchjob import output_schema_for
+    from bitstore.integrations.fetchjob import output_schema_for
 
     from .enrichment import EnrichWithBlobs
 
@@ -197,13 +197,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from bitstore.errors import SpecError
+    from bitstore.ground.errors import SpecError
 
     options = PipelineOptions(_with_default_runner(beam_args))
     try:
         spec = load_spec_or_default(args.spec)
         if _is_local(args.input):
-            from bitstore.inputs import InputError, open_keys
+            from bitstore.integrations.inputs import InputError, open_keys
 
             try:
                 open_keys(args.input, args.column)  # checks format, readability and column up front

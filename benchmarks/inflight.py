@@ -54,7 +54,7 @@ class _WithWorkers:
 def _workers_cpu() -> float:
     import psutil
 
-    from bitstore import _procs
+    from bitstore.engine import procs as _procs
 
     executor = _procs._pool._executor
     total = 0.0

@@ -10,9 +10,19 @@ from typing import TYPE_CHECKING
 
 from .backends.local import LocalRaw
 from .backends.memory import MemoryRaw
-from .bulk import BlobInfo, PutResult
-from .composite import Composite
-from .errors import (
+from .core.bulk import BlobInfo, PutResult
+from .core.composite import Composite
+from .core.sha1 import (
+    Sha1APISource,
+    Sha1Cache,
+    Sha1Composite,
+    Sha1FormatMixin,
+    Sha1Store,
+    VerifySha1Mixin,
+    sha1_hex,
+)
+from .core.store import Store
+from .ground.errors import (
     BitstoreError,
     BlobTooLarge,
     FetchFailed,
@@ -23,35 +33,25 @@ from .errors import (
     StoreNotAvailable,
     Throttled,
 )
-from .results import FetchResult
-from .retry import RetryPolicy
-from .sha1 import (
-    Sha1APISource,
-    Sha1Cache,
-    Sha1Composite,
-    Sha1FormatMixin,
-    Sha1Store,
-    VerifySha1Mixin,
-    sha1_hex,
-)
-from .store import Store
+from .ground.results import FetchResult
+from .ground.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from .backends.gcs import GSRaw
     from .backends.s3 import S3Raw
-    from .spec import from_spec
+    from .spec.load import from_spec
 
-__version__ = "0.1.0"
+from .ground.version import __version__
 
 # name -> module; imported on first attribute access so that no heavy dependency loads with bitstore.
 _LAZY = {
     "S3Raw": "bitstore.backends.s3",
     "GSRaw": "bitstore.backends.gcs",
-    "from_spec": "bitstore.spec",
+    "from_spec": "bitstore.spec.load",
 }
 
 __all__ = [
-    "Store", "FetchResult", "BlobInfo", "PutResult", "Composite",
+    "__version__", "Store", "FetchResult", "BlobInfo", "PutResult", "Composite",
     "Sha1Store", "Sha1Cache", "Sha1APISource", "Sha1Composite", "Sha1FormatMixin", "VerifySha1Mixin", "sha1_hex",
     "LocalRaw", "MemoryRaw", "S3Raw", "GSRaw", "from_spec", "RetryPolicy",
     "BitstoreError", "NotFoundInStore", "InvalidDataFound", "StoreNotAvailable", "InvalidURI", "FetchFailed",

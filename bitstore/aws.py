@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .backends.s3 import ANONYMOUS, S3Raw
-from .errors import NotFoundInStore, StoreNotAvailable
-from .store import Store
+from .core.store import Store
+from .ground.errors import NotFoundInStore, StoreNotAvailable
 
 __all__ = ["S3Raw", "ANONYMOUS", "Store", "NotFoundInStore", "StoreNotAvailable"]

@@ -1,9 +1,9 @@
 """The original library's ``epic.bitstore.exc``: ``from epic.bitstore.exc import X`` becomes
-``from bitstore.exc import X``. The classes are bitstore's own (``bitstore.errors``); ``ParameterizedException``,
+``from bitstore.exc import X``. The classes are bitstore's own (``bitstore.ground.errors``); ``ParameterizedException``,
 the original's base class, is ``BitstoreError``."""
 from __future__ import annotations
 
-from .errors import (
+from .ground.errors import (
     BitstoreError,
     BlobTooLarge,
     FetchFailed,

@@ -3,7 +3,7 @@ on first use)."""
 from __future__ import annotations
 
 from .backends.gcs import ANONYMOUS, GSRaw
-from .errors import NotFoundInStore, StoreNotAvailable
-from .store import Store
+from .core.store import Store
+from .ground.errors import NotFoundInStore, StoreNotAvailable
 
 __all__ = ["GSRaw", "ANONYMOUS", "Store", "NotFoundInStore", "StoreNotAvailable"]

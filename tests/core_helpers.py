@@ -7,7 +7,7 @@ import time
 from collections import Counter
 
 from bitstore import NotFoundInStore, Sha1APISource, Store
-from bitstore.errors import Throttled
+from bitstore.ground.errors import Throttled
 
 CANARY = "AKIA-CANARY-SECRET-7f3b9c"
 

@@ -1,4 +1,4 @@
-"""glibc malloc tuning (``bitstore._memory``): applied once per process by get_many, skipped when the user
+"""glibc malloc tuning (``bitstore.engine.allocator``): applied once per process by get_many, skipped when the user
 tunes glibc or opts out, and it does stop freed blob memory from going back to the kernel (measured in page
 faults, in fresh processes)."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 PROBE = textwrap.dedent("""
     import resource, sys
     from bitstore import MemoryRaw
-    from bitstore import _memory
+    from bitstore.engine import allocator as _memory
 
     list(MemoryRaw().get_many([], progress=False))  # get_many tunes the allocator
     faults = []
@@ -56,7 +56,7 @@ def test_tuning_is_skipped_when_the_user_chose(env):
 
 
 def test_tune_allocator_is_idempotent_and_never_raises():
-    from bitstore import _memory
+    from bitstore.engine import allocator as _memory
 
     first = _memory.tune_allocator()
     assert _memory.tune_allocator() is first

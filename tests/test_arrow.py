@@ -312,7 +312,7 @@ def test_enrich_table_cuts_its_new_columns_into_chunks_by_bytes(monkeypatch):
     """Blobs are copied into the table a chunk at a time (so they are freed while later ones are fetched):
     each chunk of the new columns ends once it holds ``_CHUNK_BYTES``, a blob of ``_OWN_CHUNK_BYTES`` or more
     is a chunk of its own, and the new columns stay row-aligned."""
-    import bitstore.arrow as arrow_module
+    import bitstore.integrations.arrow as arrow_module
 
     monkeypatch.setattr(arrow_module, "_CHUNK_BYTES", 5_000)
     monkeypatch.setattr(arrow_module, "_OWN_CHUNK_BYTES", 60_000)  # only BLOBS[4] (70,000 bytes) is that large

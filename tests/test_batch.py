@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bitstore import Composite, FetchFailed, MemoryRaw, Sha1Composite, StoreNotAvailable
-from bitstore.batch import WINDOW_PER_WORKER
+from bitstore.engine.batch import WINDOW_PER_WORKER
 from tests.core_helpers import DictStore, sha1
 
 
@@ -317,7 +317,7 @@ def test_a_forked_child_does_not_use_its_parents_pools():
 def test_idle_pools_are_bounded_whatever_sizes_runs_use():
     """Runs of many different sizes (a Beam pipeline's last, smaller batches) keep at most IDLE_POOLS idle
     pools; the others are shut down, so idle threads do not pile up."""
-    from bitstore import batch
+    from bitstore.engine import batch
 
     before = threading.active_count()
     store = DictStore({f"k{i}": b"x" for i in range(40)})
@@ -407,7 +407,7 @@ def _fill_pool(n: int) -> None:
 
 def test_a_base_exception_in_the_consumer_returns_the_pool():
     """Interrupted while reading keys: the error propagates at once and the run's threads are reused next time."""
-    from bitstore import batch
+    from bitstore.engine import batch
 
     def keys():
         yield "k1"

@@ -13,9 +13,8 @@ from collections import Counter
 import pytest
 
 from bitstore import Sha1Store
-from bitstore._aio import route_of
-from bitstore._views import VIEW_MIN_BYTES
-from bitstore.batch import ASYNC_MIN_WORKERS, WINDOW_PER_WORKER
+from bitstore.engine.batch import ASYNC_MIN_WORKERS, WINDOW_PER_WORKER
+from bitstore.ground.views import VIEW_MIN_BYTES
 
 from .test_batch import CountingKeys
 
@@ -78,14 +77,14 @@ def _mixed_keys(env: Env) -> list:
 
 
 def test_the_store_is_routed_only_on_the_fast_transport(env):
-    assert route_of(env.sha1_store()) is not None and route_of(env.raw()) is not None
-    assert route_of(env.sha1_store(transport="sdk")) is None
+    assert env.sha1_store().async_route() is not None and env.raw().async_route() is not None
+    assert env.sha1_store(transport="sdk").async_route() is None
 
     class Custom(Sha1Store):
         def get(self, sha1):
             return super().get(sha1)
 
-    assert route_of(Custom(env.raw(), f"{env.scheme}://bkt/blobs/")) is None
+    assert Custom(env.raw(), f"{env.scheme}://bkt/blobs/").async_route() is None
 
 
 @pytest.mark.parametrize("max_workers", [1, 4, 64])
@@ -196,7 +195,8 @@ def test_stopping_early_then_running_again(env):
 def test_auto_routes_composites_above_the_threshold_only_when_allowed(env, monkeypatch, auto_async):
     """``auto``: a composite with a loop tier goes to the loop above ASYNC_MIN_WORKERS; a single store stays on
     threads at any N; ``async`` routes either."""
-    from bitstore import Sha1Composite, batch
+    from bitstore import Sha1Composite
+    from bitstore.engine import batch
 
     monkeypatch.setattr(batch, "AUTO_ASYNC", auto_async)
     composite = Sha1Composite().append_source(env.sha1_store())
@@ -222,8 +222,7 @@ _FORK_SCRIPT = """
     import os, sys
     from bitstore import Sha1Store
     from bitstore.backends.{module} import {cls}
-    from bitstore._aio import route_of
-    store = Sha1Store({cls}({endpoint_arg}={endpoint!r}, transport="auto"), "{scheme}://bkt/blobs/")
+        store = Sha1Store({cls}({endpoint_arg}={endpoint!r}, transport="auto"), "{scheme}://bkt/blobs/")
     keys = {keys!r}
     def fetch():
         return [r.status for r in store.get_many(keys + ["0" * 40], max_workers=4, engine="async")]
@@ -232,7 +231,7 @@ _FORK_SCRIPT = """
         assert fetch() == expected  # the parent ran obstore and its engine loop
     pid = os.fork()
     if pid == 0:
-        routed = route_of(store) is not None
+        routed = store.async_route() is not None
         ok = fetch() == expected and routed == (not {use_before_fork})
         sys.exit(0 if ok else 3)  # the child ends the ordinary way too: atexit handlers, then finalization
     _, status = os.waitpid(pid, 0)
@@ -271,8 +270,8 @@ def test_a_fetch_window_that_only_polls_gets_every_answer(env):
     gets them, because a non-blocking pop hands queued keys to the loop. Answers as the threads engine gives."""
     import time
 
-    from bitstore._aio import AsyncDispatcher
-    from bitstore.batch import FetchWindow
+    from bitstore.engine.aio import AsyncDispatcher
+    from bitstore.engine.batch import FetchWindow
 
     store = env.sha1_store()
     keys = list(env.blobs)[:3] + ["0" * 40, list(env.blobs)[0].upper()]

@@ -18,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bitstore import Composite, LocalRaw, MemoryRaw, Sha1Cache, Sha1Composite, Sha1Store, StoreNotAvailable
-from bitstore._aio import CompositeRoute, route_of
-from bitstore.limits import ManualClock
-from bitstore.retry import RetryPolicy
+from bitstore.engine.routes import CompositeRoute
+from bitstore.ground.limits import ManualClock
+from bitstore.ground.retry import RetryPolicy
 from tests.core_helpers import DictAPI, WritableDictStore
 from tests.servers.faults import FaultProxy
 
@@ -133,7 +133,7 @@ def _counts(composite: Composite) -> dict[str, dict]:
 def _both(build, keys, **options) -> tuple[list, list, Composite, Composite]:
     """``get_many`` of ``keys`` on a fresh composite per engine: (threads' answers, async's, both composites)."""
     on_threads, on_loop = build(), build()
-    assert route_of(on_loop) is not None  # or this would compare the thread engine with itself
+    assert on_loop.async_route() is not None  # or this would compare the thread engine with itself
     threads = list(on_threads.get_many(keys, max_workers=4, engine="threads"))
     answers = list(on_loop.get_many(keys, max_workers=4, engine="async"))
     return _answers(threads), _answers(answers), on_threads, on_loop
@@ -159,20 +159,20 @@ class LoopCalls:
 
 def test_only_composites_with_an_unlimited_fast_tier_are_routed(world):
     plain = Sha1Composite().append_source(world.s3())
-    route = route_of(plain)
+    route = plain.async_route()
     assert isinstance(route, CompositeRoute) and len(route.tiers) == 1
-    assert route_of(Sha1Composite().append_source(world.s3(raw=world.s3_sdk))) is None
-    assert route_of(Sha1Composite().append_source(world.s3(), max_concurrency=4)) is None
-    assert route_of(Sha1Composite().append_source(world.api())) is None
-    assert route_of(Sha1Composite().append_source(plain)) is None  # a nested composite is a thread tier
+    assert Sha1Composite().append_source(world.s3(raw=world.s3_sdk)).async_route() is None
+    assert Sha1Composite().append_source(world.s3(), max_concurrency=4).async_route() is None
+    assert Sha1Composite().append_source(world.api()).async_route() is None
+    assert Sha1Composite().append_source(plain).async_route() is None  # a nested composite is a thread tier
     mixed = Sha1Composite().append_source(world.s3(), max_rate=100.0).append_source(world.gs())
-    assert list(route_of(mixed).tiers) == [id(mixed.tiers[1])]
+    assert list(mixed.async_route().tiers) == [id(mixed.tiers[1])]
 
     class Custom(Sha1Composite):
         def _fetch(self, uri):
             return super()._fetch(uri)
 
-    assert route_of(Custom().append_source(world.s3())) is None
+    assert Custom().append_source(world.s3()).async_route() is None
 
 
 def test_local_tiers_are_read_on_the_loop_itself_and_other_tiers_are_not(world, tmp_path_factory):
@@ -188,7 +188,7 @@ def test_local_tiers_are_read_on_the_loop_itself_and_other_tiers_are_not(world, 
     composite.append_source(Sha1Store(LocalRaw(tmp_path_factory.mktemp("lim")), ""), max_concurrency=2)
     composite.append_source(world.api())
     composite.append_source(world.s3())
-    route = route_of(composite)
+    route = composite.async_route()
     assert [route.inline(t) for t in composite.tiers] == [True, True, False, False, False, False]
     on_loop: list[bool] = []
     original = LocalRaw.get
@@ -342,7 +342,7 @@ def test_limited_tiers_keep_their_limits_on_the_event_loop(world):
     composite.append_source(Sha1Store(world.s3_raw, "s3://tiers/nothing-here/", name="empty"))
     composite.append_source(limited_s3, max_concurrency=2)
     composite.append_source(api, max_concurrency=3)
-    route = route_of(composite)
+    route = composite.async_route()
     assert list(route.tiers) == [id(composite.tiers[0])]
     keys = world.groups["s3"] * 3 + world.groups["api"] * 4  # repeats are fetched again once out of the window
     results = list(composite.get_many(keys, max_workers=16, engine="async"))

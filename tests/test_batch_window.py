@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bitstore import Sha1Composite
-from bitstore.batch import WINDOW_PER_WORKER, FetchWindow
+from bitstore.engine.batch import WINDOW_PER_WORKER, FetchWindow
 from tests.core_helpers import DictStore, sha1
 
 from .test_batch import SlowStore
@@ -130,7 +130,7 @@ def test_the_window_and_bytes_bound_what_is_offered():
 
 
 def test_close_cancels_what_has_not_started_and_gives_the_threads_back():
-    from bitstore import batch
+    from bitstore.engine import batch
 
     store = GatedStore()
     window = FetchWindow(store, max_workers=1, max_bytes_in_flight=BUDGET)

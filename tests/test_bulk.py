@@ -20,7 +20,7 @@ from bitstore import (
     Sha1Store,
 )
 from bitstore.backends._streams import RangeReader
-from bitstore.bulk import BlobInfo, PutResult
+from bitstore.core.bulk import BlobInfo, PutResult
 
 from .core_helpers import DictAPI, DictStore, WritableDictStore, sha1
 

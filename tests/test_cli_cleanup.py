@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bitstore import Sha1APISource
-from bitstore.sha1 import sha1_hex
+from bitstore.core.sha1 import sha1_hex
 from tests.test_cli import REPO, bitstore
 
 STALE = time.time() - 2 * 3600

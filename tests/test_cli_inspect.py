@@ -229,7 +229,7 @@ def test_verify_reports_corrupt_blobs_with_its_exit_code(tmp_path):
 
 
 def test_progress_total_is_counted_for_csv_input(tmp_path):
-    from bitstore.inputs import open_keys
+    from bitstore.integrations.inputs import open_keys
 
     source = tmp_path / "k.csv"
     source.write_text('sha1,n\n"a\nb",1\n\nc,2\nd\n')  # a quoted newline, a blank line, a short row
@@ -250,7 +250,7 @@ OBSTORE_DUMP = ("s3 failed to fetch 's3://b/" + "ab" * 20 + "': 2 attempts, last
 
 
 def test_failure_cause_is_one_line_without_the_key_or_the_debug_dump():
-    from bitstore.fetchjob import failure_cause
+    from bitstore.integrations.fetchjob import failure_cause
 
     cause = failure_cause(OBSTORE_DUMP, "ab" * 20)
     assert cause == ("s3 failed to fetch 's3://b/<key>': 2 attempts, last error: GenericError: Generic S3 error: "
@@ -265,7 +265,7 @@ def test_failure_cause_is_one_line_without_the_key_or_the_debug_dump():
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=2000))
 def test_failure_cause_is_always_one_bounded_line(text):
-    from bitstore.fetchjob import failure_cause
+    from bitstore.integrations.fetchjob import failure_cause
 
     cause = failure_cause(text, text[:40])
     assert "\n" not in cause and "\r" not in cause and len(cause) <= 300 + 200

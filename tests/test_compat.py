@@ -84,7 +84,7 @@ def test_s3_with_an_empty_credentials_list_builds_and_is_not_available():
 
 @pytest.mark.parametrize("credentials", [{"these": "are not valid"}, 42, ["a list"]])
 def test_gcs_with_unusable_credentials_builds_warns_and_is_not_available(credentials, caplog, monkeypatch):
-    from bitstore import _logging
+    from bitstore.ground import log as _logging
 
     monkeypatch.setattr(_logging, "_seen", set())  # warnings are logged once per process and cause
     with caplog.at_level(logging.WARNING, logger="bitstore"):

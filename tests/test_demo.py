@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bitstore.demo import build_demo_store
+from bitstore.cli.demo import build_demo_store
 
 
 def _run_demo(*args: str) -> subprocess.CompletedProcess:

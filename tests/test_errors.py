@@ -151,7 +151,7 @@ def test_log_lines_do_not_leak_a_tier_secret(caplog):
 def test_base_error_and_long_messages_survive_pickle_exactly():
     import pickle
 
-    from bitstore.errors import BitstoreError, FetchFailed, NotFoundInStore
+    from bitstore.ground.errors import BitstoreError, FetchFailed, NotFoundInStore
 
     for error in (BitstoreError("boom"), NotFoundInStore("tier", "k" * 500), FetchFailed("tier", "u", "c" * 2000)):
         back = pickle.loads(pickle.dumps(error))

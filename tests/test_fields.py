@@ -1,4 +1,4 @@
-"""Spec fields: every key a tier type declares (``bitstore._fields``, beside each backend) is accepted with a
+"""Spec fields: every key a tier type declares (``bitstore.ground.fields``, beside each backend) is accepted with a
 valid value, refused with a wrong kind or out of range, built, and listed in the README's key table.
 
 Driven by the declarations: a field added to a backend is covered here without touching this file."""
@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from bitstore import SpecError
-from bitstore._fields import RETRY, Check, Field, TierType
-from bitstore.spec import _TOP, TIER_TYPES, declaration, load_spec
+from bitstore.ground.fields import RETRY, Check, Field, TierType
+from bitstore.spec import TIER_TYPES, declaration, load_spec
+from bitstore.spec.load import _TOP
 
 FIELDS = [(kind, f) for kind in TIER_TYPES for f in declaration(kind).fields]
 IDS = [f"{kind}.{f.name}" for kind, f in FIELDS]

@@ -75,6 +75,6 @@ def test_public_names():
     for name in core:
         assert name in bitstore.__all__
         assert getattr(bitstore, name).__name__ == name
-    from bitstore.sha1 import InvalidDataFound
+    from bitstore.core.sha1 import InvalidDataFound
 
     assert InvalidDataFound is bitstore.InvalidDataFound  # importable from where the original had it

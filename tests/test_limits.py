@@ -1,4 +1,4 @@
-"""``bitstore.limits``: the concurrency window and call schedule, against a manual clock (never wall time)."""
+"""``bitstore.ground.limits``: the concurrency window and call schedule, against a manual clock (never wall time)."""
 from __future__ import annotations
 
 import os
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bitstore.errors import Throttled
-from bitstore.limits import MAX_RETRY_AFTER, Limits, ManualClock, TierLimiter, is_throttling, limiter_for
-from bitstore.retry import TransientError
+from bitstore.ground.errors import Throttled
+from bitstore.ground.limits import MAX_RETRY_AFTER, Limits, ManualClock, TierLimiter, is_throttling, limiter_for
+from bitstore.ground.retry import TransientError
 
 
 def starts(limiter: TierLimiter, clock: ManualClock, n: int) -> list[float]:

@@ -1,4 +1,4 @@
-"""The engine's event loop at interpreter exit (bitstore._loop): a process that used the async engine ends the
+"""The engine's event loop at interpreter exit (bitstore.engine.loop): a process that used the async engine ends the
 ordinary way with status 0, its own atexit handlers run, and nothing aborts, also with requests in flight.
 
 Without the exit handling, such a process aborted (SIGABRT) in about 3 runs in 100 while the interpreter

@@ -6,8 +6,8 @@ import pickle
 import pytest
 
 from bitstore import Composite, FetchFailed, NotFoundInStore, Sha1Composite
-from bitstore.limits import ManualClock
-from bitstore.missing import MissingCache
+from bitstore.core.missing import MissingCache
+from bitstore.ground.limits import ManualClock
 from bitstore.spec import from_spec
 from tests.core_helpers import DictAPI, DictStore, WritableDictStore, sha1
 

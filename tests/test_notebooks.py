@@ -12,7 +12,7 @@ import pytest
 from nbclient import NotebookClient
 
 from bitstore import Composite, LocalRaw, MemoryRaw, S3Raw, Sha1Cache, Sha1Composite, Sha1Store
-from bitstore.demo import SimulatedPaidAPI
+from bitstore.cli.demo import SimulatedPaidAPI
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 KERNEL = "bitstore-test-python"

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from bitstore import FetchFailed, NotFoundInStore, RetryPolicy
 from bitstore.backends._body import read_body
 from bitstore.backends._errors import retry_after_of
-from bitstore.retry import Attempt, DeadlineExceeded, TransientError
+from bitstore.ground.retry import Attempt, DeadlineExceeded, TransientError
 
 
 class FakeClock:

@@ -1,5 +1,6 @@
-"""bitstore._scaleout, what the Spark and Ray adapters share, without an engine: the store recipe (checked on the
-driver, one store per process and recipe), the options' checks, and the re-batching of a task's stream."""
+"""bitstore.integrations.scaleout, what the Spark and Ray adapters share, without an engine: the store recipe
+(checked on the driver, one store per process and recipe), the options' checks,
+and the re-batching of a task's stream."""
 from __future__ import annotations
 
 import pickle
@@ -11,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bitstore import MemoryRaw, Sha1Composite, Sha1Store, SpecError, sha1_hex
-from bitstore._scaleout import EnrichOptions, StoreRecipe, enrich_stream, rebatched
 from bitstore.arrow import ColumnError, ColumnExists, MissingColumn
+from bitstore.integrations.scaleout import EnrichOptions, StoreRecipe, enrich_stream, rebatched
 
 
 def _spec(tmp_path, name="disk") -> dict:

@@ -211,7 +211,7 @@ def test_sha1_composite_write_back_never_poisons_a_cache():
 def test_write_back_hashes_the_blob_once(monkeypatch, cache_class):
     """The composite checks the bytes before writing them back; a verifying SHA1 cache of ours trusts that
     check instead of hashing the blob a second time."""
-    import bitstore.sha1 as sha1_module
+    import bitstore.core.sha1 as sha1_module
 
     calls = []
     real = sha1_module.sha1_hex

@@ -287,7 +287,7 @@ class Exploding(Sha1APISource):
 
 
 @pytest.mark.parametrize("ref", ["subprocess:Popen", "os:system", "builtins:print", "tests.test_spec:CANARY",
-                                 "bitstore.sha1:sha1_hex", "bitstore.errors:SpecError"])
+                                 "bitstore.core.sha1:sha1_hex", "bitstore.ground.errors:SpecError"])
 def test_a_class_that_is_not_a_store_is_never_called(tmp_path, ref):
     marker = tmp_path / "ran"
     path = tmp_path / "spec.toml"

@@ -8,8 +8,8 @@ import pytest
 
 from bitstore import Sha1Cache, Sha1Composite, Sha1Store
 from bitstore.backends.memory import MemoryRaw
-from bitstore.limits import ManualClock
-from bitstore.stats import TierStats
+from bitstore.ground.limits import ManualClock
+from bitstore.ground.stats import TierStats
 from tests.core_helpers import DictAPI, DictStore, sha1
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from bitstore import Composite, FetchFailed, RetryPolicy, Sha1Composite, Store, Throttled
 from bitstore.backends.memory import MemoryRaw
-from bitstore.limits import ManualClock
-from bitstore.sha1 import Sha1Store
+from bitstore.core.sha1 import Sha1Store
+from bitstore.ground.limits import ManualClock
 from bitstore.spec import from_spec
 from tests.core_helpers import DictAPI, DictStore, QuotaAPI, quota_state, sha1
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..retry import Attempt
+from ..ground.retry import Attempt
 from ._errors import check_size, read_exactly
 
 __all__ = ["read_body", "read_up_to"]

@@ -14,6 +14,8 @@ the SDK, logged once; ``fast`` answers ``StoreNotAvailable``); then the bucket i
 """
 from __future__ import annotations
 
+import asyncio
+import functools
 import io
 import logging
 import re
@@ -22,11 +24,13 @@ from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from .._fields import MAX_BLOB_BYTES, NUMBER, POSITIVE, RETRY, SECONDS, Field, one_of
-from .._logging import cause_of, log_once
-from ..errors import BitstoreError, FetchFailed, NotFoundInStore, StoreNotAvailable
-from ..retry import Attempt, RetryPolicy, TransientError, take_first_attempt
-from ..store import Store
+from ..core.store import Store
+from ..engine.routes import Fallback, Route
+from ..ground.errors import BitstoreError, FetchFailed, NotFoundInStore, StoreNotAvailable
+from ..ground.fields import MAX_BLOB_BYTES, NUMBER, POSITIVE, RETRY, SECONDS, Field, one_of
+from ..ground.log import cause_of, log_once
+from ..ground.retry import Attempt, RetryPolicy, TransientError, take_first_attempt
+from . import _fast
 from ._client import TRANSPORTS, ProcessLocal, resolve_transport
 from ._errors import FastUnsupported, Unconfirmed404, obstore_error, read_exactly
 
@@ -121,6 +125,45 @@ class CloudRaw(Store):
         made = take_first_attempt(uri)  # the async engine's loop made the first attempt, through the fast transport
         return self.retry.run(attempt, classify, self, uri, made if via[0] == "fast" else None)
 
+    def async_route(self) -> Route | None:
+        """The event-loop engine's route to this store's GET through obstore's async API, when the fast transport
+        is usable in this process and this store's reading code is ``CloudRaw``'s own; else None (threads)."""
+        cls = type(self)
+        if cls.get is not CloudRaw.get or cls._fetch is not Store._fetch or cls._result is not Store._result:
+            return None
+        if not _fast.usable() or self._facts.fast_reaches_objects is False:
+            return None
+        try:
+            fast = self._fast.get()  # None on the SDK transport; may build the client
+        except Exception:  # noqa: BLE001 - the store's own path will say what is wrong, key by key
+            return None
+        if fast is None:
+            return None
+        return Route(self, functools.partial(self._attempt_async, fast),
+                     lambda: self._facts.fast_reaches_objects is not False)
+
+    async def _attempt_async(self, fast: Any, uri: Any, views: bool) -> Any:
+        """The loop's first attempt of ``get(uri)``: the bytes, a ``NotFoundInStore`` the service's own error code
+        said (through the one error map), else ``Fallback`` with the attempt made (``retry.first_attempt``)."""
+        match = self._URI.fullmatch(uri) if isinstance(uri, str) else None
+        if match is None:  # the store's own path says why (InvalidURI)
+            raise Fallback
+        bucket, name = match.groups()
+        started = self.retry.clock()
+        try:
+            data = await fast.get_async(bucket, name, self, uri, views)
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - obstore's Rust panics are BaseExceptions
+            if not isinstance(exc, Exception):
+                raise Fallback from None
+            mapped = obstore_error(exc, self, uri)
+            if type(mapped) is NotFoundInStore:
+                return mapped
+            raise Fallback((uri, exc, started)) from None
+        self._facts.fast_reaches_objects = True  # as get records after a success through the fast transport
+        return data
+
     def _settle_404(self, bucket: str, key: str, uri: str, via: list[str], exc: Unconfirmed404) -> BaseException:
         """Missing, unavailable or failed, for a 404 that did not say which (see the module docstring)."""
         facts = self._facts
@@ -205,7 +248,6 @@ class CloudRaw(Store):
     def _make_fast(self) -> Any:
         if resolve_transport(self.transport) == "sdk":
             return None
-        from . import _fast
 
         if not _fast.usable():
             log_once(logger, logging.INFO, "fast-transport", "forked",

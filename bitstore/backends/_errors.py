@@ -12,8 +12,8 @@ import time
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from ..errors import BitstoreError, FetchFailed, NotFoundInStore, StoreNotAvailable, short
-from ..retry import TransientError
+from ..ground.errors import BitstoreError, FetchFailed, NotFoundInStore, StoreNotAvailable, short
+from ..ground.retry import TransientError
 
 __all__ = ["ShortRead", "HTTPStatusError", "Unconfirmed404", "check_size", "read_exactly", "status_error",
            "s3_error", "gcs_error", "obstore_error", "retry_after_of", "config_error", "FastUnsupported"]
@@ -87,7 +87,7 @@ def clean(text: Any, limit: int = 300) -> str:
 
 def check_size(store: Any, uri: Any, length: int | None, limit: int | None) -> None:
     """Refuse an object whose announced size exceeds ``limit``, before its body is read."""
-    from ..errors import BlobTooLarge
+    from ..ground.errors import BlobTooLarge
 
     if limit is not None and length is not None and length > limit:
         raise BlobTooLarge(store, uri, length, limit)
@@ -150,7 +150,7 @@ class FastUnsupported(Exception):
 def _passthrough(exc: BaseException, store: Any, uri: Any, writing: bool) -> BaseException | None:
     """Errors every backend maps alike: ours, markers the store settles, responses we read ourselves, short
     bodies, a deadline passing during a read."""
-    from ..retry import DeadlineExceeded
+    from ..ground.retry import DeadlineExceeded
 
     if isinstance(exc, (BitstoreError, Unconfirmed404, FastUnsupported)):
         return exc

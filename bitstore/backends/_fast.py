@@ -21,9 +21,9 @@ from abc import ABC, abstractmethod
 from datetime import timedelta
 from typing import Any
 
-from .._loop import tokio_call
-from .._views import VIEW_MIN_BYTES, views_allowed
-from ..retry import Attempt
+from ..engine.loop import tokio_call
+from ..ground.retry import Attempt
+from ..ground.views import VIEW_MIN_BYTES, views_allowed
 from ._client import require
 from ._errors import FastUnsupported, check_size, config_error, read_exactly
 
@@ -133,7 +133,7 @@ class _Transport(ABC):
 
 
 def _payload(body: Any, length: int | None, views: bool) -> bytes | memoryview:
-    """obstore's buffer as ``bytes``, or lent as a read-only view where allowed and large (see bitstore._views)."""
+    """obstore's buffer as ``bytes``, or lent as a read-only view where allowed and large (``ground.views``)."""
     lend = views and length is not None and length >= VIEW_MIN_BYTES
     return read_exactly(memoryview(body) if lend else bytes(body), length)  # type: ignore[arg-type]
 

@@ -16,10 +16,10 @@ import re
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
-from .._fields import COMMON, Build, Field, TierType, env_name
-from .._logging import log_once
-from ..errors import StoreNotAvailable
-from ..retry import Attempt, RetryPolicy
+from ..ground.errors import StoreNotAvailable
+from ..ground.fields import COMMON, Build, Field, TierType, env_name
+from ..ground.log import log_once
+from ..ground.retry import Attempt, RetryPolicy
 from . import _redact
 from ._body import read_body, read_up_to
 from ._client import endpoint_problem, require

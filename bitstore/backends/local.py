@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .. import _tempfiles
-from .._fields import COMMON, MAX_BLOB_BYTES, Build, Field, TierType
-from ..errors import BitstoreError, BlobTooLarge, FetchFailed, InvalidURI, NotFoundInStore, StoreNotAvailable
-from ..store import Store
+from ..core.store import Store
+from ..ground import tempfiles as _tempfiles
+from ..ground.errors import BitstoreError, BlobTooLarge, FetchFailed, InvalidURI, NotFoundInStore, StoreNotAvailable
+from ..ground.fields import COMMON, MAX_BLOB_BYTES, Build, Field, TierType
 
 __all__ = ["LocalRaw", "TEMP_PREFIX", "TEMP_SUFFIX"]
 
@@ -118,6 +118,11 @@ class LocalRaw(Store):
         return path == self.root or path.startswith(self.root.rstrip(os.sep) + os.sep)
 
     # --- reading ---------------------------------------------------------------------------------
+    def reads_on_loop(self) -> bool:
+        """A read is a syscall (a dict lookup) away: the event loop makes it itself. A subclass may do anything
+        in ``get``, so only this class says so."""
+        return type(self) is LocalRaw
+
     def get(self, uri: Any) -> bytes:
         """Reads follow symlinks, then check where the opened file really is (one readlink of the open file
         on Linux, instead of resolving every path component before opening)."""

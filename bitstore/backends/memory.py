@@ -6,9 +6,9 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from .._fields import COMMON, NON_NEGATIVE, Build, Field, TierType
-from ..errors import BlobTooLarge, NotFoundInStore
-from ..store import Store
+from ..core.store import Store
+from ..ground.errors import BlobTooLarge, NotFoundInStore
+from ..ground.fields import COMMON, NON_NEGATIVE, Build, Field, TierType
 
 __all__ = ["MemoryRaw"]
 
@@ -34,6 +34,11 @@ class MemoryRaw(Store):
 
     def is_valid(self, uri: Any) -> bool:
         return isinstance(uri, str) and uri.startswith("mem://") and len(uri) > len("mem://")
+
+    def reads_on_loop(self) -> bool:
+        """A read is a syscall (a dict lookup) away: the event loop makes it itself. A subclass may do anything
+        in ``get``, so only this class says so."""
+        return type(self) is MemoryRaw
 
     def get(self, uri: Any) -> bytes:
         self._check_valid(uri)

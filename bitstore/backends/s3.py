@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from .._fields import COMMON, Build, Field, TierType, env_name, keyname
-from ..errors import StoreNotAvailable
-from ..retry import Attempt, RetryPolicy
+from ..ground.errors import StoreNotAvailable
+from ..ground.fields import COMMON, Build, Field, TierType, env_name, keyname
+from ..ground.retry import Attempt, RetryPolicy
 from . import _redact
 from ._body import read_body
 from ._client import EnvVar, endpoint_problem, require, resolve_env

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bitstore import BlobTooLarge, FetchFailed, InvalidURI, NotFoundInStore, Sha1Store, StoreNotAvailable
-from bitstore._views import VIEW_MIN_BYTES, allow, restore
+from bitstore.ground.views import VIEW_MIN_BYTES, allow, restore
 
 _FORKED_STORE = None
 
@@ -204,7 +204,7 @@ def test_client_rebuilt_after_fork(cloud):
 def test_an_endpoint_no_transport_can_use_is_unavailable_at_once(cloud, endpoint):
     """A configuration error is StoreNotAvailable on the first attempt: never retried, never a crash (obstore
     panics on some malformed URLs), never missing."""
-    from bitstore.retry import RetryPolicy
+    from bitstore.ground.retry import RetryPolicy
 
     sleeps: list[float] = []
     raw = cloud.raw(endpoint=endpoint, retry=RetryPolicy(attempts=5, base_delay=0.001, sleep=sleeps.append))

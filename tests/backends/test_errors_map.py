@@ -18,7 +18,7 @@ from bitstore.backends._errors import (
     s3_error,
     status_error,
 )
-from bitstore.retry import TransientError
+from bitstore.ground.retry import TransientError
 
 URI = "s3://bkt/key"
 

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from bitstore import Composite, NotFoundInStore, Sha1Composite, Sha1Store, StoreNotAvailable
-from bitstore.errors import BlobTooLarge, FetchFailed
+from bitstore.ground.errors import BlobTooLarge, FetchFailed
 
 
 @pytest.fixture(params=["s3", "gs"])

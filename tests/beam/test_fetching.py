@@ -103,7 +103,7 @@ def test_every_write_back_is_done_when_finish_bundle_returns(tmp_path):
 
 
 def test_a_bundle_that_failed_part_way_leaves_nothing_behind():
-    from bitstore import batch
+    from bitstore.engine import batch
 
     store = GatedStore()
     dofn = started(FetchBlobs(store, max_workers=3)._dofn)

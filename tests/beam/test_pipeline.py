@@ -12,7 +12,7 @@ import pytest
 
 from beam_transforms import pipeline
 from bitstore import cli
-from bitstore.fetchjob import output_schema
+from bitstore.integrations.fetchjob import output_schema
 
 from .conftest import MULTI_PROCESS, ROOT
 

@@ -58,7 +58,7 @@ class RecordingSleep:
 
 def policy(sleep: RecordingSleep, **overrides: Any):
     """A RetryPolicy with millisecond backoff (the default's 8 attempts) and ``sleep`` injected."""
-    from bitstore.retry import RetryPolicy
+    from bitstore.ground.retry import RetryPolicy
 
     fields = {"attempts": 8, "base_delay": 0.001, "max_delay": 0.01, "deadline": 60.0, "max_retry_after": 30.0,
               "sleep": sleep}

@@ -140,7 +140,7 @@ def test_the_session_stays_on_loopback(spark):
 def test_batches_are_cast_to_sparks_types_and_split_where_32_bit_offsets_would_overflow(monkeypatch):
     import pyarrow as pa
 
-    import bitstore.spark as adapter
+    import bitstore.integrations.spark as adapter
 
     blobs = [b"x" * 6, None, b"y" * 6, b"z" * 6, b""]
     batch = pa.record_batch({"sha1": ["a", "b", "c", "d", "e"], "blob": pa.array(blobs, pa.large_binary()),

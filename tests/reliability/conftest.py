@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bitstore import _logging
+from bitstore.ground import log as _logging
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import pytest
 
-from bitstore.retry import RetryPolicy
+from bitstore.ground.retry import RetryPolicy
 
 from .fake_gcs import FakeGCSServer
 from .faults import FaultProxy

@@ -1,7 +1,7 @@
 """Store specs: a dict or a TOML file describing tiers in order, turned into a ready ``Store``.
 
 Each tier type declares its keys and how a tier becomes a store once, beside its backend (a
-``_fields.TierType``); this module reads those declarations and keeps the rules between keys, one
+``fields.TierType``); this module reads those declarations and keeps the rules between keys, one
 place each. ``load_spec`` validates a spec without importing any SDK or connecting anywhere and
 returns a picklable ``Spec`` (plain data, no live clients, no secret values: credentials are referenced
 by profile or environment variable name and resolved by ``Spec.build``, in the process that builds the
@@ -19,7 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._fields import (
+from ..core.composite import Composite
+from ..core.sha1 import Sha1Composite
+from ..core.store import Store
+from ..ground.errors import SpecError, short
+from ..ground.fields import (
     LIMITS,
     NON_EMPTY,
     NUMBER,
@@ -34,18 +38,14 @@ from ._fields import (
     keyname,
     shown,
 )
-from .composite import Composite
-from .errors import SpecError, short
-from .retry import RetryPolicy
-from .sha1 import Sha1Composite
-from .store import Store
+from ..ground.retry import RetryPolicy
 
 __all__ = ["Spec", "load_spec", "from_spec", "default_spec", "TIER_TYPES"]
 
-# Each tier type's fields and builder are declared beside its backend (``TIER``, a ``_fields.TierType``),
+# Each tier type's fields and builder are declared beside its backend (``TIER``, a ``fields.TierType``),
 # imported when a spec uses that type: loading a spec never imports an SDK, and importing this module
 # imports no cloud backend. The api tier is declared below.
-_DECLARED_IN = {"s3": ".backends.s3", "gcs": ".backends.gcs", "local": ".backends.local", "memory": ".backends.memory"}
+_DECLARED_IN = {kind: f"bitstore.backends.{kind}" for kind in ("s3", "gcs", "local", "memory")}
 TIER_TYPES = (*_DECLARED_IN, "api")
 _TOP = (
     Field("name", str, "used in logs and metrics", "blobs", NON_EMPTY),
@@ -69,7 +69,7 @@ def declaration(kind: str) -> TierType:
     """The declared fields and builder of a tier type (one of ``TIER_TYPES``)."""
     if kind == "api":
         return _API
-    return importlib.import_module(_DECLARED_IN[kind], __package__).TIER
+    return importlib.import_module(_DECLARED_IN[kind]).TIER
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ class Spec:
             raw = declaration(tier["type"]).build(tier, build)
             if self.keys == "uri" or tier["type"] == "api":
                 return raw
-            from .sha1 import Sha1Cache, Sha1Store
+            from ..core.sha1 import Sha1Cache, Sha1Store
 
             if tier.get("role") == "cache":
                 return Sha1Cache(raw, tier["prefix"], verify=tier.get("verify", True), name=tier.get("name"))

@@ -1,4 +1,4 @@
-"""``FetchResult``: one key's answer, as the batch engine (``bitstore.batch``) and the stores produce it."""
+"""``FetchResult``: one key's answer, as the batch engine (``bitstore.engine.batch``) and the stores produce it."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -6,8 +6,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from .errors import FetchFailed, NotFoundInStore, Throttled
-from .limits import (
+from ..ground.errors import FetchFailed, NotFoundInStore, Throttled
+from ..ground.limits import (
     SYSTEM_CLOCK,
     Clock,
     Limits,
@@ -17,8 +17,8 @@ from .limits import (
     limiter_for,
     retry_after_of,
 )
-from .retry import DEFAULT_RETRY, RetryPolicy, retry_gate
-from .stats import TierSnapshot, TierStats
+from ..ground.retry import DEFAULT_RETRY, RetryPolicy, retry_gate
+from ..ground.stats import TierSnapshot, TierStats
 from .store import Store
 
 __all__ = ["Tier"]

@@ -1,5 +1,5 @@
 """``Store``, the abstract base every store derives from (``FetchResult``, one answer of ``get_many``, is in
-``bitstore.results``, and importable from here too)."""
+``bitstore.ground.results``, and importable from here too)."""
 from __future__ import annotations
 
 import io
@@ -7,17 +7,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
-from ._views import blob
-from .errors import (
+from ..ground.errors import (
     BitstoreError,
     InvalidURI,
     NotFoundInStore,
     short,
 )
-from .results import FetchResult, Status
+from ..ground.results import FetchResult, Status
+from ..ground.views import blob
+from .bulk import BlobInfo, PutResult, put_many, stat_many, stat_one
 
 if TYPE_CHECKING:
-    from .bulk import BlobInfo, PutResult
+    from ..engine.routes import CompositeRoute, Route
 
 __all__ = ["Store", "FetchResult", "Status", "DEFAULT_MAX_BYTES_IN_FLIGHT"]
 
@@ -88,6 +89,18 @@ class Store(ABC):
         """The form under which two keys name the same blob (duplicates in a batch are fetched once)."""
         return key
 
+    # --- the engine's protocol (``bitstore.engine.routes``) ---------------------------------------------
+    def async_route(self) -> Route | CompositeRoute | None:
+        """How the event-loop engine may fetch this store's keys, or None (the default: on threads, through
+        ``get``). A store with an async raw GET returns a ``Route``; a store that overrides ``_fetch`` or
+        ``_result`` must return None (the loop would bypass its code)."""
+        return None
+
+    def reads_on_loop(self) -> bool:
+        """Whether a read of this store is cheap enough to make on the event loop itself (a local syscall or a
+        dict lookup), when it is a composite's tier. The default, False, reads it on a thread."""
+        return False
+
     def _fetch(self, uri: Any) -> tuple[bytes, str, bool | None]:
         """Fetch one blob: ``(data, name of the tier that served it, cached)``. Composites override it."""
         return self.get(uri), self.name, None
@@ -132,7 +145,7 @@ class Store(ABC):
         engine: str = "auto",
         processes: int | None = None,
     ) -> Iterator[FetchResult]:
-        """Fetch ``keys`` concurrently; one ``FetchResult`` per key, in input order. See ``bitstore.batch``.
+        """Fetch ``keys`` concurrently; one ``FetchResult`` per key, in input order. See ``bitstore.engine.batch``.
 
         ``views=True``: a large blob (256 KiB or more) that a transport holds in a buffer of its own (the
         ``fast`` one) comes as a read-only ``memoryview`` of that buffer instead of a ``bytes`` copy of it.
@@ -141,7 +154,7 @@ class Store(ABC):
         with a fast-transport tier, the loop above ``batch.ASYNC_MIN_WORKERS`` requests in flight).
         ``processes=N``: spread the keys over N worker processes (spawned; the store is pickled to them), each
         running ``max_workers`` requests; results still in input order."""
-        from .batch import fetch_many
+        from ..engine.batch import fetch_many
 
         return fetch_many(
             self, keys, max_workers=max_workers, max_bytes_in_flight=max_bytes_in_flight,
@@ -161,8 +174,6 @@ class Store(ABC):
 
     def stat(self, key: Any) -> BlobInfo:
         """Which tier has ``key``'s blob and its size, without downloading it; never raises for a bad key."""
-        from .bulk import BlobInfo, stat_one
-
         if not self.accepts(key):
             return BlobInfo(key, "invalid", error=str(InvalidURI(self, key, hint=self.URI_HINT)))
         return stat_one(self, key)
@@ -170,8 +181,6 @@ class Store(ABC):
     def stat_many(self, keys: Iterable[Any], *, max_workers: int = 64, progress: bool | None = None,
                   total: int | None = None) -> Iterator[BlobInfo]:
         """``stat`` of every key, concurrently through the batch engine: one ``BlobInfo`` per key, in order."""
-        from .bulk import stat_many
-
         return stat_many(self, keys, max_workers=max_workers, progress=progress, total=total)
 
     def key_for(self, data: bytes) -> Any:
@@ -192,8 +201,6 @@ class Store(ABC):
         a file's key from its bytes, and checks a pair's key against them). With ``skip_existing``, a blob
         already there is not written again (status ``skipped``), nor is a second item with the same key in one call.
         One ``PutResult`` per item, in order."""
-        from .bulk import put_many
-
         return put_many(self, items, max_workers=max_workers, skip_existing=skip_existing, progress=progress,
                         total=total)
 

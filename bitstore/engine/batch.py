@@ -8,11 +8,11 @@ a store, ``BaseException`` included, is that key's ``failed`` result. Thread poo
 (``_Pools``).
 
 Engines: ``threads`` runs each fetch on one of ``max_workers`` threads. ``async`` starts the fetches of a store
-``_aio.route_of`` can route (a raw cloud store or ``Sha1Store`` on the fast transport, or a composite with such a
-tier) on this process's event loop (``_loop``), at most ``max_workers`` at once, and sends what the loop does not
-answer (and a composite's other tiers and write-backs) to the threads. ``auto`` is ``async`` above
+that answers ``async_route()`` (a raw cloud store or SHA1 store on the fast transport, or a composite with such
+a tier; see ``routes``) on this process's event loop (``loop``), at most ``max_workers`` at once, and sends what
+the loop does not answer (and a composite's other tiers and write-backs) to the threads. ``auto`` is ``async`` above
 ``ASYNC_MIN_WORKERS`` for a composite that can be routed (while ``AUTO_ASYNC`` is on), else ``threads``.
-``processes=N`` spreads the keys over N worker processes (``_procs``).
+``processes=N`` spreads the keys over N worker processes (``procs``).
 
 ``_Window`` is the engine itself (offer a key, pop the head's result, with or without waiting); ``get_many`` is a
 generator over it, and ``FetchWindow`` exposes it to a consumer handed keys one at a time (the Beam DoFn), with
@@ -26,17 +26,16 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import Future
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from ._memory import tune_allocator
-from ._views import allow, restore
-from .errors import InvalidURI, short
-from .results import FetchResult
-
-if TYPE_CHECKING:
-    from .store import Store
+from ..ground.errors import InvalidURI, short
+from ..ground.results import FetchResult
+from ..ground.views import allow, restore
+from .allocator import tune_allocator
+from .answers import _CANCELLED, _DONE, _QUEUED, _RUNNING, _Answer, _Answers, canonical_of
+from .routes import CompositeRoute, Fetchable, Route
 
 __all__ = ["FetchWindow", "fetch_many", "run_many", "want_progress"]
 
@@ -45,7 +44,7 @@ R = TypeVar("R")
 WINDOW_PER_WORKER = 4
 #: Whether ``engine="auto"`` may pick the event loop (above ``ASYNC_MIN_WORKERS``). It was off while a process
 #: that used obstore's async API could abort at exit; the engine's loop now settles its requests at exit first
-#: (``bitstore._loop``).
+#: (``bitstore.engine.loop``).
 AUTO_ASYNC = True
 #: With ``AUTO_ASYNC``, ``auto`` multiplexes a composite's requests on the event loop above this many in flight. A
 #: single store stays on threads at any N: since a key costs the threads no future, lock and condition of its own,
@@ -110,60 +109,6 @@ class _Done(Future):
     def __init__(self, value: Any):
         super().__init__()
         self.set_result(value)
-
-
-_QUEUED, _RUNNING, _DONE, _CANCELLED = range(4)
-
-
-class _Answer:
-    """One key's fetch handed to an engine, ``_Threads`` or the event loop's ``_aio.AsyncDispatcher`` (``done``,
-    ``result``, ``cancel``, as the window uses a future; the owner's ``_cancel`` and ``_wait`` do the work): a
-    ``concurrent.futures.Future`` per key makes a condition and a lock, which cost the consumer more than the
-    rest of its work per key (a third of it in the Beam DoFn's profile); these share their owner's condition."""
-
-    __slots__ = ("state", "value", "_owner")
-
-    def __init__(self, owner: Any):
-        self.state, self.value, self._owner = _QUEUED, None, owner
-
-    def done(self) -> bool:
-        return self.state >= _DONE
-
-    def cancel(self) -> bool:
-        return self._owner._cancel(self)
-
-    def result(self) -> Any:
-        if self.state < _DONE:
-            self._owner._wait(self)
-        if self.state == _CANCELLED:
-            raise CancelledError
-        if isinstance(self.value, BaseException):
-            raise self.value
-        return self.value
-
-
-class _Answers:
-    """What hands out ``_Answer``s (``_Threads``, ``_aio.AsyncDispatcher``): one condition for all of them, the answer
-    the consumer waits for (the side that settles answers sets their state first and reads ``_awaited`` after, so
-    either it sees the answer awaited and notifies, or the consumer sees it done before it waits)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._awaited: _Answer | None = None  # the answer the consumer waits for, if it waits
-
-    def _cancel(self, answer: _Answer) -> bool:
-        """A queued answer is cancelled (never started); a running or done one is not."""
-        with self._cond:
-            if answer.state == _QUEUED:
-                answer.state = _CANCELLED
-            return answer.state == _CANCELLED
-
-    def _wait(self, answer: _Answer) -> None:
-        with self._cond:
-            self._awaited = answer
-            while answer.state < _DONE:
-                self._cond.wait()
-            self._awaited = None
 
 
 class _Threads(_Answers):
@@ -257,17 +202,8 @@ def _progress_bar(total: int | None, enabled: bool, unit: str = "blob"):
     return tqdm(total=total, unit=unit, desc="bitstore", dynamic_ncols=True, leave=True)
 
 
-def _canonical(store: Store, key: Any) -> Hashable | None:
-    try:
-        canonical = store.canonical_key(key)
-        hash(canonical)
-        return canonical
-    except Exception:
-        return None
-
-
 def run_many(
-    store: Store,
+    store: Fetchable,
     keys: Iterable[Any],
     call: Callable[[Any], Any],
     invalid: Callable[[Any, str], Any],
@@ -322,7 +258,7 @@ def _total(keys: Any, total: int | None) -> int | None:
 
 
 def fetch_many(
-    store: Store,
+    store: Fetchable,
     keys: Iterable[Any],
     *,
     max_workers: int = 64,
@@ -335,7 +271,7 @@ def fetch_many(
 ) -> Iterator[FetchResult]:
     """Fetch every key of ``keys`` like ``store.fetch``, ``max_workers`` at once; see module doc.
 
-    With ``views``, a large blob may come as a read-only ``memoryview`` instead of ``bytes`` (``bitstore._views``)."""
+    With ``views``, a large blob may come as a read-only ``memoryview`` instead of ``bytes`` (``ground.views``)."""
     _check_args(keys, max_workers, max_bytes_in_flight)
     _check_engine(engine)
     if processes is not None and (isinstance(processes, bool) or not isinstance(processes, int) or processes < 1):
@@ -344,20 +280,23 @@ def fetch_many(
     tune_allocator()
     bar = _progress_bar(total, want_progress(progress))
     if processes is not None:
-        from ._procs import run_in_processes
+        from .procs import run_in_processes
 
         return run_in_processes(store, iter(keys), processes, max_workers, max_bytes_in_flight, bar, engine)
     return _run(lambda: FetchWindow(store, max_workers=max_workers, max_bytes_in_flight=max_bytes_in_flight,
                                     views=views, engine=engine), iter(keys), bar)
 
 
-def _route(store: Store, max_workers: int, engine: str):
-    """The async route for this run, or None for threads only."""
+def _route(store: Fetchable, max_workers: int, engine: str) -> Route | CompositeRoute | None:
+    """The async route for this run (the store's answer to ``async_route``), or None for threads only."""
     if engine == "threads" or (engine == "auto" and (not AUTO_ASYNC or max_workers <= ASYNC_MIN_WORKERS)):
         return None
-    from ._aio import CompositeRoute, route_of
-
-    route = route_of(store)
+    try:
+        route = store.async_route()
+    except Exception:  # noqa: BLE001 - a store that cannot say runs on threads, whose fetches say what is wrong
+        return None
+    if not isinstance(route, (Route, CompositeRoute)):
+        return None
     if engine == "auto" and not isinstance(route, CompositeRoute):
         return None  # a single store: threads at any N (see ASYNC_MIN_WORKERS)
     return route
@@ -411,7 +350,7 @@ class _Window(Generic[R]):
     ``block=False``, only if it is ready (else None); ``close()`` cancels what has not started and gives the
     threads back. One consumer thread; ``call`` runs on the pool's threads."""
 
-    def __init__(self, store: Store, call: Callable[[Any], Any], invalid: Callable[[Any, str], Any],
+    def __init__(self, store: Fetchable, call: Callable[[Any], Any], invalid: Callable[[Any, str], Any],
                  max_workers: int, budget: int, keyed: bool = True, route: Any = None, views: bool = False):
         self._store, self._call, self._invalid, self._keyed = store, call, invalid, keyed
         self._max_workers, self._cap, self._budget = max_workers, max_workers * WINDOW_PER_WORKER, budget
@@ -423,7 +362,7 @@ class _Window(Generic[R]):
         self._workforce = _pools.take(max_workers)
         loop = None
         if route is not None:
-            from ._loop import engine_loop
+            from .loop import engine_loop
 
             loop = engine_loop()  # None once it was stopped at interpreter exit: threads then
         if loop is None:
@@ -432,7 +371,7 @@ class _Window(Generic[R]):
             self._start = self._threads.submit
         else:
             self._threads = None
-            from ._aio import AsyncDispatcher
+            from .aio import AsyncDispatcher
 
             self._dispatcher = AsyncDispatcher(route, loop, max_workers, views, self._workforce.submit,
                                                self._fetch, self._answered)
@@ -461,7 +400,7 @@ class _Window(Generic[R]):
             error = str(InvalidURI(store, key, hint=getattr(store, "URI_HINT", None)))
             self._slots.append((key, _Slot(_Done(self._invalid(key, error)), None)))
             return
-        canonical = _canonical(store, key) if self._keyed else None
+        canonical = canonical_of(store, key) if self._keyed else None
         slot = self._by_canonical.get(canonical) if canonical is not None else None
         if slot is not None:
             slot.refs += 1
@@ -547,7 +486,7 @@ class FetchWindow(_Window["FetchResult"]):
     block) cancels the fetches not started and gives the threads back; results not popped are dropped. Not
     thread-safe: one consumer thread."""
 
-    def __init__(self, store: Store, *, max_workers: int = 64, max_bytes_in_flight: int, views: bool = False,
+    def __init__(self, store: Fetchable, *, max_workers: int = 64, max_bytes_in_flight: int, views: bool = False,
                  engine: str = "auto"):
         _check_limits(max_workers, max_bytes_in_flight)
         _check_engine(engine)

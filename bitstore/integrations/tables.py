@@ -14,7 +14,7 @@ import os
 import tempfile
 from typing import Any
 
-from . import _tempfiles
+from ..ground import tempfiles as _tempfiles
 
 __all__ = ["OUTPUT_FORMATS", "OutputError", "check_output", "TableWriter"]
 

@@ -1,29 +1,24 @@
-"""The async side of the batch engine: first attempts of the fast transport multiplexed on one event loop.
+"""The async side of the batch engine: first attempts multiplexed on one event loop.
 
-Routed stores (``route_of``):
+A store takes part by answering ``async_route()`` (see ``routes``); the engine knows the route records and
+nothing of the stores behind them.
 
-- a ``CloudRaw`` whose fast transport is usable in this process, or a ``Sha1Store`` over one, neither with its
-  reading methods overridden (a ``Route``). For each key, the engine's loop (``bitstore._loop``) makes the plain
-  first attempt of the raw GET with obstore's async API. Only two outcomes are answered from there: a success
-  (bytes, or a view under ``views=True``, checked as ``_Transport.get`` checks them) and a ``NotFoundInStore``
-  the one error map (``obstore_error``) drew from the service's own error code. Every other outcome (a transient
-  error, a 404 that does not say what is missing, a key obstore refuses, throttling, a blob too large) goes to
-  the store's own synchronous path on a thread, which has the retries, deadlines and settling; the failed
-  attempt goes with it (``retry.first_attempt``), so the retry policy counts it as attempt 0 and goes on from it
-  (no request repeated, the deadline running since the loop's attempt started). So does every key while this
-  process's fast transport is known not to reach the endpoint's objects.
-- a ``Composite`` (``Sha1Composite`` included; ``_fetch`` not overridden) with at least one such tier that has no
-  per-tier limits (a ``CompositeRoute``). The loop drives the composite's own tier walk (``Composite._walk``, the
-  one place that decides found / next tier / missing / failed / corrupt, the write-back and the missing-TTL
-  memory; ``Composite._fetch`` drives the same walk on a thread). A tier that is a routable store, has no
-  limiter (no ``max_concurrency``/``max_rate``, never throttled: a limiter blocks) and is usable gets its first
-  attempt on the loop as above, counted in the tier's statistics by ``Tier.account``, as ``Tier._call`` counts
-  a call; what the loop does not answer goes to that tier's own ``tier.get`` on a thread, going on from the
-  loop's attempt (its retries, throttling included, counted by the tier as on threads). Every other tier (local
-  disk, API tiers, user stores, the SDK transport, limited tiers, nested composites) is asked by ``tier.get`` on
-  the engine's threads, and the write-back runs there too, before the key's result is delivered.
+- A ``Route``: for each key, the engine's loop (``loop``) makes the plain first attempt of the store's raw GET
+  (``route.attempt``). Only two outcomes are answered from there: the bytes (or a view under ``views=True``) and a
+  ``NotFoundInStore`` the service itself said. Every other outcome (a transient error, a 404 that does not say
+  what is missing, throttling, a blob too large) goes to the store's own synchronous path on a thread, which has
+  the retries, deadlines and settling; the failed attempt goes with it (``retry.first_attempt``), so the retry
+  policy counts it as attempt 0 and goes on from it (no request repeated, the deadline running since the loop's
+  attempt started). So does every key while the route says it is not usable.
+- A ``CompositeRoute``: the loop drives the composite's own tier walk (``_walk``: the one place that decides found
+  / next tier / missing / failed / corrupt, the write-back and the missing-TTL memory; the composite's ``_fetch``
+  drives the same walk on a thread). A tier with a ``Route`` and no limiter (a limiter blocks) gets its first
+  attempt on the loop as above, counted in the tier's statistics by ``tier.account``; what the loop does not
+  answer goes to the tier's own ``tier.get`` on a thread, going on from the loop's attempt. A tier whose store
+  ``reads_on_loop()`` is read on the loop itself. Every other tier is asked by ``tier.get`` on the engine's
+  threads, and the write-back runs there too, before the key's result is delivered.
 
-Answers become ``FetchResult``s through the stores' own code (``Store._answer``, ``Sha1Store._read``), so both
+Answers become ``FetchResult``s through the stores' own code (``store._answer``, the route's ``read``), so both
 engines say the same thing about the same outcome, with the same provenance (``source``, ``cached``).
 """
 from __future__ import annotations
@@ -35,126 +30,14 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from ._views import allow, restore
-from .backends._errors import obstore_error
-from .batch import _DONE, _QUEUED, _RUNNING, _Answer, _Answers
-from .composite import Composite, TierGet
-from .errors import NotFoundInStore, short
-from .results import FetchResult
-from .retry import first_attempt
-from .sha1 import Sha1Store
-from .store import Store
-from .tier import Tier
+from ..ground.errors import short
+from ..ground.results import FetchResult
+from ..ground.retry import first_attempt
+from ..ground.views import allow, restore
+from .answers import _DONE, _QUEUED, _RUNNING, _Answer, _Answers
+from .routes import CompositeRoute, Fallback, Route, TierGet
 
-__all__ = ["Route", "CompositeRoute", "route_of", "AsyncDispatcher"]
-
-
-class Route:
-    """How one store's keys reach a raw cloud store: ``uri_of(key)`` and ``read(key, base_get)`` (the store's own
-    reading code around the raw ``get``)."""
-
-    __slots__ = ("store", "raw", "fast", "uri_of", "read")
-
-    def __init__(self, store: Store, raw: Any, fast: Any, uri_of: Callable[[Any], str],
-                 read: Callable[[Any, Callable[[str], Any]], Any]):
-        self.store, self.raw, self.fast, self.uri_of, self.read = store, raw, fast, uri_of, read
-
-    def usable(self) -> bool:
-        """False once this process found the fast transport cannot address the endpoint's objects."""
-        return self.raw._facts.fast_reaches_objects is not False
-
-
-class CompositeRoute:
-    """How a composite's keys are fetched on the loop: its walk, the ``Route`` of each tier (by ``id``) whose
-    first attempts may be made there (checked again per key: a tier throttled since has a limiter), and the tiers
-    read on the loop itself (``local``: bitstore's own local-disk and memory stores, whose answer is a syscall or
-    a dict lookup away; a hop to a thread and back costs more than the read)."""
-
-    __slots__ = ("store", "tiers", "local")
-
-    def __init__(self, store: Composite, tiers: dict[int, Route], local: frozenset[int] = frozenset()):
-        self.store, self.tiers, self.local = store, tiers, local
-
-    def tier_route(self, tier: Tier) -> Route | None:
-        route = self.tiers.get(id(tier))
-        return route if route is not None and not tier.limited and route.usable() else None
-
-    def inline(self, tier: Tier) -> bool:
-        return id(tier) in self.local and not tier.limited
-
-
-def _routable_raw(store: Any) -> Any:
-    """The fast transport of a plain ``CloudRaw`` usable in this process, else None."""
-    from .backends import _fast
-    from .backends._cloud import CloudRaw
-
-    if not isinstance(store, CloudRaw) or type(store).get is not CloudRaw.get:
-        return None
-    if type(store)._fetch is not Store._fetch or type(store)._result is not Store._result:
-        return None
-    if not _fast.usable() or store._facts.fast_reaches_objects is False:
-        return None
-    try:
-        return store._fast.get()  # None on the SDK transport; may build the client
-    except Exception:  # noqa: BLE001 - the store's own path will say what is wrong, key by key
-        return None
-
-
-def route_of(store: Store) -> Route | CompositeRoute | None:
-    """The async route for ``store``'s keys, or None when its keys go on threads."""
-    if isinstance(store, Composite):
-        return _composite_route(store)
-    if type(store)._result is not Store._result or type(store)._fetch is not Store._fetch:
-        return None
-    if isinstance(store, Sha1Store):
-        if type(store).get is not Sha1Store.get or type(store)._read is not Sha1Store._read:
-            return None
-        fast = _routable_raw(store.base_store)
-        return None if fast is None else Route(store, store.base_store, fast, store._uri, store._read)
-    fast = _routable_raw(store)
-    return None if fast is None else Route(store, store, fast, lambda key: key, lambda key, base_get: base_get(key))
-
-
-def _composite_route(store: Composite) -> CompositeRoute | None:
-    """A route for a composite with at least one tier whose first attempts the loop can make, else None."""
-    if type(store)._result is not Store._result or type(store)._fetch is not Composite._fetch:
-        return None
-    tiers, local = {}, set()
-    for tier in store.tiers:
-        if tier.limited or type(tier).get is not Tier.get:
-            continue
-        if _is_local(tier.store):
-            local.add(id(tier))
-            continue
-        route = route_of(tier.store)
-        if isinstance(route, Route):  # a nested composite runs on threads as a tier
-            tiers[id(tier)] = route
-    return CompositeRoute(store, tiers, frozenset(local)) if tiers else None
-
-
-def _is_local(store: Any) -> bool:
-    """bitstore's own ``LocalRaw``/``MemoryRaw`` (exactly: a subclass may do anything), or a ``Sha1Store``/
-    ``Sha1Cache`` over one with its reading code as is: read on the loop (``CompositeRoute.local``)."""
-    from .backends.local import LocalRaw
-    from .backends.memory import MemoryRaw
-    from .sha1 import Sha1Cache
-
-    if type(store) in (Sha1Store, Sha1Cache):
-        store = store.base_store
-    return type(store) in (LocalRaw, MemoryRaw)
-
-
-_EXITING = "the interpreter is exiting: the engine's event loop was stopped before this key was fetched"
-
-
-class _Fallback(Exception):
-    """The first attempt's outcome is not one the async path answers: the store's own path takes the key.
-    ``made``: ``(uri, error, started)`` of the attempt when one was made (see ``retry.first_attempt``), so the
-    store's retry policy goes on from it rather than starting again."""
-
-    def __init__(self, made: tuple[Any, BaseException, float] | None = None):
-        super().__init__()
-        self.made = made
+__all__ = ["AsyncDispatcher"]
 
 
 def _after(made: tuple[Any, BaseException, float] | None, call: Callable[..., Any], *args: Any) -> Any:
@@ -175,6 +58,9 @@ def _outcome(call: Callable[..., Any], *args: Any) -> tuple[Any, BaseException |
         return call(*args), None
     except BaseException as exc:  # noqa: BLE001 - handed to the walk, which decides
         return None, exc
+
+
+_EXITING = "the interpreter is exiting: the engine's event loop was stopped before this key was fetched"
 
 
 class AsyncDispatcher(_Answers):
@@ -264,7 +150,7 @@ class AsyncDispatcher(_Answers):
                 except asyncio.CancelledError:
                     if not getattr(self._loop, "closing", False):
                         raise
-                    self._exit(answer)  # the loop cancelled its tasks at interpreter exit (bitstore._loop)
+                    self._exit(answer)  # the loop cancelled its tasks at interpreter exit (bitstore.engine.loop)
                     raise
                 except BaseException as exc:  # noqa: BLE001 - a broken thread pool: reported for this key
                     result = exc if isinstance(exc, Exception) else RuntimeError(repr(exc))
@@ -327,8 +213,8 @@ class AsyncDispatcher(_Answers):
         made = None
         if route.usable():
             try:
-                data = await self._first_attempt(route, route.uri_of(key))
-            except _Fallback as fallback:
+                data = await self._first_attempt(route, route.uri(key))
+            except Fallback as fallback:
                 made = fallback.made
             else:
                 result = self._finish(key, data)
@@ -336,34 +222,21 @@ class AsyncDispatcher(_Answers):
                 return result
         return await asyncio.wrap_future(self._submit(_after, made, self._fetch, key, slot))
 
-    async def _first_attempt(self, route: Route, uri: str) -> Any:
-        """The raw GET's bytes, a ``NotFoundInStore`` answered by the service's code, else ``_Fallback``."""
-        raw = route.raw
-        match = raw._URI.fullmatch(uri) if isinstance(uri, str) else None
-        if match is None:  # the store's own path says why (InvalidURI)
-            raise _Fallback
-        bucket, name = match.groups()
-        started = raw.retry.clock()
+    async def _first_attempt(self, route: Route, uri: Any) -> Any:
+        """The raw GET's bytes, a ``NotFoundInStore`` the service said, else ``Fallback``."""
         try:
-            data = await route.fast.get_async(bucket, name, raw, uri, self._views)
-        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            return await route.attempt(uri, self._views)
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit, Fallback):
             raise
-        except BaseException as exc:  # noqa: BLE001 - obstore's Rust panics are BaseExceptions
-            if not isinstance(exc, Exception):
-                raise _Fallback from None
-            mapped = obstore_error(exc, raw, uri)
-            if type(mapped) is NotFoundInStore:
-                return mapped
-            raise _Fallback((uri, exc, started)) from None
-        raw._facts.fast_reaches_objects = True  # as CloudRaw.get records after a success through the fast transport
-        return data
+        except BaseException:  # noqa: BLE001 - a route that broke its contract: the store's own path decides
+            raise Fallback from None
 
     def _finish(self, key: Any, outcome: Any) -> FetchResult:
         """The answer through the store's own code: ``Store._answer`` around the route's ``read``."""
         route = self._route
 
         def fetch(k: Any) -> tuple[Any, str, None]:
-            return route.read(k, _replay(outcome)), route.store.name, None
+            return route.answer(k, _replay(outcome)), route.store.name, None
 
         return route.store._answer(key, fetch)
 
@@ -393,7 +266,7 @@ class AsyncDispatcher(_Answers):
         self._done(slot, result)
         return result
 
-    async def _tier_get(self, tier: Tier, uri: Any) -> tuple[Any, BaseException | None]:
+    async def _tier_get(self, tier: Any, uri: Any) -> tuple[Any, BaseException | None]:
         """One tier's answer: its first attempt on the loop when the tier allows, counted as ``Tier._call`` counts
         a call; else, or when the loop cannot answer, ``tier.get`` on a thread (going on from the loop's
         attempt: its retries count it, as they count a backend's own)."""
@@ -405,12 +278,12 @@ class AsyncDispatcher(_Answers):
             clock = tier.clock
             start = clock.monotonic()
             try:
-                raw = await self._first_attempt(route, route.uri_of(uri))
-            except _Fallback as fallback:
+                raw = await self._first_attempt(route, route.uri(uri))
+            except Fallback as fallback:
                 made = fallback.made
             else:
                 try:
-                    data = route.read(uri, _replay(raw))
+                    data = route.answer(uri, _replay(raw))
                 except Exception as exc:  # noqa: BLE001 - NotFoundInStore, a corrupt copy: the walk decides
                     tier.account(exc, clock.monotonic() - start)
                     return None, exc
@@ -418,7 +291,7 @@ class AsyncDispatcher(_Answers):
                 return data, None
         return await self._in_thread(_after, made, self._tier_call, tier, uri)
 
-    def _tier_call(self, tier: Tier, uri: Any) -> Any:
+    def _tier_call(self, tier: Any, uri: Any) -> Any:
         if not self._views:
             return tier.get(uri)
         token = allow()

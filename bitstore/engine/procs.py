@@ -17,13 +17,12 @@ import threading
 from collections import deque
 from collections.abc import Hashable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import InvalidURI
-from .results import FetchResult
-
-if TYPE_CHECKING:
-    from .store import Store
+from ..ground.errors import InvalidURI
+from ..ground.results import FetchResult
+from .answers import canonical_of
+from .routes import Fetchable
 
 __all__ = ["run_in_processes"]
 
@@ -52,7 +51,7 @@ class _Pool:
         self._key: tuple[bytes, int] | None = None
         self._executor: ProcessPoolExecutor | None = None
 
-    def get(self, store: Store, processes: int) -> ProcessPoolExecutor:
+    def get(self, store: Fetchable, processes: int) -> ProcessPoolExecutor:
         import multiprocessing
 
         payload = pickle.dumps(store)
@@ -91,9 +90,8 @@ class _Ref:
         self.future, self.index, self.canonical, self.refs = future, index, canonical, 1
 
 
-def run_in_processes(store: Store, keys: Iterator[Any], processes: int, max_workers: int, budget: int, bar,
+def run_in_processes(store: Fetchable, keys: Iterator[Any], processes: int, max_workers: int, budget: int, bar,
                      engine: str) -> Iterator[FetchResult]:
-    from .batch import _canonical
 
     executor = _pool.get(store, processes)
     chunk_size = min(MAX_CHUNK, max_workers * CHUNK_PER_WORKER)
@@ -128,7 +126,7 @@ def run_in_processes(store: Store, keys: Iterator[Any], processes: int, max_work
                     error = str(InvalidURI(store, key, hint=getattr(store, "URI_HINT", None)))
                     window.append((key, FetchResult(key, None, "invalid", error=error)))
                     continue
-                canonical = _canonical(store, key)
+                canonical = canonical_of(store, key)
                 ref = by_canonical.get(canonical) if canonical is not None else None
                 if ref is not None:
                     ref.refs += 1

@@ -1,6 +1,6 @@
 """The engine's own asyncio event loop: one per process, in a daemon thread, started on first use.
 
-The async engine (``bitstore.batch``) runs obstore's async GETs on it. A forked child starts without one (the
+The async engine (``bitstore.engine.batch``) runs obstore's async GETs on it. A forked child starts without one (the
 parent's thread does not exist there) and makes its own on first use; the parent's loop object is kept, never
 closed in the child (closing it could touch state a parent thread held at the fork).
 
@@ -68,7 +68,7 @@ class _TokioFuture(asyncio.Future):
 
 class _EngineLoop(asyncio.SelectorEventLoop):
     """The engine's loop: futures made inside ``tokio_call`` are ``_TokioFuture``s; ``closing`` is set at exit,
-    after which the engine starts no request (``bitstore._aio``)."""
+    after which the engine starts no request (``bitstore.engine.aio``)."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -22,12 +22,12 @@ T = TypeVar("T")
 __all__ = ["RetryPolicy", "DEFAULT_RETRY", "TransientError", "DeadlineExceeded", "Attempt", "retry_gate",
            "first_attempt", "take_first_attempt"]
 
-#: Set around a call by a composite tier (``bitstore.tier``): ``gate(error, wait, sleep)`` is called instead
+#: Set around a call by a composite tier (``bitstore.core.tier``): ``gate(error, wait, sleep)`` is called instead
 #: of ``sleep(wait)`` before each retry, so the tier's limiter sees throttling answers and counts every retry
 #: against its limits (the gate sleeps ``wait`` with ``sleep``, then waits for the retry's turn).
 retry_gate: ContextVar[Callable[[TransientError, float, Callable[[float], Any]], None] | None] = ContextVar(
     "bitstore_retry_gate", default=None)
-#: Set around a thread's fetch by the async batch engine (``bitstore._aio``) when its event loop already made the
+#: Set around a thread's fetch by the async batch engine (``bitstore.engine.aio``) when its event loop already made the
 #: first attempt of ``uri``'s GET and that attempt failed: ``(uri, error, started)``. The store's GET takes it
 #: (``take_first_attempt``) and passes it to ``RetryPolicy.run`` as attempt 0, so the policy goes on from there
 #: (classified, counted, waited and retried as on threads, with the deadline running since ``started``).

@@ -9,7 +9,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 
-from .limits import SYSTEM_CLOCK, Clock
+from ..ground.limits import SYSTEM_CLOCK, Clock
 
 __all__ = ["MissingCache", "DEFAULT_MAX_ENTRIES"]
 

@@ -14,8 +14,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from .backends.local import LocalRaw
-from .sha1 import Sha1APISource, Sha1Cache, Sha1Composite, Sha1Store, sha1_hex
+from ..backends.local import LocalRaw
+from ..core.sha1 import Sha1APISource, Sha1Cache, Sha1Composite, Sha1Store, sha1_hex
 
 __all__ = ["SimulatedPaidAPI", "build_demo_store", "run_demo", "API_MAX_CONCURRENCY"]
 

@@ -17,8 +17,8 @@ import traceback
 from collections import Counter
 from collections.abc import Sequence
 
-from .fetchjob import human_size, plural
-from .spec import load_spec_or_default
+from ..integrations.fetchjob import human_size, plural
+from ..spec.load import load_spec_or_default
 
 __all__ = ["main", "EXIT_OK", "EXIT_MISSING", "EXIT_USAGE", "EXIT_FAILED"]
 
@@ -56,7 +56,7 @@ def _positive_int(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ..ground.version import __version__
 
     # Global options are accepted before or after the subcommand; SUPPRESS keeps a subcommand from
     # resetting a value given before it.
@@ -163,7 +163,7 @@ def _progress_arg(parser: argparse.ArgumentParser) -> None:
 
 # --- commands ---------------------------------------------------------------------------------------
 def _get(args: argparse.Namespace) -> int:
-    from .errors import InvalidURI, NotFoundInStore
+    from ..ground.errors import InvalidURI, NotFoundInStore
 
     spec = load_spec_or_default(args.spec)
     store = spec.build()
@@ -304,9 +304,9 @@ def _tier_index(spec, wanted: str) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from .fetchjob import DEFAULT_BATCH_ROWS, fetch_on_engine, fetch_to_file
-    from .store import DEFAULT_MAX_BYTES_IN_FLIGHT
-    from .tables import check_output
+    from ..core.store import DEFAULT_MAX_BYTES_IN_FLIGHT
+    from ..integrations.fetchjob import DEFAULT_BATCH_ROWS, fetch_on_engine, fetch_to_file
+    from ..integrations.tables import check_output
 
     if args.engine == "beam":
         return _fetch_on_beam(args)
@@ -342,8 +342,8 @@ def _fetch_on_beam(args: argparse.Namespace) -> int:
 def _stat(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
-    from .fetchjob import failure_cause, write_rows
-    from .tables import check_output
+    from ..integrations.fetchjob import failure_cause, write_rows
+    from ..integrations.tables import check_output
 
     if args.output:
         check_output(args.output)
@@ -382,7 +382,7 @@ def _stat(args: argparse.Namespace) -> int:
 
 
 def _warm(args: argparse.Namespace) -> int:
-    from .upkeep import WARM_STATUSES, warm_many
+    from ..core.upkeep import WARM_STATUSES, warm_many
 
     spec = load_spec_or_default(args.spec)
     if spec.cache_index is None:
@@ -402,7 +402,7 @@ def _warm(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from .upkeep import VERIFY_STATUSES, verify_many
+    from ..core.upkeep import VERIFY_STATUSES, verify_many
 
     spec = load_spec_or_default(args.spec)
     if spec.keys != "sha1":
@@ -432,8 +432,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _open_input(args: argparse.Namespace):
     """The keys of ``--input``, counted first when it is a text or CSV file (for the progress bar's total)."""
-    from .batch import want_progress
-    from .inputs import open_keys
+    from ..engine.batch import want_progress
+    from ..integrations.inputs import open_keys
 
     keys = open_keys(args.input, args.column)
     if keys.total is None and args.input != "-" and want_progress(args.progress):
@@ -442,14 +442,14 @@ def _open_input(args: argparse.Namespace):
 
 
 def _shown_key(store, info) -> str | None:
-    from .fetchjob import output_row
-    from .results import FetchResult
+    from ..ground.results import FetchResult
+    from ..integrations.fetchjob import output_row
 
     return output_row(store, FetchResult(info.key, None, info.status))[0]
 
 
 def _cause(outcome) -> str:
-    from .fetchjob import failure_cause
+    from ..integrations.fetchjob import failure_cause
 
     return failure_cause(outcome.error or "", outcome.key)
 
@@ -489,7 +489,7 @@ def _check_writable(output: str) -> None:
 
 
 def _one_line(exc: BaseException) -> str:
-    from .fetchjob import failure_cause
+    from ..integrations.fetchjob import failure_cause
 
     return failure_cause(str(exc), mask_keys=False)
 
@@ -508,9 +508,9 @@ def _setup_logging(verbose: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .errors import BitstoreError, SpecError
-    from .inputs import InputError
-    from .tables import OutputError
+    from ..ground.errors import BitstoreError, SpecError
+    from ..integrations.inputs import InputError
+    from ..integrations.tables import OutputError
 
     parser = _parser()
     try:

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
+from ..core.store import DEFAULT_MAX_BYTES_IN_FLIGHT, FetchResult, Store
 from .inputs import TEXT_COLUMN, InputError, KeyInput
-from .store import DEFAULT_MAX_BYTES_IN_FLIGHT, FetchResult, Store
 
 if TYPE_CHECKING:
-    from .spec import Spec
+    from ..spec.load import Spec
 
 __all__ = ["output_schema", "output_schema_for", "output_row", "fetch_to_file", "fetch_on_engine", "write_rows",
            "FetchSummary", "DEFAULT_BATCH_ROWS", "STATUSES", "ENGINES", "failure_cause", "plural", "human_size"]
@@ -229,8 +229,8 @@ def fetch_on_engine(
         from .ray import fetch_job
     else:
         raise ValueError(f"engine must be 'spark' or 'ray' here, not {engine!r}")
-    from .composite import Composite
-    from .sha1 import Sha1Composite
+    from ..core.composite import Composite
+    from ..core.sha1 import Sha1Composite
 
     summary = FetchSummary()
     store = Sha1Composite() if spec.keys == "sha1" else Composite()  # the keys' canonical form: no tier, no secret
@@ -260,12 +260,6 @@ def _key_table(keys: Iterable[Any]):
     while chunk := list(islice(iterator, ENGINE_PARTITION_ROWS)):
         chunks.append(pa.array(chunk, pa.string()))
     return pa.table({"sha1": pa.chunked_array(chunks, pa.string())})
-
-
-def engine_result(sha1: str | None, blob: Any, status: str, source: str | None,
-                  error: str | None = None) -> FetchResult:
-    """An engine's output row as the ``FetchResult`` the local job would have had for that key."""
-    return FetchResult(sha1, None if blob is None else bytes(blob), status, source, error)
 
 
 def write_rows(source: KeyInput, output: str | os.PathLike, added: list, run: Callable[[Iterable[Any]],

@@ -16,12 +16,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
-from .store import DEFAULT_MAX_BYTES_IN_FLIGHT, Store
+from ..core.store import DEFAULT_MAX_BYTES_IN_FLIGHT, Store
+from ..ground.results import FetchResult
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from .spec import Spec
+    from ..spec.load import Spec
 
 __all__ = ["StoreLike", "StoreRecipe", "EnrichOptions", "enrich_stream", "DEFAULT_BATCH_ROWS"]
 
@@ -38,7 +39,7 @@ class StoreRecipe:
     """A spec or a picklable ``Store``, checked on the driver, and built once per worker process."""
 
     def __init__(self, store: StoreLike, dumps: Callable[[Any], bytes] = pickle.dumps):
-        from .spec import Spec, load_spec
+        from ..spec.load import Spec, load_spec
 
         if isinstance(store, Store):
             self.kind, self.recipe = "store", store
@@ -67,7 +68,7 @@ class StoreRecipe:
 
     def __repr__(self) -> str:
         if self.kind == "store":
-            from .errors import store_label
+            from ..ground.errors import store_label
 
             return f"StoreRecipe(store={store_label(self.recipe)!r})"
         return "StoreRecipe(spec)"
@@ -148,3 +149,9 @@ def enrich_stream(batches: Iterable[pa.RecordBatch], recipe: StoreRecipe,
 def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
     yield first
     yield from rest
+
+
+def engine_result(sha1: str | None, blob: Any, status: str, source: str | None,
+                  error: str | None = None) -> FetchResult:
+    """An engine's output row as the ``FetchResult`` the local job would have had for that key."""
+    return FetchResult(sha1, None if blob is None else bytes(blob), status, source, error)

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ..ground.errors import InvalidDataFound
 from .bulk import failure
-from .errors import InvalidDataFound
 from .store import Store
 
 __all__ = ["Outcome", "warm_many", "verify_many", "WARM_STATUSES", "VERIFY_STATUSES"]
@@ -40,7 +40,7 @@ def warm_many(store: Any, keys: Iterable[Any], *, max_workers: int = 64, progres
               total: int | None = None) -> Iterator[Outcome]:
     """Fetch each key through the composite ``store`` and make sure its cache tier holds it: a hit from any
     other tier is written to the cache (whatever that tier's ``cache_result``)."""
-    from .batch import run_many
+    from ..engine.batch import run_many
 
     cache = getattr(store, "cache", None)
     if cache is None:
@@ -67,7 +67,7 @@ def warm_many(store: Any, keys: Iterable[Any], *, max_workers: int = 64, progres
 def verify_many(tier: Store, keys: Iterable[Any], *, max_workers: int = 16, progress: bool | None = None,
                 total: int | None = None) -> Iterator[Outcome]:
     """Re-hash each key's blob in ``tier`` (a SHA1-keyed store) as it streams: ``ok`` or ``corrupt``."""
-    from .batch import run_many
+    from ..engine.batch import run_many
 
     def verify(key: Any) -> Outcome:
         expected = tier.canonical_key(key)

@@ -8,9 +8,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator
 from typing import IO, Any
 
-from ._logging import Counter, cause_of, log_once
-from .composite import Composite, TierGet, WriteBack
-from .errors import InvalidDataFound, NotFoundInStore, store_label
+from ..engine.routes import Route, TierGet, WriteBack
+from ..ground.errors import InvalidDataFound, NotFoundInStore, store_label
+from ..ground.log import Counter, cause_of, log_once
+from .composite import Composite
 from .store import Store
 
 __all__ = [
@@ -100,6 +101,22 @@ class Sha1Store(Sha1FormatMixin, VerifySha1Mixin, Store):
         if self.verify:
             self._verify_data(data, sha1)
         return data
+
+    def _reads_as_written(self) -> bool:
+        """Whether this store's reading code is ``Sha1Store``'s own (a subclass that changes it takes no route)."""
+        cls = type(self)
+        return (cls._result is Store._result and cls._fetch is Store._fetch and cls.get is Sha1Store.get
+                and cls._read is Sha1Store._read)
+
+    def async_route(self) -> Route | None:
+        """The base store's raw route, seen through this store's keys and reading code (``_uri``, ``_read``)."""
+        if not self._reads_as_written():
+            return None
+        base = self.base_store.async_route()
+        return base.over(self, self._uri, self._read) if isinstance(base, Route) else None
+
+    def reads_on_loop(self) -> bool:
+        return self._reads_as_written() and type(self) in (Sha1Store, Sha1Cache) and self.base_store.reads_on_loop()
 
     def prepare_writes(self) -> None:
         prepare = getattr(self.base_store, "prepare_writes", None)

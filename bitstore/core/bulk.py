@@ -2,7 +2,7 @@
 
 ``stat`` asks where a blob is and how large it is without reading it (HEAD on S3/GCS, ``stat`` on disk);
 ``put_many`` stores many blobs or files, skipping the ones already there. Both run through the batch engine
-(``bitstore.batch.run_many``): threads, a bounded window, results in input order, never raising for one item.
+(``bitstore.engine.batch.run_many``): threads, a bounded window, results in input order, never raising for one item.
 """
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import os
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from .errors import BitstoreError, InvalidURI, NotFoundInStore, short
+from ..ground.errors import BitstoreError, InvalidURI, NotFoundInStore, short
 
-if TYPE_CHECKING:
-    from .store import Store
+#: ``bitstore.core.store.Store``, which imports this module (its bulk methods are defined here).
+Store = Any
 
 __all__ = ["BlobInfo", "PutResult", "stat_one", "stat_many", "put_many", "DEFAULT_PUT_WORKERS"]
 
@@ -84,7 +84,7 @@ def stat_one(store: Store, key: Any) -> BlobInfo:
 
 def stat_many(store: Store, keys: Iterable[Any], *, max_workers: int, progress: bool | None,
               total: int | None) -> Iterator[BlobInfo]:
-    from .batch import run_many
+    from ..engine.batch import run_many
 
     return run_many(store, keys, lambda key: stat_one(store, key), lambda key, error: BlobInfo(key, "invalid",
                     error=error), max_workers=max_workers, progress=progress,
@@ -94,7 +94,7 @@ def stat_many(store: Store, keys: Iterable[Any], *, max_workers: int, progress: 
 # --- put_many ---------------------------------------------------------------------------------------
 def put_many(store: Store, items: Iterable[Any], *, max_workers: int, skip_existing: bool, progress: bool | None,
              total: int | None) -> Iterator[PutResult]:
-    from .batch import run_many
+    from ..engine.batch import run_many
 
     claims = _Claims()
     results = run_many(store, items, lambda item: _put_item(store, item, skip_existing, claims),

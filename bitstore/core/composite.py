@@ -6,41 +6,28 @@ import logging
 import threading
 from collections.abc import Callable, Generator
 from html import escape
-from typing import IO, Any, NamedTuple, TypeVar
+from typing import IO, Any, TypeVar
 
-from ._logging import Counter, cause_of, log_once
-from ._views import blob
-from .errors import (
+from ..engine.routes import CompositeRoute, Route, TierGet, WriteBack
+from ..ground.errors import (
     FetchFailed,
     InvalidDataFound,
     NotFoundInStore,
     StoreNotAvailable,
     store_label,
 )
-from .limits import SYSTEM_CLOCK, Clock, Limits
+from ..ground.limits import SYSTEM_CLOCK, Clock, Limits
+from ..ground.log import Counter, cause_of, log_once
+from ..ground.stats import Stats, TierSnapshot, TierStats
+from ..ground.views import blob
 from .missing import DEFAULT_MAX_ENTRIES, MissingCache
-from .stats import Stats, TierSnapshot, TierStats
 from .store import Store
 from .tier import Tier
 
-__all__ = ["Composite", "TierGet", "WriteBack"]
+__all__ = ["Composite"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class TierGet(NamedTuple):
-    """A step of ``Composite._walk``: ask ``tier`` for ``uri`` (send its bytes back, or throw its error)."""
-
-    tier: Tier
-    uri: Any
-
-
-class WriteBack(NamedTuple):
-    """A step of ``Composite._walk``: write ``data`` to the cache under ``uri`` (send back whether it stored it)."""
-
-    data: bytes
-    uri: Any
 
 
 class Composite(Store):
@@ -151,7 +138,7 @@ class Composite(Store):
 
     def _fetch(self, uri: Any) -> tuple[bytes, str, bool | None]:
         """The walk (``_walk``) driven here, on the calling thread: each tier asked by ``tier.get``, each
-        write-back by ``_write_to_cache``. The async engine drives the same walk (``bitstore._aio``)."""
+        write-back by ``_write_to_cache``. The async engine drives the same walk (``bitstore.engine.aio``)."""
         walk = self._walk(uri)
         try:
             step = next(walk)
@@ -168,12 +155,30 @@ class Composite(Store):
         except StopIteration as done:
             return done.value
 
+    def async_route(self) -> CompositeRoute | None:
+        """A route for the event-loop engine when at least one tier's first attempts can be made on the loop: its
+        walk, the ``Route`` of each such tier (a tier with per-tier limits, or whose ``get`` is overridden, is
+        asked on threads; so is a nested composite) and the tiers read on the loop itself."""
+        if type(self)._result is not Store._result or type(self)._fetch is not Composite._fetch:
+            return None
+        tiers, local = {}, set()
+        for tier in self.tiers:
+            if tier.limited or type(tier).get is not Tier.get:
+                continue
+            if tier.store.reads_on_loop():
+                local.add(id(tier))
+                continue
+            route = tier.store.async_route()
+            if isinstance(route, Route):
+                tiers[id(tier)] = route
+        return CompositeRoute(self, tiers, frozenset(local)) if tiers else None
+
     def _walk(self, uri: Any) -> Generator[TierGet | WriteBack, Any, tuple[bytes, str, bool | None]]:
         """The tier walk of one fetch, whoever drives it: it yields ``TierGet(tier, uri)`` and is sent that
         tier's answer (or thrown its error), yields ``WriteBack(data, uri)`` and is sent whether the cache
         stored it, and returns ``(data, tier name, cached)`` or raises ``NotFoundInStore`` / ``FetchFailed``.
         Found, next tier, missing, failed, corrupt, the write-back and the missing-TTL memory are decided here
-        only, so the thread engine (``_fetch``) and the event loop (``_aio``) cannot disagree."""
+        only, so the thread engine (``_fetch``) and the event loop (``aio``) cannot disagree."""
         self._check_valid(uri)
         missing = self._missing
         if missing is not None and uri in missing:

@@ -1,0 +1,167 @@
+"""Ray Data adapter: a Dataset gains a blob column (and optional status/source columns), fetched by actors.
+
+``enrich_dataset`` checks the options against the Dataset's schema on the driver, then runs
+``ds.map_batches`` with a callable class (so each actor builds the store once, through
+``bitstore.integrations.scaleout.StoreRecipe``) that feeds each batch through ``bitstore.arrow.enrich_batches``.
+Actors ask for half a CPU by default: they mostly wait on the network, and on a small machine whole-CPU
+actors would starve the tasks that read the input.
+
+``pip install 'bitstore-tiered[ray]'``. Ray is imported when a function here is first called, not with this module,
+so ``local_cluster`` can keep a local cluster on 127.0.0.1.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from ..core.store import DEFAULT_MAX_BYTES_IN_FLIGHT, FetchResult
+from .scaleout import DEFAULT_BATCH_ROWS, EnrichOptions, StoreLike, StoreRecipe, enrich_stream
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import ray.data
+
+__all__ = ["enrich_dataset", "local_cluster", "ACTOR_NUM_CPUS"]
+
+#: CPUs each enriching actor reserves (``num_cpus=`` overrides it).
+ACTOR_NUM_CPUS = 0.5
+
+
+def _ray():
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:
+        raise ImportError("bitstore.ray needs Ray Data: pip install 'bitstore-tiered[ray]'") from exc
+    return ray
+
+
+def local_cluster(num_cpus: int | None = None, *, temp_dir: str | None = None,
+                  env: dict[str, str] | None = None) -> bool:
+    """Connect to Ray: the running cluster if this process already did (or ``RAY_ADDRESS`` names one), else
+    start a local one on 127.0.0.1 with ``num_cpus`` CPUs, no dashboard, its files under ``temp_dir`` (an
+    absolute path; Ray's default is /tmp/ray) and ``env`` set in its workers. True when a cluster was
+    started or joined here (the caller then owns ``ray.shutdown()``), False when one was already connected."""
+    if "ray" not in sys.modules and not os.environ.get("RAY_ADDRESS"):
+        _stay_on_loopback()  # before Ray's first import, as Ray expects
+    ray = _ray()
+    if ray.is_initialized():
+        return False
+    runtime_env = {"env_vars": dict(env)} if env else None
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(runtime_env=runtime_env)
+    else:
+        _stay_on_loopback()
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 _temp_dir=temp_dir, runtime_env=runtime_env, log_to_driver=False, configure_logging=False)
+    return True
+
+
+def _stay_on_loopback() -> None:
+    """Keep a local node on 127.0.0.1: unless Ray's "no multi-node cluster" flag is off, Ray turns 127.0.0.1 into
+    the machine's external address. Ray reads the flag at import, in this process and in each worker it starts,
+    so it is set in the environment (for the workers) and, if Ray is already imported here, in its constants."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+
+
+def enrich_dataset(
+    ds: ray.data.Dataset,
+    store: StoreLike,
+    *,
+    key_column: str = "sha1",
+    blob_column: str = "blob",
+    status_column: str | None = None,
+    source_column: str | None = None,
+    error_column: str | None = None,
+    max_workers: int = 64,
+    max_bytes_in_flight: int = DEFAULT_MAX_BYTES_IN_FLIGHT,
+    batch_size: int = DEFAULT_BATCH_ROWS,
+    **map_batches_options: Any,
+) -> ray.data.Dataset:
+    """``ds`` with a ``large_binary`` blob column appended (null unless the key was found), and the optional
+    status (``found | missing | invalid | failed``), source (tier name) and error (why there is no blob:
+    missing, invalid or failed) string columns. Lazy, like any transformation.
+
+    ``store`` is a spec (dict, TOML path or ``Spec``; environment references are resolved on the workers) or a
+    picklable ``Store``. Every input row and column is kept; a null key is ``invalid``. Each actor enriches
+    ``batch_size`` rows at a time with up to ``max_workers`` threads and ``max_bytes_in_flight`` bytes in
+    flight. Other keywords go to ``map_batches`` (e.g. ``compute=ray.data.ActorPoolStrategy(size=4)``,
+    ``num_cpus=1``; by default ``num_cpus=0.5`` and an autoscaling pool with one block in flight per actor).
+    """
+    ray = _ray()
+    options = EnrichOptions(key_column, blob_column, status_column, source_column, error_column, max_workers,
+                            max_bytes_in_flight, batch_size)
+    _check_schema(ds, options)
+    from ray import cloudpickle
+
+    recipe = StoreRecipe(store, dumps=cloudpickle.dumps)
+    map_batches_options.setdefault("num_cpus", ACTOR_NUM_CPUS)
+    if "compute" not in map_batches_options and "concurrency" not in map_batches_options:
+        # One block at a time per actor: blocks then spread over the actors as they start, instead of
+        # queueing behind the first actor that is ready while the others sit idle.
+        map_batches_options["compute"] = ray.data.ActorPoolStrategy(min_size=1, max_tasks_in_flight_per_actor=1)
+    return ds.map_batches(_Enrich, fn_constructor_kwargs={"recipe": recipe, "options": options},
+                          batch_format="pyarrow", batch_size=batch_size, **map_batches_options)
+
+
+def _check_schema(ds: ray.data.Dataset, options: EnrichOptions) -> None:
+    """The Arrow adapter's checks (key column present and of strings, new names free), on the driver."""
+    import pyarrow as pa
+
+    from .arrow import _Plan
+
+    schema = ds.schema()
+    if schema is None:  # an empty dataset with no known schema: nothing to check, nothing to fetch
+        return
+    base = getattr(schema, "base_schema", None)
+    if isinstance(base, pa.Schema):
+        _Plan(options.key_column, options.blob_column, options.status_column, options.source_column,
+              options.error_column).new_fields(base)
+    else:  # pandas blocks: the types are numpy's; check the names here, the key type on the workers
+        options.check_names(list(schema.names))
+
+
+class _Enrich:
+    """The ``map_batches`` callable class: one actor, one store (per process), any number of batches."""
+
+    def __init__(self, recipe: StoreRecipe, options: EnrichOptions):
+        self.recipe, self.options = recipe, options
+        recipe.store()  # built when the actor starts, not on its first batch
+
+    def __call__(self, table: pa.Table) -> Iterator[pa.Table]:
+        import pyarrow as pa
+
+        for batch in enrich_stream(table.to_batches(), self.recipe, self.options):
+            yield pa.Table.from_batches([batch])
+
+
+@contextmanager
+def fetch_job(spec: StoreLike, keys: pa.Table, **fetch_options: Any) -> Iterator[Iterator[FetchResult]]:
+    """``bitstore fetch --engine ray``: ``keys`` (``sha1``; one block per chunk) enriched by actors,
+    their rows streamed back in order. A cluster started here is shut down."""
+
+    import pyarrow as pa
+
+    from .scaleout import engine_result
+
+    started = local_cluster()
+    ray = _ray()
+    context = ray.data.DataContext.get_current()
+    saved = context.execution_options.preserve_order, context.enable_progress_bars
+    try:
+        context.execution_options.preserve_order, context.enable_progress_bars = True, False
+        blocks = [pa.Table.from_batches([batch]) for batch in keys.to_batches()]
+        ds = enrich_dataset(ray.data.from_arrow(blocks), spec, status_column="status", source_column="source",
+                            error_column="error", **fetch_options)
+        yield (engine_result(*row) for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None)
+               for row in zip(*(column.to_pylist() for column in batch.columns)))
+    finally:
+        context.execution_options.preserve_order, context.enable_progress_bars = saved
+        if started:
+            ray.shutdown()
