@@ -73,6 +73,32 @@ def test_a_signal_during_fetch_removes_the_temp_output(tmp_path, sig, code, word
     assert os.listdir(out) == []
 
 
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_ends_the_process_while_a_fetch_thread_hangs(tmp_path, sig, code):
+    """The store's call never returns (``release`` is only made after the process is gone): the command unwinds
+    and the process exits without waiting for that thread."""
+    started, release = tmp_path / "started", tmp_path / "release"
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f'[[tier]]\ntype = "api"\nclass = "tests.test_cli_cleanup:BlockingAPI"\n'
+                    f'started = "{started}"\nrelease = "{release}"\n')
+    keys = tmp_path / "keys.txt"
+    keys.write_text(sha1_hex(b"anything") + "\n")
+    env = {**os.environ, "BITSTORE_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "bitstore.cli", "--spec", str(spec), "fetch", "-i", str(keys),
+                             "-o", str(tmp_path / "result.parquet"), "--no-progress"],
+                            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_for(started.exists, "the fetch to start")
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=60)  # a bound on waiting: a hang fails here
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        release.touch()
+    assert proc.returncode == code, stderr
+    assert not (tmp_path / "result.parquet").exists()
+
+
 def test_fetch_removes_stale_temp_outputs_of_the_same_file(tmp_path):
     home = tmp_path / "home"
     out = tmp_path / "out"

@@ -547,5 +547,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+def entry() -> None:
+    """The console script: ``main``, then exit. Interrupted or terminated while a fetch thread is still stuck in a
+    store's call (an API that never answers), the process exits at once with 130/143 rather than waiting at
+    interpreter exit for that thread: the command has already unwound and removed its temp files."""
+    code = main()
+    if code in (130, 143) and any(t.is_alive() and not t.daemon for t in threading.enumerate()
+                                  if t is not threading.main_thread()):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

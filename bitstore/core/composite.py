@@ -5,13 +5,15 @@ import io
 import logging
 import threading
 from collections.abc import Callable, Generator
+from functools import partial
 from html import escape
 from typing import IO, Any, TypeVar
 
-from ..engine.routes import CompositeRoute, Route, TierGet, WriteBack
+from ..engine.routes import CompositeRoute, OffLoop, Route, TierGet, WriteBack
 from ..ground.errors import (
     FetchFailed,
     InvalidDataFound,
+    InvalidURI,
     NotFoundInStore,
     StoreNotAvailable,
     store_label,
@@ -150,6 +152,8 @@ class Composite(Store):
                         step = walk.throw(exc)
                     else:
                         step = walk.send(data)
+                elif type(step) is OffLoop:
+                    step = walk.send(step.call())
                 else:
                     step = walk.send(self._write_to_cache(step.data, step.uri))
         except StopIteration as done:
@@ -161,6 +165,8 @@ class Composite(Store):
         asked on threads; so is a nested composite) and the tiers read on the loop itself."""
         if type(self)._result is not Store._result or type(self)._fetch is not Composite._fetch:
             return None
+        if type(self).is_valid is not Composite.is_valid and not _checks_on_loop(self):
+            return None  # a user's own is_valid runs first in every walk: on threads
         tiers, local = {}, set()
         for tier in self.tiers:
             if tier.limited or type(tier).get is not Tier.get:
@@ -173,21 +179,27 @@ class Composite(Store):
                 tiers[id(tier)] = route
         return CompositeRoute(self, tiers, frozenset(local)) if tiers else None
 
-    def _walk(self, uri: Any) -> Generator[TierGet | WriteBack, Any, tuple[bytes, str, bool | None]]:
+    def _walk(self, uri: Any) -> Generator[TierGet | WriteBack | OffLoop, Any, tuple[bytes, str, bool | None]]:
         """The tier walk of one fetch, whoever drives it: it yields ``TierGet(tier, uri)`` and is sent that
         tier's answer (or thrown its error), yields ``WriteBack(data, uri)`` and is sent whether the cache
         stored it, and returns ``(data, tier name, cached)`` or raises ``NotFoundInStore`` / ``FetchFailed``.
         Found, next tier, missing, failed, corrupt, the write-back and the missing-TTL memory are decided here
-        only, so the thread engine (``_fetch``) and the event loop (``aio``) cannot disagree."""
-        self._check_valid(uri)
+        only, so the thread engine (``_fetch``) and the event loop (``aio``) cannot disagree. A tier's ``is_valid``
+        that is not bitstore's own (a user's, which may block) is asked through an ``OffLoop`` step."""
+        own_check = type(self).is_valid is Composite.is_valid  # any tier accepts: known by the end of the walk
+        if not own_check:
+            self._check_valid(uri)
         missing = self._missing
         if missing is not None and uri in missing:
             raise NotFoundInStore(self, uri, f"every tier answered \"not found\" less than {missing.ttl:g}s ago")
         failures: list[str] = []
         corrupt: list[str] = []
+        accepted = False
         for tier in self._tiers:
-            if not _accepts(tier.store, uri):
+            store = tier.store
+            if not (_accepts(store, uri) if _checks_on_loop(store) else (yield OffLoop(partial(_accepts, store, uri)))):
                 continue
+            accepted = True
             try:
                 data = yield TierGet(tier, uri)
             except InvalidDataFound as exc:
@@ -207,6 +219,8 @@ class Composite(Store):
                 data = bytes(data)  # a view never reaches a cache's put
                 cached = yield WriteBack(data, uri)
             return data, tier.name, cached
+        if own_check and not accepted:
+            raise InvalidURI(self, uri, hint=self.URI_HINT)
         if failures:
             raise FetchFailed(self, uri, "; ".join(failures + corrupt))
         if missing is not None and not corrupt:
@@ -356,6 +370,21 @@ class Composite(Store):
             "<thead><tr><th>#</th><th>tier</th><th>class</th><th>role</th><th>hits cached</th><th>limits</th>"
             f"</tr></thead><tbody>{rows}</tbody></table>"
         )
+
+
+_CHEAP_CHECKS: dict[type, bool] = {}
+
+
+def _checks_on_loop(store: Any) -> bool:
+    """Whether ``store``'s ``is_valid`` is bitstore's own (a pattern, a path check: asked inline, on the event loop
+    too) rather than a user's, which may block, or a nested composite's, which asks its tiers."""
+    cls = type(store)
+    cheap = _CHEAP_CHECKS.get(cls)
+    if cheap is None:
+        check = getattr(cls, "is_valid", None)
+        cheap = _CHEAP_CHECKS[cls] = (check is not None and check is not Composite.is_valid
+                                      and getattr(check, "__module__", "").startswith("bitstore."))
+    return cheap
 
 
 def _accepts(store: Any, uri: Any) -> bool:

@@ -35,7 +35,7 @@ from ..ground.results import FetchResult
 from ..ground.retry import first_attempt
 from ..ground.views import allow, restore
 from .answers import _DONE, _QUEUED, _RUNNING, _Answer, _Answers
-from .routes import CompositeRoute, Fallback, Route, TierGet
+from .routes import CompositeRoute, Fallback, OffLoop, Route, TierGet
 
 __all__ = ["AsyncDispatcher"]
 
@@ -252,6 +252,9 @@ class AsyncDispatcher(_Answers):
                 if type(step) is TierGet:
                     data, error = await self._tier_get(step.tier, step.uri)
                     step = walk.send(data) if error is None else walk.throw(error)
+                elif type(step) is OffLoop:  # a call that may block (a user store's is_valid)
+                    value, error = await self._in_thread(step.call)
+                    step = walk.send(value) if error is None else walk.throw(error)
                 else:
                     cached, error = await self._in_thread(store._write_to_cache, step.data, step.uri)
                     step = walk.send(cached) if error is None else walk.throw(error)

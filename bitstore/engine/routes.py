@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, NamedTuple, Protocol
 
-__all__ = ["Fetchable", "Route", "CompositeRoute", "Fallback", "TierGet", "WriteBack"]
+__all__ = ["Fetchable", "Route", "CompositeRoute", "Fallback", "TierGet", "WriteBack", "OffLoop"]
 
 
 class Fetchable(Protocol):
@@ -98,3 +98,10 @@ class WriteBack(NamedTuple):
 
     data: bytes
     uri: Any
+
+
+class OffLoop(NamedTuple):
+    """A step of a composite's walk: ``call()``, which may block (a user store's ``is_valid``); the event loop's
+    driver makes it on a thread, a thread's driver inline. Send back its value."""
+
+    call: Callable[[], Any]

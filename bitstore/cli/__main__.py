@@ -1,0 +1,4 @@
+"""``python -m bitstore.cli``: the ``bitstore`` command."""
+from .main import entry
+
+entry()
