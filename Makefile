@@ -6,8 +6,11 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(EXTRAS)
 EXTRAS ?= test
+# The Node tools the tests start (Azurite, package.json): `npm ci` again only when node_modules is missing or
+# package-lock.json changed since the last install.
+NPM_STAMP = node_modules/.installed-npm-ci
 
-.PHONY: demo test lint bench venv clean notebook java
+.PHONY: demo test lint bench venv clean notebook java node
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +25,7 @@ venv: $(STAMP)
 demo: $(VENV)/.installed-all
 	$(BIN)/bitstore demo
 
-test: $(VENV)/.installed-test java
+test: $(VENV)/.installed-test java $(NPM_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
@@ -30,6 +33,18 @@ test: $(VENV)/.installed-test java
 java:
 	@command -v java >/dev/null 2>&1 || { [ -n "$$JAVA_HOME" ] && [ -x "$$JAVA_HOME/bin/java" ]; } || { \
 	  echo "Spark (tests/engines) needs Java 17+: apt-get install openjdk-17-jre-headless"; exit 1; }
+
+# Azurite (tests/servers/azurite.py, the Azure tests) runs on Node.js 20+ (package.json "engines").
+node:
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { \
+	  echo "The Azure tests need Node.js 20+ and npm: apt-get install nodejs npm (Debian 13 / Ubuntu 24.04;"; \
+	  echo "on older releases install Node.js 20+ from https://nodejs.org or NodeSource)"; exit 1; }
+	@node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' || { \
+	  echo "The Azure tests need Node.js 20+ (found $$(node --version)): install a newer nodejs"; exit 1; }
+
+$(NPM_STAMP): package.json package-lock.json | node
+	npm ci --no-audit --no-fund
+	touch $@
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
@@ -41,4 +56,4 @@ notebook: $(VENV)/.installed-dev
 	$(BIN)/jupyter lab notebooks/
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache node_modules

@@ -2,9 +2,13 @@
 
 One asyncio process answers, from a dict in memory, exactly the requests the benchmarked clients send:
 
-- S3 (path style): ``GET/HEAD /bucket/key``, ``PUT /bucket`` (create), ``PUT /bucket/key`` (plain,
-  chunked or aws-chunked bodies), ``GET /`` (ListBuckets, which the original library calls to test
-  credentials); 404 as S3 XML (``NoSuchKey``, ``NoSuchBucket``).
+- S3 (path style): ``GET/HEAD /bucket/key``, ``PUT /bucket`` (create), ``HEAD /bucket``, ``PUT /bucket/key``
+  (plain, chunked or aws-chunked bodies, kept in memory), ``GET /`` (ListBuckets, which the original library
+  calls to test credentials), ``GET /bucket?list-type=2`` (ListObjectsV2: ``prefix``, ``delimiter``,
+  ``max-keys``, ``start-after``, ``continuation-token``, ``encoding-type=url``) and ``GET /bucket``
+  (ListObjects V1, which rclone uses in some modes: ``prefix``, ``delimiter``, ``marker``, ``max-keys``,
+  ``encoding-type``), keys in UTF-8 binary order as S3 lists them, at most 1000 a page; 404 as S3 XML
+  (``NoSuchKey``, ``NoSuchBucket``).
 - GCS: ``GET /download/storage/v1/b/B/o/O?alt=media`` and ``GET /storage/v1/b/B/o/O?alt=media`` (JSON API
   media), ``GET /storage/v1/b/B/o/O`` (object metadata JSON), ``GET /storage/v1/b/B`` (bucket metadata,
   which google-cloud-storage 3 fetches once per bucket in the background), ``GET /B/O`` (XML API, the
@@ -23,7 +27,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import bisect
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -83,6 +89,7 @@ class ObjectServer:
         self.buckets: dict[str, dict[str, _Object]] = {}
         self.counts: Counter[str] = Counter()
         self.recent: deque[str] = deque(maxlen=50)
+        self._sorted: dict[str, list[str]] = {}  # a bucket's keys in listing order, dropped when it changes
 
     # --- routing -----------------------------------------------------------------------------------
     async def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> _Response:
@@ -91,6 +98,8 @@ class ObjectServer:
         if path.startswith("/_bench/"):
             return self._control(method, path[len("/_bench/"):], query)
         route, bucket, name = self._route(path, query)
+        if route == "s3:bucket" and method == "GET":
+            route = "s3:list-v2" if query.get("list-type") == ["2"] else "s3:list-v1"
         self.counts[f"{method} {route}"] += 1
         self.recent.append(f"{method} {target}")
         if self.log:
@@ -106,8 +115,14 @@ class ObjectServer:
                 return self._metadata(bucket, name)
             if route == "gcs:bucket":
                 return self._bucket_metadata(bucket)
+            if route in ("s3:list-v2", "s3:list-v1"):
+                return self._list_objects(bucket, query, v2=route == "s3:list-v2")
+            if route == "s3:bucket":  # HEAD: HeadBucket
+                found = bucket in self.buckets
+                return self._s3_error(404, "NoSuchBucket", bucket, "", True) if not found else _Response(200, {})
         if method == "PUT" and route == "s3:bucket":
             self.buckets.setdefault(bucket, {})
+            self._sorted.pop(bucket, None)
             return _Response(200, {"Location": f"/{bucket}"})
         if method == "PUT" and route == "s3:object":
             return self._put(bucket, name, headers, body)
@@ -195,12 +210,98 @@ class ObjectServer:
         if "aws-chunked" in headers.get("content-encoding", ""):
             body = _decode_chunked(body)
         obj = _Object.of(body)
+        if name not in objects:
+            self._sorted.pop(bucket, None)
         objects[name] = obj
         return _Response(200, {"ETag": f'"{obj.md5_hex}"'})
 
+    def _keys(self, bucket: str) -> list[str]:
+        """The bucket's keys in S3's listing order (UTF-8 bytes), sorted once per change of the bucket."""
+        keys = self._sorted.get(bucket)
+        if keys is None:
+            keys = self._sorted[bucket] = sorted(self.buckets[bucket], key=lambda k: k.encode())
+        return keys
+
+    def _list_objects(self, bucket: str, query: dict[str, list[str]], *, v2: bool) -> _Response:
+        """ListObjectsV2 (``v2``) or ListObjects (V1): one page of keys after the marker, with common prefixes
+        when a delimiter is given."""
+        if bucket not in self.buckets:
+            return self._s3_error(404, "NoSuchBucket", bucket, "")
+
+        def arg(name: str) -> str:
+            return query.get(name, [""])[0]
+
+        prefix, delimiter, encode = arg("prefix"), arg("delimiter"), arg("encoding-type") == "url"
+        try:
+            max_keys = min(1000, int(arg("max-keys") or 1000))
+            if max_keys < 0:
+                raise ValueError
+            token = arg("continuation-token")
+            after = _untoken(token) if token else arg("start-after" if v2 else "marker")
+        except ValueError:
+            return self._s3_error(400, "InvalidArgument", bucket, "")
+        objects, keys = self.buckets[bucket], self._keys(bucket)
+        start = max(bisect.bisect_left(keys, prefix.encode(), key=str.encode),
+                    bisect.bisect_right(keys, after.encode(), key=str.encode))
+        contents: list[str] = []
+        prefixes: list[str] = []
+        last, truncated = "", False
+        # A marker that is a common prefix (the last item of the previous page): its keys were listed as it.
+        done = after if delimiter and after.startswith(prefix) and delimiter in after[len(prefix):] else None
+        for key in itertools.islice(keys, start, None):
+            if not key.startswith(prefix):
+                break
+            if done is not None and key.startswith(done):
+                continue
+            cut = key.find(delimiter, len(prefix)) if delimiter else -1
+            common = key[:cut + len(delimiter)] if cut >= 0 else None
+            if common is not None and prefixes and prefixes[-1] == common:
+                continue
+            if len(contents) + len(prefixes) == max_keys:
+                truncated = True
+                break
+            if common is not None:
+                prefixes.append(common)
+                last = common
+            else:
+                contents.append(key)
+                last = key
+
+        def esc(text: str) -> str:
+            return _xml_escape(quote(text, safe="/") if encode else text)
+
+        parts = [f'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="{_S3_NS}">',
+                 f"<Name>{_xml_escape(bucket)}</Name><Prefix>{esc(prefix)}</Prefix><MaxKeys>{max_keys}</MaxKeys>"]
+        if delimiter:
+            parts.append(f"<Delimiter>{esc(delimiter)}</Delimiter>")
+        if encode:
+            parts.append("<EncodingType>url</EncodingType>")
+        parts.append(f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>")
+        if v2:
+            parts.append(f"<KeyCount>{len(contents) + len(prefixes)}</KeyCount>")
+            if token:
+                parts.append(f"<ContinuationToken>{_xml_escape(token)}</ContinuationToken>")
+            if arg("start-after"):
+                parts.append(f"<StartAfter>{esc(arg('start-after'))}</StartAfter>")
+            if truncated:
+                parts.append(f"<NextContinuationToken>{_token(last)}</NextContinuationToken>")
+        else:
+            parts.append(f"<Marker>{esc(arg('marker'))}</Marker>")
+            if truncated:  # S3 sends it only with a delimiter; always here (clients fall back to the last key)
+                parts.append(f"<NextMarker>{esc(last)}</NextMarker>")
+        for key in contents:
+            obj = objects[key]
+            parts.append(f"<Contents><Key>{esc(key)}</Key><LastModified>2025-01-01T00:00:00.000Z</LastModified>"
+                         f"<ETag>&quot;{obj.md5_hex}&quot;</ETag><Size>{len(obj.data)}</Size>"
+                         "<StorageClass>STANDARD</StorageClass></Contents>")
+        parts.extend(f"<CommonPrefixes><Prefix>{esc(p)}</Prefix></CommonPrefixes>" for p in prefixes)
+        parts.append("</ListBucketResult>")
+        return _Response(200, {"Content-Type": "application/xml"}, "".join(parts).encode())
+
     @staticmethod
     def _s3_error(status: int, code: str, bucket: str, name: str, head_only: bool = False) -> _Response:
-        message = "The specified key does not exist." if code == "NoSuchKey" else "The specified bucket does not exist"
+        message = {"NoSuchKey": "The specified key does not exist.", "InvalidArgument": "Invalid argument.",
+                   "NoSuchBucket": "The specified bucket does not exist"}.get(code, code)
         body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message>'
                 f"<BucketName>{_xml_escape(bucket)}</BucketName><Key>{_xml_escape(name)}</Key>"
                 "<RequestId>bench</RequestId></Error>")
@@ -232,6 +333,7 @@ class ObjectServer:
                                                       int(arg("size")), int(arg("seed", "0")))})
             if command == "drop" and method == "POST":
                 self.buckets.pop(arg("bucket"), None)
+                self._sorted.pop(arg("bucket"), None)
                 return _json(200, {})
             if command == "stats" and method == "GET":
                 return _json(200, {"counts": dict(self.counts), "recent": list(self.recent),
@@ -242,6 +344,7 @@ class ObjectServer:
 
     def _fill(self, bucket: str, prefix: str, n: int, size: int, seed: int) -> list[str]:
         objects = self.buckets.setdefault(bucket, {})
+        self._sorted.pop(bucket, None)
         keys = []
         for i in range(n):
             obj = _Object.of(blob_for(seed, i, size))
@@ -253,6 +356,18 @@ class ObjectServer:
 
 def _json(status: int, payload: object) -> _Response:
     return _Response(status, {"Content-Type": "application/json; charset=UTF-8"}, json.dumps(payload).encode())
+
+
+def _token(key: str) -> str:
+    """A ListObjectsV2 continuation token: the last key or common prefix of the page, opaque to the client."""
+    return base64.urlsafe_b64encode(key.encode()).decode()
+
+
+def _untoken(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (ValueError, UnicodeDecodeError) as exc:  # binascii.Error is a ValueError
+        raise ValueError(f"bad continuation token {token!r}") from exc
 
 
 def _xml_escape(text: str) -> str:

@@ -4,6 +4,10 @@ Session-scoped servers, started on free ports the first time a test needs them:
 
 - ``moto_server``: moto's ``ThreadedMotoServer`` (S3).
 - ``gcs_server``: fake-gcs-server (in-memory, plain HTTP, ``-public-host`` set to its own address).
+- ``azurite``: Azurite's blob service (``node_modules/.bin/azurite-blob``, see ``azurite.py``); attributes
+  ``.endpoint_url`` (``http://127.0.0.1:<port>/devstoreaccount1``), ``.account_name``, ``.account_key``,
+  ``.connection_string``, ``.obstore_config()``. Skipped only when ``node_modules`` lacks Azurite (``npm ci``,
+  which ``make test`` runs).
 
 Function-scoped, each starting from an empty server:
 
@@ -14,6 +18,10 @@ Function-scoped, each starting from an empty server:
 - ``gcs``: every bucket deleted; ``STORAGE_EMULATOR_HOST`` set with monkeypatch. Attributes: ``.endpoint``,
   ``.client`` (a ``google.cloud.storage.Client``), ``.create_bucket(name)``, ``.put(bucket, key, data)``,
   ``.raw(**kw)`` -> a ``GSRaw`` for the server.
+- ``azure_blob``: every container deleted; the ``AZURE_*`` variables that could point a client elsewhere unset
+  with monkeypatch. Attributes: ``.server`` (the ``azurite`` object), ``.endpoint_url``, ``.connection_string``,
+  ``.client`` (an ``azure.storage.blob.BlobServiceClient``), ``.create_container(name)``,
+  ``.put(container, key, data)``.
 - ``fault_proxy``: a factory ``fault_proxy(upstream_url, **plan) -> FaultProxy`` (see ``faults.py``) that
   starts a fault-injecting proxy in front of ``s3.endpoint_url`` or ``gcs.endpoint``; every proxy it
   started is stopped after the test. Point a store at ``proxy.url``.
@@ -24,6 +32,7 @@ import pytest
 
 from bitstore.ground.retry import RetryPolicy
 
+from . import azurite as _azurite
 from .fake_gcs import FakeGCSServer
 from .faults import FaultProxy
 from .moto_s3 import MotoS3Server
@@ -129,6 +138,46 @@ def gcs(gcs_server, _gcs_client, monkeypatch) -> GCSEnv:
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server.endpoint)
     gcs_server.reset(_gcs_client)
     return GCSEnv(gcs_server.endpoint, _gcs_client)
+
+
+class AzureEnv:
+    """Azurite as a test sees it."""
+
+    def __init__(self, server: _azurite.AzuriteServer, client):
+        self.server = server
+        self.endpoint_url = server.endpoint_url
+        self.connection_string = server.connection_string
+        self.client = client
+
+    def create_container(self, name: str) -> str:
+        self.client.create_container(name)
+        return name
+
+    def put(self, container: str, key: str, data: bytes) -> str:
+        self.client.get_blob_client(container, key).upload_blob(data, overwrite=True)
+        return f"az://{container}/{key}"
+
+
+@pytest.fixture(scope="session")
+def azurite():
+    if not _azurite.installed():
+        pytest.skip(f"Azurite is not installed ({_azurite.BINARY} is missing): run `npm ci` (make test does)")
+    server = _azurite.AzuriteServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def _azure_client(azurite):
+    return azurite.blob_service_client()
+
+
+@pytest.fixture
+def azure_blob(azurite, _azure_client, monkeypatch) -> AzureEnv:
+    for name in _azurite.AZURE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    azurite.reset(_azure_client)
+    return AzureEnv(azurite, _azure_client)
 
 
 @pytest.fixture
