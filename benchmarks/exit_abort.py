@@ -1,4 +1,4 @@
-"""Does a process that used obstore's async API end cleanly? Issue 19's exit abort, counted.
+"""Does a process that used obstore's async API end cleanly? The exit abort, counted.
 
 Runs a small child process many times per mode, each doing a little work against a local S3-style server
 (``benchmarks.server``) and then ending the ordinary way (end of script: atexit handlers, then the interpreter

@@ -1,4 +1,4 @@
-"""Issue 19's cases: many requests in flight, and more than one process.
+"""The in-flight cases: many requests in flight, and more than one process.
 
 - ``in flight``: 16 KiB blobs, each request delayed (100 ms: a cross-region read), N requests in flight for N in
   64, 256, 1,024, 2,048: ``get_many(max_workers=N)`` (engine ``auto``), the same forced onto threads, and

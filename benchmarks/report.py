@@ -44,7 +44,7 @@ def markdown(machine: dict, command: str, cases: list[dict], rows: list[Row], ta
     for case in cases:
         parts += ["", f"### {case['title']}", "", _case_table([r for r in rows if r.case == case["name"]])]
     if targets:
-        parts += ["", "### Targets (issues 8 and 19)", "",
+        parts += ["", "### Targets", "",
                   "Ratios: the median of the per-round ratios (each round runs the contenders back to back).", "",
                   "| target | measured | per round | threshold | verdict |", "|---|---:|---|---|---|"]
         parts += [f"| {t['target']} | {'' if t['value'] is None else t['value']} "

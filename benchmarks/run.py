@@ -200,7 +200,7 @@ def _engine_case(args, server: ServerProcess, cases: list[dict], rows: list[Row]
 
 
 def _in_flight_cases(args, server: ServerProcess, cases: list[dict], rows: list[Row]) -> None:
-    """Issue 19: N requests in flight at a long latency, for each N; the client's ceiling is N / latency."""
+    """N requests in flight at a long latency, for each N; the client's ceiling is N / latency."""
     size, delay, protocol = 16 * 1024, args.in_flight_delay, args.protocols[0]
     largest = blobs_for(max(args.in_flight), args.in_flight_n)
     keys = server.fill("bench-inflight", "blobs/", largest + max(args.in_flight), size, seed=args.seed + 3)
@@ -221,7 +221,7 @@ def _in_flight_cases(args, server: ServerProcess, cases: list[dict], rows: list[
 
 
 def _process_case(args, server: ServerProcess, cases: list[dict], rows: list[Row]) -> None:
-    """Issue 19: at 0 ms the client's CPU is the limit; one process against two."""
+    """At 0 ms the client's CPU is the limit; one process against two."""
     size, protocol, n = 16 * 1024, args.protocols[0], args.n
     keys = server.fill("bench-procs", "blobs/", n + 512, size, seed=args.seed + 4)
     server.set_delay(0)

@@ -105,7 +105,7 @@ CPU_BOUND = 0.9
 
 
 def _in_flight_targets(case: dict, rows: list[Row], cases: list[dict]) -> list[dict]:
-    """Issue 19: get_many >= 1.0x obstore async at the same N; >= 85% of N / latency unless the client's CPU is
+    """In flight: get_many >= 1.0x obstore async at the same N; >= 85% of N / latency unless the client's CPU is
     the limit; CPU per blob at N = 1,024 within 20% of N = 64."""
     name, n = case["name"], case["in_flight"]
     ours = next((r for r in rows if r.case == name and r.reference and r.ok), None)

@@ -1,6 +1,6 @@
 """Fork safety: a process forked while its threads fetch through the fast transport never hangs.
 
-The hazard (issue 14): a forked child that frees obstore objects inherited from its parent (dropping the
+The hazard: a forked child that frees obstore objects inherited from its parent (dropping the
 store, or the cyclic GC collecting it at any line) can wait forever on a runtime lock a parent thread held at
 the fork. Here, per backend, the parent keeps threads fetching through a ``transport="fast"`` store while it
 forks ``ROUNDS`` times; each child drops the inherited store and runs ``gc.collect()``, and every

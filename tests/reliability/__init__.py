@@ -1,1 +1,1 @@
-"""Reliability and security under faults and bad input (issue 9)."""
+"""Reliability and security under faults and bad input."""
