@@ -48,7 +48,8 @@ def plot_case(case: dict, out_dir: Path) -> Path:
     for y, c in zip(ys, rows):
         if c.get("min") is not None and c.get("max") is not None:
             ax.plot([c["min"], c["max"]], [y, y], color="black", linewidth=1)
-        ax.annotate(f"{c['median']:,.4g}", (max(c["median"], c.get("max") or 0), y), xytext=(3, 0), textcoords="offset points",
+        label_at = max(c["median"], c.get("max") or 0)
+        ax.annotate(f"{c['median']:,.4g}", (label_at, y), xytext=(3, 0), textcoords="offset points",
                     va="center", fontsize=8)
     ax.set_yticks(list(ys), names, fontsize=8)
     ax.invert_yaxis()

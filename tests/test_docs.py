@@ -94,7 +94,9 @@ def test_the_spec_key_table_is_the_declarations():
 
     found = re.search(r"<!-- spec-keys -->\n(.*?)\n<!-- /spec-keys -->",
                       (DOCS / "guides" / "specs.md").read_text(encoding="utf-8"), re.S)
-    assert found and found.group(1) == key_table()
+    expected = key_table()
+    assert found, "docs/guides/specs.md needs the tier key table between <!-- spec-keys --> markers"
+    assert found.group(1) == expected, "docs/guides/specs.md's key table is out of date; it should read:\n" + expected
 
 
 # --- the README --------------------------------------------------------------------------------------

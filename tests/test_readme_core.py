@@ -8,7 +8,6 @@ import pytest
 from tests.docs_blocks import expected_output, run_block, runnable_blocks, section
 
 
-
 def _core_section() -> str:
     return section("core")
 
