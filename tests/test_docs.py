@@ -41,7 +41,6 @@ RUNNERS = {
 
 # --- the site ----------------------------------------------------------------------------------------
 def test_mkdocs_build_is_strict_clean(tmp_path):
-    pytest.importorskip("mkdocs", reason="the docs extra: pip install -e '.[docs]'")
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1", PYTHONPATH=str(ROOT))
     done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
