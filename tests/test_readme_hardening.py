@@ -1,9 +1,9 @@
-"""The README's ``hardening`` section: its ``# runnable`` examples run and print what the README says."""
+"""The ``hardening`` examples (docs/guarantees.md): its ``# runnable`` blocks run and print what the page says."""
 from __future__ import annotations
 
 import pytest
 
-from tests.test_readme_core import _expected_output, run_block, runnable_blocks
+from tests.docs_blocks import expected_output, run_block, runnable_blocks
 
 
 def _blocks() -> list[str]:
@@ -18,5 +18,5 @@ def test_the_section_has_runnable_examples():
 def test_runnable_example(index, tmp_path, monkeypatch):
     block = _blocks()[index]
     monkeypatch.chdir(tmp_path)
-    expected = _expected_output(block)
-    assert run_block(block, f"README hardening block {index}") == expected
+    expected = expected_output(block)
+    assert run_block(block, f"docs hardening block {index}") == expected

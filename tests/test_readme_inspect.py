@@ -1,11 +1,11 @@
-"""The README's ``inspect`` section: its ``# runnable`` examples run and print what the README says they print."""
+"""The ``inspect`` examples (docs/guides/inspect.md): its ``# runnable`` blocks run and print what the page says."""
 from __future__ import annotations
 
 import tempfile
 
 import pytest
 
-from tests.test_readme_core import _expected_output, run_block, runnable_blocks
+from tests.docs_blocks import expected_output, run_block, runnable_blocks
 
 
 def _blocks() -> list[str]:
@@ -21,6 +21,6 @@ def test_runnable_example(index, tmp_path, monkeypatch):
     block = _blocks()[index]
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    printed = run_block(block, f"README.md inspect example {index + 1}")
-    expected = _expected_output(block)
+    printed = run_block(block, f"docs inspect example {index + 1}")
+    expected = expected_output(block)
     assert expected and printed == expected

@@ -1,11 +1,8 @@
-"""The README's ``paid-tiers`` section: its ``# runnable`` example runs and prints what the README says."""
+"""The ``paid-tiers`` example (docs/guides/paid-tiers.md): its ``# runnable`` block runs and prints what the page
+says, and the page names the whole contract."""
 from __future__ import annotations
 
-import contextlib
-import io
-import re
-
-from tests.test_readme_core import _expected_output, section
+from tests.docs_blocks import expected_output, run_block, runnable_blocks, section
 
 
 def _paid_section() -> str:
@@ -19,11 +16,9 @@ def test_the_section_names_the_contract():
 
 
 def test_runnable_example():
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", _paid_section(), re.S) if b.startswith("# runnable\n")]
+    blocks = runnable_blocks("paid-tiers")
     assert len(blocks) == 1
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(blocks[0], "README.md paid tiers example", "exec"), {"__name__": "__readme__"})
-    expected = _expected_output(blocks[0])
+    printed = run_block(blocks[0], "docs paid tiers example")
+    expected = expected_output(blocks[0])
     assert len(expected) == 5
-    assert [line.rstrip() for line in out.getvalue().splitlines()] == [line.rstrip() for line in expected]
+    assert [line.rstrip() for line in printed] == [line.rstrip() for line in expected]

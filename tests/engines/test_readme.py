@@ -1,39 +1,28 @@
-"""The README's ``engines`` section: its ``# runnable`` Spark and Ray examples run on the session's Spark and
-Ray (the examples' ``local_session()`` / ``local_cluster()`` join them) and print what the README shows."""
+"""The ``engines`` examples (docs/guides/spark-ray.md): its ``# runnable`` Spark and Ray blocks run on the session's
+Spark and Ray (the examples' ``local_session()`` / ``local_cluster()`` join them) and print what the page shows."""
 from __future__ import annotations
-
-import contextlib
-import io
-import re
-from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+from tests.docs_blocks import expected_output, pages, run_block, runnable_blocks
 
 
 def _blocks() -> dict[str, str]:
-    match = re.search(r"<!-- section: engines -->(.*?)<!-- /section: engines -->", README.read_text("utf-8"), re.S)
-    assert match, "README.md has no engines section"
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", match.group(1), re.S) if b.startswith("# runnable\n")]
-    return {"spark" if "bitstore.spark" in b else "ray": b for b in blocks}
+    return {"spark" if "bitstore.spark" in b else "ray": b for b in runnable_blocks("engines")}
 
 
-def test_the_section_documents_every_engine():
+def test_the_docs_document_every_engine():
     assert set(_blocks()) == {"spark", "ray"}
-    section = README.read_text("utf-8")
+    docs = "".join(page.read_text("utf-8") for page in pages())
     for text in ("--engine spark", "DaskRunner", "finish_bundle", "FnApiRunner", "DataflowRunner", "FlinkRunner",
                  "openjdk-17-jre-headless", "num_cpus=0.5", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0"):
-        assert text in section, text
+        assert text in docs, text
 
 
 @pytest.mark.parametrize("engine", ["spark", "ray"])
 def test_runnable_example(engine, request, tmp_path, monkeypatch):
     request.getfixturevalue({"spark": "spark", "ray": "ray_cluster"}[engine])
     block = _blocks()[engine]
-    expected = [line[2:] for line in block.splitlines()[1:] if line.startswith("# ")]
+    expected = expected_output(block)
     monkeypatch.chdir(tmp_path)
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(block, f"README.md[engines:{engine}]", "exec"), {"__name__": "readme_engines"})
-    assert out.getvalue().splitlines() == expected
+    assert run_block(block, f"docs[engines:{engine}]", {"__name__": "docs_engines"}) == expected
