@@ -537,7 +537,7 @@ def test_hypothesis_tables(keys, cuts, kind, workers):
     assert streamed.column("blob").to_pylist() == out.column("blob").to_pylist()
 
 
-# --- packaging and README ---------------------------------------------------------------------------
+# --- packaging ---------------------------------------------------------------------------------
 def test_import_bitstore_does_not_import_pyarrow():
     code = "import sys, bitstore; bitstore.Store; assert 'pyarrow' not in sys.modules, 'pyarrow imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
@@ -550,20 +550,3 @@ def test_bitstore_arrow_without_pyarrow_names_the_extra():
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True, text=True)
     assert "pip install 'bitstore-tiered[arrow]'" in out.stdout
-
-
-def readme_blocks() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    section = re.search(r"<!-- section: arrow -->(.*?)<!-- /section: arrow -->", text, re.S)
-    assert section, "README has no arrow section"
-    blocks = re.findall(r"```python\n(.*?)```", section.group(1), re.S)
-    return [b for b in blocks if b.startswith("# runnable")]
-
-
-def test_readme_arrow_examples_run(tmp_path, monkeypatch):
-    blocks = readme_blocks()
-    assert len(blocks) >= 5
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {"__name__": "readme"}
-    for block in blocks:
-        exec(compile(block, "README.md[arrow]", "exec"), namespace)  # each block asserts its own result

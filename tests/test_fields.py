@@ -1,5 +1,5 @@
 """Spec fields: every key a tier type declares (``bitstore.ground.fields``, beside each backend) is accepted with a
-valid value, refused with a wrong kind or out of range, built, and listed in the README's key table.
+valid value, refused with a wrong kind or out of range, built, and listed in the specs guide's key table.
 
 Driven by the declarations: a field added to a backend is covered here without touching this file."""
 from __future__ import annotations
@@ -8,7 +8,6 @@ import json
 import math
 import os
 import re
-from pathlib import Path
 
 import pytest
 
@@ -111,9 +110,9 @@ def test_only_declared_keys_reach_a_closed_tier():
         assert allowed == sorted({"type", *declared.by_name})
 
 
-# --- the README's key table is the declarations -----------------------------------------------------
+# --- the specs guide's key table (checked by tests/test_docs.py) is the declarations -------------------
 def key_table() -> str:
-    """The README's tier key table, from the declarations: one row per (key, value, meaning), tier types
+    """The tier key table of the specs guide, from the declarations: one row per (key, value, meaning), tier types
     listed in ``TIER_TYPES`` order."""
     rows: dict[tuple[str, str, str], list[str]] = {}
     for kind in TIER_TYPES:
@@ -124,11 +123,3 @@ def key_table() -> str:
     lines = ["| key | tiers | value | meaning |", "|---|---|---|---|"]
     lines += [f"| `{name}` | {' '.join(kinds)} | {value} | {doc} |" for (name, value, doc), kinds in rows.items()]
     return "\n".join(lines)
-
-
-def test_the_readme_key_table_lists_exactly_the_declared_fields():
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    found = re.search(r"<!-- spec-keys -->\n(.*?)\n<!-- /spec-keys -->", text, re.S)
-    assert found, "README.md needs the tier key table between <!-- spec-keys --> markers"
-    expected = key_table()
-    assert found.group(1) == expected, "README tier key table is out of date; it should read:\n" + expected

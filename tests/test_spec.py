@@ -370,13 +370,12 @@ def test_malformed_specs_raise_only_spec_errors(raw):
         assert len(store.sources) + (store.cache is not None and store.cache not in store.sources) == len(spec.tiers)
 
 
-def test_the_readme_example_spec_is_valid(tmp_path):
+def test_the_specs_guide_example_is_valid(tmp_path):
     import re
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = re.search(r"<!-- section: specs-cli -->(.*?)<!-- /section: specs-cli -->", text, re.S).group(1)
-    example = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
+    text = (Path(__file__).resolve().parents[1] / "docs" / "guides" / "specs.md").read_text(encoding="utf-8")
+    example = re.search(r"```toml\n(.*?)```", text, re.S).group(1)
     spec = load_spec(write(tmp_path / "store.toml", example))
     assert [t["type"] for t in spec.tiers] == ["local", "s3", "gcs", "api", "memory"]
     assert spec.cache_index == 0 and spec.tiers[0]["prefix"] == str(tmp_path / "cache" / "blobs") + os.sep

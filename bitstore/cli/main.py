@@ -110,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     _progress_arg(fetch)
     fetch.add_argument("--engine", choices=("local", "beam", "spark", "ray"), default="local",
                        help="where to fetch: this process (default), Beam (beam_transforms.pipeline), or the running "
-                            "Spark session / Ray cluster, else a local one (same output, see the README)")
+                            "Spark session / Ray cluster, else a local one (same output; see the Spark and Ray guide)")
     fetch.set_defaults(run=_fetch)
 
     stat = sub.add_parser("stat", parents=[common], help="which tier has each key's blob, and its size (no download)",

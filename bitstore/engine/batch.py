@@ -49,7 +49,7 @@ AUTO_ASYNC = True
 #: With ``AUTO_ASYNC``, ``auto`` multiplexes a composite's requests on the event loop above this many in flight. A
 #: single store stays on threads at any N: since a key costs the threads no future, lock and condition of its own,
 #: they measured faster than the loop and than obstore's async API up to 2,048 in flight; a composite saves a
-#: thread hop per key for its local tiers on the loop (see the README's curve).
+#: thread hop per key for its local tiers on the loop (see the benchmarks page's curve).
 ASYNC_MIN_WORKERS = 512
 ENGINES = ("auto", "threads", "async")
 #: Idle thread pools kept for the next runs in this process (any sizes, the most recently used).

@@ -39,7 +39,7 @@ def shown(value: Any) -> str:
 # and ``import bitstore`` should not pay for generated methods it never calls.
 class Check:
     """A range check on one value: ``test(value)`` true, or ``message`` (followed by the value when
-    ``show_value``); ``doc`` says it in the README's key table."""
+    ``show_value``); ``doc`` says it in the specs guide's key table."""
 
     __slots__ = ("test", "message", "doc", "show_value")
 
@@ -112,7 +112,7 @@ class Field:
 
     @property
     def value_doc(self) -> str:
-        """The value column of the README's key table: kind, then range."""
+        """The value column of the specs guide's key table: kind, then range."""
         kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
         words = "number" if float in kinds else {str: "string", bool: "bool", int: "integer", dict: "table",
                                                  Mapping: "table"}[kinds[0]]
