@@ -38,8 +38,10 @@ from .ground.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from .backends.gcs import GSRaw
+    from .backends.http import HTTPRaw
     from .backends.s3 import S3Raw
     from .spec.load import from_spec
+    from .spec.url_stores import from_url, from_urls
 
 from .ground.version import __version__
 
@@ -47,13 +49,16 @@ from .ground.version import __version__
 _LAZY = {
     "S3Raw": "bitstore.backends.s3",
     "GSRaw": "bitstore.backends.gcs",
+    "HTTPRaw": "bitstore.backends.http",
     "from_spec": "bitstore.spec.load",
+    "from_url": "bitstore.spec.url_stores",
+    "from_urls": "bitstore.spec.url_stores",
 }
 
 __all__ = [
     "__version__", "Store", "FetchResult", "BlobInfo", "PutResult", "Composite",
     "Sha1Store", "Sha1Cache", "Sha1APISource", "Sha1Composite", "Sha1FormatMixin", "VerifySha1Mixin", "sha1_hex",
-    "LocalRaw", "MemoryRaw", "S3Raw", "GSRaw", "from_spec", "RetryPolicy",
+    "LocalRaw", "MemoryRaw", "S3Raw", "GSRaw", "HTTPRaw", "from_spec", "from_url", "from_urls", "RetryPolicy",
     "BitstoreError", "NotFoundInStore", "InvalidDataFound", "StoreNotAvailable", "InvalidURI", "FetchFailed",
     "BlobTooLarge", "SpecError", "Throttled",
 ]

@@ -16,7 +16,8 @@ from ..ground.errors import BitstoreError, FetchFailed, NotFoundInStore, StoreNo
 from ..ground.retry import TransientError
 
 __all__ = ["ShortRead", "HTTPStatusError", "Unconfirmed404", "check_size", "read_exactly", "status_error",
-           "s3_error", "gcs_error", "obstore_error", "retry_after_of", "config_error", "FastUnsupported"]
+           "s3_error", "gcs_error", "obstore_error", "retry_after_of", "config_error", "FastUnsupported",
+           "http_error", "http_fast_error", "mask"]
 
 # Error codes that answer "this object does not exist" (S3 XML ``NoSuchKey``; GCS JSON reason ``notFound``
 # unless its message is about the bucket) and "this bucket does not exist". A 404 with neither is not an answer
@@ -259,3 +260,88 @@ def _service_error_in(text: str) -> tuple[str | None, str]:
     code = _XML_CODE.search(text) or _JSON_REASON.search(text)
     message = _XML_MESSAGE.search(text) or _JSON_MESSAGE.search(text)
     return (code.group(1) if code else None), (message.group(1) if message else "")
+
+
+# --- plain HTTP(S) (the http tier): the status is the whole answer --------------------------------------------
+#: Statuses that say "this blob is not here" on a plain HTTP tier.
+HTTP_MISSING = (404, 410)
+
+
+def mask(text: Any, secrets: list[str] | tuple[str, ...] = ()) -> str:
+    """``text`` with every secret value (a header's) replaced by ``***``, and URL query strings removed."""
+    out = str(text)
+    for value in secrets:
+        if value and len(value) >= 3:
+            out = out.replace(value, "***")
+    return _redact_text(clean(out))
+
+
+def _redact_text(text: str) -> str:
+    from ._redact import redact
+
+    return redact(text)
+
+
+def _http_status(status: int, reason: str, store: Any, uri: Any, retry_after: float | None) -> BaseException:
+    if status in HTTP_MISSING:
+        return NotFoundInStore(store, uri)
+    if status in (401, 403):
+        return StoreNotAvailable(store, f"credentials missing or rejected (HTTP {status}{f' {reason}' if reason else ''})")
+    if 300 <= status < 400:
+        return FetchFailed(store, uri, f"HTTP {status}: a redirect that was not followed (too many, or no Location)")
+    if status < 200 or 200 < status < 300:
+        return FetchFailed(store, uri, f"HTTP {status}: not a blob (a GET of a blob answers 200)")
+    return status_error(status, None, reason, store, uri, False, retry_after)
+
+
+def http_error(exc: BaseException, store: Any, uri: Any, secrets: list[str] | tuple[str, ...] = ()) -> BaseException:
+    """The http tier's answers through urllib3: statuses (404/410 missing, 401/403 unavailable, 429/503 throttled,
+    5xx transient), URL and TLS configuration errors (unavailable at once), everything else transient."""
+    if isinstance(exc, HTTPStatusError):
+        return _http_status(exc.status, mask(exc.message, secrets), store, uri, exc.retry_after)
+    done = _passthrough(exc, store, uri, False)
+    if done is not None:
+        return done
+    from urllib3 import exceptions as ux
+
+    if isinstance(exc, ux.MaxRetryError) and exc.reason is not None:
+        if isinstance(exc.reason, ux.ResponseError):  # too many redirects
+            return FetchFailed(store, uri, f"too many redirects ({mask(exc.reason, secrets)})")
+        exc = exc.reason
+    if isinstance(exc, (ux.LocationValueError, ux.URLSchemeUnknown, ux.ProxySchemeUnknown)):
+        return config_error(store, f"{type(exc).__name__}: {mask(exc, secrets)}")
+    if isinstance(exc, ux.SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return config_error(store, f"the server's TLS certificate is not trusted ({type(exc).__name__})")
+    return TransientError(f"{type(exc).__name__}: {mask(exc, secrets)}")
+
+
+def http_fast_error(exc: BaseException, store: Any, uri: Any,
+                    secrets: list[str] | tuple[str, ...] = ()) -> BaseException:
+    """The same answers through obstore's ``HTTPStore``: its 404 is ``FileNotFoundError``, 401/403 its
+    unauthenticated/permission errors, other statuses are read from its message; its messages quote the server's
+    body, so only the status reaches ours."""
+    if isinstance(exc, HTTPStatusError):
+        return http_error(exc, store, uri, secrets)
+    done = _passthrough(exc, store, uri, False)
+    if done is not None:
+        return done
+    from obstore import exceptions as ox
+
+    text = str(exc)
+    if isinstance(exc, (FileNotFoundError, ox.NotFoundError)):
+        return NotFoundInStore(store, uri)
+    if isinstance(exc, (ox.PermissionDeniedError, ox.UnauthenticatedError)):
+        status = _status_in(text)
+        return StoreNotAvailable(store, f"credentials missing or rejected (HTTP {status or 'denied'})")
+    if isinstance(exc, (ox.UnknownConfigurationKeyError, ox.NotSupportedError)) or "builder error" in text:
+        return config_error(store, f"{type(exc).__name__}: {mask(text.split(chr(10))[0], secrets)}")
+    if isinstance(exc, ox.InvalidPathError):
+        return FastUnsupported(f"{type(exc).__name__}: the path cannot be sent as written")
+    status = _HTTP_STATUS.search(text)
+    if status is not None:
+        return _http_status(int(status.group(1)), status.group(2).strip(), store, uri, None)
+    return TransientError(f"{type(exc).__name__}: {mask(text.split(chr(10))[0], secrets)}")
+
+
+#: obstore's "Server returned non-2xx status code: 410 Gone: <body>".
+_HTTP_STATUS = re.compile(r"status code: ([1-5][0-9]{2})((?: [A-Za-z-]+){0,4})")

@@ -27,7 +27,7 @@ from ..ground.views import VIEW_MIN_BYTES, views_allowed
 from ._client import require
 from ._errors import FastUnsupported, check_size, config_error, read_exactly
 
-__all__ = ["S3Fast", "GCSFast", "usable"]
+__all__ = ["S3Fast", "GCSFast", "HTTPFast", "usable"]
 
 _started_in: int | None = None  # pid of the process in which obstore's runtime was first used
 
@@ -182,3 +182,31 @@ class GCSFast(_Transport):
         from obstore.auth.google import GoogleCredentialProvider
 
         return GoogleCredentialProvider(credentials)
+
+
+class HTTPFast(_Transport):
+    """obstore ``HTTPStore``s, one per origin (``scheme://host:port``), sending ``headers`` with every request.
+
+    The "bucket" of ``get`` is the origin and the key the URL's path without its leading ``/``; the owner sends
+    only URLs obstore addresses as written (no query string, plain characters)."""
+
+    _STORE = "HTTPStore"
+
+    def __init__(self, headers: dict[str, str], *, max_blob_bytes: int | None, timeout: tuple[float, float],
+                 deadline: float | None):
+        super().__init__(None, {}, max_blob_bytes=max_blob_bytes, timeout=timeout, deadline=deadline, endpoint=None)
+        self._headers = dict(headers)
+
+    def _provider(self, credentials: Any) -> Any:  # pragma: no cover - headers, not a credential provider
+        return None
+
+    def _build(self, origin: str) -> Any:
+        from obstore.store import HTTPStore
+
+        options = {**self._client_options, "allow_http": origin.startswith("http://")}
+        if self._headers:
+            options["default_headers"] = self._headers
+        return HTTPStore(origin, client_options=options, retry_config=_NO_RETRIES)
+
+    def __repr__(self) -> str:
+        return f"<HTTPFast headers={sorted(self._headers)}>"

@@ -26,6 +26,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+#: Where the key goes in a prefix that is a template rather than a folder.
+TEMPLATE = "{sha1}"
 _SHA1_URI = re.compile(r"(?:[sS][hH][aA]1://)?([0-9a-fA-F]{40})")
 
 
@@ -66,7 +68,8 @@ class VerifySha1Mixin:
 
 
 class Sha1Store(Sha1FormatMixin, VerifySha1Mixin, Store):
-    """Maps ``<sha1>`` to ``f"{prefix}{sha1.lower()}"`` on a raw store."""
+    """Maps ``<sha1>`` to ``f"{prefix}{sha1.lower()}"`` on a raw store; a ``{sha1}`` in the prefix marks where the
+    key goes instead (``https://api.example.com/v1/files?hash={sha1}``)."""
 
     def __init__(self, base_store: Store, prefix: str, verify: bool = False, *, name: str | None = None):
         super().__init__(name=name)
@@ -77,13 +80,14 @@ class Sha1Store(Sha1FormatMixin, VerifySha1Mixin, Store):
         self.verify = verify
 
     def _default_name(self) -> str:
-        if "://" in self.prefix:
-            return self.prefix
+        if "://" in self.prefix:  # a URL's query string may carry a token: never part of a name
+            return self.prefix.split("?", 1)[0]
         kind = getattr(self.base_store, "KIND", None) or store_label(self.base_store)
         return f"{kind}:{self.prefix}"
 
     def _uri(self, sha1: str) -> str:
-        return f"{self.prefix}{sha1.strip().lower()}"
+        key = sha1.strip().lower()
+        return self.prefix.replace(TEMPLATE, key) if TEMPLATE in self.prefix else f"{self.prefix}{key}"
 
     def get(self, sha1: str) -> bytes:
         self._check_valid(sha1)

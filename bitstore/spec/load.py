@@ -39,13 +39,14 @@ from ..ground.fields import (
     shown,
 )
 from ..ground.retry import RetryPolicy
+from .urls import parse_url
 
 __all__ = ["Spec", "load_spec", "from_spec", "default_spec", "TIER_TYPES"]
 
 # Each tier type's fields and builder are declared beside its backend (``TIER``, a ``fields.TierType``),
 # imported when a spec uses that type: loading a spec never imports an SDK, and importing this module
 # imports no cloud backend. The api tier is declared below.
-_DECLARED_IN = {kind: f"bitstore.backends.{kind}" for kind in ("s3", "gcs", "local", "memory")}
+_DECLARED_IN = {kind: f"bitstore.backends.{kind}" for kind in ("s3", "gcs", "azure", "local", "memory", "http")}
 TIER_TYPES = (*_DECLARED_IN, "api")
 _TOP = (
     Field("name", str, "used in logs and metrics", "blobs", NON_EMPTY),
@@ -66,10 +67,18 @@ _CLASS_REF = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
 
 def declaration(kind: str) -> TierType:
-    """The declared fields and builder of a tier type (one of ``TIER_TYPES``)."""
+    """The declared fields and builder of a tier type (one of ``TIER_TYPES``); ``SpecError`` when the backend
+    module that declares it is not part of this installation."""
     if kind == "api":
         return _API
-    return importlib.import_module(_DECLARED_IN[kind]).TIER
+    module = _DECLARED_IN[kind]
+    try:
+        return importlib.import_module(module).TIER
+    except ModuleNotFoundError as exc:
+        if exc.name != module:  # the module is there; something it imports at load time is not
+            raise
+        raise SpecError(f"the {kind} backend is not installed ({module} is missing from this bitstore)",
+                        key="type") from None
 
 
 @dataclass(frozen=True)
@@ -267,6 +276,7 @@ def _validate(raw: Mapping[str, Any], source: str | None, base_dir: str) -> Spec
 def _validate_tier(tier: Mapping[str, Any], index: int, keys: str, default_retry: dict, base_dir: str, fail) -> dict:
     """Each key alone (declared, of its kind, in range), then the rules between keys, in one place each."""
     where = f"tier[{index + 1}]"
+    tier = _url_tier(tier, where, fail)
     kind = tier.get("type")
     if kind is None:
         fail(f"missing; one of: {', '.join(TIER_TYPES)}", f"{where}.type")
@@ -317,6 +327,30 @@ def _validate_tier(tier: Mapping[str, Any], index: int, keys: str, default_retry
     return out if prefix is None else {**out, "prefix": prefix}
 
 
+def _url_tier(tier: Mapping[str, Any], where: str, fail) -> Mapping[str, Any]:
+    """A tier that says ``url = "..."`` as the tier with the type and prefix that URL names (``urls.parse_url``).
+
+    ``url`` replaces ``type`` + ``prefix``: giving it with either is an error, except ``type = "http"`` (whose
+    documented form is ``url``, with an http(s) URL) and api tiers (whose class may take a ``url`` argument).
+    """
+    url = tier.get("url")
+    kind = tier.get("type")
+    if url is None or kind == "api":
+        return tier
+    if "prefix" in tier and tier["prefix"] is not None:
+        fail("use url or type + prefix, not both", f"{where}.prefix")
+    if kind is not None and kind != "http":
+        fail(f"url = ... names the tier type itself; give url, or type + prefix, not both (type = {shown(kind)})",
+             f"{where}.type")
+    parsed, prefix, extra = parse_url(url, f"{where}.url", fail)
+    if kind == "http" and parsed != "http":
+        fail(f"an http tier's url starts with http:// or https://, not {shown(url)}", f"{where}.url")
+    out = {k: v for k, v in tier.items() if k != "url"}
+    for name, value in extra.items():
+        out.setdefault(name, value)
+    return {**out, "type": parsed, "prefix": prefix}
+
+
 def _validate_api(tier: dict, where: str, fail) -> dict:
     if "class" not in tier:
         fail("an api tier needs class = \"package.module:ClassName\"", f"{where}.class")
@@ -348,6 +382,12 @@ def _prefix(tier: dict, kind: str, default: str | None, where: str, keys: str, b
         fail(f"a {kind} tier needs a prefix", key)
     if kind == "local":
         return os.path.join(_local_folder(prefix, base_dir, key, fail), "")
+    if kind in ("azure", "http"):  # checked as a URL: the same rules as from_url's
+        parsed, prefix, _ = parse_url(prefix, key, fail)
+        if parsed != kind:
+            fail(f"a {kind} tier's prefix is {'an az://' if kind == 'azure' else 'an http(s)://'} URL, not "
+                 f"{shown(prefix)}", key)
+        return prefix
     scheme = {"s3": "s3://", "gcs": "gs://", "memory": "mem://"}[kind]
     if kind == "memory":
         if not prefix.startswith(scheme):
