@@ -192,3 +192,19 @@ def fault_proxy():
     yield start
     for proxy in started:
         proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def _blob_server():
+    from .http_blobs import BlobServer
+
+    server = BlobServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def blob_server(_blob_server):
+    """The http tier's blob server (``http_blobs.BlobServer``), emptied and with no token, plan or Retry-After."""
+    _blob_server.reset()
+    return _blob_server
