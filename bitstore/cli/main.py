@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from ..integrations.fetchjob import human_size, plural
-from ..spec.load import load_spec_or_default
+from ..spec.load import load_spec, load_spec_or_default
 
 __all__ = ["main", "EXIT_OK", "EXIT_MISSING", "EXIT_USAGE", "EXIT_FAILED"]
 
@@ -55,6 +55,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _load_spec(args: argparse.Namespace):
+    """The store the command works on: the tiers given by ``--url``/``--cache-url``, else ``--spec``, else the
+    local store under ``$BITSTORE_HOME``."""
+    if args.url or args.cache_url:
+        if args.spec:
+            raise UsageError("give --spec or --url/--cache-url, not both")
+        from ..spec.url_stores import url_spec
+
+        return load_spec(url_spec(args.url, cache=args.cache_url))
+    return load_spec_or_default(args.spec)
+
+
 def _parser() -> argparse.ArgumentParser:
     from ..ground.version import __version__
 
@@ -63,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--spec", metavar="PATH", default=argparse.SUPPRESS,
                         help="store spec (TOML); default: the local store under $BITSTORE_HOME (~/.bitstore)")
+    common.add_argument("--url", action="append", metavar="URL", default=argparse.SUPPRESS,
+                        help="a tier named by its URL instead of a spec (repeatable, tiers in order): s3://bucket/dir/, "
+                             "gs://, az://, file:///dir/ or a path, mem://name/, https://host/dir/ (or ...{sha1}...)")
+    common.add_argument("--cache-url", metavar="URL", default=argparse.SUPPRESS,
+                        help="the cache tier by URL: read first, and every hit from the --url tiers written to it")
     common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                         help="log more (-v info, -vv debug)")
     parser = argparse.ArgumentParser(prog="bitstore", parents=[common],
@@ -165,7 +182,7 @@ def _progress_arg(parser: argparse.ArgumentParser) -> None:
 def _get(args: argparse.Namespace) -> int:
     from ..ground.errors import InvalidURI, NotFoundInStore
 
-    spec = load_spec_or_default(args.spec)
+    spec = _load_spec(args)
     store = spec.build()
     if not store.accepts(args.sha1):
         hint = getattr(store, "URI_HINT", None)
@@ -239,7 +256,7 @@ def _stream_to(stream, output: str | None, expected: str | None) -> tuple[int, s
 
 
 def _put(args: argparse.Namespace) -> int:
-    spec = load_spec_or_default(args.spec)
+    spec = _load_spec(args)
     if spec.keys != "sha1":
         raise UsageError('put stores files under their SHA1: it needs a spec with keys = "sha1"')
     if args.to is not None:
@@ -311,7 +328,7 @@ def _fetch(args: argparse.Namespace) -> int:
     if args.engine == "beam":
         return _fetch_on_beam(args)
     check_output(args.output)
-    spec = load_spec_or_default(args.spec)
+    spec = _load_spec(args)
     keys = _open_input(args)
     options = {"max_workers": args.max_workers or spec.max_workers or 64,
                "batch_size": args.batch_size or DEFAULT_BATCH_ROWS,
@@ -333,6 +350,8 @@ def _fetch_on_beam(args: argparse.Namespace) -> int:
 
     if args.input == "-":
         raise UsageError("--engine beam reads its keys from a file, not from stdin")
+    if args.url or args.cache_url:
+        raise UsageError("--engine beam takes its tiers from --spec (write the --url tiers as a spec file)")
     argv = [sys.executable, "-m", "beam_transforms.pipeline", "--input", args.input, "--output", args.output,
             "--column", args.column, *(["--spec", args.spec] if args.spec else []),
             *(["--max_workers", str(args.max_workers)] if args.max_workers else [])]
@@ -347,7 +366,7 @@ def _stat(args: argparse.Namespace) -> int:
 
     if args.output:
         check_output(args.output)
-    spec = load_spec_or_default(args.spec)
+    spec = _load_spec(args)
     keys = _open_input(args)
     store = spec.build()
     counts, by_source, causes = Counter(), Counter(), Counter()
@@ -384,7 +403,7 @@ def _stat(args: argparse.Namespace) -> int:
 def _warm(args: argparse.Namespace) -> int:
     from ..core.upkeep import WARM_STATUSES, warm_many
 
-    spec = load_spec_or_default(args.spec)
+    spec = _load_spec(args)
     if spec.cache_index is None:
         raise UsageError('warm fills the cache tier: the spec has none (give a tier role = "cache")')
     keys = _open_input(args)
@@ -404,7 +423,7 @@ def _warm(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from ..core.upkeep import VERIFY_STATUSES, verify_many
 
-    spec = load_spec_or_default(args.spec)
+    spec = _load_spec(args)
     if spec.keys != "sha1":
         raise UsageError('verify checks blobs against their SHA1: it needs a spec with keys = "sha1"')
     index = _tier_index(spec, args.tier) if args.tier is not None else spec.write_index
@@ -518,6 +537,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         return EXIT_USAGE if exc.code else EXIT_OK
     args.spec, args.verbose = getattr(args, "spec", None), getattr(args, "verbose", 0)
+    args.url, args.cache_url = getattr(args, "url", None) or [], getattr(args, "cache_url", None)
     _setup_logging(args.verbose)
     previous = _handle_sigterm()
     try:

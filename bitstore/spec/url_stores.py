@@ -65,7 +65,10 @@ def url_spec(urls: Iterable[str | tuple[str, Mapping[str, Any]]] | str, cache: s
         url, own = (item if isinstance(item, tuple) and len(item) == 2 else (item, {}))
         if not isinstance(own, Mapping):
             raise SpecError(f"a tier's options are a dict, not {type(own).__name__}", key=f"urls[{index + 1}]")
-        tiers.append(_tier(url, {**shared, **own}, f"urls[{index + 1}]"))
+        tier = _tier(url, {**shared, **own}, f"urls[{index + 1}]")
+        if cache is not None:
+            tier.setdefault("cache_result", True)  # every hit is written back to the cache
+        tiers.append(tier)
     if not tiers:
         raise SpecError("no URLs given", key="urls")
     if len(tiers) == 1 and "name" not in top:
