@@ -417,7 +417,9 @@ def _build_tier(tier: dict, build: Build) -> HTTPRaw:
         raise SpecError(refused, key=f"{build.where}.url", source=build.source)
     for header, var in tier.get("headers_env", {}).items():
         build.env(var, f"{build.where}.headers_env.{header}")  # set now, or a clear SpecError
-    if tier.get("transport") == "fast" and _fast_address(tier["prefix"].replace("{sha1}", "0" * 40)) is None:
+    prefix, sample = tier["prefix"], "0" * 40
+    sample_url = prefix.replace("{sha1}", sample) if "{sha1}" in prefix else prefix + sample
+    if tier.get("transport") == "fast" and _fast_address(sample_url) is None:
         raise SpecError("the fast transport (obstore) cannot address this URL as written (a query string or "
                         "characters it would re-encode); use transport = \"auto\" or \"sdk\"",
                         key=f"{build.where}.transport", source=build.source)
