@@ -29,9 +29,14 @@ GCS_COLUMNS = {
 #: ``StoreNotAvailable`` naming the transport; it must never answer "missing" for a present blob.
 FAST_MAY_REFUSE = {"fgs-wrapper-default", "fgs-googleapis", "STORAGE_EMULATOR_HOST", "gcp-storage-emulator"}
 
+#: The http tier has one column: its server (tests/servers/http_blobs.py) addressed by the URL itself.
+HTTP_COLUMNS = ("loopback",)
+
 ROW_IDS = ([f"s3-{t}-{c}" for c in S3_COLUMNS for t in TRANSPORTS]
-           + [f"gs-{t}-{c}" for c in GCS_COLUMNS for t in TRANSPORTS])
-AUTO_IDS = [f"s3-auto-{c}" for c in S3_COLUMNS] + [f"gs-auto-{c}" for c in GCS_COLUMNS]
+           + [f"gs-{t}-{c}" for c in GCS_COLUMNS for t in TRANSPORTS]
+           + [f"http-{t}-{c}" for c in HTTP_COLUMNS for t in TRANSPORTS])
+AUTO_IDS = ([f"s3-auto-{c}" for c in S3_COLUMNS] + [f"gs-auto-{c}" for c in GCS_COLUMNS]
+            + [f"http-auto-{c}" for c in HTTP_COLUMNS])
 
 BUCKET = "cf-bucket"
 NO_SUCH_BUCKET = "cf-no-such-bucket"
@@ -98,7 +103,7 @@ class Row:
     """One row of the matrix, ready for a test: servers started and reset, the environment set."""
 
     id: str
-    backend: str  # "s3" | "gs"
+    backend: str  # "s3" | "gs" | "http"
     transport: str  # "fast" | "sdk" | "auto"
     column: str
     server: Any  # has .endpoint (GCS) / .endpoint_url (S3)
@@ -110,6 +115,8 @@ class Row:
 
     @property
     def endpoint(self) -> str:
+        if self.backend == "http":
+            return self.server.url
         return self.server.endpoint_url if self.backend == "s3" else self.server.endpoint
 
     @property
@@ -117,12 +124,22 @@ class Row:
         """Explicit fast on an endpoint it may not address: a StoreNotAvailable refusal is allowed."""
         return self.transport == "fast" and self.column in FAST_MAY_REFUSE
 
+    @property
+    def has_buckets(self) -> bool:
+        """Whether the backend has buckets (an http tier has only URLs: no bucket to be missing)."""
+        return self.backend != "http"
+
     def uri(self, key: str = KEY, bucket: str = BUCKET) -> str:
+        if self.backend == "http":
+            return f"{bucket}/{key}"  # a path: the store (``HTTPAt``) puts it under the URL it was pointed at
         return f"{self.backend}://{bucket}/{key}"
 
     # --- seeding ------------------------------------------------------------------------------------
     def seed(self, data: bytes, key: str = KEY, bucket: str = BUCKET) -> str:
         """Create ``bucket`` (if needed) and put ``data`` at ``key``; return the object's URI."""
+        if self.backend == "http":
+            self.seeder.put(data, f"{bucket}/{key}")
+            return self.uri(key, bucket)
         if self.backend == "s3":
             if bucket not in {b["Name"] for b in self.seeder.client.list_buckets().get("Buckets", [])}:
                 self.seeder.create_bucket(bucket)
@@ -139,6 +156,10 @@ class Row:
         url = url or self.endpoint
         kwargs.setdefault("transport", self.transport)
         kwargs.setdefault("timeout", (5.0, 10.0))
+        if self.backend == "http":
+            from bitstore import HTTPRaw
+
+            return HTTPAt(HTTPRaw(**kwargs), f"{url}/blobs/")
         if self.backend == "s3":
             from bitstore.backends.s3 import S3Raw
 
@@ -164,6 +185,14 @@ class Row:
         self.monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
         return GSRaw(endpoint=url, **kwargs)
 
+    def sha1_source(self, **kwargs: Any):
+        """A ``Sha1Store`` over the row's raw store, blobs under ``BUCKET/blobs/``."""
+        from bitstore import Sha1Store
+
+        if self.backend == "http":
+            return Sha1Store(self.store(**kwargs).raw, f"{self.endpoint}/blobs/{BUCKET}/blobs/")
+        return Sha1Store(self.store(**kwargs), f"{self.backend}://{BUCKET}/blobs/")
+
     # --- expectations ---------------------------------------------------------------------------------
     def is_refusal(self, answer: Answer) -> bool:
         """An allowed refusal: explicit fast on a column it may not address, saying that the transport is why."""
@@ -179,3 +208,15 @@ class Row:
         assert answer.kind == kind, f"{self.id}: expected {kind}, got {answer!r}"
         if kind == "bytes":
             assert answer.data == data, f"{self.id}: wrong bytes ({len(answer.data or b'')} vs {len(data or b'')})"
+
+
+class HTTPAt:
+    """An http tier's raw store seen from one base URL: ``get(path)`` is ``raw.get(base + path)``. A row's uris
+    are paths for the http backend, so a scenario can point the same uri at the server or at a fault proxy, as
+    it points a cloud store's endpoint."""
+
+    def __init__(self, raw: Any, base: str):
+        self.raw, self.base = raw, base
+
+    def get(self, path: str) -> bytes:
+        return self.raw.get(self.base + path)

@@ -73,6 +73,9 @@ def _make_row(request, row_id: str) -> Row:
     backend, transport, column = row_id.split("-", 2)
     monkeypatch = request.getfixturevalue("monkeypatch")
     tmp_path = request.getfixturevalue("tmp_path")
+    if backend == "http":
+        server = request.getfixturevalue("blob_server")  # emptied: no blobs, token, plan or Retry-After
+        return Row(row_id, backend, transport, column, server, server, monkeypatch, tmp_path)
     if backend == "s3":
         assert column in S3_COLUMNS
         env = request.getfixturevalue("s3")  # moto reset; test credentials in the environment, no config files
