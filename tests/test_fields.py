@@ -31,7 +31,7 @@ def _spec_with(kind: str, f: Field, value) -> dict:
     keys satisfied: ``read`` on the cache, ``cache_result`` with a cache elsewhere)."""
     fields = declaration(kind).by_name
     tier: dict = {"type": kind}
-    if "prefix" in fields:
+    if "prefix" in fields and f.name != "url":  # a tier's url stands for its prefix
         tier["prefix"] = fields["prefix"].example
     if "class" in fields:
         tier["class"] = fields["class"].example
@@ -52,8 +52,8 @@ def test_every_declared_field_is_accepted_with_a_valid_value_and_built(kind, f, 
     tier = spec.tiers[0]
     if f.name in RETRY_KEYS:
         assert tier["retry"][f.name] == f.example  # retry keys fold into one policy
-    elif f.name == "prefix":
-        assert "prefix" in tier
+    elif f.name in ("prefix", "url"):  # a url = ... becomes the tier's type and prefix
+        assert "prefix" in tier and "url" not in tier
     elif f.reference == "file":
         assert tier[f.name] == os.path.join(str(tmp_path), f.example)  # relative to the spec's folder
     else:

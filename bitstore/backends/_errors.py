@@ -286,7 +286,8 @@ def _http_status(status: int, reason: str, store: Any, uri: Any, retry_after: fl
     if status in HTTP_MISSING:
         return NotFoundInStore(store, uri)
     if status in (401, 403):
-        return StoreNotAvailable(store, f"credentials missing or rejected (HTTP {status}{f' {reason}' if reason else ''})")
+        said = f"HTTP {status} {reason}".strip()
+        return StoreNotAvailable(store, f"credentials missing or rejected ({said})")
     if 300 <= status < 400:
         return FetchFailed(store, uri, f"HTTP {status}: a redirect that was not followed (too many, or no Location)")
     if status < 200 or 200 < status < 300:

@@ -412,6 +412,9 @@ def _headers_env(env: Mapping[str, Any], key: str, fail: Any) -> dict:
 def _build_tier(tier: dict, build: Build) -> HTTPRaw:
     if build.uri_mode:
         raise SpecError("an http tier serves keys (sha1), not whole URIs", key=build.where, source=build.source)
+    if tier.get("role") == "cache":
+        raise SpecError("an http tier is read-only: it cannot be the cache tier", key=f"{build.where}.role",
+                        source=build.source)
     refused = http_refused(tier["prefix"], tier.get("allow_http", False))
     if refused:
         raise SpecError(refused, key=f"{build.where}.url", source=build.source)
@@ -435,7 +438,7 @@ TIER = TierType("http", (
     Field("url", str, "`https://host/path/` (the key appended) or a template with `{sha1}` where the key goes",
           "https://blobs.example.com/v1/files?hash={sha1}"),
     Field("prefix", str, "the same as `url`", "https://blobs.example.com/blobs/"),
-    *COMMON,
+    *(f for f in COMMON if f.name != "read"),  # never the cache: read-only
     *RETRY,
     *TIMEOUTS,
     Field("transport", str, "GET data path: `auto`, `sdk` (urllib3) or `fast` (obstore)", "sdk", one_of(TRANSPORTS),

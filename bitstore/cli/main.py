@@ -76,8 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--spec", metavar="PATH", default=argparse.SUPPRESS,
                         help="store spec (TOML); default: the local store under $BITSTORE_HOME (~/.bitstore)")
     common.add_argument("--url", action="append", metavar="URL", default=argparse.SUPPRESS,
-                        help="a tier named by its URL instead of a spec (repeatable, tiers in order): s3://bucket/dir/, "
-                             "gs://, az://, file:///dir/ or a path, mem://name/, https://host/dir/ (or ...{sha1}...)")
+                        help="a tier named by its URL instead of a spec (repeatable, tiers in order): "
+                             "s3://bucket/dir/, gs://, az://, file:///dir/ or a path, mem://name/, https://host/dir/ "
+                             "(or ...{sha1}...)")
     common.add_argument("--cache-url", metavar="URL", default=argparse.SUPPRESS,
                         help="the cache tier by URL: read first, and every hit from the --url tiers written to it")
     common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,

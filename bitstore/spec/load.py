@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import re
@@ -47,7 +48,8 @@ __all__ = ["Spec", "load_spec", "from_spec", "default_spec", "TIER_TYPES"]
 # imported when a spec uses that type: loading a spec never imports an SDK, and importing this module
 # imports no cloud backend. The api tier is declared below.
 _DECLARED_IN = {kind: f"bitstore.backends.{kind}" for kind in ("s3", "gcs", "azure", "local", "memory", "http")}
-TIER_TYPES = (*_DECLARED_IN, "api")
+#: The tier types this installation declares (a backend module that is absent, azure before it lands, is left out).
+TIER_TYPES = (*(kind for kind, module in _DECLARED_IN.items() if importlib.util.find_spec(module) is not None), "api")
 _TOP = (
     Field("name", str, "used in logs and metrics", "blobs", NON_EMPTY),
     Field("max_workers", int, "default concurrency of `bitstore fetch`", 64, POSITIVE),
@@ -77,8 +79,11 @@ def declaration(kind: str) -> TierType:
     except ModuleNotFoundError as exc:
         if exc.name != module:  # the module is there; something it imports at load time is not
             raise
-        raise SpecError(f"the {kind} backend is not installed ({module} is missing from this bitstore)",
-                        key="type") from None
+        raise SpecError(_not_installed(kind, module), key="type") from None
+
+
+def _not_installed(kind: str, module: str) -> str:
+    return f"the {kind} backend is not installed ({module} is missing from this bitstore)"
 
 
 @dataclass(frozen=True)
@@ -280,9 +285,12 @@ def _validate_tier(tier: Mapping[str, Any], index: int, keys: str, default_retry
     kind = tier.get("type")
     if kind is None:
         fail(f"missing; one of: {', '.join(TIER_TYPES)}", f"{where}.type")
-    if kind not in TIER_TYPES:
+    if not isinstance(kind, str) or kind not in TIER_TYPES and kind not in _DECLARED_IN:
         fail(f"unknown tier type {shown(kind)}; one of: {', '.join(TIER_TYPES)}", f"{where}.type")
-    declared = declaration(kind)
+    try:
+        declared = declaration(kind)
+    except SpecError:
+        fail(_not_installed(kind, _DECLARED_IN[kind]), f"{where}.type")
     fields = declared.by_name
     # None means "not given"; an open (api) tier passes its class's own keyword arguments on as they are.
     out = {k: v for k, v in tier.items() if v is not None or declared.open and k not in fields and k != "type"}
@@ -337,6 +345,8 @@ def _url_tier(tier: Mapping[str, Any], where: str, fail) -> Mapping[str, Any]:
     kind = tier.get("type")
     if url is None or kind == "api":
         return tier
+    if not isinstance(url, str):
+        fail(f"must be a string (a store URL), not {type(url).__name__}", f"{where}.url")
     if "prefix" in tier and tier["prefix"] is not None:
         fail("use url or type + prefix, not both", f"{where}.prefix")
     if kind is not None and kind != "http":

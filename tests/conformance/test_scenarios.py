@@ -23,9 +23,9 @@ import time
 
 import pytest
 
-from bitstore import LocalRaw, Sha1Cache, Sha1Composite, Sha1Store
+from bitstore import LocalRaw, Sha1Cache, Sha1Composite
 
-from ._rows import BUCKET, KEY, MISSING_KEY, NO_SUCH_BUCKET, RecordingSleep, Row, blob, fetch, policy
+from ._rows import KEY, MISSING_KEY, NO_SUCH_BUCKET, RecordingSleep, Row, blob, fetch, policy
 
 pytestmark = pytest.mark.timeout(30)  # each scenario takes seconds; a hang fails in 30 s
 
