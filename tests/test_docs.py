@@ -36,6 +36,8 @@ RUNNERS = {
     "beam": "tests/beam/test_readme.py",
     "engines": "tests/engines/test_readme.py",
     "arrow": "tests/test_docs.py::test_arrow_examples_run",
+    "urls": "tests/test_docs.py::test_url_and_http_examples_run",
+    "http": "tests/test_docs.py::test_url_and_http_examples_run",
 }
 
 
@@ -86,6 +88,15 @@ def test_arrow_examples_run(tmp_path, monkeypatch):
     namespace: dict = {"__name__": "docs_arrow"}
     for index, block in enumerate(blocks):
         run_block(block, f"docs arrow example {index + 1}", namespace)  # each block asserts its own result
+
+
+@pytest.mark.parametrize("name", ["urls", "http"])
+def test_url_and_http_examples_run(name, tmp_path, monkeypatch):
+    blocks = runnable_blocks(name)
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    for index, block in enumerate(blocks):
+        assert run_block(block, f"docs {name} example {index + 1}") == expected_output(block)
 
 
 def test_the_spec_key_table_is_the_declarations():
