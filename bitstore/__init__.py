@@ -65,7 +65,7 @@ __all__ = [
 
 
 #: The original library's module names (``epic.bitstore.exc`` -> ``bitstore.exc``), imported on first access.
-_COMPAT_MODULES = ("exc", "aws", "gcp")
+_COMPAT_MODULES = ("exc", "aws", "gcp", "sha1", "store", "composite")
 
 
 def __getattr__(name: str):

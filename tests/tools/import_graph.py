@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("integrations", ("bitstore.integrations", "bitstore.serve")),
     ("cli", ("bitstore.cli",)),
     ("facades", ("bitstore", "bitstore.arrow", "bitstore.spark", "bitstore.ray", "bitstore.exc", "bitstore.aws",
-                 "bitstore.gcp")),
+                 "bitstore.gcp", "bitstore.sha1", "bitstore.store", "bitstore.composite")),
 )
 
 
