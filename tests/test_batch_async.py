@@ -222,7 +222,7 @@ _FORK_SCRIPT = """
     import os, sys
     from bitstore import Sha1Store
     from bitstore.backends.{module} import {cls}
-        store = Sha1Store({cls}({endpoint_arg}={endpoint!r}, transport="auto"), "{scheme}://bkt/blobs/")
+    store = Sha1Store({cls}({endpoint_arg}={endpoint!r}, transport="auto"), "{scheme}://bkt/blobs/")
     keys = {keys!r}
     def fetch():
         return [r.status for r in store.get_many(keys + ["0" * 40], max_workers=4, engine="async")]
