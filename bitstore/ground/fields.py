@@ -116,7 +116,7 @@ class Field:
     def value_doc(self) -> str:
         """The value column of the specs guide's key table: kind, then range."""
         kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
-        words = "number" if float in kinds else {str: "string", bool: "bool", int: "integer", dict: "table",
+        words = "number" if float in kinds else "integer or string" if kinds == (int, str) else {str: "string", bool: "bool", int: "integer", dict: "table",
                                                  Mapping: "table"}[kinds[0]]
         doc = getattr(self.check, "doc", None)
         return f"{words} ({doc})" if doc else words
@@ -200,8 +200,8 @@ MAX_BLOB_BYTES = Field("max_blob_bytes", int, "refuse larger objects", 1 << 20, 
 def _byte_size(value: Any, key: str, fail: Fail) -> int:
     try:
         return byte_size(value)
-    except ValueError as exc:
-        fail(str(exc), key)
+    except ValueError:
+        fail(f"{BYTE_SIZE.message}, not {shown(value)}", key)
 
 
 class _ByteSize(Check):
@@ -221,6 +221,6 @@ def _is_byte_size(value: Any) -> bool:
     return True
 
 
-BYTE_SIZE = _ByteSize(_is_byte_size, f"must be {_SIZE_HINT}", ">= 0; or a string with a unit: 512MiB, 20GiB, 1TB")
+BYTE_SIZE = _ByteSize(_is_byte_size, f"must be {_SIZE_HINT}, >= 0", ">= 0; or a string with a unit: 512MiB, 20GiB, 1TB")
 MAX_BYTES = Field("max_bytes", (int, str), "bound the bytes the tier holds: the least recently used blobs go first",
                   "20GiB", BYTE_SIZE, wrong_kind=f"must be {_SIZE_HINT}")
