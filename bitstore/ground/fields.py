@@ -116,8 +116,8 @@ class Field:
     def value_doc(self) -> str:
         """The value column of the specs guide's key table: kind, then range."""
         kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
-        words = "number" if float in kinds else "integer or string" if kinds == (int, str) else {str: "string", bool: "bool", int: "integer", dict: "table",
-                                                 Mapping: "table"}[kinds[0]]
+        names = {str: "string", bool: "bool", int: "integer", dict: "table", Mapping: "table"}
+        words = "number" if float in kinds else " or ".join(names[k] for k in kinds)
         doc = getattr(self.check, "doc", None)
         return f"{words} ({doc})" if doc else words
 
