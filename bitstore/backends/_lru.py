@@ -40,7 +40,7 @@ except ImportError:  # pragma: no cover - not POSIX: temp files are judged by ag
 
 #: The folder under the root holding the index and the temp files of writes in flight.
 STATE_DIR = ".bitstore-lru"
-_INDEX, _TMP = "index.sqlite3", "tmp"
+_INDEX, _TMP, _LOCK = "index.sqlite3", "tmp", "lock"
 #: Reads are written to the index at least this often (when the process reads or writes again) ...
 FLUSH_SECONDS = 0.5
 #: ... or once this many distinct blobs were read.
@@ -95,6 +95,7 @@ class LruIndex:
         self._pid = -1
         self._db: sqlite3.Connection | None = None
         self._tmp_fd = -1
+        self._lock_fd = -1
         self._swept = 0.0
         _live.add(self)
 
@@ -104,10 +105,11 @@ class LruIndex:
             return self._db
         import sqlite3  # here: an unbounded store never needs it
 
-        self._pid, self._db, self._tmp_fd = os.getpid(), None, -1  # a forked child opens its own
+        self._pid, self._db, self._tmp_fd, self._lock_fd = os.getpid(), None, -1, -1  # a forked child: its own
         state = os.path.join(self.root, STATE_DIR)
         os.makedirs(os.path.join(state, _TMP), exist_ok=True)
         self._tmp_fd = os.open(os.path.join(state, _TMP), _DIR_FLAGS)
+        self._lock_fd = os.open(os.path.join(state, _LOCK), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | _CLOEXEC, 0o666)
         db = sqlite3.connect(os.path.join(state, _INDEX), timeout=_BUSY_MS / 1000, isolation_level=None,
                              check_same_thread=False)
         try:
@@ -136,9 +138,10 @@ class LruIndex:
                     self.flush(wait=False)
                 if self._db is not None:
                     self._db.close()
-                if self._tmp_fd >= 0:
-                    os.close(self._tmp_fd)
-            self._db, self._tmp_fd, self._pid = None, -1, -1
+                for fd in (self._tmp_fd, self._lock_fd):
+                    if fd >= 0:
+                        os.close(fd)
+            self._db, self._tmp_fd, self._lock_fd, self._pid = None, -1, -1, -1
 
     # --- writes --------------------------------------------------------------------------------------
     def admit(self, name: str, size: int, tmp: str) -> None:
@@ -147,7 +150,7 @@ class LruIndex:
         with self._lock:
             db = self._connect()
             self._maybe_sweep(db)
-            with _transaction(db):
+            with self._writing(db):
                 self._write_pending(db)
                 db.execute(_UPSERT, (name, size, self._stamp(), tmp))
                 self._evict(db, keep=name)
@@ -163,7 +166,7 @@ class LruIndex:
         """``admit`` ran but the rename did not: settle ``name``'s row by the file that is there."""
         with self._lock:
             db = self._connect()
-            with _transaction(db):
+            with self._writing(db):
                 self._settle(db, [tmp])
 
     def _evict(self, db: sqlite3.Connection, keep: str) -> None:
@@ -207,14 +210,22 @@ class LruIndex:
             if not self._pending:
                 return
             db = self._connect()
-            if not wait:
-                db.execute("PRAGMA busy_timeout = 0")
-            try:
-                with _transaction(db):
-                    self._write_pending(db)
-            finally:
-                if not wait:
-                    db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
+            with self._writing(db, wait):
+                self._write_pending(db)
+
+    @contextlib.contextmanager
+    def _writing(self, db: sqlite3.Connection, wait: bool = True):
+        """A write transaction, writers of every process taking turns on a ``flock`` (woken the moment it is free,
+        where SQLite's own busy wait polls with sleeps of up to 100 ms); without ``wait``, ``BlockingIOError``
+        when another writer holds it."""
+        if fcntl is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            with _transaction(db):
+                yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _write_pending(self, db: sqlite3.Connection) -> None:
         if self._pending:
@@ -266,7 +277,7 @@ class LruIndex:
                     held.append(fd)
                     dead.append(name)
             if dead:
-                with _transaction(db):
+                with self._writing(db):
                     self._settle(db, dead)
                 for name in dead:
                     with contextlib.suppress(OSError):
