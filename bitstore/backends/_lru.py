@@ -5,6 +5,8 @@ used, in SQLite (WAL mode) beside them, shared by every process that writes the 
   use stamp, the name of its temp file) and the least recently used other blobs are removed, files first, rows
   second, until the total fits ``max_bytes``; then the caller renames the temp file into place and checks
   (``kept``) that its row is still there (a writer in another process may have evicted it between the two).
+  Writers of every process take turns on a ``flock`` of ``lock`` beside the index (the check too, so it never
+  reads a row whose file an evictor has removed and whose deletion it has not committed yet).
 - Reads are recorded in memory (``touch``) and written in batches: with the next ``admit`` of the process, or
   once ``FLUSH_READS`` reads or ``FLUSH_SECONDS`` have gathered (without waiting on a busy index), or at exit.
 - Failure cases, by construction: a row never outlives a transaction that died (SQLite rolls it back); a file
@@ -157,9 +159,17 @@ class LruIndex:
 
     def kept(self, name: str, tmp: str) -> bool:
         """Whether ``name``'s row is still the one ``admit`` wrote with ``tmp`` (else it was evicted, or written
-        again, since)."""
+        again, since). Asked between writers' turns: an evictor removes a file before its transaction commits,
+        so a row read during that transaction could be one about to go."""
         with self._lock:
-            row = self._connect().execute("SELECT tmp FROM blobs WHERE name = ?", (name,)).fetchone()
+            db = self._connect()
+            if fcntl is not None:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                row = db.execute("SELECT tmp FROM blobs WHERE name = ?", (name,)).fetchone()
+            finally:
+                if fcntl is not None:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         return row is not None and row[0] == tmp
 
     def abandon(self, name: str, tmp: str) -> None:
