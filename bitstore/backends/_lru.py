@@ -3,10 +3,9 @@ used, in SQLite (WAL mode) beside them, shared by every process that writes the 
 
 - ``admit`` (a ``put``, once its temp file is written): in one transaction, the blob's row is added (its size, a
   use stamp, the name of its temp file) and the least recently used other blobs are removed, files first, rows
-  second, until the total fits ``max_bytes``; then the caller renames the temp file into place and checks
-  (``kept``) that its row is still there (a writer in another process may have evicted it between the two).
-  Writers of every process take turns on a ``flock`` of ``lock`` beside the index (the check too, so it never
-  reads a row whose file an evictor has removed and whose deletion it has not committed yet).
+  second, until the total fits ``max_bytes``; then, still in its turn, the temp file is renamed into place.
+  Writers of every process take turns on a ``flock`` of ``lock`` beside the index, so no evictor takes a row
+  between its commit and its file's arrival.
 - Reads are recorded in memory (``touch``) and written in batches: with the next ``admit`` of the process, or
   once ``FLUSH_READS`` reads or ``FLUSH_SECONDS`` have gathered (without waiting on a busy index), or at exit.
 - Failure cases, by construction: a row never outlives a transaction that died (SQLite rolls it back); a file
@@ -146,38 +145,25 @@ class LruIndex:
             self._db, self._tmp_fd, self._lock_fd, self._pid = None, -1, -1, -1
 
     # --- writes --------------------------------------------------------------------------------------
-    def admit(self, name: str, size: int, tmp: str) -> None:
+    def admit(self, name: str, size: int, tmp: str, place: Callable[[], None]) -> None:
         """Add (or resize) ``name`` as used now, with its temp file ``tmp``, and evict the least recently used
-        other blobs until the total fits, in one transaction (the reads gathered so far are written first)."""
+        other blobs until the total fits, in one transaction (the reads gathered so far are written first); then,
+        still in this writer's turn (so no evictor can take the new row before its file is there), ``place()``
+        renames the temp file into place. If ``place`` fails, the row is settled by the file that is there."""
         with self._lock:
             db = self._connect()
             self._maybe_sweep(db)
-            with self._writing(db):
-                self._write_pending(db)
-                db.execute(_UPSERT, (name, size, self._stamp(), tmp))
-                self._evict(db, keep=name)
-
-    def kept(self, name: str, tmp: str) -> bool:
-        """Whether ``name``'s row is still the one ``admit`` wrote with ``tmp`` (else it was evicted, or written
-        again, since). Asked between writers' turns: an evictor removes a file before its transaction commits,
-        so a row read during that transaction could be one about to go."""
-        with self._lock:
-            db = self._connect()
-            if fcntl is not None:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-            try:
-                row = db.execute("SELECT tmp FROM blobs WHERE name = ?", (name,)).fetchone()
-            finally:
-                if fcntl is not None:
-                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-        return row is not None and row[0] == tmp
-
-    def abandon(self, name: str, tmp: str) -> None:
-        """``admit`` ran but the rename did not: settle ``name``'s row by the file that is there."""
-        with self._lock:
-            db = self._connect()
-            with self._writing(db):
-                self._settle(db, [tmp])
+            with self._turn():
+                with _transaction(db):
+                    self._write_pending(db)
+                    db.execute(_UPSERT, (name, size, self._stamp(), tmp))
+                    self._evict(db, keep=name)
+                try:
+                    place()
+                except BaseException:
+                    with contextlib.suppress(Exception), _transaction(db):
+                        self._settle(db, [tmp])
+                    raise
 
     def _evict(self, db: sqlite3.Connection, keep: str) -> None:
         (total,) = db.execute("SELECT total FROM meta WHERE id = 0").fetchone()
@@ -224,18 +210,23 @@ class LruIndex:
                 self._write_pending(db)
 
     @contextlib.contextmanager
-    def _writing(self, db: sqlite3.Connection, wait: bool = True):
-        """A write transaction, writers of every process taking turns on a ``flock`` (woken the moment it is free,
+    def _turn(self, wait: bool = True):
+        """This process's turn among the writers of every process, on a ``flock`` (woken the moment it is free,
         where SQLite's own busy wait polls with sleeps of up to 100 ms); without ``wait``, ``BlockingIOError``
         when another writer holds it."""
         if fcntl is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         try:
-            with _transaction(db):
-                yield
+            yield
         finally:
             if fcntl is not None:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def _writing(self, db: sqlite3.Connection, wait: bool = True):
+        """A write transaction in this process's turn."""
+        with self._turn(wait), _transaction(db):
+            yield
 
     def _write_pending(self, db: sqlite3.Connection) -> None:
         if self._pending:

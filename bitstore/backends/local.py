@@ -229,8 +229,8 @@ class LocalRaw(Store):
 
     # --- the bounded cache (``max_bytes``) ------------------------------------------------------------
     def _put_bounded(self, uri: Any, data: bytes, folders: list[str], filename: str) -> None:
-        """The temp file is written in the index's folder, admitted (room made for it) and renamed into place;
-        if a writer elsewhere evicted it in between, it is removed again (it was the least recently used)."""
+        """The temp file is written in the index's folder, then admitted (room made for it) and renamed into place
+        in one turn of the writers sharing the folder."""
         size = memoryview(data).nbytes
         if size > self.max_bytes:
             raise BlobTooLarge(self, uri, size, self.max_bytes)
@@ -246,13 +246,8 @@ class LocalRaw(Store):
                     _write_all(fd, data)
                     if self.fsync:
                         os.fsync(fd)
-                    index.admit(name, size, tmp)
-                    try:
-                        os.rename(tmp, filename, src_dir_fd=tmp_folder, dst_dir_fd=folder)
-                    except BaseException:
-                        with contextlib.suppress(Exception):
-                            index.abandon(name, tmp)
-                        raise
+                    index.admit(name, size, tmp, lambda: os.rename(tmp, filename, src_dir_fd=tmp_folder,
+                                                                   dst_dir_fd=folder))
                 except BaseException:
                     with contextlib.suppress(OSError):
                         os.unlink(tmp, dir_fd=tmp_folder)
@@ -261,9 +256,6 @@ class LocalRaw(Store):
                     os.close(fd)  # after the rename: a sweep never takes a temp file whose writer is alive
                 if self.fsync:
                     _fsync_folder(folder)
-                if not index.kept(name, tmp):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(filename, dir_fd=folder)
             finally:
                 os.close(folder)
         except OSError as exc:

@@ -1,0 +1,208 @@
+"""A bounded ``LocalRaw`` (``max_bytes``) against an unbounded one: a hit, a write, and the first hit of a new
+process on a folder of 100,000 blobs; then what the other design (stamps on the files: mtime touched on reads,
+a scan to find the least recently used) would pay for the same.
+
+    PYTHONPATH=. python -m benchmarks.bounded_cache [--rounds 5] [--blobs 100000]
+
+Each figure is the median of ``--rounds`` rounds (min-max beside it); the two contenders alternate within a
+round, so a machine's load falls on both. Targets: a hit <= 1.2x the unbounded one, a write <= 1.5x.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bitstore import LocalRaw
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = {"16 KiB": 16 * 1024, "1 MiB": 1 << 20}
+HIT_OPS = {"16 KiB": 2000, "1 MiB": 200}
+WRITE_OPS = {"16 KiB": 300, "1 MiB": 40}
+
+
+def _per_op(run: Callable[[], int]) -> float:
+    start = time.perf_counter()
+    n = run()
+    return (time.perf_counter() - start) / n
+
+
+def _spread(samples: list[float]) -> tuple[float, float, float]:
+    return statistics.median(samples), min(samples), max(samples)
+
+
+def _us(seconds: float) -> str:
+    return f"{seconds * 1e6:,.1f} us" if seconds < 0.01 else f"{seconds * 1e3:,.1f} ms"
+
+
+def _row(case: str, base: list[float], bounded: list[float], target: float | None) -> str:
+    b, bmin, bmax = _spread(base)
+    m, mmin, mmax = _spread(bounded)
+    ratio = m / b
+    verdict = "" if target is None else ("  ok" if ratio <= target else f"  OVER {target}x")
+    return (f"{case:<34} unbounded {_us(b):>10} ({_us(bmin)}-{_us(bmax)})   bounded {_us(m):>10} "
+            f"({_us(mmin)}-{_us(mmax)})   {ratio:.2f}x{verdict}")
+
+
+def _read(store: LocalRaw, keys: list[str], ops: int) -> int:
+    for i in range(ops):
+        store.get(keys[i % len(keys)])
+    return ops
+
+
+def _write(store: LocalRaw, names, data: bytes, ops: int) -> int:
+    for _ in range(ops):
+        store.put(next(names), data)
+    return ops
+
+
+def hits(work: str, rounds: int) -> list[str]:
+    out = []
+    for label, size in SIZES.items():
+        n_blobs = max(4, (64 << 20) // size // 4)
+        keys = [f"blobs/{i:040x}" for i in range(n_blobs)]
+        stores = {"unbounded": LocalRaw(os.path.join(work, f"hit-u-{size}")),
+                  "bounded": LocalRaw(os.path.join(work, f"hit-b-{size}"), max_bytes=4 * n_blobs * size)}
+        data = os.urandom(size)
+        for store in stores.values():
+            for key in keys:
+                store.put(key, data)
+        ops = HIT_OPS[label]
+        samples: dict[str, list[float]] = {name: [] for name in stores}
+
+        for r in range(rounds):
+            order = list(stores) if r % 2 == 0 else list(reversed(stores))
+            for name in order:
+                samples[name].append(_per_op(lambda s=stores[name], k=keys, n=ops: _read(s, k, n)))
+        out.append(_row(f"hit, {label}", samples["unbounded"], samples["bounded"], 1.2))
+    return out
+
+
+def writes(work: str, rounds: int) -> list[str]:
+    out = []
+    for label, size in SIZES.items():
+        ops = WRITE_OPS[label]
+        data = os.urandom(size)
+        samples: dict[str, list[float]] = {"unbounded": [], "bounded (filling)": [], "bounded (full, evicting)": []}
+        stores = {"unbounded": LocalRaw(os.path.join(work, f"w-u-{size}")),
+                  "bounded (filling)": LocalRaw(os.path.join(work, f"w-f-{size}"), max_bytes=10**15),
+                  "bounded (full, evicting)": LocalRaw(os.path.join(work, f"w-e-{size}"), max_bytes=ops * size // 2)}
+        names = (f"blobs/{i:040x}" for i in range(10**9))
+        _write(stores["bounded (full, evicting)"], names, data, ops)  # full before the first round
+        for r in range(rounds):
+            order = list(stores) if r % 2 == 0 else list(reversed(stores))
+            for name in order:
+                samples[name].append(_per_op(lambda s=stores[name], it=names, d=data, n=ops: _write(s, it, d, n)))
+        for name in ("bounded (filling)", "bounded (full, evicting)"):
+            out.append(_row(f"write, {label}, {name}", samples["unbounded"], samples[name], 1.5))
+    return out
+
+
+_FIRST_HIT = """
+import sys, time
+start = time.perf_counter()
+from bitstore import LocalRaw
+root, key, bound = sys.argv[1], sys.argv[2], sys.argv[3]
+store = LocalRaw(root, max_bytes=None if bound == "-" else int(bound))
+store.get(key)
+hit = time.perf_counter() - start
+store.put("blobs/" + "f" * 40, b"x")
+print(hit, time.perf_counter() - start - hit)
+"""
+
+
+def first_hit(work: str, rounds: int, n_blobs: int) -> list[str]:
+    """A folder of ``n_blobs`` blobs of 1 KiB, indexed as a bounded cache would have indexed them (rows added in
+    bulk: a put per blob would measure the filling); a new process opens it, reads one blob, writes one."""
+    root = os.path.join(work, "first")
+    folder = os.path.join(root, "blobs")
+    os.makedirs(folder)
+    data = os.urandom(1024)
+    names = [f"{i:040x}" for i in range(n_blobs)]
+    for name in names:
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(data)
+    bound = 2 * n_blobs * 1024
+    index = LocalRaw(root, max_bytes=bound)._index
+    db = index._connect()
+    db.execute("BEGIN IMMEDIATE")
+    db.executemany("INSERT INTO blobs (name, size, used, tmp) VALUES (?, 1024, ?, NULL)",
+                   ((f"blobs/{name}", i) for i, name in enumerate(names)))
+    db.execute("COMMIT")
+    index.close()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    samples: dict[str, list[tuple[float, float]]] = {"unbounded": [], "bounded": []}
+    for r in range(rounds):
+        key = f"blobs/{names[(r * 7919) % n_blobs]}"
+        for name, arg in (("unbounded", "-"), ("bounded", str(bound)))[:: 1 if r % 2 == 0 else -1]:
+            done = subprocess.run([sys.executable, "-c", _FIRST_HIT, root, key, arg], env=env, capture_output=True,
+                                  text=True, check=True)
+            samples[name].append(tuple(float(x) for x in done.stdout.split()))
+    return [
+        _row(f"new process: import+open+first hit ({n_blobs:,} blobs)", [s[0] for s in samples["unbounded"]],
+             [s[0] for s in samples["bounded"]], None),
+        _row("new process: then its first write", [s[1] for s in samples["unbounded"]],
+             [s[1] for s in samples["bounded"]], None),
+    ], root
+
+
+def stamps_alternative(root: str, rounds: int) -> list[str]:
+    """What a stamp design pays: a futimens per hit (to record use on a noatime mount) and, to find the least
+    recently used, a scan of every file's stat."""
+    folder = os.path.join(root, "blobs")
+    names = sorted(os.listdir(folder))[:2000]
+    touch, scan = [], []
+    for _ in range(rounds):
+        def run_touch() -> int:
+            for name in names:
+                fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+                try:
+                    os.utime(fd)
+                finally:
+                    os.close(fd)
+            return len(names)
+
+        def run_open() -> int:
+            for name in names:
+                os.close(os.open(os.path.join(folder, name), os.O_RDONLY))
+            return len(names)
+
+        touch.append(_per_op(run_touch) - _per_op(run_open))
+        start = time.perf_counter()
+        with os.scandir(folder) as entries:
+            n = sum(1 for e in entries if e.stat().st_mtime >= 0)
+        scan.append(time.perf_counter() - start)
+    t, tmin, tmax = _spread(touch)
+    s, smin, smax = _spread(scan)
+    return [f"stamps design: mtime touch per hit      +{_us(t)} ({_us(tmin)}-{_us(tmax)})",
+            f"stamps design: stat scan of {n:,} files  {_us(s)} ({_us(smin)}-{_us(smax)}) per eviction pass"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--blobs", type=int, default=100_000, help="blobs in the folder of the first-hit case")
+    args = parser.parse_args(argv)
+    work = tempfile.mkdtemp(prefix="bitstore-bounded-bench-")
+    try:
+        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; rounds: {args.rounds}")
+        for line in hits(work, args.rounds) + writes(work, args.rounds):
+            print(line, flush=True)
+        lines, root = first_hit(work, args.rounds, args.blobs)
+        for line in lines + stamps_alternative(root, args.rounds):
+            print(line, flush=True)
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
