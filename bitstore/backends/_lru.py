@@ -53,6 +53,8 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
 _PROBE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
 _EVICT_BATCH = 64
+# A checkpoint (the one fsync of the index) every ~64 MiB of WAL rather than SQLite's 4 MiB: 16x fewer fsyncs.
+_CHECKPOINT_PAGES = 16_384
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blobs (name TEXT PRIMARY KEY, size INTEGER NOT NULL, used INTEGER NOT NULL, tmp TEXT)
@@ -117,7 +119,8 @@ class LruIndex:
             db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
             if db.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
                 raise sqlite3.OperationalError("the index cannot use WAL mode (a network file system?)")
-            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA synchronous = NORMAL")  # no fsync at commit; at checkpoints only
+            db.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
             db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")  # one process makes it, the others wait
         except BaseException:
             db.close()
