@@ -5,6 +5,7 @@ import hashlib
 import logging
 import os
 import pickle
+import re
 from collections import OrderedDict
 
 import pytest
@@ -269,3 +270,24 @@ def test_a_bounded_memory_tier_shows_its_usage():
         store.put(hashlib.sha1(data).hexdigest(), data)
         store.get(hashlib.sha1(data).hexdigest())
     assert store.stats()["ram"].usage == (2000, 2000, 1)
+
+
+def test_the_cli_summaries_show_a_bounded_cache(tmp_path, capsys):
+    from bitstore.cli.main import main
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    keys = []
+    for i in range(4):
+        data = bytes([i]) * 1000
+        keys.append(hashlib.sha1(data).hexdigest())
+        (archive / keys[-1]).write_bytes(data)
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f'[[tier]]\ntype = "local"\nrole = "cache"\nname = "disk"\nprefix = "{tmp_path / "cache"}"\n'
+                    f'max_bytes = "2KB"\n\n[[tier]]\ntype = "local"\nprefix = "{archive}"\ncache_result = true\n')
+    (tmp_path / "keys.txt").write_text("\n".join(keys) + "\n")
+    assert main(["warm", "--spec", str(spec), "-i", str(tmp_path / "keys.txt"), "--no-progress"]) == 0
+    assert "disk: 2.0 KiB of 2.0 KiB used, 2 evicted" in capsys.readouterr().err
+    assert main(["fetch", "--spec", str(spec), "-i", str(tmp_path / "keys.txt"), "-o", str(tmp_path / "out.parquet"),
+                 "--no-progress"]) == 0
+    assert re.search(r"disk: .*2\.0 KiB of 2\.0 KiB used, \d+ evicted", capsys.readouterr().err)
