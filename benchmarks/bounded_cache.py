@@ -2,10 +2,11 @@
 process on a folder of 100,000 blobs; then what the other design (stamps on the files: mtime touched on reads,
 a scan to find the least recently used) would pay for the same.
 
-    PYTHONPATH=. python -m benchmarks.bounded_cache [--rounds 5] [--blobs 100000]
+    PYTHONPATH=. python -m benchmarks.bounded_cache [--rounds 21] [--blobs 100000]
 
-Each figure is the median of ``--rounds`` rounds (min-max beside it); the two contenders alternate within a
-round, so a machine's load falls on both. Targets: a hit <= 1.2x the unbounded one, a write <= 1.5x.
+Each figure is the median of ``--rounds`` rounds (min-max beside it); the contenders run back to back within a
+round, in alternating order, so a machine's load falls on both; hits compare the two stores on the same files.
+Targets: a hit <= 1.2x the unbounded one, a write <= 1.5x.
 """
 from __future__ import annotations
 
@@ -18,14 +19,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from bitstore import LocalRaw
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"16 KiB": 16 * 1024, "1 MiB": 1 << 20}
-HIT_OPS = {"16 KiB": 2000, "1 MiB": 200}
-WRITE_OPS = {"16 KiB": 300, "1 MiB": 40}
+HIT_OPS = {"16 KiB": 200, "1 MiB": 20}  # per round
+WRITE_OPS = {"16 KiB": 50, "1 MiB": 8}
 
 
 def _per_op(run: Callable[[], int]) -> float:
@@ -51,36 +53,44 @@ def _row(case: str, base: list[float], bounded: list[float], target: float | Non
             f"({_us(mmin)}-{_us(mmax)})   {ratio:.2f}x{verdict}")
 
 
-def _read(store: LocalRaw, keys: list[str], ops: int) -> int:
-    for i in range(ops):
+def _read(store: LocalRaw, keys: list[str], ops: int, round_: int) -> int:
+    for i in range(round_ * ops, (round_ + 1) * ops):
         store.get(keys[i % len(keys)])
     return ops
 
 
-def _write(store: LocalRaw, names, data: bytes, ops: int) -> int:
+def _write(store: LocalRaw, names, data: bytes, ops: int, round_: int = 0) -> int:
     for _ in range(ops):
         store.put(next(names), data)
     return ops
 
 
+def _rounds(contenders: dict[str, Callable[[int], int]], rounds: int) -> dict[str, list[float]]:
+    """Per-op seconds of each contender in each round; within a round the contenders run back to back, in an
+    order that alternates between rounds (a loaded machine's swings fall on both)."""
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    names = list(contenders)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            samples[name].append(_per_op(lambda run=contenders[name], r=r: run(r)))
+    return samples
+
+
 def hits(work: str, rounds: int) -> list[str]:
+    """A hit on the same files through an unbounded and a bounded store (only the code path differs)."""
     out = []
     for label, size in SIZES.items():
-        n_blobs = max(4, (64 << 20) // size // 4)
+        n_blobs = max(16, (64 << 20) // size // 4)
         keys = [f"blobs/{i:040x}" for i in range(n_blobs)]
-        stores = {"unbounded": LocalRaw(os.path.join(work, f"hit-u-{size}")),
-                  "bounded": LocalRaw(os.path.join(work, f"hit-b-{size}"), max_bytes=4 * n_blobs * size)}
+        root = os.path.join(work, f"hit-{size}")
+        bounded = LocalRaw(root, max_bytes=4 * n_blobs * size)
         data = os.urandom(size)
-        for store in stores.values():
-            for key in keys:
-                store.put(key, data)
+        for key in keys:
+            bounded.put(key, data)
+        unbounded = LocalRaw(root)
         ops = HIT_OPS[label]
-        samples: dict[str, list[float]] = {name: [] for name in stores}
-
-        for r in range(rounds):
-            order = list(stores) if r % 2 == 0 else list(reversed(stores))
-            for name in order:
-                samples[name].append(_per_op(lambda s=stores[name], k=keys, n=ops: _read(s, k, n)))
+        samples = _rounds({"unbounded": partial(_read, unbounded, keys, ops),
+                           "bounded": partial(_read, bounded, keys, ops)}, rounds)
         out.append(_row(f"hit, {label}", samples["unbounded"], samples["bounded"], 1.2))
     return out
 
@@ -90,16 +100,12 @@ def writes(work: str, rounds: int) -> list[str]:
     for label, size in SIZES.items():
         ops = WRITE_OPS[label]
         data = os.urandom(size)
-        samples: dict[str, list[float]] = {"unbounded": [], "bounded (filling)": [], "bounded (full, evicting)": []}
+        names = (f"blobs/{i:040x}" for i in range(10**9))
         stores = {"unbounded": LocalRaw(os.path.join(work, f"w-u-{size}")),
                   "bounded (filling)": LocalRaw(os.path.join(work, f"w-f-{size}"), max_bytes=10**15),
-                  "bounded (full, evicting)": LocalRaw(os.path.join(work, f"w-e-{size}"), max_bytes=ops * size // 2)}
-        names = (f"blobs/{i:040x}" for i in range(10**9))
-        _write(stores["bounded (full, evicting)"], names, data, ops)  # full before the first round
-        for r in range(rounds):
-            order = list(stores) if r % 2 == 0 else list(reversed(stores))
-            for name in order:
-                samples[name].append(_per_op(lambda s=stores[name], it=names, d=data, n=ops: _write(s, it, d, n)))
+                  "bounded (full, evicting)": LocalRaw(os.path.join(work, f"w-e-{size}"), max_bytes=ops * size * 2)}
+        _write(stores["bounded (full, evicting)"], names, data, 2 * ops)  # full before the first round
+        samples = _rounds({name: partial(_write, store, names, data, ops) for name, store in stores.items()}, rounds)
         for name in ("bounded (filling)", "bounded (full, evicting)"):
             out.append(_row(f"write, {label}, {name}", samples["unbounded"], samples[name], 1.5))
     return out
@@ -187,7 +193,7 @@ def stamps_alternative(root: str, rounds: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--blobs", type=int, default=100_000, help="blobs in the folder of the first-hit case")
     args = parser.parse_args(argv)
     work = tempfile.mkdtemp(prefix="bitstore-bounded-bench-")
@@ -195,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; rounds: {args.rounds}")
         for line in hits(work, args.rounds) + writes(work, args.rounds):
             print(line, flush=True)
-        lines, root = first_hit(work, args.rounds, args.blobs)
-        for line in lines + stamps_alternative(root, args.rounds):
+        lines, root = first_hit(work, max(5, args.rounds // 3), args.blobs)
+        for line in lines + stamps_alternative(root, 5):
             print(line, flush=True)
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
