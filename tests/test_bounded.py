@@ -291,3 +291,22 @@ def test_the_cli_summaries_show_a_bounded_cache(tmp_path, capsys):
     assert main(["fetch", "--spec", str(spec), "-i", str(tmp_path / "keys.txt"), "-o", str(tmp_path / "out.parquet"),
                  "--no-progress"]) == 0
     assert re.search(r"disk: .*2\.0 KiB of 2\.0 KiB used, \d+ evicted", capsys.readouterr().err)
+
+
+def test_a_cache_folder_cleared_by_hand_is_made_again(tmp_path):
+    import shutil
+
+    store = LocalRaw(tmp_path / "cache", max_bytes=2000)
+    store.put("a", b"a" * 1000)
+    shutil.rmtree(tmp_path / "cache")
+    store.put("b", b"b" * 1000)
+    store.put("c", b"c" * 1000)
+    store.put("d", b"d" * 1000)
+    assert set(files_under(tmp_path / "cache")) == {"c", "d"} and store.usage().bytes_used == 2000
+
+
+def test_a_durable_store_keeps_its_index_durable_too(tmp_path):
+    store = LocalRaw(tmp_path, max_bytes=2000, fsync=True)
+    store.put("a", b"a")
+    assert store._index._connect().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert LocalRaw(tmp_path, max_bytes=2000)._index._connect().execute("PRAGMA synchronous").fetchone()[0] == 1

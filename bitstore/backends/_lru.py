@@ -88,8 +88,8 @@ class LruIndex:
     """The index of the folder ``root`` bounded to ``max_bytes``; ``remove(name)`` deletes a blob's file (a
     path relative to the root; a file already gone is not an error). Connected lazily, once per process."""
 
-    def __init__(self, root: str, max_bytes: int, remove: Callable[[str], None]):
-        self.root, self.max_bytes, self._remove = root, max_bytes, remove
+    def __init__(self, root: str, max_bytes: int, remove: Callable[[str], None], durable: bool = False):
+        self.root, self.max_bytes, self._remove, self.durable = root, max_bytes, remove, durable
         self.evictions = 0  # made by this process
         self._lock = threading.RLock()
         self._pending: dict[str, int] = {}
@@ -119,7 +119,8 @@ class LruIndex:
             db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
             if db.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
                 raise sqlite3.OperationalError("the index cannot use WAL mode (a network file system?)")
-            db.execute("PRAGMA synchronous = NORMAL")  # no fsync at commit; at checkpoints only
+            # NORMAL: no fsync at commit, at checkpoints only; FULL with LocalRaw(fsync=True), as durable as its files
+            db.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
             db.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
             db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")  # one process makes it, the others wait
         except BaseException:
@@ -202,11 +203,13 @@ class LruIndex:
                 stamp = self._last_stamp + 1
             self._last_stamp = pending[name] = stamp
             due = len(pending) >= FLUSH_READS or stamp - self._first_pending >= FLUSH_SECONDS * 1e6
-        if due:
+        if due and self._lock.acquire(blocking=False):  # a reader never waits for a writer (it may be on the loop)
             try:
                 self.flush(wait=False)
             except Exception:  # noqa: BLE001 - recency is advisory: a busy index is tried again later
                 pass
+            finally:
+                self._lock.release()
 
     def flush(self, wait: bool = True) -> None:
         """Write the reads gathered so far; without ``wait``, only if the index is free right now."""
@@ -311,10 +314,10 @@ class LruIndex:
                 db.execute("DELETE FROM blobs WHERE name = ?", (name,))
 
     def __getstate__(self) -> dict:
-        return {"root": self.root, "max_bytes": self.max_bytes, "remove": self._remove}
+        return {"root": self.root, "max_bytes": self.max_bytes, "remove": self._remove, "durable": self.durable}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["root"], state["max_bytes"], state["remove"])
+        self.__init__(**state)
 
 
 def lock_temp(fd: int) -> bool:

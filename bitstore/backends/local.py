@@ -81,7 +81,7 @@ class LocalRaw(Store):
         self.max_bytes = None if max_bytes is None else byte_size(max_bytes)
         if self.max_bytes is not None and self.root is None:
             raise ValueError("a LocalRaw with max_bytes needs a root folder (the one it bounds)")
-        self._index = None if self.max_bytes is None else _lru.LruIndex(self.root, self.max_bytes, self._remove)
+        self._index = None if self.max_bytes is None else self._new_index()
         self._cut = 0 if self.root is None else len(self.root.rstrip(os.sep)) + 1  # root + "/" + name: the name
 
     def __getstate__(self) -> dict:
@@ -92,7 +92,10 @@ class LocalRaw(Store):
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         if self.max_bytes is not None:
-            self._index = _lru.LruIndex(self.root, self.max_bytes, self._remove)
+            self._index = self._new_index()
+
+    def _new_index(self) -> _lru.LruIndex:
+        return _lru.LruIndex(self.root, self.max_bytes, self._remove, durable=self.fsync)
 
     def _default_name(self) -> str:
         return "local" if self.root is None else f"local:{self.root}"
@@ -265,10 +268,16 @@ class LocalRaw(Store):
 
     @staticmethod
     def _locked_temp(index: _lru.LruIndex) -> tuple[int, str, int]:
-        """A new temp file in the index's folder, held (``flock``) until it is closed."""
+        """A new temp file in the index's folder, held (``flock``) until it is closed. A folder removed since this
+        process opened it (the cache cleared by hand) is made again, with a new index."""
         folder = index.tmp_folder()
         while True:
-            fd, tmp = _create_temp(folder)
+            try:
+                fd, tmp = _create_temp(folder)
+            except FileNotFoundError:
+                index.close()
+                folder = index.tmp_folder()
+                fd, tmp = _create_temp(folder)
             if _lru.lock_temp(fd):
                 return fd, tmp, folder
             os.close(fd)  # a sweep took it between its creation and the lock
