@@ -30,10 +30,14 @@ HIT_OPS = {"16 KiB": 200, "1 MiB": 20}  # per round
 WRITE_OPS = {"16 KiB": 50, "1 MiB": 8}
 
 
+_CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+_clock = time.perf_counter
+
+
 def _per_op(run: Callable[[], int]) -> float:
-    start = time.perf_counter()
+    start = _clock()
     n = run()
-    return (time.perf_counter() - start) / n
+    return (_clock() - start) / n
 
 
 def _spread(samples: list[float]) -> tuple[float, float, float]:
@@ -113,14 +117,15 @@ def writes(work: str, rounds: int) -> list[str]:
 
 _FIRST_HIT = """
 import sys, time
-start = time.perf_counter()
+clock = getattr(time, sys.argv[4])
+start = clock()
 from bitstore import LocalRaw
 root, key, bound = sys.argv[1], sys.argv[2], sys.argv[3]
 store = LocalRaw(root, max_bytes=None if bound == "-" else int(bound))
 store.get(key)
-hit = time.perf_counter() - start
+hit = clock() - start
 store.put("blobs/" + "f" * 40, b"x")
-print(hit, time.perf_counter() - start - hit)
+print(hit, clock() - start - hit)
 """
 
 
@@ -148,8 +153,8 @@ def first_hit(work: str, rounds: int, n_blobs: int) -> list[str]:
     for r in range(rounds):
         key = f"blobs/{names[(r * 7919) % n_blobs]}"
         for name, arg in (("unbounded", "-"), ("bounded", str(bound)))[:: 1 if r % 2 == 0 else -1]:
-            done = subprocess.run([sys.executable, "-c", _FIRST_HIT, root, key, arg], env=env, capture_output=True,
-                                  text=True, check=True)
+            done = subprocess.run([sys.executable, "-c", _FIRST_HIT, root, key, arg, _clock.__name__], env=env,
+                                  capture_output=True, text=True, check=True)
             samples[name].append(tuple(float(x) for x in done.stdout.split()))
     return [
         _row(f"new process: import+open+first hit ({n_blobs:,} blobs)", [s[0] for s in samples["unbounded"]],
@@ -195,10 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--blobs", type=int, default=100_000, help="blobs in the folder of the first-hit case")
+    parser.add_argument("--clock", choices=sorted(_CLOCKS), default="wall",
+                        help="wall time, or this process's CPU time (user + system: steadier on a loaded machine)")
     args = parser.parse_args(argv)
+    global _clock
+    _clock = _CLOCKS[args.clock]
     work = tempfile.mkdtemp(prefix="bitstore-bounded-bench-")
     try:
-        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; rounds: {args.rounds}")
+        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; rounds: {args.rounds}; "
+              f"clock: {args.clock}")
         for line in hits(work, args.rounds) + writes(work, args.rounds):
             print(line, flush=True)
         lines, root = first_hit(work, max(5, args.rounds // 3), args.blobs)

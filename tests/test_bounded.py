@@ -183,7 +183,7 @@ def test_reads_are_written_in_batches(tmp_path, monkeypatch):
 
 
 def test_reads_gathered_longer_than_the_interval_are_written(tmp_path, monkeypatch):
-    now = [10**18]
+    now = [1_700_000_000 * 10**9]
     monkeypatch.setattr(_lru.time, "time_ns", lambda: now[0])
     store, other = LocalRaw(tmp_path, max_bytes=10**6), LocalRaw(tmp_path, max_bytes=10**6)
     for name in "ab":

@@ -192,18 +192,17 @@ class LruIndex:
 
     # --- reads ---------------------------------------------------------------------------------------
     def touch(self, name: str) -> None:
-        """Record a read of ``name`` (in memory; written in a batch). The hot path of a hit: one clock read, one
-        lock, one dict entry."""
-        stamp = time.time_ns() // 1000
-        with self._lock:
-            pending = self._pending
-            if not pending:
-                self._first_pending = stamp
-            if stamp <= self._last_stamp:
-                stamp = self._last_stamp + 1
-            self._last_stamp = pending[name] = stamp
-            due = len(pending) >= FLUSH_READS or stamp - self._first_pending >= FLUSH_SECONDS * 1e6
-        if due and self._lock.acquire(blocking=False):  # a reader never waits for a writer (it may be on the loop)
+        """Record a read of ``name`` (in memory; written in a batch). The hot path of a hit: one clock read and one
+        dict entry, no lock (a read recorded while a batch is being written may go to the next batch, or be lost:
+        recency is advisory)."""
+        stamp = time.time_ns()
+        pending = self._pending
+        if not pending:
+            self._first_pending = stamp
+        pending[name] = stamp
+        if len(pending) < FLUSH_READS and stamp - self._first_pending < FLUSH_SECONDS * 1e9:
+            return
+        if self._lock.acquire(blocking=False):  # a reader never waits for a writer (it may be on the event loop)
             try:
                 self.flush(wait=False)
             except Exception:  # noqa: BLE001 - recency is advisory: a busy index is tried again later
@@ -241,12 +240,12 @@ class LruIndex:
 
     def _write_pending(self, db: sqlite3.Connection) -> None:
         if self._pending:
-            db.executemany(_USED, [(used, name) for name, used in self._pending.items()])
-            self._pending = {}  # dropped with a rollback too: recency is advisory
+            pending, self._pending = self._pending, {}  # dropped with a rollback too: recency is advisory
+            db.executemany(_USED, [(used, name) for name, used in list(pending.items())])
 
     def _stamp(self) -> int:
-        """Microseconds of the wall clock (shared by the processes), strictly increasing within a process."""
-        stamp = max(time.time_ns() // 1000, self._last_stamp + 1)
+        """Nanoseconds of the wall clock (shared by the processes), strictly increasing within a process's writes."""
+        stamp = max(time.time_ns(), self._last_stamp + 1)
         self._last_stamp = stamp
         return stamp
 
