@@ -78,7 +78,10 @@ class LocalRaw(Store):
         self.root = None if root is None else os.path.realpath(os.fspath(root))
         self.max_blob_bytes = max_blob_bytes
         self.fsync = fsync
-        self.max_bytes = None if max_bytes is None else byte_size(max_bytes)
+        try:
+            self.max_bytes = None if max_bytes is None else byte_size(max_bytes)
+        except ValueError as exc:
+            raise ValueError(f"max_bytes {exc}") from None
         if self.max_bytes is not None and self.root is None:
             raise ValueError("a LocalRaw with max_bytes needs a root folder (the one it bounds)")
         self._index = None if self.max_bytes is None else self._new_index()
