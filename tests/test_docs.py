@@ -38,6 +38,7 @@ RUNNERS = {
     "arrow": "tests/test_docs.py::test_arrow_examples_run",
     "urls": "tests/test_docs.py::test_url_and_http_examples_run",
     "http": "tests/test_docs.py::test_url_and_http_examples_run",
+    "team-cache": "tests/test_docs_team_cache.py",
 }
 
 

@@ -54,7 +54,7 @@ def test_a_blob_larger_than_max_bytes_is_refused_and_evicts_nothing():
     assert store.get("mem://a") == b"aa" and "mem://big" not in store
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, "10"])
+@pytest.mark.parametrize("bad", [-1, 1.5, "10K", "ten", True])
 def test_max_bytes_validation(bad):
     with pytest.raises(ValueError):
         MemoryRaw(max_bytes=bad)

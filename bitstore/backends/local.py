@@ -4,6 +4,10 @@ Writes go through directory descriptors: each folder below the root is opened re
 it with ``O_NOFOLLOW``, and the temp file is created and renamed inside the last one, so a folder swapped
 for a symlink while a write runs makes the write fail; it never places a byte outside the root. Reads
 open regular files only and never read more than ``max_blob_bytes`` plus one byte.
+
+With ``max_bytes`` the folder is a bounded cache (``_lru``: an SQLite index of sizes and uses beside the blobs,
+shared by every process writing the folder): temp files are made in the index's folder, held with ``flock`` while
+written, and renamed into place once the index has made room for them.
 """
 from __future__ import annotations
 
@@ -20,7 +24,10 @@ from urllib.parse import unquote, urlsplit
 from ..core.store import Store
 from ..ground import tempfiles as _tempfiles
 from ..ground.errors import BitstoreError, BlobTooLarge, FetchFailed, InvalidURI, NotFoundInStore, StoreNotAvailable
-from ..ground.fields import COMMON, MAX_BLOB_BYTES, Build, Field, TierType
+from ..ground.fields import COMMON, MAX_BLOB_BYTES, MAX_BYTES, Build, Field, TierType
+from ..ground.sizes import byte_size
+from ..ground.stats import Usage
+from . import _lru
 
 __all__ = ["LocalRaw", "TEMP_PREFIX", "TEMP_SUFFIX"]
 
@@ -51,6 +58,13 @@ class LocalRaw(Store):
     (durable across a power cut, slower); by default a write is atomic but may sit in the page cache.
     Temp files of writes that died (``.bitstore-*.tmp``) are removed once older than ``STALE_TEMP_SECONDS``,
     when their folder is next written.
+
+    ``max_bytes`` (an int, or a string with a unit: ``"20GiB"``) makes the root a bounded cache, safe to share
+    between processes: once a ``put`` returns, the blobs under the root total at most ``max_bytes`` (plus writes
+    still in flight); the least recently used (read or written) go first; a blob larger than ``max_bytes`` is
+    refused (``BlobTooLarge``). Every writer of the folder must be bounded (files written by other means are
+    not counted). Its index and temp files live in ``<root>/.bitstore-lru/``; a local file system is needed
+    (SQLite's WAL mode does not work over NFS).
     """
 
     URI_HINT = "a path, or file:///absolute/path"
@@ -59,11 +73,32 @@ class LocalRaw(Store):
     STALE_TEMP_SECONDS = _tempfiles.STALE_SECONDS
 
     def __init__(self, root: str | os.PathLike | None = None, *, max_blob_bytes: int | None = None,
-                 name: str | None = None, fsync: bool = False):
+                 name: str | None = None, fsync: bool = False, max_bytes: int | str | None = None):
         super().__init__(name=name)
         self.root = None if root is None else os.path.realpath(os.fspath(root))
         self.max_blob_bytes = max_blob_bytes
         self.fsync = fsync
+        try:
+            self.max_bytes = None if max_bytes is None else byte_size(max_bytes)
+        except ValueError as exc:
+            raise ValueError(f"max_bytes {exc}") from None
+        if self.max_bytes is not None and self.root is None:
+            raise ValueError("a LocalRaw with max_bytes needs a root folder (the one it bounds)")
+        self._index = None if self.max_bytes is None else self._new_index()
+        self._cut = 0 if self.root is None else len(self.root.rstrip(os.sep)) + 1  # root + "/" + name: the name
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_index"] = None  # per process: made again where it is unpickled
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.max_bytes is not None:
+            self._index = self._new_index()
+
+    def _new_index(self) -> _lru.LruIndex:
+        return _lru.LruIndex(self.root, self.max_bytes, self._remove, durable=self.fsync)
 
     def _default_name(self) -> str:
         return "local" if self.root is None else f"local:{self.root}"
@@ -132,13 +167,16 @@ class LocalRaw(Store):
             try:
                 if self.root is not None:
                     self._check_opened(fd, uri)
-                return self._read(fd, uri)
+                data = self._read(fd, uri)
             finally:
                 os.close(fd)
         except OSError as exc:
             if self.root is not None:
                 self._path(uri)  # a miss through a symlink pointing out of the root is InvalidURI, not missing
             raise self._map_error(exc, uri) from None
+        if self._index is not None:
+            self._index.touch(path[self._cut:])
+        return data
 
     def _check_opened(self, fd: int, uri: Any) -> None:
         try:
@@ -182,6 +220,8 @@ class LocalRaw(Store):
         if path == base:  # its temp file would be created outside the root
             raise InvalidURI(self, uri, hint="a path to a file inside the root")
         *folders, filename = os.path.relpath(path, base).split(os.sep)
+        if self._index is not None:
+            return self._put_bounded(uri, data, folders, filename)
         try:
             folder, listable = self._open_folder(base, folders, uri)
             try:
@@ -192,6 +232,84 @@ class LocalRaw(Store):
                 os.close(folder)
         except OSError as exc:
             raise self._map_error(exc, uri, writing=True) from None
+
+    # --- the bounded cache (``max_bytes``) ------------------------------------------------------------
+    def _put_bounded(self, uri: Any, data: bytes, folders: list[str], filename: str) -> None:
+        """The temp file is written in the index's folder, then admitted (room made for it) and renamed into place
+        in one turn of the writers sharing the folder."""
+        size = memoryview(data).nbytes
+        if size > self.max_bytes:
+            raise BlobTooLarge(self, uri, size, self.max_bytes)
+        if (folders or [filename])[0] == _lru.STATE_DIR:
+            raise InvalidURI(self, uri, hint=f"'{_lru.STATE_DIR}' holds the cache's index")
+        name = "/".join((*folders, filename))
+        index = self._index
+        try:
+            folder, _ = self._open_folder(self.root, folders, uri)
+            try:
+                fd, tmp, tmp_folder = self._locked_temp(index)
+                try:
+                    _write_all(fd, data)
+                    if self.fsync:
+                        os.fsync(fd)
+                    index.admit(name, size, tmp, lambda: os.rename(tmp, filename, src_dir_fd=tmp_folder,
+                                                                   dst_dir_fd=folder))
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp, dir_fd=tmp_folder)
+                    raise
+                finally:
+                    os.close(fd)  # after the rename: a sweep never takes a temp file whose writer is alive
+                if self.fsync:
+                    _fsync_folder(folder)
+            finally:
+                os.close(folder)
+        except OSError as exc:
+            raise self._map_error(exc, uri, writing=True) from None
+        except sqlite3_errors() as exc:
+            raise FetchFailed(self, uri, f"its usage index failed: {exc}") from None
+
+    @staticmethod
+    def _locked_temp(index: _lru.LruIndex) -> tuple[int, str, int]:
+        """A new temp file in the index's folder, held (``flock``) until it is closed. A folder removed since this
+        process opened it (the cache cleared by hand) is made again, with a new index."""
+        folder = index.tmp_folder()
+        while True:
+            try:
+                fd, tmp = _create_temp(folder)
+            except FileNotFoundError:
+                index.close()
+                folder = index.tmp_folder()
+                fd, tmp = _create_temp(folder)
+            if _lru.lock_temp(fd):
+                return fd, tmp, folder
+            os.close(fd)  # a sweep took it between its creation and the lock
+
+    def _remove(self, name: str) -> None:
+        """Remove the blob ``name`` (a path below the root) for eviction, folders walked without following a
+        symlink; a file already gone, or a folder on its path replaced, is left alone."""
+        *folders, filename = name.split("/")
+        try:
+            fd = os.open(self.root, _WALK_FLAGS)
+        except OSError:
+            return
+        try:
+            for part in folders:
+                below = os.open(part, _WALK_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = below
+            os.unlink(filename, dir_fd=fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def usage(self) -> Usage | None:
+        """For a bounded root: the bytes its blobs take (counted by every process sharing it), ``max_bytes`` and
+        the evictions this process made."""
+        if self._index is None:
+            return None
+        return Usage(self._index.total(), self.max_bytes, self._index.evictions)
 
     def _open_folder(self, base: str, folders: list[str], uri: Any) -> tuple[int, bool]:
         """A descriptor of ``base/folders...``, each opened under the one above without following a symlink,
@@ -297,6 +415,8 @@ class LocalRaw(Store):
                 self._check_opened(fd, uri)
             self._check_kind(os.fstat(fd), uri)
             os.set_blocking(fd, True)  # opened non-blocking (a FIFO must not hang the open): reads block as usual
+            if self._index is not None:
+                self._index.touch(path[self._cut:])
             return os.fdopen(fd, "rb")
         except BaseException:
             os.close(fd)
@@ -361,7 +481,15 @@ def _kind(mode: int) -> str:
 def _build_tier(tier: dict, build: Build) -> LocalRaw:
     root = tier.get("prefix")
     return LocalRaw(root=None if root is None else root.rstrip(os.sep) or os.sep,
-                    max_blob_bytes=tier.get("max_blob_bytes"), **build.raw_name(tier))
+                    max_blob_bytes=tier.get("max_blob_bytes"), max_bytes=tier.get("max_bytes"),
+                    **build.raw_name(tier))
+
+
+def sqlite3_errors() -> type[Exception]:
+    """``sqlite3.Error`` (imported with the first bounded root: only a bounded store needs it)."""
+    import sqlite3
+
+    return sqlite3.Error
 
 
 TIER = TierType("local", (
@@ -369,4 +497,5 @@ TIER = TierType("local", (
           "uri keys", "blobs/"),
     *COMMON,
     MAX_BLOB_BYTES,
+    MAX_BYTES,
 ), _build_tier)

@@ -8,25 +8,32 @@ from typing import Any
 
 from ..core.store import Store
 from ..ground.errors import BlobTooLarge, NotFoundInStore
-from ..ground.fields import COMMON, NON_NEGATIVE, Build, Field, TierType
+from ..ground.fields import COMMON, MAX_BYTES, Build, Field, TierType
+from ..ground.sizes import byte_size
+from ..ground.stats import Usage
 
 __all__ = ["MemoryRaw"]
 
 
 class MemoryRaw(Store):
     """Blobs held in memory under ``mem://<anything>``. With ``max_bytes``, the least recently used
-    blobs are evicted to stay within it; a single blob larger than ``max_bytes`` is refused."""
+    blobs are evicted to stay within it; a single blob larger than ``max_bytes`` is refused. ``max_bytes`` is an
+    int or a string with a unit (``"512MiB"``)."""
 
     URI_HINT = "mem://<key>"
     KIND = "mem"
 
-    def __init__(self, max_bytes: int | None = None, *, name: str | None = None):
+    def __init__(self, max_bytes: int | str | None = None, *, name: str | None = None):
         super().__init__(name=name)
-        if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes < 0):
-            raise ValueError(f"max_bytes must be a non-negative int or None, not {max_bytes!r}")
+        if max_bytes is not None:
+            try:
+                max_bytes = byte_size(max_bytes)
+            except ValueError as exc:
+                raise ValueError(f"max_bytes {exc}") from None
         self.max_bytes = max_bytes
         self._blobs: OrderedDict[str, bytes] = OrderedDict()
         self._size = 0
+        self.evictions = 0
         self._lock = threading.Lock()
 
     def _default_name(self) -> str:
@@ -66,6 +73,7 @@ class MemoryRaw(Store):
             while self.max_bytes is not None and self._size > self.max_bytes:
                 _, evicted = self._blobs.popitem(last=False)
                 self._size -= len(evicted)
+                self.evictions += 1
 
     def head(self, uri: Any) -> int:
         self._check_valid(uri)
@@ -85,6 +93,10 @@ class MemoryRaw(Store):
 
     def __len__(self) -> int:
         return len(self._blobs)
+
+    def usage(self) -> Usage | None:
+        """With ``max_bytes``: the bytes held, the bound and the evictions made."""
+        return None if self.max_bytes is None else Usage(self._size, self.max_bytes, self.evictions)
 
     @property
     def nbytes(self) -> int:
@@ -111,5 +123,5 @@ def _build_tier(tier: dict, build: Build) -> MemoryRaw:
 TIER = TierType("memory", (
     Field("prefix", str, "`mem://...` (sha1 keys)", "mem://blobs/", default="mem://blobs/"),
     *COMMON,
-    Field("max_bytes", int, "bound the bytes held (least recently used go first)", 1 << 20, NON_NEGATIVE),
+    MAX_BYTES,
 ), _build_tier)

@@ -417,6 +417,12 @@ def _warm(args: argparse.Namespace) -> int:
             causes[_cause(outcome)] += 1
     print(f"bitstore warm -> {store.cache.name}: {plural(sum(counts.values()), 'key')}: "
           + ", ".join(f"{s} {counts[s]:,}" for s in WARM_STATUSES), file=sys.stderr)
+    usage = store.cache.usage() if callable(getattr(store.cache, "usage", None)) else None
+    if usage is not None:  # a bounded cache (max_bytes)
+        from ..ground.sizes import human_bytes
+
+        print(f"  {store.cache.name}: {human_bytes(usage.bytes_used)} of {human_bytes(usage.max_bytes)} used, "
+              f"{usage.evictions:,} evicted", file=sys.stderr)
     _print_causes(causes)
     return EXIT_FAILED if counts["failed"] else EXIT_OK
 

@@ -20,11 +20,12 @@ from ..ground.errors import (
 )
 from ..ground.limits import SYSTEM_CLOCK, Clock, Limits
 from ..ground.log import Counter, cause_of, log_once
+from ..ground.sizes import human_bytes
 from ..ground.stats import Stats, TierSnapshot, TierStats
 from ..ground.views import blob
 from .missing import DEFAULT_MAX_ENTRIES, MissingCache
 from .store import Store
-from .tier import Tier
+from .tier import Tier, usage_of
 
 __all__ = ["Composite"]
 
@@ -337,7 +338,7 @@ class Composite(Store):
     def _snapshots(self) -> list[TierSnapshot]:
         snaps = [t.snapshot() for t in self._tiers]
         if self.cache is not None and all(t.store is not self.cache for t in self._tiers):
-            snaps.append(self._cache_stats.snapshot(store_label(self.cache)))
+            snaps.append(self._cache_stats.snapshot(store_label(self.cache), usage_of(self.cache)))
         return snaps
 
     def __getstate__(self) -> dict:
@@ -361,7 +362,7 @@ class Composite(Store):
         rows = "".join(
             f"<tr><td>{i}</td><td>{escape(t.name)}</td><td>{escape(_kind(t.store))}</td>"
             f"<td>{'cache' if t.is_cache else 'source'}</td><td>{'yes' if t.write_back else ''}</td>"
-            f"<td>{escape(_limits_text(t.limits))}</td></tr>"
+            f"<td>{escape(_limits_text(t.limits, t.store))}</td></tr>"
             for i, t in enumerate(self._tiers, 1)
         )
         target = "none" if self.cache is None else escape(store_label(self.cache))
@@ -405,9 +406,11 @@ def _describe(name: str, exc: BaseException) -> str:
     return f"{name}: {cause_of(exc)}"
 
 
-def _limits_text(limits: Limits | None) -> str:
-    if limits is None:
-        return ""
-    parts = [f"{limits.max_concurrency} at once" if limits.max_concurrency else "",
-             f"{limits.max_rate:g}/s" if limits.max_rate else ""]
+def _limits_text(limits: Limits | None, store: Any = None) -> str:
+    """The tier's limits, and its bound in bytes when it has one (no I/O: ``repr`` never reads an index)."""
+    parts = [] if limits is None else [f"{limits.max_concurrency} at once" if limits.max_concurrency else "",
+                                       f"{limits.max_rate:g}/s" if limits.max_rate else ""]
+    bound = getattr(getattr(store, "base_store", store), "max_bytes", None)
+    if isinstance(bound, int) and not isinstance(bound, bool):
+        parts.append(f"at most {human_bytes(bound)}")
     return ", ".join(p for p in parts if p)

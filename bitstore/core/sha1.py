@@ -9,8 +9,9 @@ from collections.abc import Callable, Generator
 from typing import IO, Any
 
 from ..engine.routes import Route, TierGet, WriteBack
-from ..ground.errors import InvalidDataFound, NotFoundInStore, store_label
+from ..ground.errors import BlobTooLarge, InvalidDataFound, NotFoundInStore, store_label
 from ..ground.log import Counter, cause_of, log_once
+from ..ground.stats import Usage
 from .composite import Composite
 from .store import Store
 
@@ -122,6 +123,11 @@ class Sha1Store(Sha1FormatMixin, VerifySha1Mixin, Store):
     def reads_on_loop(self) -> bool:
         return self._reads_as_written() and type(self) in (Sha1Store, Sha1Cache) and self.base_store.reads_on_loop()
 
+    def usage(self) -> Usage | None:
+        """The base store's, when it is bounded (``max_bytes``)."""
+        usage = getattr(self.base_store, "usage", None)
+        return usage() if callable(usage) else None
+
     def prepare_writes(self) -> None:
         prepare = getattr(self.base_store, "prepare_writes", None)
         if callable(prepare):
@@ -163,12 +169,14 @@ class Sha1Cache(Sha1Store):
     """A ``Sha1Store`` used as a cache: ``put`` never raises and returns whether the blob was stored.
 
     Failures are logged once per cause and counted in ``write_failures``; with ``verify=True`` (the
-    default) bytes whose SHA1 does not match are never stored.
+    default) bytes whose SHA1 does not match are never stored. A blob larger than a bounded base store's
+    ``max_bytes`` (``BlobTooLarge``) is not stored either: counted in ``write_failures`` and ``too_large``.
     """
 
     def __init__(self, base_store: Store, prefix: str, verify: bool = True, *, name: str | None = None):
         super().__init__(base_store, prefix, verify, name=name)
         self.write_failures = Counter()
+        self.too_large = Counter()
 
     def put(self, sha1: str, data: bytes) -> bool:
         return self._guarded(Sha1Store.put, sha1, data)
@@ -181,6 +189,12 @@ class Sha1Cache(Sha1Store):
             put(self, sha1, data)
         except InvalidDataFound:  # already logged once by _verify_data
             self.write_failures.add()
+            return False
+        except BlobTooLarge as exc:
+            self.write_failures.add()
+            self.too_large.add()
+            log_once(logger, logging.INFO, f"cache-too-large:{self.name}", "too large",
+                     f"{self.name}: not caching blobs over its bound ({cause_of(exc)})")
             return False
         except Exception as exc:
             self.write_failures.add()

@@ -14,6 +14,7 @@ from ..ground.errors import (
     short,
 )
 from ..ground.results import FetchResult, Status
+from ..ground.stats import Usage
 from ..ground.views import blob
 from .bulk import BlobInfo, PutResult, put_many, stat_many, stat_one
 
@@ -94,6 +95,10 @@ class Store(ABC):
         """How the event-loop engine may fetch this store's keys, or None (the default: on threads, through
         ``get``). A store with an async raw GET returns a ``Route``; a store that overrides ``_fetch`` or
         ``_result`` must return None (the loop would bypass its code)."""
+        return None
+
+    def usage(self) -> Usage | None:
+        """For a store bounded in size (``max_bytes``): bytes used, the bound and evictions; None otherwise."""
         return None
 
     def reads_on_loop(self) -> bool:

@@ -18,10 +18,19 @@ from ..ground.limits import (
     retry_after_of,
 )
 from ..ground.retry import DEFAULT_RETRY, RetryPolicy, retry_gate
-from ..ground.stats import TierSnapshot, TierStats
+from ..ground.stats import TierSnapshot, TierStats, Usage
 from .store import Store
 
-__all__ = ["Tier"]
+__all__ = ["Tier", "usage_of"]
+
+
+def usage_of(store: Any) -> Usage | None:
+    """A bounded store's ``Usage`` for its statistics (None when unbounded, or when it cannot be read now)."""
+    usage = getattr(store, "usage", None)
+    try:
+        return usage() if callable(usage) else None
+    except Exception:  # statistics never fail: an index that cannot be read shows nothing
+        return None
 
 
 class Tier:
@@ -135,7 +144,7 @@ class Tier:
         self.stats.waited(waited)
 
     def snapshot(self) -> TierSnapshot:
-        return self.stats.snapshot(self.name)
+        return self.stats.snapshot(self.name, usage_of(self.store))
 
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -17,9 +17,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import SpecError
+from .sizes import HINT as _SIZE_HINT
+from .sizes import byte_size
 
 __all__ = ["Field", "Check", "TierType", "Build", "COMMON", "LIMITS", "ROLE", "RETRY",
-           "MAX_BLOB_BYTES", "POSITIVE", "NON_NEGATIVE", "SECONDS", "NON_EMPTY", "one_of",
+           "MAX_BLOB_BYTES", "MAX_BYTES", "BYTE_SIZE", "POSITIVE", "NON_NEGATIVE", "SECONDS", "NON_EMPTY", "one_of",
            "NUMBER", "env_name", "keyname", "shown"]
 
 NUMBER = (int, float)
@@ -114,8 +116,8 @@ class Field:
     def value_doc(self) -> str:
         """The value column of the specs guide's key table: kind, then range."""
         kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
-        words = "number" if float in kinds else {str: "string", bool: "bool", int: "integer", dict: "table",
-                                                 Mapping: "table"}[kinds[0]]
+        names = {str: "string", bool: "bool", int: "integer", dict: "table", Mapping: "table"}
+        words = "number" if float in kinds else " or ".join(names[k] for k in kinds)
         doc = getattr(self.check, "doc", None)
         return f"{words} ({doc})" if doc else words
 
@@ -193,3 +195,32 @@ RETRY = (
     Field("max_retry_after", NUMBER, "longest Retry-After honoured, seconds", 60.0, NON_NEGATIVE),
 )
 MAX_BLOB_BYTES = Field("max_blob_bytes", int, "refuse larger objects", 1 << 20, POSITIVE)
+
+
+def _byte_size(value: Any, key: str, fail: Fail) -> int:
+    try:
+        return byte_size(value)
+    except ValueError:
+        fail(f"{BYTE_SIZE.message}, not {shown(value)}", key)
+
+
+class _ByteSize(Check):
+    """A number of bytes: an int or a string with a unit (``ground.sizes``), normalised to an int."""
+
+    __slots__ = ()
+
+    def __call__(self, value: Any, key: str, fail: Fail) -> int:
+        return _byte_size(value, key, fail)
+
+
+def _is_byte_size(value: Any) -> bool:
+    try:
+        byte_size(value)
+    except ValueError:
+        return False
+    return True
+
+
+BYTE_SIZE = _ByteSize(_is_byte_size, f"must be {_SIZE_HINT}, >= 0", ">= 0; or a string with a unit: 512MiB, 20GiB, 1TB")
+MAX_BYTES = Field("max_bytes", (int, str), "bound the bytes the tier holds: the least recently used blobs go first",
+                  "20GiB", BYTE_SIZE, wrong_kind=f"must be {_SIZE_HINT}")

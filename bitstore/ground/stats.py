@@ -2,6 +2,7 @@
 
 Recording is a few integer additions under a lock per tier; latencies go to a fixed histogram (8 linear
 buckets per doubling of the microseconds, so p50/p95 are within ~6% of the true value) instead of samples.
+A bounded tier (``max_bytes``) adds its ``Usage``, asked of its store when the snapshot is taken.
 """
 from __future__ import annotations
 
@@ -9,13 +10,25 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from html import escape
+from typing import NamedTuple
 
-__all__ = ["TierStats", "TierSnapshot", "Stats"]
+from .sizes import human_bytes
+
+__all__ = ["TierStats", "TierSnapshot", "Stats", "Usage"]
 
 _BUCKETS_PER_DOUBLING = 8
 _N_BUCKETS = 8 * 33  # 1 us .. ~8,600 s
 _COUNTERS = ("calls", "hits", "misses", "failures", "throttled", "retries", "bytes", "cache_writes",
              "cache_write_failures")
+
+
+class Usage(NamedTuple):
+    """What a bounded store holds: ``bytes_used`` now, its bound ``max_bytes``, and the ``evictions`` it made
+    (least recently used blobs removed to make room) in this process."""
+
+    bytes_used: int
+    max_bytes: int
+    evictions: int
 
 
 def _bucket(seconds: float) -> int:
@@ -90,13 +103,13 @@ class TierStats:
             else:
                 self.cache_write_failures += 1
 
-    def snapshot(self, name: str) -> TierSnapshot:
-        """The counters now, with percentiles of the calls counted."""
+    def snapshot(self, name: str, usage: Usage | None = None) -> TierSnapshot:
+        """The counters now, with percentiles of the calls counted (and the store's ``usage`` if bounded)."""
         with self._lock:
             counts = {key: getattr(self, key) for key in _COUNTERS}
             wait = self.wait_seconds
             histogram = tuple(self.histogram)
-        return TierSnapshot.of(name, counts, wait, histogram)
+        return TierSnapshot.of(name, counts, wait, histogram, usage)
 
     def __getstate__(self):
         return {}  # statistics are per process: a pickled composite starts counting afresh
@@ -124,7 +137,9 @@ class TierSnapshot:
     down"; ``retries`` are the retries a backend made inside one call (counted in ``calls`` too, without a
     latency); ``failures`` are other errors; ``bytes`` were served by hits; latencies are in seconds (None
     before the first call); ``wait_seconds`` is the time calls spent waiting on the tier's limits or on a
-    throttling back-off; ``cache_writes`` / ``cache_write_failures`` count write-backs into this tier."""
+    throttling back-off; ``cache_writes`` / ``cache_write_failures`` count write-backs into this tier. A bounded
+    tier (``max_bytes``) also shows ``bytes_used`` (all the processes sharing it), ``max_bytes`` and
+    ``evictions`` (made by this process); they are None for other tiers."""
 
     name: str
     calls: int = 0
@@ -139,12 +154,21 @@ class TierSnapshot:
     wait_seconds: float = 0.0
     latency_p50: float | None = None
     latency_p95: float | None = None
+    bytes_used: int | None = None
+    max_bytes: int | None = None
+    evictions: int | None = None
     _histogram: tuple[int, ...] = ()
 
     @classmethod
-    def of(cls, name: str, counts: dict, wait_seconds: float, histogram: tuple[int, ...]) -> TierSnapshot:
+    def of(cls, name: str, counts: dict, wait_seconds: float, histogram: tuple[int, ...],
+           usage: Usage | None = None) -> TierSnapshot:
+        bounded = {} if usage is None else usage._asdict()
         return cls(name=name, **counts, wait_seconds=wait_seconds, latency_p50=_percentile(histogram, 0.50),
-                   latency_p95=_percentile(histogram, 0.95), _histogram=histogram)
+                   latency_p95=_percentile(histogram, 0.95), _histogram=histogram, **bounded)
+
+    @property
+    def usage(self) -> Usage | None:
+        return None if self.max_bytes is None else Usage(self.bytes_used, self.max_bytes, self.evictions)
 
     def minus(self, before: TierSnapshot | None) -> TierSnapshot:
         """What happened between ``before`` (an earlier snapshot of the same tier) and this one."""
@@ -152,7 +176,10 @@ class TierSnapshot:
             return self
         counts = {key: getattr(self, key) - getattr(before, key) for key in _COUNTERS}
         histogram = tuple(a - b for a, b in zip(self._histogram, before._histogram))
-        return TierSnapshot.of(self.name, counts, self.wait_seconds - before.wait_seconds, histogram)
+        usage = self.usage  # bytes used and the bound are levels: kept; evictions are counted: subtracted
+        if usage is not None and before.evictions is not None:
+            usage = usage._replace(evictions=usage.evictions - before.evictions)
+        return TierSnapshot.of(self.name, counts, self.wait_seconds - before.wait_seconds, histogram, usage)
 
     def as_dict(self) -> dict:
         out = asdict(self)
@@ -161,6 +188,7 @@ class TierSnapshot:
 
 
 _COLUMNS = [f.name for f in fields(TierSnapshot) if f.name != "_histogram"]
+_BOUNDED = ("bytes_used", "max_bytes", "evictions")
 
 
 class Stats(Mapping[str, TierSnapshot]):
@@ -207,13 +235,18 @@ class Stats(Mapping[str, TierSnapshot]):
                 parts.append(f"{t.wait_seconds:.2f}s waiting on limits")
             if t.cache_writes or t.cache_write_failures:
                 parts.append(f"{t.cache_writes:,} cache writes ({t.cache_write_failures:,} failed)")
+            if t.max_bytes is not None:
+                parts.append(f"{human_bytes(t.bytes_used)} of {human_bytes(t.max_bytes)} used, "
+                             f"{t.evictions:,} evicted")
             out.append(f"{t.name}: " + ", ".join(parts))
         return out
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{escape(c.replace('_', ' '))}</th>" for c in _COLUMNS)
+        bounded = any(t.max_bytes is not None for t in self._tiers.values())
+        columns = [c for c in _COLUMNS if bounded or c not in _BOUNDED]
+        head = "".join(f"<th>{escape(c.replace('_', ' '))}</th>" for c in columns)
         body = "".join(
-            "<tr>" + "".join(f"<td>{escape(_cell(c, getattr(t, c)))}</td>" for c in _COLUMNS) + "</tr>"
+            "<tr>" + "".join(f"<td>{escape(_cell(c, getattr(t, c)))}</td>" for c in columns) + "</tr>"
             for t in self._tiers.values()
         )
         return f"<table><caption>bitstore tier statistics</caption><thead><tr>{head}</tr></thead>" \
@@ -231,4 +264,8 @@ def _cell(column: str, value) -> str:
         return _ms(value)
     if column == "wait_seconds":
         return f"{value:.3f}"
+    if value is None:
+        return ""
+    if column in ("bytes_used", "max_bytes"):
+        return human_bytes(value)
     return f"{value:,}" if isinstance(value, int) else str(value)
