@@ -1,4 +1,4 @@
-"""bitstore: tiered, SHA1-addressed blob storage across S3, GCS, local disk and APIs.
+"""bitstore: tiered, content-addressed (SHA1 or SHA-256) blob storage across S3, GCS, local disk and APIs.
 
 ``import bitstore`` imports no cloud SDK, Beam or Arrow: cloud backends and specs are loaded on first
 use (``bitstore.S3Raw`` imports ``bitstore.backends.s3``, which imports boto3 only when a client is made).
@@ -20,6 +20,15 @@ from .core.sha1 import (
     Sha1Store,
     VerifySha1Mixin,
     sha1_hex,
+)
+from .core.sha256 import (
+    Sha256APISource,
+    Sha256Cache,
+    Sha256Composite,
+    Sha256FormatMixin,
+    Sha256Store,
+    VerifySha256Mixin,
+    sha256_hex,
 )
 from .core.store import Store
 from .ground.errors import (
@@ -58,6 +67,8 @@ _LAZY = {
 __all__ = [
     "__version__", "Store", "FetchResult", "BlobInfo", "PutResult", "Composite",
     "Sha1Store", "Sha1Cache", "Sha1APISource", "Sha1Composite", "Sha1FormatMixin", "VerifySha1Mixin", "sha1_hex",
+    "Sha256Store", "Sha256Cache", "Sha256APISource", "Sha256Composite", "Sha256FormatMixin", "VerifySha256Mixin",
+    "sha256_hex",
     "LocalRaw", "MemoryRaw", "S3Raw", "GSRaw", "HTTPRaw", "from_spec", "from_url", "from_urls", "RetryPolicy",
     "BitstoreError", "NotFoundInStore", "InvalidDataFound", "StoreNotAvailable", "InvalidURI", "FetchFailed",
     "BlobTooLarge", "SpecError", "Throttled",

@@ -16,7 +16,9 @@ from tests.tools.import_graph import LAYERS, PACKAGE, Graph, layer_of, report
 
 PUBLIC = {
     "bitstore": ["Store", "FetchResult", "BlobInfo", "PutResult", "Composite", "Sha1Store", "Sha1Cache",
-                 "Sha1APISource", "Sha1Composite", "Sha1FormatMixin", "VerifySha1Mixin", "sha1_hex", "LocalRaw",
+                 "Sha1APISource", "Sha1Composite", "Sha1FormatMixin", "VerifySha1Mixin", "sha1_hex",
+                 "Sha256Store", "Sha256Cache", "Sha256APISource", "Sha256Composite", "Sha256FormatMixin",
+                 "VerifySha256Mixin", "sha256_hex", "LocalRaw",
                  "MemoryRaw", "S3Raw", "GSRaw", "from_spec", "RetryPolicy", "BitstoreError", "NotFoundInStore",
                  "InvalidDataFound", "StoreNotAvailable", "InvalidURI", "FetchFailed", "BlobTooLarge", "SpecError",
                  "Throttled", "__version__"],
