@@ -197,7 +197,7 @@ def test_a_changed_store_without_environment_references_pickles_as_usual():
 
 # --- errors name the key and the file --------------------------------------------------------------
 @pytest.mark.parametrize("toml, key, words", [
-    ('keys = "sha256"\n[[tier]]\ntype = "memory"\n', "keys", "sha1"),
+    ('keys = "md5"\n[[tier]]\ntype = "memory"\n', "keys", "'sha256'"),
     ('colour = 1\n[[tier]]\ntype = "memory"\n', "colour", "unknown key"),
     ('[[tier]]\ntype = "ftp"\n', "tier[1].type", "unknown tier type"),
     ('[[tier]]\nprefix = "s3://b/"\n', "tier[1].type", "missing"),

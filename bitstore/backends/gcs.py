@@ -247,7 +247,7 @@ def _build_tier(tier: dict, build: Build) -> GSRaw:
 
 
 TIER = TierType("gcs", (
-    Field("prefix", str, "`gs://bucket/folder/` (sha1 keys)", "gs://bucket/blobs/"),
+    Field("prefix", str, "`gs://bucket/folder/` (hash keys)", "gs://bucket/blobs/"),
     *COMMON,
     *CLOUD,
     Field("endpoint", str, "an emulator's URL", "http://127.0.0.1:4443"),

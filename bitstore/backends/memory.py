@@ -121,7 +121,7 @@ def _build_tier(tier: dict, build: Build) -> MemoryRaw:
 
 
 TIER = TierType("memory", (
-    Field("prefix", str, "`mem://...` (sha1 keys)", "mem://blobs/", default="mem://blobs/"),
+    Field("prefix", str, "`mem://...` (hash keys)", "mem://blobs/", default="mem://blobs/"),
     *COMMON,
     MAX_BYTES,
 ), _build_tier)

@@ -238,7 +238,7 @@ def _build_tier(tier: dict, build: Build) -> S3Raw:
 
 
 TIER = TierType("s3", (
-    Field("prefix", str, "`s3://bucket/folder/` (sha1 keys)", "s3://bucket/blobs/"),
+    Field("prefix", str, "`s3://bucket/folder/` (hash keys)", "s3://bucket/blobs/"),
     *COMMON,
     *CLOUD,
     Field("endpoint_url", str, "any S3-compatible endpoint (MinIO, R2, ...)", "http://127.0.0.1:9000"),

@@ -140,7 +140,7 @@ class Build:
         return value
 
     def raw_name(self, tier: Mapping[str, Any]) -> dict:
-        """In uri mode the raw store is the tier and takes its name; in sha1 mode the Sha1Store does."""
+        """In uri mode the raw store is the tier and takes its name; with hash keys the Sha1Store (Sha256Store) does."""
         return {"name": tier["name"]} if self.uri_mode and "name" in tier else {}
 
 
@@ -182,8 +182,8 @@ ROLE = (
 COMMON = (
     Field("name", str, "used in logs, metrics and errors", "archive", NON_EMPTY),
     *ROLE,
-    Field("verify", bool, "check the SHA1 of what this tier serves (default: true for the cache, false for "
-          "sources); sha1 keys only", True),
+    Field("verify", bool, "check the hash (SHA1 or SHA-256) of what this tier serves (default: true for the "
+          "cache, false for sources); hash keys only", True),
     *LIMITS,
 )
 RETRY = (

@@ -21,7 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.composite import Composite
+from ..core.hashed import family_of
+from ..core.keys import KEY_NAMES, family_named
 from ..core.sha1 import Sha1Composite
+from ..core.sha256 import Sha256Composite
 from ..core.store import Store
 from ..ground.errors import SpecError, short
 from ..ground.fields import (
@@ -139,25 +142,37 @@ class Spec:
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
     def build_tier(self, index: int) -> Store:
-        """One tier on its own: a ``Sha1Store``/``Sha1Cache`` over a raw store (keys = "sha1"), the raw
-        store (keys = "uri"), or the API source."""
+        """One tier on its own: the key family's store or cache (``Sha1Store``/``Sha1Cache`` for keys = "sha1",
+        ``Sha256Store``/``Sha256Cache`` for "sha256") over a raw store, the raw store (keys = "uri"), or the API
+        source."""
         tier = self.tiers[index]
         where = f"tier[{index + 1}]"
         build = Build(where, self.source, self.keys == "uri")  # build.secrets: never shown in an error
         try:
             raw = declaration(tier["type"]).build(tier, build)
-            if self.keys == "uri" or tier["type"] == "api":
+            family = family_named(self.keys)
+            if family is None:
                 return raw
-            from ..core.sha1 import Sha1Cache, Sha1Store
-
+            if tier["type"] == "api":
+                _check_family(raw, family.family, where, self)
+                return raw
             if tier.get("role") == "cache":
-                return Sha1Cache(raw, tier["prefix"], verify=tier.get("verify", True), name=tier.get("name"))
-            return Sha1Store(raw, tier["prefix"], verify=tier.get("verify", False), name=tier.get("name"))
+                return family.cache(raw, tier["prefix"], verify=tier.get("verify", True), name=tier.get("name"))
+            return family.store(raw, tier["prefix"], verify=tier.get("verify", False), name=tier.get("name"))
         except SpecError:
             raise
         except Exception as exc:  # any error of a constructor: the tier and the file it came from, one line
             raise SpecError(f"cannot build the {tier['type']} tier: {_described(exc, build.secrets)}", key=where,
                             source=self.source) from None
+
+
+def _check_family(source: Store, family: Any, where: str, spec: Spec) -> None:
+    """An api tier keyed by another hash would never be asked (its keys are not the composite's): refuse it."""
+    own = family_of(source)
+    if own is not None and own != family:
+        raise SpecError(f"{type(source).__name__} is keyed by {own.label}, but the spec says keys = "
+                        f"\"{spec.keys}\" ({family.label}); use a source keyed by {family.label}", key=f"{where}.class",
+                        source=spec.source)
 
 
 class _BuiltFromSpec:
@@ -191,6 +206,13 @@ class SpecSha1Composite(_BuiltFromSpec, Sha1Composite):
         return "Sha1Composite"
 
 
+class SpecSha256Composite(_BuiltFromSpec, Sha256Composite):
+    """The ``Sha256Composite`` a spec with ``keys = "sha256"`` builds."""
+
+    def _default_name(self) -> str:
+        return "Sha256Composite"
+
+
 class SpecComposite(_BuiltFromSpec, Composite):
     """The ``Composite`` a spec with ``keys = "uri"`` builds."""
 
@@ -198,8 +220,11 @@ class SpecComposite(_BuiltFromSpec, Composite):
         return "Composite"
 
 
+_COMPOSITES = {"sha1": SpecSha1Composite, "sha256": SpecSha256Composite, "uri": SpecComposite}
+
+
 def _composite_class(keys: str) -> type:
-    return SpecSha1Composite if keys == "sha1" else SpecComposite
+    return _COMPOSITES[keys]
 
 
 def from_spec(spec: Spec | Mapping[str, Any] | str | os.PathLike) -> Store:
@@ -258,8 +283,8 @@ def _validate(raw: Mapping[str, Any], source: str | None, base_dir: str) -> Spec
         if key not in _TOP_KEYS:
             fail(f"unknown key (top-level keys are: {', '.join(sorted(_TOP_KEYS))})", keyname(key))
     keys = raw.get("keys", "sha1")
-    if keys not in ("sha1", "uri"):
-        fail(f"must be \"sha1\" or \"uri\", not {shown(keys)}", "keys")
+    if not isinstance(keys, str) or keys not in KEY_NAMES:
+        fail(f"must be one of {', '.join(repr(k) for k in KEY_NAMES)}, not {shown(keys)}", "keys")
     top = {f.name: f.validate(raw.get(f.name), f.name, fail) for f in _TOP}
     default_retry = _retry_table(raw.get("retry"), fail)
     tiers = raw.get("tier")
@@ -315,7 +340,7 @@ def _validate_tier(tier: Mapping[str, Any], index: int, keys: str, default_retry
     if kind == "api":
         return _validate_api(out, where, fail)
     if keys == "uri" and "verify" in out:
-        fail("verify applies to SHA1 tiers (keys = \"sha1\")", f"{where}.verify")
+        fail("verify applies to hash-keyed tiers (keys = \"sha1\" or \"sha256\")", f"{where}.verify")
     refs = [f.name for f in declared.fields if f.reference and f.name in out]
     if out.get("anonymous") and refs:
         fail(f"anonymous = true cannot be combined with {refs[0]}", f"{where}.anonymous")
@@ -480,7 +505,7 @@ def _build_api(tier: dict, build: Build) -> Store:
                         source=build.source)
     if not issubclass(obj, Store):
         raise SpecError(f"{tier['class']} is not a Store subclass (a spec's class names one, e.g. a subclass of "
-                        "bitstore.Sha1APISource)", key=key, source=build.source)
+                        "bitstore.Sha1APISource or bitstore.Sha256APISource)", key=key, source=build.source)
     kwargs = {k: v for k, v in tier.items() if k not in _API.by_name and k != "type"}
     kwargs.update({k: build.env(v, f"{build.where}.env.{k}", secret=True) for k, v in tier.get("env", {}).items()})
     try:
