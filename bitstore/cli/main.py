@@ -84,21 +84,23 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                         help="log more (-v info, -vv debug)")
     parser = argparse.ArgumentParser(prog="bitstore", parents=[common],
-                                     description="Tiered, SHA1-addressed blob storage.")
+                                     description="Tiered, content-addressed (SHA1 or SHA-256) blob storage.")
     parser.add_argument("--version", action="version", version=f"bitstore {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     get = sub.add_parser("get", parents=[common], help="write one blob to stdout or a file",
-                         description="Streams the blob (never held whole) and checks its SHA1 as it goes; refuses "
-                                     "to write to a terminal without -o. Exit 0 found, 1 missing, 2 invalid key, "
-                                     "3 failed.")
-    get.add_argument("sha1", help="<sha1> or sha1://<sha1>")
+                         description="Streams the blob (never held whole) and checks its hash (SHA1, or SHA-256 "
+                                     "under a keys = \"sha256\" spec) as it goes; refuses to write to a terminal "
+                                     "without -o. Exit 0 found, 1 missing, 2 invalid key, 3 failed.")
+    get.add_argument("key", metavar="KEY", help="<sha1> or sha1://<sha1>; under a keys = \"sha256\" spec, <sha256> "
+                                                 "or sha256://<sha256>")
     get.add_argument("-o", "--output", metavar="FILE", help="write the blob to FILE (written whole, then renamed)")
     get.set_defaults(run=_get)
 
-    put = sub.add_parser("put", parents=[common], help="store files under their SHA1 and print the SHA1s",
-                         description="Writes to the spec's cache tier, else its first writable tier (or --to). "
-                                     "Blobs already there are skipped. Prints '<sha1>  <file>' for each file "
+    put = sub.add_parser("put", parents=[common], help="store files under their hash and print the keys",
+                         description="Names each file by its SHA1 (its SHA-256 under a keys = \"sha256\" spec) and "
+                                     "writes it to the spec's cache tier, else its first writable tier (or --to). "
+                                     "Blobs already there are skipped. Prints '<key>  <file>' for each file "
                                      "stored or already there, and a summary. Exit 2 when a file cannot be read, "
                                      "3 when a write failed.")
     put.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders with --recursive")
@@ -150,7 +152,8 @@ def _parser() -> argparse.ArgumentParser:
     warm.set_defaults(run=_warm)
 
     verify = sub.add_parser("verify", parents=[common], help="re-hash a tier's blobs and report corrupt ones",
-                            description="Streams each blob of the tier through SHA1. Prints '<sha1>  corrupt in "
+                            description="Streams each blob of the tier through its key's hash (SHA1 or SHA-256). "
+                                        "Prints '<key>  corrupt in "
                                         "<tier>: ...' for each corrupt blob. Exit 1 when any blob is corrupt, else "
                                         "3 when a read failed, else 0.")
     _input_args(verify)
@@ -170,8 +173,9 @@ def _parser() -> argparse.ArgumentParser:
 def _input_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", "-i", required=True, metavar="PATH",
                         help=".txt (one key a line), .csv (with a header), .parquet, or - (stdin, one key a line)")
-    parser.add_argument("--column", default="sha1",
-                        help="the key column of a .csv or .parquet input, strings only (default: sha1)")
+    parser.add_argument("--column", default=None,
+                        help="the key column of a .csv or .parquet input, strings only (default: sha1; sha256 "
+                             "under a keys = \"sha256\" spec)")
 
 
 def _progress_arg(parser: argparse.ArgumentParser) -> None:
@@ -181,46 +185,50 @@ def _progress_arg(parser: argparse.ArgumentParser) -> None:
 
 # --- commands ---------------------------------------------------------------------------------------
 def _get(args: argparse.Namespace) -> int:
+    from ..core.keys import family_named
     from ..ground.errors import InvalidURI, NotFoundInStore
 
     spec = _load_spec(args)
     store = spec.build()
-    if not store.accepts(args.sha1):
+    if not store.accepts(args.key):
         hint = getattr(store, "URI_HINT", None)
-        raise UsageError(f"not a valid key: {args.sha1[:100]!r}" + (f" (expected {hint})" if hint else ""))
+        raise UsageError(f"not a valid key: {args.key[:100]!r}" + (f" (expected {hint})" if hint else ""))
     if not args.output and _is_terminal(sys.stdout):
         raise UsageError("refusing to write a blob to the terminal: use -o FILE, or redirect the output")
     if args.output:
         _check_writable(args.output)
     try:
-        stream = store.open(args.sha1)
+        stream = store.open(args.key)
     except NotFoundInStore:
-        _error(f"not found: {args.sha1}")
+        _error(f"not found: {args.key}")
         return EXIT_MISSING
     except InvalidURI as exc:
         raise UsageError(str(exc)) from None
     except Exception as exc:  # FetchFailed, StoreNotAvailable, a user's store
         _error(_one_line(exc))
         return EXIT_FAILED
-    expected = store.canonical_key(args.sha1) if spec.keys == "sha1" else None
+    family = family_named(spec.keys)
+    family = family.family if family is not None else None
+    expected = store.canonical_key(args.key) if family is not None else None
     with stream:
-        size, actual = _stream_to(stream, args.output, expected)
+        size, actual = _stream_to(stream, args.output, expected, family.new if family is not None else None)
     if expected is not None and actual != expected:
-        _error(f"{args.sha1}: the bytes served have SHA1 {actual}: corrupt" +
+        _error(f"{args.key}: the bytes served have {family.label} {actual}: corrupt" +
                ("; nothing written" if args.output else ""))
         return EXIT_FAILED
-    logging.getLogger("bitstore.cli").info("%s: %d bytes", args.sha1, size)
+    logging.getLogger("bitstore.cli").info("%s: %d bytes", args.key, size)
     return EXIT_OK
 
 
-def _stream_to(stream, output: str | None, expected: str | None) -> tuple[int, str]:
-    """Copy ``stream`` to stdout, or to ``output`` through a temporary file renamed at the end only when the SHA1
-    of the bytes is ``expected`` (or nothing is expected), hashing as it goes: ``(size, sha1)``."""
+def _stream_to(stream, output: str | None, expected: str | None, new_digest=None) -> tuple[int, str]:
+    """Copy ``stream`` to stdout, or to ``output`` through a temporary file renamed at the end only when the hash
+    of the bytes (``new_digest``, a hashlib constructor; SHA1 by default) is ``expected`` (or nothing is
+    expected), hashing as it goes: ``(size, hex digest)``."""
     import contextlib
     import hashlib
     import tempfile
 
-    digest, size = hashlib.sha1(), 0
+    digest, size = (new_digest or hashlib.sha1)(), 0
     if output is None:
         target = sys.stdout.buffer
         tmp = None
@@ -258,8 +266,8 @@ def _stream_to(stream, output: str | None, expected: str | None) -> tuple[int, s
 
 def _put(args: argparse.Namespace) -> int:
     spec = _load_spec(args)
-    if spec.keys != "sha1":
-        raise UsageError('put stores files under their SHA1: it needs a spec with keys = "sha1"')
+    if spec.keys == "uri":
+        raise UsageError('put stores files under their hash: it needs a spec with keys = "sha1" or "sha256"')
     if args.to is not None:
         index = _tier_index(spec, args.to)
         if spec.tiers[index]["type"] == "api":
@@ -330,7 +338,7 @@ def _fetch(args: argparse.Namespace) -> int:
         return _fetch_on_beam(args)
     check_output(args.output)
     spec = _load_spec(args)
-    keys = _open_input(args)
+    keys = _open_input(args, spec)
     options = {"max_workers": args.max_workers or spec.max_workers or 64,
                "batch_size": args.batch_size or DEFAULT_BATCH_ROWS,
                "max_bytes_in_flight": args.max_bytes_in_flight or spec.max_bytes_in_flight
@@ -354,7 +362,7 @@ def _fetch_on_beam(args: argparse.Namespace) -> int:
     if args.url or args.cache_url:
         raise UsageError("--engine beam takes its tiers from --spec (write the --url tiers as a spec file)")
     argv = [sys.executable, "-m", "beam_transforms.pipeline", "--input", args.input, "--output", args.output,
-            "--column", args.column, *(["--spec", args.spec] if args.spec else []),
+            *(["--column", args.column] if args.column else []), *(["--spec", args.spec] if args.spec else []),
             *(["--max_workers", str(args.max_workers)] if args.max_workers else [])]
     return subprocess.run(argv).returncode
 
@@ -368,7 +376,7 @@ def _stat(args: argparse.Namespace) -> int:
     if args.output:
         check_output(args.output)
     spec = _load_spec(args)
-    keys = _open_input(args)
+    keys = _open_input(args, spec)
     store = spec.build()
     counts, by_source, causes = Counter(), Counter(), Counter()
 
@@ -407,7 +415,7 @@ def _warm(args: argparse.Namespace) -> int:
     spec = _load_spec(args)
     if spec.cache_index is None:
         raise UsageError('warm fills the cache tier: the spec has none (give a tier role = "cache")')
-    keys = _open_input(args)
+    keys = _open_input(args, spec)
     store = spec.build()
     counts, causes = Counter(), Counter()
     for outcome in warm_many(store, keys, max_workers=args.max_workers or spec.max_workers or 64,
@@ -431,13 +439,13 @@ def _verify(args: argparse.Namespace) -> int:
     from ..core.upkeep import VERIFY_STATUSES, verify_many
 
     spec = _load_spec(args)
-    if spec.keys != "sha1":
-        raise UsageError('verify checks blobs against their SHA1: it needs a spec with keys = "sha1"')
+    if spec.keys == "uri":
+        raise UsageError('verify checks blobs against their hash: it needs a spec with keys = "sha1" or "sha256"')
     index = _tier_index(spec, args.tier) if args.tier is not None else spec.write_index
     if index is None:
         raise UsageError("the spec has no tier to verify but api sources: name one with --tier")
     tier = spec.build_tier(index)
-    keys = _open_input(args)
+    keys = _open_input(args, spec)
     composite = spec.build()
     canonical = (composite.canonical_key(k) if composite.accepts(k) else k for k in keys)
     counts, causes = Counter(), Counter()
@@ -456,12 +464,15 @@ def _verify(args: argparse.Namespace) -> int:
     return EXIT_FAILED if counts["failed"] else EXIT_OK
 
 
-def _open_input(args: argparse.Namespace):
-    """The keys of ``--input``, counted first when it is a text or CSV file (for the progress bar's total)."""
+def _open_input(args: argparse.Namespace, spec):
+    """The keys of ``--input``, counted first when it is a text or CSV file (for the progress bar's total). The
+    key column (``--column``, and the one column of text input) is named after the spec's keys by default:
+    ``sha1``, or ``sha256`` for SHA-256 keys."""
+    from ..core.keys import key_column
     from ..engine.batch import want_progress
     from ..integrations.inputs import open_keys
 
-    keys = open_keys(args.input, args.column)
+    keys = open_keys(args.input, args.column, text_column=key_column(spec))
     if keys.total is None and args.input != "-" and want_progress(args.progress):
         keys.count()
     return keys

@@ -2,17 +2,18 @@
 
 Both run through the batch engine (threads, bounded window, one ``Outcome`` per key in input order, never
 raising for one key) and hold no blob after its key is answered: ``verify_many`` streams each blob through
-SHA1 with ``open``, so a blob larger than memory is checked without being held whole.
+its key's hash (SHA1 or SHA-256) with ``open``, so a blob larger than memory is checked without being held whole.
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from ..ground.errors import InvalidDataFound
 from .bulk import failure
+from .hashed import family_of
+from .sha1 import SHA1
 from .store import Store
 
 __all__ = ["Outcome", "warm_many", "verify_many", "WARM_STATUSES", "VERIFY_STATUSES"]
@@ -66,12 +67,15 @@ def warm_many(store: Any, keys: Iterable[Any], *, max_workers: int = 64, progres
 
 def verify_many(tier: Store, keys: Iterable[Any], *, max_workers: int = 16, progress: bool | None = None,
                 total: int | None = None) -> Iterator[Outcome]:
-    """Re-hash each key's blob in ``tier`` (a SHA1-keyed store) as it streams: ``ok`` or ``corrupt``."""
+    """Re-hash each key's blob in ``tier`` (a hash-keyed store: SHA1 or SHA-256, from the tier's family; SHA1 for
+    a store of no family) as it streams: ``ok`` or ``corrupt``."""
     from ..engine.batch import run_many
+
+    family = family_of(tier) or SHA1
 
     def verify(key: Any) -> Outcome:
         expected = tier.canonical_key(key)
-        digest, size = hashlib.sha1(), 0
+        digest, size = family.new(), 0
         try:
             with tier.open(key) as f:
                 while chunk := f.read(_READ):
@@ -84,7 +88,7 @@ def verify_many(tier: Store, keys: Iterable[Any], *, max_workers: int = 16, prog
             return Outcome(key, status, error=error)
         actual = digest.hexdigest()
         if actual != expected:
-            return Outcome(key, "corrupt", tier.name, size, f"data has SHA1 {actual}")
+            return Outcome(key, "corrupt", tier.name, size, f"data has {family.label} {actual}")
         return Outcome(key, "ok", tier.name, size)
 
     return run_many(tier, keys, verify, lambda key, error: Outcome(key, "invalid", error=error),

@@ -248,6 +248,13 @@ def _fetch_options(max_workers: int, max_bytes_in_flight: int, progress: bool | 
             "total": total}
 
 
+def _key_column(key_column: str | None, store: Any) -> str:
+    """``key_column``, else the store's: ``sha256`` for a SHA-256 store, else ``sha1``."""
+    from ..core.keys import key_column as default_key_column
+
+    return default_key_column(store) if key_column is None else key_column
+
+
 def _check_store(store: Any) -> None:
     if not callable(getattr(store, "get_many", None)):
         raise TypeError(f"store must be a bitstore Store, not {type(store).__name__}")
@@ -257,7 +264,7 @@ def enrich_table(
     table: pa.Table,
     store: Store,
     *,
-    key_column: str = "sha1",
+    key_column: str | None = None,
     blob_column: str = "blob",
     status_column: str | None = None,
     source_column: str | None = None,
@@ -270,7 +277,8 @@ def enrich_table(
     optional status (``found | missing | invalid | failed``), source (tier name) and error (why there is no
     blob: missing, invalid or failed) string columns.
 
-    The input columns are kept as they are (same chunks); a null key is ``invalid``.
+    The input columns are kept as they are (same chunks); a null key is ``invalid``. ``key_column`` defaults to
+    the store's key family: ``sha256`` for a SHA-256 store, else ``sha1``.
     """
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
@@ -278,6 +286,7 @@ def enrich_table(
         raise TypeError(f"enrich_table takes a pyarrow.Table, not {type(table).__name__}; "
                         "use enrich_batches for readers, datasets and iterables of batches")
     _check_store(store)
+    key_column = _key_column(key_column, store)
     plan = _Plan(key_column, blob_column, status_column, source_column, error_column)
     fields = plan.new_fields(table.schema)
     key_chunks = (
@@ -301,7 +310,7 @@ def enrich_batches(
     batches: pa.RecordBatchReader | pyarrow.dataset.Dataset | Iterable[pa.RecordBatch],
     store: Store,
     *,
-    key_column: str = "sha1",
+    key_column: str | None = None,
     blob_column: str = "blob",
     status_column: str | None = None,
     source_column: str | None = None,
@@ -324,6 +333,7 @@ def enrich_batches(
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, not {batch_size!r}")
     in_schema, source, total = _batch_source(batches, batch_size, schema)
+    key_column = _key_column(key_column, store)
     plan = _Plan(key_column, blob_column, status_column, source_column, error_column)
     fields = plan.new_fields(in_schema)
     out_schema = in_schema

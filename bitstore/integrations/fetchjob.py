@@ -37,12 +37,13 @@ ENGINE_PARTITION_ROWS = 4096
 _MAX_ERROR_SAMPLES = 5
 
 
-def output_schema():
-    """``sha1`` string, ``blob`` large_binary (null unless found), ``status`` string, ``source`` string."""
+def output_schema(key_column: str = "sha1"):
+    """``key_column`` string (``sha1``; ``sha256`` for SHA-256 keys), ``blob`` large_binary (null unless found),
+    ``status`` string, ``source`` string."""
     import pyarrow as pa
 
     return pa.schema([
-        pa.field("sha1", pa.string()),
+        pa.field(key_column, pa.string()),
         pa.field("blob", pa.large_binary()),
         pa.field("status", pa.string(), nullable=False),
         pa.field("source", pa.string()),
@@ -143,7 +144,8 @@ def plural(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
-_SHA1_RUN = re.compile(r"(?i)(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
+#: A key of any family (40 hex digits: SHA1; 64: SHA-256) inside a message.
+_KEY_RUN = re.compile(r"(?i)(?<![0-9a-f])(?:[0-9a-f]{64}|[0-9a-f]{40})(?![0-9a-f])")
 _ELAPSED = re.compile(r" in [0-9.]+ ?(?:ns|µs|us|ms|s)\b")
 _DEBUG_DUMP = re.compile(r"\s*(?:Debug source:|\.\.\.\(\+\d+ chars\)).*", re.S)
 _OS_ERROR = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
@@ -153,13 +155,13 @@ _MAX_CAUSE = 300
 def failure_cause(error: str, key: Any = None, *, mask_keys: bool = True) -> str:
     """One line for an error: multi-line debug dumps (an SDK's ``Debug source: ...``) and timings dropped,
     whitespace collapsed, cut to 300 characters but keeping the operating system's reason (``Connection
-    refused``) when the message has one. With ``mask_keys`` the key (and any SHA1) becomes ``<key>``, so the
+    refused``) when the message has one. With ``mask_keys`` the key (and any SHA1 or SHA-256) becomes ``<key>``, so the
     same failure of many keys reads the same (the summary groups by it)."""
     text = _DEBUG_DUMP.sub("", str(error))
     if mask_keys:
         if isinstance(key, str) and key.strip():
             text = text.replace(key.strip(), "<key>")
-        text = _SHA1_RUN.sub("<key>", text)
+        text = _KEY_RUN.sub("<key>", text)
     text = " ".join(_ELAPSED.sub("", text).split())
     reason = _OS_ERROR.search(text)
     if len(text) > _MAX_CAUSE:
@@ -230,16 +232,19 @@ def fetch_on_engine(
     else:
         raise ValueError(f"engine must be 'spark' or 'ray' here, not {engine!r}")
     from ..core.composite import Composite
-    from ..core.sha1 import Sha1Composite
+    from ..core.keys import family_named, key_column
 
     summary = FetchSummary()
-    store = Sha1Composite() if spec.keys == "sha1" else Composite()  # the keys' canonical form: no tier, no secret
+    family = family_named(spec.keys)
+    store = Composite() if family is None else family.composite()  # the keys' canonical form: no tier, no secret
+    column = key_column(spec)
 
     def run(keys: Iterable[Any]) -> Iterator[tuple]:
-        table = _key_table(keys)
+        table = _key_table(keys, column)
         if not table.num_rows:  # nothing to send: no session or cluster is started
             return
-        with fetch_job(spec, table, max_workers=max_workers, max_bytes_in_flight=max_bytes_in_flight) as results:
+        with fetch_job(spec, table, key_column=column, max_workers=max_workers,
+                       max_bytes_in_flight=max_bytes_in_flight) as results:
             for result in results:
                 summary.add(result)
                 yield output_row(store, result)
@@ -251,15 +256,15 @@ def fetch_on_engine(
     return summary
 
 
-def _key_table(keys: Iterable[Any]):
-    """The keys as a one-column (``sha1``) Arrow table in chunks of ``ENGINE_PARTITION_ROWS``."""
+def _key_table(keys: Iterable[Any], column: str = "sha1"):
+    """The keys as a one-column (``column``) Arrow table in chunks of ``ENGINE_PARTITION_ROWS``."""
     import pyarrow as pa
 
     iterator = iter(keys)
     chunks = []
     while chunk := list(islice(iterator, ENGINE_PARTITION_ROWS)):
         chunks.append(pa.array(chunk, pa.string()))
-    return pa.table({"sha1": pa.chunked_array(chunks, pa.string())})
+    return pa.table({column: pa.chunked_array(chunks, pa.string())})
 
 
 def write_rows(source: KeyInput, output: str | os.PathLike, added: list, run: Callable[[Iterable[Any]],
@@ -277,7 +282,8 @@ def write_rows(source: KeyInput, output: str | os.PathLike, added: list, run: Ca
         raise ValueError(f"batch_size must be a positive int, not {batch_size!r}")
     batches = source.batches(batch_size)
     first = next(batches, None)
-    column = source.key_column if first is not None else TEXT_COLUMN  # an empty file: no header, one key column
+    # an empty file: no header, one key column
+    column = source.key_column if first is not None else getattr(source, "text_column", TEXT_COLUMN)
     schema = first.schema if first is not None else pa.schema([pa.field(column, pa.string())])
     key_index = schema.get_field_index(column)
     schema = output_schema_for(schema, column, source.path, added)

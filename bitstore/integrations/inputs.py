@@ -5,8 +5,8 @@ exists and holds strings) so a bad input fails before any output is made; the ke
 only while they are iterated, a bounded piece at a time, so memory does not grow with the input's size.
 ``KeyInput.batches`` reads whole rows (every column) for jobs that keep them; ``count`` counts the rows
 of a text or CSV file first, for a progress bar with a total. In one-key-a-line input (a ``.txt`` file or
-``-``; its one column is ``sha1``), a first line ``sha1`` or the ``--column`` name (any case) is a header,
-skipped.
+``-``), the one column is named ``text_column`` (``sha1``; ``sha256`` for SHA-256 keys), and a first line equal
+to it or to the ``--column`` name (any case) is a header, skipped.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from typing import Any, BinaryIO
 __all__ = ["InputError", "KeyInput", "open_keys", "FORMATS", "TEXT_COLUMN"]
 
 FORMATS = (".txt", ".csv", ".parquet")
-#: The name of the one column of one-key-a-line input (``.txt``, ``-``), as in ``bitstore fetch``'s output.
+#: The name of the one column of one-key-a-line input (``.txt``, ``-``), as in ``bitstore fetch``'s output, unless
+#: the keys are named otherwise (``text_column="sha256"`` for SHA-256 keys).
 TEXT_COLUMN = "sha1"
 MAX_LINE_BYTES = 64 * 1024
 PARQUET_BATCH_ROWS = 8192
@@ -33,8 +34,9 @@ class InputError(ValueError):
 class KeyInput:
     """An iterable of the keys in one input; ``total`` is the number of keys when known up front."""
 
-    def __init__(self, path: str, fmt: str, column: str, total: int | None):
+    def __init__(self, path: str, fmt: str, column: str, total: int | None, text_column: str = TEXT_COLUMN):
         self.path, self.format, self.column, self.total = path, fmt, column, total
+        self.text_column = text_column
 
     def __iter__(self) -> Iterator[Any]:
         if self.total == 0:
@@ -45,13 +47,13 @@ class KeyInput:
 
     @property
     def key_column(self) -> str:
-        """The name of the key column in ``batches``: ``--column`` for CSV and Parquet, ``sha1`` for text."""
-        return TEXT_COLUMN if self.format == ".txt" else self.column
+        """The name of the key column in ``batches``: ``--column`` for CSV and Parquet, ``text_column`` for text."""
+        return self.text_column if self.format == ".txt" else self.column
 
     @property
     def _headers(self) -> tuple[str, ...]:
         """A first line equal to one of these (any case) is a header line in one-key-a-line input."""
-        return (TEXT_COLUMN, self.column)
+        return (self.text_column, self.column)
 
     def count(self) -> int | None:
         """The number of keys, counted by reading the file once when it is not known (None for stdin)."""
@@ -90,7 +92,7 @@ class KeyInput:
             if chunk or names is not None:
                 yield _csv_batch(names, chunk)
             return
-        schema = pa.schema([pa.field(TEXT_COLUMN, pa.string())])
+        schema = pa.schema([pa.field(self.text_column, pa.string())])
         chunk = []
         for key in self:
             chunk.append(key)
@@ -150,11 +152,18 @@ class KeyInput:
             raise InputError(f"{self.path}: cannot read the Parquet file: {_reason(exc)}") from None
 
 
-def open_keys(path: str | os.PathLike, column: str = "sha1") -> KeyInput:
-    """The keys of ``path`` (``-`` reads one key a line from standard input); raises ``InputError``."""
+def open_keys(path: str | os.PathLike, column: str | None = None, *, text_column: str = TEXT_COLUMN) -> KeyInput:
+    """The keys of ``path`` (``-`` reads one key a line from standard input); raises ``InputError``. ``column``:
+    the key column of a CSV or Parquet file (default: ``text_column``, the name of the one column of text input,
+    ``sha1``, or ``sha256`` for SHA-256 keys)."""
     path = os.fspath(path)
+    column = text_column if column is None else column
+    return _open_keys(path, column, text_column)
+
+
+def _open_keys(path: str, column: str, text_column: str) -> KeyInput:
     if path == "-":
-        return KeyInput(path, ".txt", column, None)
+        return KeyInput(path, ".txt", column, None, text_column)
     fmt = os.path.splitext(path)[1].lower()
     if fmt not in FORMATS:
         raise InputError(f"{path}: cannot tell the input format from the extension {fmt or '(none)'!r}; "
@@ -169,7 +178,7 @@ def open_keys(path: str | os.PathLike, column: str = "sha1") -> KeyInput:
         if fmt == ".parquet":  # even a Parquet file with no rows has a schema and a footer: this one is broken
             raise InputError(f"{path}: is empty (0 bytes), so not a Parquet file (a file with no rows still has "
                              "a footer); was it fully written?")
-        return KeyInput(path, fmt, column, 0)
+        return KeyInput(path, fmt, column, 0, text_column)
     if fmt == ".csv":
         with _open(path) as raw:
             try:
@@ -179,7 +188,7 @@ def open_keys(path: str | os.PathLike, column: str = "sha1") -> KeyInput:
                 raise InputError(f"{path}: not a readable CSV header: {_reason(exc)}") from None
         if header is not None:
             _csv_column(header, column, path)
-        return KeyInput(path, fmt, column, None)
+        return KeyInput(path, fmt, column, None, text_column)
     if fmt == ".parquet":
         pq = _pyarrow_parquet()
         try:
@@ -193,8 +202,8 @@ def open_keys(path: str | os.PathLike, column: str = "sha1") -> KeyInput:
         if not _is_string_type(kind):
             raise InputError(f"{path}: the key column {column!r} holds {kind}, not strings; keys are strings "
                              "(choose another column with --column, or cast this one to string)")
-        return KeyInput(path, fmt, column, file.metadata.num_rows)
-    return KeyInput(path, fmt, column, None)
+        return KeyInput(path, fmt, column, file.metadata.num_rows, text_column)
+    return KeyInput(path, fmt, column, None, text_column)
 
 
 def _text_keys(f: BinaryIO, label: str, headers: tuple[str, ...] = ()) -> Iterator[str]:

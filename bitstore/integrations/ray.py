@@ -18,7 +18,14 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ..core.store import DEFAULT_MAX_BYTES_IN_FLIGHT, FetchResult
-from .scaleout import DEFAULT_BATCH_ROWS, EnrichOptions, StoreLike, StoreRecipe, enrich_stream
+from .scaleout import (
+    DEFAULT_BATCH_ROWS,
+    EnrichOptions,
+    StoreLike,
+    StoreRecipe,
+    default_key_column,
+    enrich_stream,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -74,7 +81,7 @@ def enrich_dataset(
     ds: ray.data.Dataset,
     store: StoreLike,
     *,
-    key_column: str = "sha1",
+    key_column: str | None = None,
     blob_column: str = "blob",
     status_column: str | None = None,
     source_column: str | None = None,
@@ -89,14 +96,15 @@ def enrich_dataset(
     missing, invalid or failed) string columns. Lazy, like any transformation.
 
     ``store`` is a spec (dict, TOML path or ``Spec``; environment references are resolved on the workers) or a
-    picklable ``Store``. Every input row and column is kept; a null key is ``invalid``. Each actor enriches
+    picklable ``Store``. Every input row and column is kept; a null key is ``invalid``.
+    ``key_column`` defaults to the store's key family: ``sha256`` for SHA-256 keys, else ``sha1``. Each actor enriches
     ``batch_size`` rows at a time with up to ``max_workers`` threads and ``max_bytes_in_flight`` bytes in
     flight. Other keywords go to ``map_batches`` (e.g. ``compute=ray.data.ActorPoolStrategy(size=4)``,
     ``num_cpus=1``; by default ``num_cpus=0.5`` and an autoscaling pool with one block in flight per actor).
     """
     ray = _ray()
-    options = EnrichOptions(key_column, blob_column, status_column, source_column, error_column, max_workers,
-                            max_bytes_in_flight, batch_size)
+    options = EnrichOptions(default_key_column(key_column, store), blob_column, status_column, source_column,
+                            error_column, max_workers, max_bytes_in_flight, batch_size)
     _check_schema(ds, options)
     from ray import cloudpickle
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from ..spec.load import Spec
 
-__all__ = ["StoreLike", "StoreRecipe", "EnrichOptions", "enrich_stream", "DEFAULT_BATCH_ROWS"]
+__all__ = ["StoreLike", "StoreRecipe", "EnrichOptions", "enrich_stream", "default_key_column", "DEFAULT_BATCH_ROWS"]
 
 StoreLike = Union["Spec", Mapping[str, Any], str, "os.PathLike[str]", Store]
 
@@ -33,6 +33,25 @@ DEFAULT_BATCH_ROWS = 1024
 
 _STORES: dict[tuple[int, str], Store] = {}  # (pid, recipe token) -> the store this process built
 _LOCK = threading.Lock()
+
+
+def default_key_column(key_column: str | None, store: StoreLike) -> str:
+    """``key_column``, else the store's or spec's: ``sha256`` for SHA-256 keys, else ``sha1``. A spec that does not
+    load gives ``sha1`` here (the recipe reports its error)."""
+    from ..core.keys import DEFAULT_KEY_COLUMN
+    from ..core.keys import key_column as family_column
+    from ..spec.load import Spec, load_spec
+
+    if key_column is not None:
+        return key_column
+    if isinstance(store, Store):
+        return family_column(store)
+    if isinstance(store, (Spec, Mapping, str, os.PathLike)):
+        try:
+            return family_column(load_spec(store))
+        except Exception:
+            return DEFAULT_KEY_COLUMN
+    return DEFAULT_KEY_COLUMN
 
 
 class StoreRecipe:

@@ -24,7 +24,14 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
 
 from ..core.store import DEFAULT_MAX_BYTES_IN_FLIGHT, FetchResult
 from ..ground.errors import BitstoreError
-from .scaleout import DEFAULT_BATCH_ROWS, EnrichOptions, StoreLike, StoreRecipe, enrich_stream
+from .scaleout import (
+    DEFAULT_BATCH_ROWS,
+    EnrichOptions,
+    StoreLike,
+    StoreRecipe,
+    default_key_column,
+    enrich_stream,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -82,7 +89,7 @@ def enrich_dataframe(
     df: DataFrame,
     store: StoreLike,
     *,
-    key_column: str = "sha1",
+    key_column: str | None = None,
     blob_column: str = "blob",
     status_column: str | None = None,
     source_column: str | None = None,
@@ -96,16 +103,17 @@ def enrich_dataframe(
     invalid or failed) string columns. Lazy, like any transformation.
 
     ``store`` is a spec (dict, TOML path or ``Spec``; environment references are resolved on the executors) or a
-    picklable ``Store``. Every input row and column is kept; a null key is ``invalid``. Each task fetches with
-    up to ``max_workers`` threads and ``max_bytes_in_flight`` bytes fetched and not yet handed to Spark, and
-    hands its rows back ``batch_size`` at a time.
+    picklable ``Store``. Every input row and column is kept; a null key is ``invalid``.
+    ``key_column`` defaults to the store's key family: ``sha256`` for SHA-256 keys, else ``sha1``. Each task
+    fetches with up to ``max_workers`` threads and ``max_bytes_in_flight`` bytes fetched and not yet handed to
+    Spark, and hands its rows back ``batch_size`` at a time.
     """
     from pyspark import cloudpickle
     from pyspark.sql.pandas.types import to_arrow_schema
     from pyspark.sql.types import BinaryType, StringType, StructField, StructType
 
-    options = EnrichOptions(key_column, blob_column, status_column, source_column, error_column, max_workers,
-                            max_bytes_in_flight, batch_size)
+    options = EnrichOptions(default_key_column(key_column, store), blob_column, status_column, source_column,
+                            error_column, max_workers, max_bytes_in_flight, batch_size)
     conf = df.sparkSession.conf
     options = replace(options, key_column=_key_field(df, options, conf.get("spark.sql.caseSensitive", "false")))
     recipe = StoreRecipe(store, dumps=cloudpickle.dumps)
