@@ -20,14 +20,15 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 
-from bitstore import FetchResult, Sha1Composite, Store
+from bitstore import FetchResult, Store
+from bitstore.core.hashed import KeyFamily, family_of
+from bitstore.core.sha1 import SHA1
 from bitstore.engine.batch import FetchWindow
-from bitstore.ground.errors import short
 
 from ._store import StoreSource
 
 __all__ = [
-    "BatchFetchDoFn", "FetchMetrics", "canonical_sha1", "field_of", "NAMESPACE",
+    "BatchFetchDoFn", "FetchMetrics", "canonical_sha1", "canonical_key", "family_for", "field_of", "NAMESPACE",
     "DEFAULT_MAX_BATCH_SIZE", "DEFAULT_MAX_WORKERS", "DEFAULT_MAX_BATCH_BYTES",
 ]
 
@@ -36,18 +37,21 @@ DEFAULT_MAX_BATCH_SIZE = 1024
 DEFAULT_MAX_WORKERS = 64
 DEFAULT_MAX_BATCH_BYTES = 64 * 1024 * 1024
 
-_SHA1_KEY = Sha1Composite.SHA1_URI_REGEX
+def family_for(store: Store | None) -> KeyFamily:
+    """The key family of ``store`` (``Sha256Composite``: SHA-256), SHA1 for a store of no family."""
+    return family_of(store) or SHA1
+
+
+def canonical_key(element: Any, family: KeyFamily = SHA1) -> tuple[str | None, str | None]:
+    """``(lowercase hex, None)`` for ``<hex>`` or ``<name>://<hex>`` of ``family`` in any case (surrounding
+    whitespace ignored, as by the family's composite), else ``(None, reason)``."""
+    canonical = family.canonical(element)
+    return (canonical, None) if canonical is not None else (None, family.reason(element))
 
 
 def canonical_sha1(element: Any) -> tuple[str | None, str | None]:
-    """``(lowercase sha1, None)`` for ``<sha1>`` or ``sha1://<sha1>`` in any case (surrounding whitespace
-    ignored), else ``(None, reason)``."""
-    if not isinstance(element, str):
-        return None, f"not a SHA1: expected a str, got {type(element).__name__}"
-    match = _SHA1_KEY.fullmatch(element.strip())  # surrounding whitespace ignored, as by Sha1Composite
-    if match is None:
-        return None, f"not a SHA1: {short(element, 80)!r} (expected 40 hex digits, optionally after sha1://)"
-    return match.group(1).lower(), None
+    """``canonical_key`` for SHA1 keys: ``<sha1>`` or ``sha1://<sha1>``."""
+    return canonical_key(element, SHA1)
 
 
 def field_of(element: Any, field: str) -> tuple[Any, str | None]:
@@ -165,6 +169,7 @@ class BatchFetchDoFn(beam.DoFn):
         self._max_workers = max_workers
         self._max_batch_bytes = max_batch_bytes
         self._store: Store | None = None
+        self._family: KeyFamily = SHA1  # the store's, once setup has it
         self._metrics: FetchMetrics | None = None
         self._window: FetchWindow | None = None
         self._waiting: deque[tuple[WindowedValue, str]] = deque()  # offered, output not yet emitted, in order
@@ -185,6 +190,7 @@ class BatchFetchDoFn(beam.DoFn):
     # --- DoFn ----------------------------------------------------------------------------------------
     def setup(self) -> None:
         self._store = self._source.acquire()
+        self._family = family_for(self._store)
         self._metrics = FetchMetrics()
 
     def start_bundle(self) -> None:

@@ -72,6 +72,24 @@ class StoreSource:
         self._held = self._shared.acquire(lambda: _Holder(self.build()))
         return self._held.store
 
+    def family(self):
+        """The ``KeyFamily`` of this source's keys (None for a spec with ``keys = "uri"``, a store of no family, or a
+        factory, whose store is known only on the worker)."""
+        from bitstore.core.hashed import family_of
+        from bitstore.core.keys import family_named
+
+        if self._kind == "spec":
+            named = family_named(self._recipe.keys)
+            return None if named is None else named.family
+        return family_of(self._recipe) if self._kind == "store" else None
+
+    def key_column(self) -> str | None:
+        """The default key field for this source's keys (``sha1``; ``sha256`` for SHA-256 keys), or None for a
+        factory (known once its store is built, on the worker)."""
+        from bitstore.core.keys import key_column
+
+        return None if self._kind == "factory" else key_column(self._recipe)
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.pop("_held", None)  # the worker's live store never travels

@@ -1,6 +1,7 @@
 """Add blobs to records: ``EnrichWithBlobs`` (a PTransform) and ``BitstoreEnrichmentHandler`` (for ``Enrichment``).
 
-Both read the SHA1 from a field of each dict or ``beam.Row``, add the blob (None unless found) and its
+Both read the key (a SHA1, or a SHA-256 for a store keyed by SHA-256) from a field of each dict or ``beam.Row``
+(``key_field``; by default ``sha1``, or ``sha256`` for SHA-256 keys), add the blob (None unless found) and its
 status (``found``, ``missing``, ``invalid`` or ``failed``), and never drop or fail an element because
 of its key.
 """
@@ -14,13 +15,16 @@ from apache_beam.transforms.enrichment import EnrichmentSourceHandler
 from apache_beam.utils.windowed_value import WindowedValue
 
 from bitstore import FetchResult, Store
+from bitstore.core.hashed import KeyFamily
+from bitstore.core.keys import key_column
 
 from ._fetching import (
     DEFAULT_MAX_BATCH_BYTES,
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_WORKERS,
     BatchFetchDoFn,
-    canonical_sha1,
+    canonical_key,
+    family_for,
     field_of,
 )
 from ._store import StoreLike, StoreSource
@@ -29,19 +33,28 @@ __all__ = ["EnrichWithBlobs", "BitstoreEnrichmentHandler"]
 
 
 class _Fields:
-    """Where the key is read from and where the blob, status and (optionally) source are written."""
+    """Where the key is read from and where the blob, status and (optionally) source are written. A ``key_field``
+    of None is the store's default (``sha1``; ``sha256`` for SHA-256 keys), settled by ``resolved`` once the store
+    (or its spec) is known."""
 
-    def __init__(self, key_field: str, blob_field: str, status_field: str, source_field: str | None):
-        names = [key_field, blob_field, status_field] + ([source_field] if source_field else [])
+    def __init__(self, key_field: str | None, blob_field: str, status_field: str, source_field: str | None):
+        names = ([] if key_field is None else [key_field]) + [blob_field, status_field] + (
+            [source_field] if source_field else [])
         if not all(isinstance(n, str) and n for n in names):
             raise ValueError("field names must be non-empty strings")
         if len(set(names)) != len(names):
             raise ValueError(f"key, blob, status and source fields must differ, got {names}")
         self.key, self.blob, self.status, self.source = key_field, blob_field, status_field, source_field
 
-    def key_of(self, element: Any) -> tuple[str | None, str | None]:
-        value, reason = field_of(element, self.key)
-        return (None, reason) if reason else canonical_sha1(value)
+    def resolved(self, keyed: Any) -> _Fields:
+        """These fields with the key field settled from ``keyed`` (a store, or a spec) when it was left to it."""
+        if self.key is not None or keyed is None:
+            return self
+        return _Fields(key_column(keyed), self.blob, self.status, self.source)
+
+    def key_of(self, element: Any, family: KeyFamily) -> tuple[str | None, str | None]:
+        value, reason = field_of(element, self.key or key_column(family.name))
+        return (None, reason) if reason else canonical_key(value, family)
 
     def added(self, status: str, data: bytes | None = None, source: str | None = None) -> dict[str, Any]:
         values = {self.blob: data if status == "found" else None, self.status: status}
@@ -67,8 +80,12 @@ class _EnrichDoFn(BatchFetchDoFn):
         super().__init__(source, **batching)
         self._fields = fields
 
+    def setup(self) -> None:
+        super().setup()
+        self._fields = self._fields.resolved(self._store)
+
     def key_of(self, element: Any) -> tuple[str | None, str | None]:
-        return self._fields.key_of(element)
+        return self._fields.key_of(element, self._family)
 
     def on_invalid(self, element: WindowedValue, reason: str) -> WindowedValue:
         return element.with_value(_with_fields(element.value, self._fields.added("invalid")))
@@ -80,8 +97,9 @@ class _EnrichDoFn(BatchFetchDoFn):
 class EnrichWithBlobs(beam.PTransform):
     """Add ``blob_field`` (bytes, None unless found) and ``status_field`` to each dict or ``beam.Row``.
 
-    The key is read from ``key_field``; an element without it, or with a value that is not a SHA1, gets
-    status ``invalid``. ``source_field``, when given, receives the name of the tier that served the blob.
+    The key is read from ``key_field`` (default: ``sha1``, or ``sha256`` for a store keyed by SHA-256); an
+    element without it, or with a value that is not a key of the store's hash, gets status ``invalid``.
+    ``source_field``, when given, receives the name of the tier that served the blob.
     ``store`` and the batching options are as for ``FetchBlobs``.
     """
 
@@ -89,7 +107,7 @@ class EnrichWithBlobs(beam.PTransform):
         self,
         store: StoreLike,
         *,
-        key_field: str = "sha1",
+        key_field: str | None = None,
         blob_field: str = "blob",
         status_field: str = "blob_status",
         source_field: str | None = None,
@@ -99,8 +117,10 @@ class EnrichWithBlobs(beam.PTransform):
         label: str | None = None,
     ):
         super().__init__(label)
-        fields = _Fields(key_field, blob_field, status_field, source_field)
-        self._dofn = _EnrichDoFn(StoreSource(store), fields, max_batch_size=max_batch_size,
+        source = StoreSource(store)
+        _Fields(key_field, blob_field, status_field, source_field)  # the names checked as given
+        fields = _Fields(key_field or source.key_column(), blob_field, status_field, source_field)
+        self._dofn = _EnrichDoFn(source, fields, max_batch_size=max_batch_size,
                                  max_workers=max_workers, max_batch_bytes=max_batch_bytes)
 
     def expand(self, elements: beam.PCollection) -> beam.PCollection:
@@ -108,7 +128,8 @@ class EnrichWithBlobs(beam.PTransform):
 
 
 class BitstoreEnrichmentHandler(EnrichmentSourceHandler):
-    """An ``EnrichmentSourceHandler`` that looks blobs up by SHA1, for ``apache_beam.transforms.enrichment``.
+    """An ``EnrichmentSourceHandler`` that looks blobs up by their key (SHA1, or SHA-256 for a store keyed by
+    SHA-256; ``key_field`` defaults to ``sha1`` or ``sha256`` accordingly), for ``apache_beam.transforms.enrichment``.
 
     Requests are batched by ``Enrichment`` through ``batch_elements_kwargs`` (``min_batch_size``,
     ``max_batch_size``, ``max_batch_duration_secs``) and each batch is fetched concurrently. Every request
@@ -123,7 +144,7 @@ class BitstoreEnrichmentHandler(EnrichmentSourceHandler):
         self,
         store: StoreLike,
         *,
-        key_field: str = "sha1",
+        key_field: str | None = None,
         blob_field: str = "blob",
         status_field: str = "blob_status",
         source_field: str | None = None,
@@ -140,7 +161,9 @@ class BitstoreEnrichmentHandler(EnrichmentSourceHandler):
         if not isinstance(max_batch_bytes, int) or max_batch_bytes < 1:
             raise ValueError(f"max_batch_bytes must be a positive int, not {max_batch_bytes!r}")
         self._source = StoreSource(store)
-        self._fields = _Fields(key_field, blob_field, status_field, source_field)
+        _Fields(key_field, blob_field, status_field, source_field)  # the names checked as given
+        self._fields = _Fields(key_field or self._source.key_column(), blob_field, status_field, source_field)
+        self._family = self._source.family() or family_for(None)  # the store's, once __enter__ has it
         self._batching = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size}
         if max_batch_duration_secs is not None:
             self._batching["max_batch_duration_secs"] = max_batch_duration_secs
@@ -150,6 +173,8 @@ class BitstoreEnrichmentHandler(EnrichmentSourceHandler):
 
     def __enter__(self) -> BitstoreEnrichmentHandler:
         self._store = self._source.acquire()
+        self._family = family_for(self._store)
+        self._fields = self._fields.resolved(self._store)
         return self
 
     def __exit__(self, exc_type, exc_val, exc_tb) -> None:
@@ -161,7 +186,7 @@ class BitstoreEnrichmentHandler(EnrichmentSourceHandler):
     def get_cache_key(self, request: Any) -> str | list[str]:
         if isinstance(request, list):
             return [self.get_cache_key(r) for r in request]
-        key, _ = self._fields.key_of(request)
+        key, _ = self._fields.key_of(request, self._family)
         return f"{self._fields.key}: {key}"
 
     def __call__(self, request: Any, *args: Any, **kwargs: Any) -> Any:
@@ -172,7 +197,7 @@ class BitstoreEnrichmentHandler(EnrichmentSourceHandler):
         responses: list[beam.Row | None] = [None] * len(requests)
         to_fetch: list[tuple[int, str]] = []
         for i, req in enumerate(requests):
-            key, _ = self._fields.key_of(req)
+            key, _ = self._fields.key_of(req, self._family)
             if key is None:
                 responses[i] = beam.Row(**self._fields.added("invalid"))
             else:

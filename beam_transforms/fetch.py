@@ -1,4 +1,5 @@
-"""``FetchBlobs``: a PCollection of SHA1 strings becomes found / missing / failed / invalid PCollections."""
+"""``FetchBlobs``: a PCollection of keys (SHA1, or SHA-256 for a SHA-256 store) becomes found / missing / failed /
+invalid PCollections."""
 from __future__ import annotations
 
 from typing import Any, NamedTuple
@@ -14,7 +15,7 @@ from ._fetching import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_WORKERS,
     BatchFetchDoFn,
-    canonical_sha1,
+    canonical_key,
 )
 from ._store import StoreLike, StoreSource
 
@@ -24,15 +25,15 @@ __all__ = ["FetchBlobs", "FetchBlobsResult"]
 class FetchBlobsResult(NamedTuple):
     """The four outputs of ``FetchBlobs``; every input element is in exactly one of them."""
 
-    found: pvalue.PCollection  # (sha1, bytes)
-    missing: pvalue.PCollection  # sha1
-    failed: pvalue.PCollection  # (sha1, error message)
+    found: pvalue.PCollection  # (key, bytes)
+    missing: pvalue.PCollection  # key
+    failed: pvalue.PCollection  # (key, error message)
     invalid: pvalue.PCollection  # (element as given, reason)
 
 
 class _FetchBlobsDoFn(BatchFetchDoFn):
     def key_of(self, element: Any) -> tuple[str | None, str | None]:
-        return canonical_sha1(element)
+        return canonical_key(element, self._family)
 
     def on_invalid(self, element: WindowedValue, reason: str) -> Any:
         return pvalue.TaggedOutput("invalid", element.with_value((element.value, reason)))
@@ -44,12 +45,13 @@ class _FetchBlobsDoFn(BatchFetchDoFn):
             return pvalue.TaggedOutput("missing", element.with_value(key))
         if result.status == "failed":
             return pvalue.TaggedOutput("failed", element.with_value((key, result.error or "failed")))
-        # A SHA1 the store itself does not accept (a store keyed some other way).
+        # A key the store itself does not accept (a store keyed some other way).
         return pvalue.TaggedOutput("invalid", element.with_value((element.value, result.error or "invalid")))
 
 
 class FetchBlobs(beam.PTransform):
-    """Fetch the blob of each SHA1 in a PCollection from a bitstore store.
+    """Fetch the blob of each key in a PCollection from a bitstore store: SHA1 strings, or SHA-256 ones when the
+    store is keyed by SHA-256 (a spec with ``keys = "sha256"``, a ``Sha256Composite``); anything else is invalid.
 
     ``store`` is a spec (a dict, or a TOML path read now), a ``Store`` or a zero-argument callable
     returning one; it is built once per worker process and shared by that process's threads. Each key's

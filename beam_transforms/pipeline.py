@@ -38,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, metavar="PATH.parquet")
     parser.add_argument("--spec", metavar="PATH",
                         help="store spec (TOML); default: the local store under $BITSTORE_HOME (~/.bitstore)")
-    parser.add_argument("--column", default="sha1", help="the key column of a .csv or .parquet input (default: sha1)")
+    parser.add_argument("--column", default=None, help="the key column of a .csv or .parquet input (default: sha1; "
+                                                        "sha256 under a keys = \"sha256\" spec)")
     parser.add_argument("--max_workers", "--max-workers", type=int, default=None, metavar="N",
                         help="concurrent fetches per worker thread (default: the spec's max_workers, else 64)")
     parser.add_argument("--max_batch_size", "--max-batch-size", type=int, default=None, metavar="N",
@@ -93,21 +94,21 @@ def _parquet_schema(path: str):
         return pq.read_schema(f)
 
 
-def read_rows(pipeline, path: str, column: str):
+def read_rows(pipeline, path: str, column: str, text_column: str = TEXT_COLUMN):
     """``(rows, schema)``: the rows of ``path`` as a PCollection of dicts (every column; for one-key-a-line text
-    one column ``sha1``, lines ``sha1`` or ``column`` skipped as headers) and their Arrow schema (CSV columns
-    are strings; Parquet columns keep their types)."""
+    one column ``text_column`` (``sha1``; ``sha256`` for SHA-256 keys), lines equal to it or to ``column``
+    skipped as headers) and their Arrow schema (CSV columns are strings; Parquet columns keep their types)."""
     import apache_beam as beam
     import pyarrow as pa
 
     fmt = _format(path)
     if fmt == ".txt":
-        headers = {TEXT_COLUMN.casefold(), column.casefold()}
+        headers = {text_column.casefold(), column.casefold()}
         rows = (pipeline | "ReadText" >> beam.io.ReadFromText(path)
                 | "Strip" >> beam.Map(_text_key)
                 | "SkipBlankAndHeader" >> beam.Filter(lambda key: bool(key) and key.casefold() not in headers)
-                | "AsRow" >> beam.Map(lambda key: {TEXT_COLUMN: key}))
-        return rows, pa.schema([pa.field(TEXT_COLUMN, pa.string())])
+                | "AsRow" >> beam.Map(lambda key: {text_column: key}))
+        return rows, pa.schema([pa.field(text_column, pa.string())])
     if fmt == ".csv":
         header = _csv_header(path)
         schema = pa.schema([pa.field(name, pa.string()) for name in header] or [pa.field(column, pa.string())])
@@ -120,26 +121,26 @@ def read_rows(pipeline, path: str, column: str):
     return pipeline | "ReadParquet" >> beam.io.ReadFromParquet(path), _parquet_schema(path)
 
 
-def read_keys(pipeline, path: str, column: str):
+def read_keys(pipeline, path: str, column: str, text_column: str = TEXT_COLUMN):
     """The keys of ``path`` as a PCollection (local or remote paths Beam's file systems know)."""
     import apache_beam as beam
 
-    rows, _ = read_rows(pipeline, path, column)
-    return rows | "Key" >> beam.Map(lambda row, name: row[name], _key_column(path, column))
+    rows, _ = read_rows(pipeline, path, column, text_column)
+    return rows | "Key" >> beam.Map(lambda row, name: row[name], _key_column(path, column, text_column))
 
 
-def _key_column(path: str, column: str) -> str:
-    return TEXT_COLUMN if _format(path) == ".txt" else column
+def _key_column(path: str, column: str, text_column: str = TEXT_COLUMN) -> str:
+    return text_column if _format(path) == ".txt" else column
 
 
 # --- output rows -------------------------------------------------------------------------------------
-def output_row(record: dict[str, Any], column: str = "sha1") -> dict[str, Any]:
+def output_row(record: dict[str, Any], column: str = "sha1", family: Any = None) -> dict[str, Any]:
     """``bitstore fetch``'s row: the input row, its key in canonical form when valid (as given otherwise, as
-    text), then blob, status and source."""
-    from ._fetching import canonical_sha1
+    text), then blob, status and source. ``family``: the keys' ``KeyFamily`` (default SHA1)."""
+    from ._fetching import canonical_key, family_for
 
     key = record[column]
-    canonical, _ = canonical_sha1(key)
+    canonical, _ = canonical_key(key, family or family_for(None))
     if record["status"] != "invalid" and canonical is not None:
         key = canonical
     elif isinstance(key, bytes):
@@ -149,21 +150,26 @@ def output_row(record: dict[str, Any], column: str = "sha1") -> dict[str, Any]:
     return {**record, column: key}
 
 
-def build(pipeline, *, input: str, output: str, store, column: str = "sha1", **fetch_options: int) -> None:
-    """Add the fetch job (read rows, fetch, write one Parquet file) to ``pipeline``."""
+def build(pipeline, *, input: str, output: str, store, column: str | None = None, **fetch_options: int) -> None:
+    """Add the fetch job (read rows, fetch, write one Parquet file) to ``pipeline``. ``column`` (and the one
+    column of text input) defaults to the store's keys: ``sha1``, or ``sha256`` for SHA-256 keys."""
     import apache_beam as beam
 
     from bitstore.integrations.fetchjob import output_schema_for
 
+    from ._store import StoreSource
     from .enrichment import EnrichWithBlobs
 
-    rows, schema = read_rows(pipeline, input, column)
-    key = _key_column(input, column)
+    source = StoreSource(store)
+    text_column = source.key_column() or TEXT_COLUMN
+    column = column or text_column
+    rows, schema = read_rows(pipeline, input, column, text_column)
+    key = _key_column(input, column, text_column)
     schema = output_schema_for(schema, key, input)
     (rows
      | "Fetch" >> EnrichWithBlobs(store, key_field=key, blob_field="blob", status_field="status",
                                   source_field="source", **fetch_options)
-     | "OutputRow" >> beam.Map(output_row, key)
+     | "OutputRow" >> beam.Map(output_row, key, source.family())
      | "Write" >> beam.io.WriteToParquet(output, schema=schema, codec="snappy", num_shards=1,
                                          shard_name_template="", record_batch_size=_WRITE_BATCH_ROWS))
 
@@ -206,7 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bitstore.integrations.inputs import InputError, open_keys
 
             try:
-                open_keys(args.input, args.column)  # checks format, readability and column up front
+                from bitstore.core.keys import key_column
+
+                # checks format, readability and column up front
+                open_keys(args.input, args.column, text_column=key_column(spec))
             except InputError as exc:
                 raise ValueError(str(exc)) from None
         if _is_local(args.output):
