@@ -83,12 +83,12 @@ class StoreSource:
             return None if named is None else named.family
         return family_of(self._recipe) if self._kind == "store" else None
 
-    def key_column(self) -> str | None:
-        """The default key field for this source's keys (``sha1``; ``sha256`` for SHA-256 keys), or None for a
-        factory (known once its store is built, on the worker)."""
-        from bitstore.core.keys import key_column
+    def key_column(self) -> str:
+        """The default key field for this source's keys: ``sha256`` for SHA-256 keys, else ``sha1`` (a factory's
+        store is known only on the worker: ``sha1``, unless the transform is given ``key_field``)."""
+        from bitstore.core.keys import DEFAULT_KEY_COLUMN, key_column
 
-        return None if self._kind == "factory" else key_column(self._recipe)
+        return DEFAULT_KEY_COLUMN if self._kind == "factory" else key_column(self._recipe)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

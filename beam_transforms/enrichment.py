@@ -16,7 +16,6 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from bitstore import FetchResult, Store
 from bitstore.core.hashed import KeyFamily
-from bitstore.core.keys import key_column
 
 from ._fetching import (
     DEFAULT_MAX_BATCH_BYTES,
@@ -33,27 +32,18 @@ __all__ = ["EnrichWithBlobs", "BitstoreEnrichmentHandler"]
 
 
 class _Fields:
-    """Where the key is read from and where the blob, status and (optionally) source are written. A ``key_field``
-    of None is the store's default (``sha1``; ``sha256`` for SHA-256 keys), settled by ``resolved`` once the store
-    (or its spec) is known."""
+    """Where the key is read from and where the blob, status and (optionally) source are written."""
 
-    def __init__(self, key_field: str | None, blob_field: str, status_field: str, source_field: str | None):
-        names = ([] if key_field is None else [key_field]) + [blob_field, status_field] + (
-            [source_field] if source_field else [])
+    def __init__(self, key_field: str, blob_field: str, status_field: str, source_field: str | None):
+        names = [key_field, blob_field, status_field] + ([source_field] if source_field else [])
         if not all(isinstance(n, str) and n for n in names):
             raise ValueError("field names must be non-empty strings")
         if len(set(names)) != len(names):
             raise ValueError(f"key, blob, status and source fields must differ, got {names}")
         self.key, self.blob, self.status, self.source = key_field, blob_field, status_field, source_field
 
-    def resolved(self, keyed: Any) -> _Fields:
-        """These fields with the key field settled from ``keyed`` (a store, or a spec) when it was left to it."""
-        if self.key is not None or keyed is None:
-            return self
-        return _Fields(key_column(keyed), self.blob, self.status, self.source)
-
     def key_of(self, element: Any, family: KeyFamily) -> tuple[str | None, str | None]:
-        value, reason = field_of(element, self.key or key_column(family.name))
+        value, reason = field_of(element, self.key)
         return (None, reason) if reason else canonical_key(value, family)
 
     def added(self, status: str, data: bytes | None = None, source: str | None = None) -> dict[str, Any]:
@@ -80,10 +70,6 @@ class _EnrichDoFn(BatchFetchDoFn):
         super().__init__(source, **batching)
         self._fields = fields
 
-    def setup(self) -> None:
-        super().setup()
-        self._fields = self._fields.resolved(self._store)
-
     def key_of(self, element: Any) -> tuple[str | None, str | None]:
         return self._fields.key_of(element, self._family)
 
@@ -97,7 +83,7 @@ class _EnrichDoFn(BatchFetchDoFn):
 class EnrichWithBlobs(beam.PTransform):
     """Add ``blob_field`` (bytes, None unless found) and ``status_field`` to each dict or ``beam.Row``.
 
-    The key is read from ``key_field`` (default: ``sha1``, or ``sha256`` for a store keyed by SHA-256); an
+    The key is read from ``key_field`` (default: ``sha256`` for a spec or store keyed by SHA-256, else ``sha1``); an
     element without it, or with a value that is not a key of the store's hash, gets status ``invalid``.
     ``source_field``, when given, receives the name of the tier that served the blob.
     ``store`` and the batching options are as for ``FetchBlobs``.
@@ -118,8 +104,8 @@ class EnrichWithBlobs(beam.PTransform):
     ):
         super().__init__(label)
         source = StoreSource(store)
-        _Fields(key_field, blob_field, status_field, source_field)  # the names checked as given
-        fields = _Fields(key_field or source.key_column(), blob_field, status_field, source_field)
+        key_field = source.key_column() if key_field is None else key_field
+        fields = _Fields(key_field, blob_field, status_field, source_field)
         self._dofn = _EnrichDoFn(source, fields, max_batch_size=max_batch_size,
                                  max_workers=max_workers, max_batch_bytes=max_batch_bytes)
 
@@ -161,8 +147,8 @@ class BitstoreEnrichmentHandler(EnrichmentSourceHandler):
         if not isinstance(max_batch_bytes, int) or max_batch_bytes < 1:
             raise ValueError(f"max_batch_bytes must be a positive int, not {max_batch_bytes!r}")
         self._source = StoreSource(store)
-        _Fields(key_field, blob_field, status_field, source_field)  # the names checked as given
-        self._fields = _Fields(key_field or self._source.key_column(), blob_field, status_field, source_field)
+        self._fields = _Fields(self._source.key_column() if key_field is None else key_field,
+                               blob_field, status_field, source_field)
         self._family = self._source.family() or family_for(None)  # the store's, once __enter__ has it
         self._batching = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size}
         if max_batch_duration_secs is not None:
@@ -174,7 +160,6 @@ class BitstoreEnrichmentHandler(EnrichmentSourceHandler):
     def __enter__(self) -> BitstoreEnrichmentHandler:
         self._store = self._source.acquire()
         self._family = family_for(self._store)
-        self._fields = self._fields.resolved(self._store)
         return self
 
     def __exit__(self, exc_type, exc_val, exc_tb) -> None:

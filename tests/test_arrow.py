@@ -550,3 +550,25 @@ def test_bitstore_arrow_without_pyarrow_names_the_extra():
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True, text=True)
     assert "pip install 'bitstore-tiered[arrow]'" in out.stdout
+
+
+def test_sha256_keys_fill_the_sha256_column_by_default():
+    """A SHA-256 store: the key column defaults to ``sha256``; a SHA1 there is ``invalid``, never ``missing``."""
+    import hashlib
+
+    from bitstore import Sha256Composite, Sha256Store
+
+    data = {hashlib.sha256(b"%d" % i).hexdigest(): b"%d" % i for i in range(5)}
+    raw = MemoryRaw()
+    for key, blob in data.items():
+        raw.put(f"mem://s256/{key}", blob)
+    store = Sha256Composite().append_source(Sha256Store(raw, "mem://s256/", verify=True))
+    first = next(iter(data))
+    keys = [*data, "sha256://" + first.upper(), hashlib.sha1(b"0").hexdigest(), hashlib.sha256(b"no").hexdigest()]
+    out = enrich_table(pa.table({"sha256": keys}), store, status_column="status")
+    assert out.column_names == ["sha256", "blob", "status"]
+    assert out.column("status").to_pylist() == ["found"] * 6 + ["invalid", "missing"]
+    assert out.column("blob").to_pylist() == [*data.values(), data[first], None, None]
+    with pytest.raises(MissingColumn):
+        enrich_table(pa.table({"sha1": keys}), store)
+    assert enrich_table(pa.table({"k": keys}), store, key_column="k").column("blob").to_pylist()[0] == data[first]
