@@ -276,3 +276,10 @@ def test_memory_tiers_are_read_on_the_loop_and_a_subclass_is_not(family):
         pass
 
     assert not Mine(MemoryRaw(), "mem://l/").reads_on_loop()
+
+
+def test_the_guides_example_runs():
+    from tests.docs_blocks import expected_output, run_block, runnable_blocks
+
+    [block] = runnable_blocks("sha256")
+    assert run_block(block, "tiers guide: SHA-256 keys") == expected_output(block)
