@@ -255,3 +255,29 @@ def test_cli_url_and_cache_url(tmp_path, capsys):
     assert main(["get", SHA1, "--url", "ftp://x/"]) == 2
     assert "unknown URL scheme 'ftp'" in capsys.readouterr().err
     assert main(["get", SHA1, "--url", "mem://x/", "--spec", os.devnull]) == 2
+
+
+def test_sha256_templates_and_the_cli_keys_option(tmp_path, blob_server, capsys):
+    """A SHA-256 store's key goes where ``{sha256}`` stands; a placeholder of the other family is refused by name;
+    ``--keys sha256`` makes the ``--url`` tiers SHA-256 stores."""
+    import hashlib
+
+    from bitstore import from_url
+    from bitstore.cli.main import main
+
+    key = hashlib.sha256(DATA).hexdigest()
+    blob_server.put(DATA, name=key)
+    store = from_url(f"{blob_server.url}/blobs/{{sha256}}", keys="sha256")
+    assert store.get(key) == DATA
+    assert store.fetch(SHA1).status == "invalid"  # a SHA1 given to a SHA-256 store: invalid, never missing
+    with pytest.raises(SpecError, match=r"placeholder is \{sha1\}, not \{sha256\}"):
+        from_url(f"{blob_server.url}/blobs/{{sha256}}")
+    with pytest.raises(SpecError, match="may appear once"):
+        from_url(f"{blob_server.url}/{{sha1}}/{{sha256}}")
+    source = tmp_path / "source"
+    (tmp_path / "f.bin").write_bytes(DATA)
+    assert main(["put", str(tmp_path / "f.bin"), "--url", f"file://{source}/", "--keys", "sha256"]) == 0
+    assert key in capsys.readouterr().out and (source / key).read_bytes() == DATA
+    assert main(["get", key, "--url", f"file://{source}/", "--keys", "sha1"]) == 2  # not a SHA1: invalid
+    assert main(["get", key, "--keys", "sha256"]) == 2  # --keys without --url
+    assert "--keys goes with --url" in capsys.readouterr().err

@@ -420,8 +420,10 @@ def _build_tier(tier: dict, build: Build) -> HTTPRaw:
         raise SpecError(refused, key=f"{build.where}.url", source=build.source)
     for header, var in tier.get("headers_env", {}).items():
         build.env(var, f"{build.where}.headers_env.{header}")  # set now, or a clear SpecError
-    prefix, sample = tier["prefix"], "0" * 40
-    sample_url = prefix.replace("{sha1}", sample) if "{sha1}" in prefix else prefix + sample
+    prefix = tier["prefix"]
+    template = next((t for t in ("{sha1}", "{sha256}") if t in prefix), None)
+    sample = "0" * (64 if template == "{sha256}" else 40)
+    sample_url = prefix.replace(template, sample) if template else prefix + sample
     if tier.get("transport") == "fast" and _fast_address(sample_url) is None:
         raise SpecError("the fast transport (obstore) cannot address this URL as written (a query string or "
                         "characters it would re-encode); use transport = \"auto\" or \"sdk\"",

@@ -63,7 +63,9 @@ def _load_spec(args: argparse.Namespace):
             raise UsageError("give --spec or --url/--cache-url, not both")
         from ..spec.url_stores import url_spec
 
-        return load_spec(url_spec(args.url, cache=args.cache_url))
+        return load_spec(url_spec(args.url or [], cache=args.cache_url, keys=args.keys or "sha1"))
+    if args.keys:
+        raise UsageError("--keys goes with --url/--cache-url (a spec says its own keys)")
     return load_spec_or_default(args.spec)
 
 
@@ -81,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
                              "(or ...{sha1}...)")
     common.add_argument("--cache-url", metavar="URL", default=argparse.SUPPRESS,
                         help="the cache tier by URL: read first, and every hit from the --url tiers written to it")
+    common.add_argument("--keys", choices=("sha1", "sha256"), default=argparse.SUPPRESS,
+                        help="the key family of the --url tiers (default sha1)")
     common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                         help="log more (-v info, -vv debug)")
     parser = argparse.ArgumentParser(prog="bitstore", parents=[common],
@@ -556,6 +560,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE if exc.code else EXIT_OK
     args.spec, args.verbose = getattr(args, "spec", None), getattr(args, "verbose", 0)
     args.url, args.cache_url = getattr(args, "url", None) or [], getattr(args, "cache_url", None)
+    args.keys = getattr(args, "keys", None)
     _setup_logging(args.verbose)
     previous = _handle_sigterm()
     try:

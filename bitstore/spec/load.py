@@ -43,7 +43,7 @@ from ..ground.fields import (
     shown,
 )
 from ..ground.retry import RetryPolicy
-from .urls import parse_url
+from .urls import parse_url, template_in
 
 __all__ = ["Spec", "load_spec", "from_spec", "default_spec", "TIER_TYPES"]
 
@@ -422,6 +422,9 @@ def _prefix(tier: dict, kind: str, default: str | None, where: str, keys: str, b
         if parsed != kind:
             fail(f"a {kind} tier's prefix is {'an az://' if kind == 'azure' else 'an http(s)://'} URL, not "
                  f"{shown(prefix)}", key)
+        placeholder = template_in(prefix)
+        if placeholder is not None and placeholder != keys:
+            fail(f"this spec's keys are {keys}: the key's placeholder is {{{keys}}}, not {{{placeholder}}}", key)
         return prefix
     scheme = {"s3": "s3://", "gcs": "gs://", "memory": "mem://"}[kind]
     if kind == "memory":

@@ -16,13 +16,13 @@ from urllib.parse import urlsplit
 from ..ground.errors import SpecError
 from ..ground.fields import shown
 
-__all__ = ["SCHEMES", "parse_url", "url_of", "TEMPLATE"]
+__all__ = ["SCHEMES", "parse_url", "url_of", "TEMPLATES", "template_in"]
 
 #: URL scheme -> spec tier type.
 SCHEMES = {"s3": "s3", "gs": "gcs", "az": "azure", "abfs": "azure", "azure": "azure", "file": "local",
            "mem": "memory", "http": "http", "https": "http"}
-#: Where the key goes in an http URL (``Sha1Store`` fills it in).
-TEMPLATE = "{sha1}"
+#: Where the key goes in an http URL, by key family (the SHA1 or SHA-256 store fills it in).
+TEMPLATES = {"sha1": "{sha1}", "sha256": "{sha256}"}
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _BUCKETED = {"s3": "s3://", "gcs": "gs://", "azure": "az://"}
 # A Windows drive ("C:\\data") is a path, not a scheme; so is anything without "://".
@@ -109,13 +109,16 @@ def _http_prefix(text: str) -> str:
                         "\"ENV_VAR\" }")
     if parts.fragment or "#" in text:
         raise _Bad(f"an http store URL has no #fragment: {shown(_public(text))}")
-    count = text.count(TEMPLATE)
+    count = sum(text.count(t) for t in TEMPLATES.values())
     if count > 1:
-        raise _Bad(f"{TEMPLATE} may appear once in a URL, not {count} times")
+        raise _Bad(f"a placeholder ({' or '.join(TEMPLATES.values())}) may appear once in a URL, not {count} times")
     if count == 0 and parts.query:
-        raise _Bad(f"a URL with a query string needs {TEMPLATE} where the key goes (e.g. ?hash={TEMPLATE})")
-    if "{" in text.replace(TEMPLATE, "") or "}" in text.replace(TEMPLATE, ""):
-        raise _Bad(f"the only placeholder a URL takes is {TEMPLATE}: {shown(_public(text))}")
+        raise _Bad("a URL with a query string needs {sha1} (or {sha256}) where the key goes (e.g. ?hash={sha1})")
+    bare = text
+    for template in TEMPLATES.values():
+        bare = bare.replace(template, "")
+    if "{" in bare or "}" in bare:
+        raise _Bad(f"the only placeholders a URL takes are {{sha1}} and {{sha256}}: {shown(_public(text))}")
     if count == 0 and not parts.path:
         return text + "/"
     return text
@@ -135,3 +138,8 @@ def _public(text: str) -> str:
     if sep and "@" in rest.split("/", 1)[0]:
         rest = rest.split("@", 1)[1]
     return f"{scheme}{sep}{rest}"
+
+
+def template_in(prefix: str) -> str | None:
+    """The key family whose placeholder stands in ``prefix`` (``"sha1"``, ``"sha256"``), or None."""
+    return next((family for family, template in TEMPLATES.items() if template in prefix), None)
