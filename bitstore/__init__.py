@@ -46,6 +46,7 @@ from .ground.results import FetchResult
 from .ground.retry import RetryPolicy
 
 if TYPE_CHECKING:
+    from .backends.azure import AZRaw
     from .backends.gcs import GSRaw
     from .backends.http import HTTPRaw
     from .backends.s3 import S3Raw
@@ -59,6 +60,7 @@ _LAZY = {
     "S3Raw": "bitstore.backends.s3",
     "GSRaw": "bitstore.backends.gcs",
     "HTTPRaw": "bitstore.backends.http",
+    "AZRaw": "bitstore.backends.azure",
     "from_spec": "bitstore.spec.load",
     "from_url": "bitstore.spec.url_stores",
     "from_urls": "bitstore.spec.url_stores",
@@ -69,7 +71,8 @@ __all__ = [
     "Sha1Store", "Sha1Cache", "Sha1APISource", "Sha1Composite", "Sha1FormatMixin", "VerifySha1Mixin", "sha1_hex",
     "Sha256Store", "Sha256Cache", "Sha256APISource", "Sha256Composite", "Sha256FormatMixin", "VerifySha256Mixin",
     "sha256_hex",
-    "LocalRaw", "MemoryRaw", "S3Raw", "GSRaw", "HTTPRaw", "from_spec", "from_url", "from_urls", "RetryPolicy",
+    "LocalRaw", "MemoryRaw", "S3Raw", "GSRaw", "AZRaw", "HTTPRaw", "from_spec", "from_url", "from_urls",
+    "RetryPolicy",
     "BitstoreError", "NotFoundInStore", "InvalidDataFound", "StoreNotAvailable", "InvalidURI", "FetchFailed",
     "BlobTooLarge", "SpecError", "Throttled",
 ]

@@ -1,4 +1,4 @@
-"""``CloudRaw``: what ``S3Raw`` and ``GSRaw`` share, so each backend keeps only its SDK's part.
+"""``CloudRaw``: what ``S3Raw``, ``GSRaw`` and ``AZRaw`` share, so each backend keeps only its SDK's part.
 
 Shared: ``bucket/key`` URIs, the retried GET through the fast transport (obstore) or the SDK, the retried
 PUT, errors mapped once per attempt, and per-process state (``_conn`` from ``_connect``, ``_fast`` from
@@ -61,6 +61,8 @@ class CloudRaw(Store):
     """Objects in a cloud bucket, addressed as ``<KIND>://bucket/key``."""
 
     KIND: str
+    #: What the service calls a bucket (in messages): "bucket", or "container" on Azure.
+    BUCKET_WORD = "bucket"
     #: ``<KIND>://bucket/key``, with the bucket and the key as its two groups.
     _URI: re.Pattern[str]
     #: Maps an SDK exception to ours: ``(exc, store, uri, writing=False) -> BitstoreError``.
@@ -183,7 +185,7 @@ class CloudRaw(Store):
             return FetchFailed(self, uri, f"HTTP 404 that does not say the object is missing ({exc}), and the "
                                           f"check that would settle it failed: {cause_of(error)}")
         where = self.endpoint_label
-        return StoreNotAvailable(self, f"bucket {bucket!r} does not exist{f' at {where}' if where else ''}")
+        return StoreNotAvailable(self, f"{self.BUCKET_WORD} {bucket!r} does not exist{f' at {where}' if where else ''}")
 
     def _fast_cannot_address(self, via: list[str], evidence: str) -> BaseException:
         """The fast transport was shown not to reach objects at this endpoint: ``auto`` goes on through the SDK

@@ -1,4 +1,4 @@
-"""The one place that maps S3, GCS and obstore errors to bitstore's: missing, unavailable, failed or transient.
+"""The one place that maps S3, GCS, Azure and obstore errors to bitstore's: missing, unavailable, failed or transient.
 
 Each ``*_error(exc, store, uri, writing=False)`` returns the exception ``RetryPolicy.run`` should act on:
 a ``BitstoreError`` (raised at once) or a ``TransientError`` (retried, then ``FetchFailed``). Messages are
@@ -16,32 +16,41 @@ from ..ground.errors import BitstoreError, FetchFailed, NotFoundInStore, StoreNo
 from ..ground.retry import TransientError
 
 __all__ = ["ShortRead", "HTTPStatusError", "Unconfirmed404", "check_size", "read_exactly", "status_error",
-           "s3_error", "gcs_error", "obstore_error", "retry_after_of", "config_error", "FastUnsupported",
-           "http_error", "http_fast_error", "mask"]
+           "s3_error", "gcs_error", "azure_error", "obstore_error", "retry_after_of", "config_error",
+           "FastUnsupported", "http_error", "http_fast_error", "mask"]
 
 # Error codes that answer "this object does not exist" (S3 XML ``NoSuchKey``; GCS JSON reason ``notFound``
-# unless its message is about the bucket) and "this bucket does not exist". A 404 with neither is not an answer
-# about the object: it may be a route the endpoint does not serve (``Unconfirmed404``, settled by the store).
-_OBJECT_MISSING_CODES = {"NoSuchKey", "notFound", "NoSuchObject"}
-_BUCKET_MISSING_CODES = {"NoSuchBucket"}
+# unless its message is about the bucket; Azure ``BlobNotFound``) and "this bucket (container) does not exist".
+# A 404 with neither is not an answer about the object: it may be a route the endpoint does not serve
+# (``Unconfirmed404``, settled by the store).
+_OBJECT_MISSING_CODES = {"NoSuchKey", "notFound", "NoSuchObject", "BlobNotFound"}
+_BUCKET_MISSING_CODES = {"NoSuchBucket", "ContainerNotFound", "ContainerBeingDeleted"}
 _BUCKET_MESSAGE = re.compile(r"bucket[^.]*(does not exist|not found)", re.I)
 # Credentials missing, expired or rejected: no retry will fix them.
 _AUTH_CODES = {
     "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
     "TokenRefreshRequired", "AllAccessDisabled", "AccountProblem", "InvalidSecurity", "UnauthorizedAccess",
     "forbidden", "unauthorized", "AuthorizationHeaderMalformed",
+    # Azure Storage
+    "AuthenticationFailed", "AuthorizationFailure", "AuthorizationPermissionMismatch", "AuthorizationSourceIPMismatch",
+    "AuthorizationProtocolMismatch", "AuthorizationResourceTypeMismatch", "AuthorizationServiceMismatch",
+    "InsufficientAccountPermissions", "InvalidAuthenticationInfo", "NoAuthenticationInformation", "AccountIsDisabled",
+    "KeyBasedAuthenticationNotPermitted",
 }
 # Codes that say "slow down": the service refused for load. A subset of the retryable codes below; only these
 # back a tier's limiter off and send the fast transport's next attempts through the SDK (to see Retry-After).
 _SLOW_DOWN_CODES = {
     "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "RequestThrottled", "TooManyRequests",
-    "rateLimitExceeded", "EC2ThrottledException", "BandwidthLimitExceeded",
+    "rateLimitExceeded", "EC2ThrottledException", "BandwidthLimitExceeded", "ServerBusy",
 }
 _THROTTLING_CODES = {
     "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "RequestThrottled", "TooManyRequests",
     "ServiceUnavailable", "InternalError", "RequestTimeout", "RequestTimeTooSkewed", "rateLimitExceeded",
     "backendError", "EC2ThrottledException", "BandwidthLimitExceeded", "PriorRequestNotComplete",
+    "ServerBusy", "OperationTimedOut",
 }
+#: Codes for an object that exists but cannot be read without a restore (S3 Glacier, Azure's archive tier).
+_ARCHIVED_CODES = {"InvalidObjectState", "BlobArchived"}
 _QUERY = re.compile(r"(\w+://[^\s?'\"]*)\?[^\s'\"]*")
 
 
@@ -109,12 +118,13 @@ def status_error(status: int | None, code: str | None, message: str, store: Any,
     bucket_missing = code in _BUCKET_MISSING_CODES or (
         code in _OBJECT_MISSING_CODES and _BUCKET_MESSAGE.search(message or ""))
     if bucket_missing or (writing and status == 404):  # a write answered 404: the bucket is not there
-        return StoreNotAvailable(store, f"the bucket of '{clean(uri, 200)}' does not exist{_at(store)} ({detail})")
+        word = getattr(store, "BUCKET_WORD", "bucket")
+        return StoreNotAvailable(store, f"the {word} of '{clean(uri, 200)}' does not exist{_at(store)} ({detail})")
     if code in _OBJECT_MISSING_CODES:
         return NotFoundInStore(store, uri)
     if status == 404:
         return Unconfirmed404(detail)
-    if code == "InvalidObjectState":  # archived (e.g. S3 Glacier): not readable here, as the original
+    if code in _ARCHIVED_CODES:  # archived (S3 Glacier, Azure archive tier): not readable here, as the original
         return NotFoundInStore(store, uri, "archived, not readable without a restore")
     if status in (401, 403) or code in _AUTH_CODES:
         return StoreNotAvailable(store, f"credentials missing or rejected ({detail})")
@@ -212,6 +222,33 @@ def gcs_error(exc: BaseException, store: Any, uri: Any, writing: bool = False) -
     if isinstance(status, int):
         return status_error(status, None, type(exc).__name__, store, uri, writing, retry_after)
     return _transient(exc)
+
+
+def azure_error(exc: BaseException, store: Any, uri: Any, writing: bool = False) -> BaseException:
+    """azure-core / azure-storage-blob / azure-identity errors, and HTTP responses read from the SDK's pipeline.
+    An ``HttpResponseError`` is mapped by its status and the service's ``x-ms-error-code`` (``BlobNotFound`` is
+    missing; ``ContainerNotFound`` and rejected credentials are unavailable); a credential the default chain
+    cannot obtain is unavailable; connection, timeout and body errors are transient."""
+    done = _passthrough(exc, store, uri, writing)
+    if done is not None:
+        return done
+    from azure.core import exceptions as zx
+
+    if isinstance(exc, zx.HttpResponseError) and isinstance(exc.status_code, int):
+        response = exc.response
+        headers = getattr(response, "headers", None) or {}
+        code = exc.error_code or headers.get("x-ms-error-code")
+        return status_error(exc.status_code, str(code) if code else None, _first_line(exc.reason or ""), store,
+                            uri, writing, retry_after_of(headers.get("Retry-After")))
+    if isinstance(exc, zx.ClientAuthenticationError):  # azure-identity: no credential found, or a token refused
+        return StoreNotAvailable(store, f"credentials missing or rejected ({type(exc).__name__})")
+    if isinstance(exc, ValueError) and not isinstance(exc, zx.AzureError):  # the SDK refused a URL or an option
+        return config_error(store, f"{type(exc).__name__}: {_first_line(str(exc))}")
+    return _transient(exc)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().split("\n", 1)[0]
 
 
 def obstore_error(exc: BaseException, store: Any, uri: Any, writing: bool = False) -> BaseException:

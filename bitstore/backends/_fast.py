@@ -27,7 +27,7 @@ from ..ground.views import VIEW_MIN_BYTES, views_allowed
 from ._client import require
 from ._errors import FastUnsupported, check_size, config_error, read_exactly
 
-__all__ = ["S3Fast", "GCSFast", "HTTPFast", "usable"]
+__all__ = ["S3Fast", "GCSFast", "HTTPFast", "AzureFast", "usable"]
 
 _started_in: int | None = None  # pid of the process in which obstore's runtime was first used
 
@@ -210,3 +210,31 @@ class HTTPFast(_Transport):
 
     def __repr__(self) -> str:
         return f"<HTTPFast headers={sorted(self._headers)}>"
+
+
+class AzureFast(_Transport):
+    """obstore ``AzureStore``s for one storage account, signed with the credential the store resolved (the same one
+    the SDK uses): a shared key or a SAS token handed over by a credential provider (so that no ``AZURE_STORAGE_*``
+    variable obstore would read on its own can override it), a token credential through azure-identity, or unsigned
+    when anonymous. The account URL is always given as the endpoint (path style for Azurite)."""
+
+    _STORE = "AzureStore"
+
+    def __init__(self, auth: Any, *, max_blob_bytes: int | None, timeout: tuple[float, float],
+                 deadline: float | None):
+        config: dict[str, Any] = {"endpoint": auth.account_url, "use_emulator": False}
+        if auth.account_name:
+            config["account_name"] = auth.account_name
+        super().__init__(None if auth.kind == "anonymous" else auth, config, max_blob_bytes=max_blob_bytes,
+                         timeout=timeout, deadline=deadline, endpoint=auth.account_url)
+
+    def _provider(self, auth: Any) -> Any:
+        if auth.kind == "key":
+            key = auth.secret
+            return lambda: {"access_key": key, "expires_at": None}
+        if auth.kind == "sas":
+            sas = auth.secret.lstrip("?")
+            return lambda: {"sas_token": sas, "expires_at": None}
+        from obstore.auth.azure import AzureCredentialProvider
+
+        return AzureCredentialProvider(auth.secret)
