@@ -3,7 +3,8 @@
 Every scenario in ``test_scenarios.py`` runs on every row and expects the same answers. A row knows how to seed
 its server and how to build a store pointed at any URL (the server itself or a fault proxy in front of it)
 *through its own configuration mechanism*: an argument, ``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_S3``, an AWS
-profile's ``endpoint_url``, ``STORAGE_EMULATOR_HOST``.
+profile's ``endpoint_url``, ``STORAGE_EMULATOR_HOST``, ``AZURE_STORAGE_CONNECTION_STRING``,
+``AZURE_STORAGE_ACCOUNT_NAME`` + ``AZURE_STORAGE_ACCOUNT_KEY``.
 """
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ GCS_COLUMNS = {
     "STORAGE_EMULATOR_HOST": ("fgs-wrapper", "env"),  # GSRaw() with no endpoint, the wrapper's default server
     "gcp-storage-emulator": ("gcp-storage-emulator", "argument"),
 }
+#: Azure columns (Azurite): how the store gets its endpoint and credentials. ``argument``: ``endpoint_url`` and
+#: ``account_name``/``account_key`` arguments; ``AZURE_STORAGE_CONNECTION_STRING``: a connection string (its
+#: ``BlobEndpoint`` the URL) in the environment and no argument; ``AZURE_STORAGE_ACCOUNT_KEY``: the account name and
+#: key in the environment, the endpoint as an argument.
+AZ_COLUMNS = ("argument", "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_KEY")
 #: Columns where the fast transport may be unable to address the server correctly (objects are served on the
 #: XML path only for the server's public host). There explicit ``transport="fast"`` may refuse with
 #: ``StoreNotAvailable`` naming the transport; it must never answer "missing" for a present blob.
@@ -34,9 +40,10 @@ HTTP_COLUMNS = ("loopback",)
 
 ROW_IDS = ([f"s3-{t}-{c}" for c in S3_COLUMNS for t in TRANSPORTS]
            + [f"gs-{t}-{c}" for c in GCS_COLUMNS for t in TRANSPORTS]
+           + [f"az-{t}-{c}" for c in AZ_COLUMNS for t in TRANSPORTS]
            + [f"http-{t}-{c}" for c in HTTP_COLUMNS for t in TRANSPORTS])
 AUTO_IDS = ([f"s3-auto-{c}" for c in S3_COLUMNS] + [f"gs-auto-{c}" for c in GCS_COLUMNS]
-            + [f"http-auto-{c}" for c in HTTP_COLUMNS])
+            + [f"az-auto-{c}" for c in AZ_COLUMNS] + [f"http-auto-{c}" for c in HTTP_COLUMNS])
 
 BUCKET = "cf-bucket"
 NO_SUCH_BUCKET = "cf-no-such-bucket"
@@ -103,11 +110,11 @@ class Row:
     """One row of the matrix, ready for a test: servers started and reset, the environment set."""
 
     id: str
-    backend: str  # "s3" | "gs" | "http"
+    backend: str  # "s3" | "gs" | "az" | "http"
     transport: str  # "fast" | "sdk" | "auto"
     column: str
-    server: Any  # has .endpoint (GCS) / .endpoint_url (S3)
-    seeder: Any  # S3Env (tests/servers/fixtures.py) or a google.cloud.storage.Client
+    server: Any  # has .endpoint (GCS) / .endpoint_url (S3, Azurite)
+    seeder: Any  # S3Env / AzureEnv (tests/servers/fixtures.py) or a google.cloud.storage.Client
     monkeypatch: Any
     tmp_path: Path
     mechanism: str = "argument"
@@ -117,7 +124,7 @@ class Row:
     def endpoint(self) -> str:
         if self.backend == "http":
             return self.server.url
-        return self.server.endpoint_url if self.backend == "s3" else self.server.endpoint
+        return self.server.endpoint if self.backend == "gs" else self.server.endpoint_url
 
     @property
     def may_refuse(self) -> bool:
@@ -144,6 +151,10 @@ class Row:
             if bucket not in {b["Name"] for b in self.seeder.client.list_buckets().get("Buckets", [])}:
                 self.seeder.create_bucket(bucket)
             self.seeder.put(bucket, key, data)
+        elif self.backend == "az":
+            if bucket not in {c.name for c in self.seeder.client.list_containers()}:
+                self.seeder.create_container(bucket)
+            self.seeder.put(bucket, key, data)
         else:
             found = self.seeder.lookup_bucket(bucket)
             target = found if found is not None else self.seeder.create_bucket(bucket)
@@ -160,6 +171,8 @@ class Row:
             from bitstore import HTTPRaw
 
             return HTTPAt(HTTPRaw(**kwargs), f"{url}/blobs/")
+        if self.backend == "az":
+            return self._azure_store(url, **kwargs)
         if self.backend == "s3":
             from bitstore.backends.s3 import S3Raw
 
@@ -192,6 +205,28 @@ class Row:
         if self.backend == "http":
             return Sha1Store(self.store(**kwargs).raw, f"{self.endpoint}/blobs/{BUCKET}/blobs/")
         return Sha1Store(self.store(**kwargs), f"{self.backend}://{BUCKET}/blobs/")
+
+    def _azure_store(self, url: str, account_key: str | None = None, **kwargs: Any):
+        """An ``AZRaw`` for ``url`` (a fault proxy's URL gets Azurite's account path), its credentials
+        (``account_key``: the server's unless given) set through the row's mechanism."""
+        from bitstore.backends.azure import AZRaw
+        from tests.servers.azurite import AZURE_ENV
+
+        for name in AZURE_ENV:
+            self.monkeypatch.delenv(name, raising=False)
+        if "://" in url and url.split("://", 1)[1].count("/") == 0:
+            url = f"{url}/{self.server.account_name}"
+        name, key = self.server.account_name, account_key or self.server.account_key
+        if self.mechanism == "argument":
+            return AZRaw(name, account_key=key, endpoint_url=url, **kwargs)
+        if self.mechanism == "AZURE_STORAGE_CONNECTION_STRING":
+            self.monkeypatch.setenv(self.mechanism, f"DefaultEndpointsProtocol=http;AccountName={name};"
+                                                    f"AccountKey={key};BlobEndpoint={url};")
+            return AZRaw(**kwargs)
+        assert self.mechanism == "AZURE_STORAGE_ACCOUNT_KEY"
+        self.monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", name)
+        self.monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", key)
+        return AZRaw(endpoint_url=url, **kwargs)
 
     # --- expectations ---------------------------------------------------------------------------------
     def is_refusal(self, answer: Answer) -> bool:

@@ -11,7 +11,7 @@ from tests.servers.fake_gcs import FakeGCSServer
 from tests.servers.gcs_emulator import GCSEmulator
 from tests.servers.moto_auth import MotoAuthServer
 
-from ._rows import AUTO_IDS, GCS_COLUMNS, ROW_IDS, S3_COLUMNS, Row
+from ._rows import AUTO_IDS, AZ_COLUMNS, GCS_COLUMNS, ROW_IDS, S3_COLUMNS, Row
 
 
 @pytest.fixture(scope="session")
@@ -81,6 +81,10 @@ def _make_row(request, row_id: str) -> Row:
         env = request.getfixturevalue("s3")  # moto reset; test credentials in the environment, no config files
         return Row(row_id, backend, transport, column, request.getfixturevalue("moto_server"), env, monkeypatch,
                    tmp_path, mechanism=column)
+    if backend == "az":
+        assert column in AZ_COLUMNS
+        env = request.getfixturevalue("azure_blob")  # Azurite emptied; AZURE_* variables unset
+        return Row(row_id, backend, transport, column, env.server, env, monkeypatch, tmp_path, mechanism=column)
     server_name, mechanism = GCS_COLUMNS[column]
     for name in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT"):
         monkeypatch.delenv(name, raising=False)

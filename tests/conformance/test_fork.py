@@ -122,3 +122,14 @@ def test_fork_while_fetching_gcs(gcs):
     gcs.create_bucket("fork-bucket")
     uri = gcs.put("fork-bucket", "blob", data)
     _fork_rounds(lambda: gcs.raw(transport="fast"), uri, data)
+
+
+def test_fork_while_fetching_azure(azure_blob):
+    from bitstore.backends.azure import AZRaw
+
+    data = blob(4096, seed=7)
+    azure_blob.create_container("fork-container")
+    uri = azure_blob.put("fork-container", "blob", data)
+    server = azure_blob.server
+    _fork_rounds(lambda: AZRaw(server.account_name, account_key=server.account_key, endpoint_url=server.endpoint_url,
+                               transport="fast"), uri, data)
