@@ -1,4 +1,5 @@
-"""Behaviour S3Raw and GSRaw share, against moto and fake-gcs-server, with the SDK and the fast transport."""
+"""Behaviour S3Raw, GSRaw and AZRaw share, against moto, fake-gcs-server and Azurite, with the SDK and the fast
+transport."""
 from __future__ import annotations
 
 import hashlib
@@ -57,7 +58,7 @@ def test_get_many_views_lend_the_fast_transports_buffers(cloud):
     blobs = [os.urandom(VIEW_MIN_BYTES + i) for i in range(3)] + [b"tiny"]
     for data in blobs:
         cloud.put("lend", f"blobs/{hashlib.sha1(data).hexdigest()}", data)
-    store = Sha1Store(cloud.raw(), "s3://lend/blobs/" if cloud.scheme == "s3" else "gs://lend/blobs/")
+    store = Sha1Store(cloud.raw(), f"{cloud.scheme}://lend/blobs/")
     keys = [hashlib.sha1(data).hexdigest() for data in blobs]
     lent = list(store.get_many(keys, views=True, max_workers=4))
     assert [bytes(r.data) for r in lent] == blobs
@@ -75,7 +76,7 @@ def test_arrow_enrichment_of_large_blobs_through_each_transport(cloud):
     blobs = [os.urandom(VIEW_MIN_BYTES * 4 + i) for i in range(3)] + [os.urandom(VIEW_MIN_BYTES), b"small"]
     for data in blobs:
         cloud.put("arrow", f"b/{hashlib.sha1(data).hexdigest()}", data)
-    store = Sha1Store(cloud.raw(), f"{'s3' if cloud.scheme == 's3' else 'gs'}://arrow/b/")
+    store = Sha1Store(cloud.raw(), f"{cloud.scheme}://arrow/b/")
     keys = [hashlib.sha1(data).hexdigest() for data in blobs] + [hashlib.sha1(b"absent").hexdigest()]
     table = pa.table({"sha1": keys})
     assert enrich_table(table, store, max_workers=4).column("blob").to_pylist() == blobs + [None]
@@ -137,21 +138,26 @@ def test_invalid_uris(cloud, bad):
     assert raw.is_valid(uri) is False
     with pytest.raises(InvalidURI) as info:
         raw.get(uri)
-    assert f"{cloud.scheme}://bucket/key" in str(info.value)
+    assert raw.URI_HINT == f"{cloud.scheme}://{'container' if cloud.scheme == 'az' else 'bucket'}/key"
+    assert raw.URI_HINT in str(info.value)
     with pytest.raises(InvalidURI):
         raw.put(uri, b"x")
 
 
 @given(st.one_of(st.text(max_size=30),
-                 st.builds(str.__add__, st.sampled_from(["s3://", "gs://"]), st.text(max_size=30))))
+                 st.builds(str.__add__, st.sampled_from(["s3://", "gs://", "az://", "abfs://", "azure://"]),
+                           st.text(max_size=30))))
 def test_is_valid_matches_the_uri_shape(text):
+    from bitstore.backends.azure import AZRaw
     from bitstore.backends.gcs import GSRaw
     from bitstore.backends.s3 import S3Raw
 
-    for store, scheme in ((S3Raw(), "s3"), (GSRaw(), "gs")):
-        rest = text[len(scheme) + 3:] if text.startswith(f"{scheme}://") else None
+    for store, schemes in ((S3Raw(), ("s3",)), (GSRaw(), ("gs",)), (AZRaw(), ("az", "abfs", "azure"))):
+        scheme = next((s for s in schemes if text.startswith(f"{s}://")), None)
+        rest = text[len(scheme) + 3:] if scheme else None
         bucket, _, key = (rest or "").partition("/")
-        assert store.is_valid(text) is (rest is not None and bool(bucket) and bool(key))
+        valid = rest is not None and bool(bucket) and bool(key) and (store.KIND != "az" or "@" not in bucket)
+        assert store.is_valid(text) is valid
 
 
 def test_names_and_kind(cloud):
@@ -167,7 +173,8 @@ def test_pickle_drops_clients_and_works_after(cloud):
     raw = cloud.raw()
     assert raw.get(uri) == b"payload"
     blob = pickle.dumps(raw)
-    for marker in (b"botocore", b"urllib3", b"requests.sessions", b"AuthorizedSession", b"obstore"):
+    for marker in (b"botocore", b"urllib3", b"requests.sessions", b"AuthorizedSession", b"obstore", b"azure.core",
+                   b"azure.storage"):
         assert marker not in blob
     clone = pickle.loads(blob)
     assert clone.get(uri) == b"payload"
