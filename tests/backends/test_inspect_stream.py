@@ -1,4 +1,4 @@
-"""``head``/``stat`` by HEAD and ``open`` by ranged GETs on S3 (moto) and GCS (fake-gcs-server)."""
+"""``head``/``stat`` by HEAD and ``open`` by ranged GETs on S3 (moto), GCS (fake-gcs-server) and Azure (Azurite)."""
 from __future__ import annotations
 
 import hashlib
@@ -10,11 +10,15 @@ import pytest
 from bitstore import Composite, NotFoundInStore, Sha1Composite, Sha1Store, StoreNotAvailable
 from bitstore.ground.errors import BlobTooLarge, FetchFailed
 
+from .conftest import Cloud
 
-@pytest.fixture(params=["s3", "gs"])
+
+@pytest.fixture(params=["s3", "gs", "az"])
 def env(request):
-    """(server env, scheme) for each cloud backend."""
+    """(server env, scheme) for each cloud backend (Azure through the backends suite's ``Cloud`` helper)."""
     scheme = request.param
+    if scheme == "az":
+        return Cloud(request.getfixturevalue("azure_blob"), "az", "sdk"), scheme
     return request.getfixturevalue("s3" if scheme == "s3" else "gcs"), scheme
 
 
@@ -23,6 +27,8 @@ def endpoint(server) -> str:
 
 
 def raw(server, scheme, **kwargs):
+    if scheme == "az":
+        return server.raw_via(kwargs.pop("endpoint"), **kwargs) if "endpoint" in kwargs else server.raw(**kwargs)
     if "endpoint" in kwargs and scheme == "s3":
         kwargs["endpoint_url"] = kwargs.pop("endpoint")
     return server.raw(transport="sdk", **kwargs)
@@ -47,6 +53,8 @@ def test_a_404_for_a_bucket_that_does_not_exist_is_unavailable_never_missing(env
     store = raw(server, scheme)
     with pytest.raises(StoreNotAvailable, match="no-such-bucket"):
         store.head(f"{scheme}://no-such-bucket/key")
+    with pytest.raises(StoreNotAvailable, match="no-such-bucket"):
+        store.open(f"{scheme}://no-such-bucket/key")
     info = store.stat(f"{scheme}://no-such-bucket/key")
     assert info.status == "failed" and "does not exist" in info.error
     server.create_bucket("later")  # a bucket is only remembered once seen to exist
