@@ -1,6 +1,6 @@
 """get_many and FetchBlobs under injected faults (500/503/SlowDown/429, resets, stalls, truncated bodies).
 
-A fault-injecting proxy (``tests/servers/faults.py``) sits in front of moto (S3) or fake-gcs-server (GCS)
+A fault-injecting proxy (``tests/servers/faults.py``) sits in front of moto (S3), fake-gcs-server (GCS) or Azurite
 and faults 20% of GETs. Present blobs must come back with their exact bytes (at least 99.9%) or as
 ``failed`` with a message, never ``missing``; absent blobs are ``missing``; nothing corrupt is cached.
 """
@@ -116,6 +116,22 @@ def gcs_bucket(gcs_server, _gcs_client, blobs):
     return gcs_server.endpoint
 
 
+@pytest.fixture(scope="module")
+def azure_container(azurite, _azure_client, blobs):
+    azurite.reset(_azure_client)
+    container = _azure_client.create_container(BUCKET)
+    upload(lambda key, data: container.upload_blob(key, data, overwrite=True), blobs)
+    return azurite
+
+
+def azure_raw(server, host_url: str, **options):
+    """An AZRaw for Azurite's account reached at ``host_url`` (a fault proxy: the account path is added)."""
+    from bitstore import AZRaw
+
+    return AZRaw(server.account_name, account_key=server.account_key, endpoint_url=f"{host_url}/{server.account_name}",
+                 timeout=TIMEOUT, **{"retry": FAST_RETRY, **options})
+
+
 def s3_raw(endpoint_url: str, **options):
     from bitstore import S3Raw
 
@@ -166,6 +182,36 @@ def test_gcs_get_many_under_20_percent_faults(gcs_bucket, fault_proxy, blobs, mi
     check_cache(local_contents(tmp_path / "cache"), results, blobs)
     assert cache.write_failures == 0
     assert proxy.stats["truncate"] > 0 and proxy.stats["stall"] > 0 and proxy.stats["reset"] > 0
+
+
+# Azurite (one Node.js process) serves a few dozen faulted GETs a second here: 1,000 and 500 blobs keep each test
+# well inside its timeout.
+@pytest.mark.parametrize("transport, n", [("fast", 1000), ("sdk", 500)])
+def test_azure_get_many_under_20_percent_faults(azure_container, fault_proxy, blobs, missing, transport, n):
+    blobs = subset(blobs, n)
+    proxy = fault_proxy(azure_container.endpoint_url, rate=0.2, seed=5, stall_seconds=STALL)
+    cache_raw = MemoryRaw()
+    store, cache = tiered(azure_raw(azure_container, proxy.url, transport=transport), f"az://{BUCKET}/{PREFIX}",
+                          cache_raw)
+    results = _run(store, blobs, missing)
+    check_outcome(results, blobs, missing)
+    check_cache(memory_contents(cache_raw), results, blobs)
+    assert cache.write_failures == 0
+    kinds = ("500", "503", "slowdown", "429", "reset", "stall", "truncate")
+    assert min(proxy.stats[k] for k in kinds) > 0, proxy.stats
+
+
+@pytest.mark.parametrize("kind", ["truncate", "reset", "503"])
+def test_azure_tier_that_always_fails_gives_failed_never_missing(azure_container, fault_proxy, blobs, kind):
+    blobs = subset(blobs, 30)
+    proxy = fault_proxy(azure_container.endpoint_url, rate=1.0, faults=(kind,))
+    cache_raw = MemoryRaw()
+    raw = azure_raw(azure_container, proxy.url, retry=RetryPolicy(3, 0.001, 0.002))
+    store, _ = tiered(raw, f"az://{BUCKET}/{PREFIX}", cache_raw)
+    results = list(store.get_many(list(blobs) + ["0" * 40], max_workers=8, progress=False))
+    assert [r.status for r in results] == ["failed"] * 31
+    assert all("3 attempts" in r.error for r in results)
+    assert len(cache_raw) == 0
 
 
 @pytest.mark.parametrize("kind", ["truncate", "reset", "503"])
