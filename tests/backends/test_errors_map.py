@@ -8,8 +8,10 @@ from hypothesis import strategies as st
 from bitstore import BlobTooLarge, FetchFailed, NotFoundInStore, StoreNotAvailable
 from bitstore.backends._errors import (
     FastUnsupported,
+    HTTPStatusError,
     ShortRead,
     Unconfirmed404,
+    azure_error,
     check_size,
     clean,
     gcs_error,
@@ -125,9 +127,58 @@ def test_obstore_errors():
     assert isinstance(obstore_error(bad, "s3", URI), FetchFailed)
 
 
+AZ_URI = "az://container/key"
+
+
+@pytest.mark.parametrize(("status", "code", "expected"), [
+    (404, "BlobNotFound", NotFoundInStore), (404, "ContainerNotFound", StoreNotAvailable),
+    (404, "ResourceNotFound", Unconfirmed404), (404, None, Unconfirmed404),
+    (403, "AuthenticationFailed", StoreNotAvailable), (403, "AuthorizationFailure", StoreNotAvailable),
+    (403, "AuthorizationPermissionMismatch", StoreNotAvailable), (401, None, StoreNotAvailable),
+    (503, "ServerBusy", TransientError), (429, None, TransientError), (500, "InternalError", TransientError),
+    (500, "OperationTimedOut", TransientError), (409, "BlobArchived", NotFoundInStore),
+    (400, "InvalidHeaderValue", FetchFailed),
+])
+def test_azure_service_answers(status, code, expected):
+    """Azure's answers as the SDK path reads them (status and ``x-ms-error-code``), through the one map."""
+    mapped = azure_error(HTTPStatusError(status, code, "msg"), "az", AZ_URI)
+    assert isinstance(mapped, expected), mapped
+    if expected is NotFoundInStore:
+        assert not isinstance(mapped, FetchFailed)
+    if code == "ContainerNotFound":
+        assert "container" in str(mapped) or "bucket" in str(mapped)
+
+
+def test_azure_throttling_is_flagged_for_the_limiter():
+    for status, code in ((503, "ServerBusy"), (429, None), (503, None)):
+        mapped = azure_error(HTTPStatusError(status, code, "busy", retry_after=2.0), "az", AZ_URI)
+        assert isinstance(mapped, TransientError) and mapped.throttled and mapped.retry_after == 2.0
+    assert not azure_error(HTTPStatusError(500, "InternalError", "x"), "az", AZ_URI).throttled
+
+
+def test_azure_sdk_exceptions():
+    from azure.core import exceptions as zx
+
+    for exc in (zx.ServiceRequestError("connection refused"), zx.ServiceResponseError("reset by peer"),
+                zx.ServiceResponseTimeoutError("read timed out"), zx.IncompleteReadError("cut"),
+                ConnectionResetError("reset")):
+        assert isinstance(azure_error(exc, "az", AZ_URI), TransientError), exc
+    for exc in (zx.ClientAuthenticationError("no credential in the chain"),):
+        assert isinstance(azure_error(exc, "az", AZ_URI), StoreNotAvailable)
+    assert "configuration error" in str(azure_error(ValueError("bad URL"), "az", AZ_URI))
+
+
+def test_obstore_azure_answers():
+    body = "GET failed: 404 Not Found: <?xml ?><Error><Code>{}</Code><Message>m</Message></Error>"
+    assert isinstance(obstore_error(FileNotFoundError(body.format("BlobNotFound")), "az", AZ_URI), NotFoundInStore)
+    assert isinstance(obstore_error(FileNotFoundError(body.format("ContainerNotFound")), "az", AZ_URI),
+                      StoreNotAvailable)
+    assert isinstance(obstore_error(FileNotFoundError("404 Not Found"), "az", AZ_URI), Unconfirmed404)
+
+
 def test_our_errors_pass_through_and_short_reads_are_transient():
     too_large = BlobTooLarge("s3", URI, 10, 5)
-    for mapper in (s3_error, gcs_error, obstore_error):
+    for mapper in (s3_error, gcs_error, azure_error, obstore_error):
         assert mapper(too_large, "s3", URI) is too_large
         assert isinstance(mapper(ShortRead("cut"), "s3", URI), TransientError)
 
@@ -147,7 +198,7 @@ def test_status_mapping_is_total_and_never_calls_a_failure_missing(status, code)
     mapped = status_error(status, code, "message", "s3", URI)
     assert isinstance(mapped, (NotFoundInStore, StoreNotAvailable, FetchFailed, TransientError, Unconfirmed404))
     if isinstance(mapped, NotFoundInStore):  # missing only on an answer about the object, whatever the status
-        assert code in ("NoSuchKey", "notFound", "NoSuchObject", "InvalidObjectState")
+        assert code in ("NoSuchKey", "notFound", "NoSuchObject", "InvalidObjectState", "BlobNotFound", "BlobArchived")
 
 
 @given(secret=st.text(st.characters(codec="ascii", categories=("L", "N")), min_size=8, max_size=30))
