@@ -52,6 +52,8 @@ _THROTTLING_CODES = {
 #: Codes for an object that exists but cannot be read without a restore (S3 Glacier, Azure's archive tier).
 _ARCHIVED_CODES = {"InvalidObjectState", "BlobArchived"}
 _QUERY = re.compile(r"(\w+://[^\s?'\"]*)\?[^\s'\"]*")
+#: A path with a query, as HTTP libraries quote a request ("... with url: /container/key?sv=...&sig=...").
+_PATH_QUERY = re.compile(r"((?:^|[\s'\"(=])/[^\s?'\"]*)\?(?!<query removed>)[^\s'\"]*")
 
 
 class ShortRead(Exception):
@@ -91,8 +93,12 @@ def retry_after_of(value: Any) -> float | None:
 
 
 def clean(text: Any, limit: int = 300) -> str:
-    """A message safe to show: URL query strings (signatures, tokens) removed, length capped."""
-    return short(_QUERY.sub(r"\1?<query removed>", str(text)), limit)
+    """A message safe to show: URL query strings (signatures, tokens: of full URLs and of request paths) and
+    secret values in the forms ``_redact`` knows removed, length capped."""
+    from ._redact import redact
+
+    text = _PATH_QUERY.sub(r"\1?<query removed>", _QUERY.sub(r"\1?<query removed>", str(text)))
+    return short(redact(text), limit)
 
 
 def check_size(store: Any, uri: Any, length: int | None, limit: int | None) -> None:

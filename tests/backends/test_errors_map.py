@@ -206,3 +206,13 @@ def test_clean_removes_signed_query_strings(secret):
     text = f"GET https://bkt.s3.amazonaws.com/key?X-Amz-Credential={secret}&X-Amz-Signature={secret} failed"
     cleaned = clean(text)
     assert secret not in cleaned and "https://bkt.s3.amazonaws.com/key" in cleaned
+
+
+@given(secret=st.text(st.characters(codec="ascii", categories=("L", "N")), min_size=8, max_size=30))
+def test_clean_removes_query_strings_of_request_paths_and_connection_string_keys(secret):
+    """HTTP libraries quote the request path with its query ("with url: /container/key?...&sig=..."): an Azure
+    SAS signature must not reach a message that way, nor an account key from a connection string."""
+    text = (f"HTTPConnectionPool(host='127.0.0.1', port=9): Max retries exceeded with url: /acct/ctr/key?sv=1&"
+            f"sig={secret} (Caused by NewConnectionError); AccountName=a;AccountKey={secret}==;")
+    cleaned = clean(text)
+    assert secret not in cleaned and "/acct/ctr/key?<query removed>" in cleaned

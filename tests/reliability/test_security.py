@@ -305,3 +305,53 @@ def test_size_cap_is_failed_not_missing_in_get_many(s3):
     store.append_source(Sha1Store(s3.raw(max_blob_bytes=100), f"s3://{BUCKET}/files/"))
     (result,) = store.get_many([KEY], progress=False)
     assert result.status == "failed" and "over the limit" in result.error
+
+
+@pytest.fixture
+def azure_canaries(azure_blob):
+    """Azurite holding the blob; its account key and a SAS signature are the canaries (Azurite's key is public,
+    but it is the secret the store is given here, and must show nowhere)."""
+    from datetime import datetime, timedelta, timezone
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    azure_blob.create_container(BUCKET)
+    azure_blob.put(BUCKET, f"files/{KEY}", DATA)
+    server = azure_blob.server
+    sas = generate_container_sas(server.account_name, BUCKET, account_key=server.account_key,
+                                 permission=ContainerSasPermissions(read=True, write=True),
+                                 expiry=datetime.now(timezone.utc) + timedelta(hours=1))
+    signature = [p for p in sas.split("&") if p.startswith("sig=")][0][4:]
+    return azure_blob, sas, signature
+
+
+@pytest.mark.parametrize("transport", ["sdk", "fast"])
+@pytest.mark.parametrize("how", ["connection string in the environment", "account key argument", "sas argument"])
+def test_azure_secrets_never_leak(azure_canaries, caplog, monkeypatch, transport, how):
+    from urllib.parse import unquote
+
+    from bitstore import AZRaw
+
+    azure_blob, sas, signature = azure_canaries
+    server = azure_blob.server
+    canaries = (server.account_key, signature, unquote(signature))
+    caplog.set_level(logging.DEBUG)
+
+    def make(endpoint: str, **kwargs):
+        if how == "connection string in the environment":  # its BlobEndpoint is the server; an argument wins
+            monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", server.connection_string)
+            where = {} if endpoint == server.endpoint_url else {"endpoint_url": endpoint}
+            return AZRaw(transport=transport, **where, **kwargs)
+        secret = {"account_key": server.account_key} if how == "account key argument" else {"sas_token": sas}
+        return AZRaw(server.account_name, endpoint_url=endpoint, transport=transport, **secret, **kwargs)
+
+    unreachable = make("http://127.0.0.1:9/devstoreaccount1", retry=FAST, timeout=(0.5, 0.5))
+    raw = make(server.endpoint_url, retry=FAST)
+    seen = exercise(raw, f"az://{BUCKET}/files/", f"az://{BUCKET}/nope", unreachable)
+    assert raw.get(f"az://{BUCKET}/files/{KEY}") == DATA
+    assert "<redacted>" in caplog.text or "REDACTED" in caplog.text  # the SDK did log its signed requests
+    assert_clean("\n".join(seen) + log_text(caplog), *canaries)
+    if how == "connection string in the environment":
+        assert_clean(pickle.dumps(raw), *canaries)  # found by the store: never pickled
+    else:
+        assert pickle.loads(pickle.dumps(raw)).get(f"az://{BUCKET}/files/{KEY}") == DATA  # inline: travels
