@@ -40,6 +40,7 @@ RUNNERS = {
     "http": "tests/test_docs.py::test_url_and_http_examples_run",
     "team-cache": "tests/test_docs_team_cache.py",
     "sha256": "tests/test_sha256.py::test_the_guides_example_runs",
+    "azure": "tests/backends/test_azure.py::test_docs_examples_run",
 }
 
 

@@ -281,3 +281,16 @@ def test_sdk_missing_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "azure.storage.blob", None)
     with pytest.raises(ImportError, match=r"pip install 'bitstore-tiered\[azure\]'"):
         AZRaw("acct", account_key="a2V5", endpoint_url="http://127.0.0.1:1/acct", transport="sdk").get("az://c/k")
+
+
+def test_docs_examples_run(monkeypatch):
+    """docs/guides/azure.md's runnable examples (no Azurite, no account: they reach only a closed local port)."""
+    from tests.docs_blocks import expected_output, run_block, runnable_blocks
+
+    for name in ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    blocks = runnable_blocks("azure")
+    assert len(blocks) >= 2
+    for index, block in enumerate(blocks):
+        printed = run_block(block, f"docs azure example {index + 1}")
+        assert [line.rstrip() for line in printed] == [line.rstrip() for line in expected_output(block)]
