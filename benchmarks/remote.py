@@ -1,4 +1,5 @@
-"""The contenders that fetch SHA1-addressed blobs over the S3 and GCS protocols from ``benchmarks.server``.
+"""The contenders that fetch SHA1-addressed blobs over the S3 and GCS protocols from ``benchmarks.server``, and
+over the Azure Blob protocol from Azurite (``benchmarks.azurite``).
 
 Every contender reads the same keys from the same server. Clients that find their endpoint in the
 environment (the original library) get it from ``AWS_ENDPOINT_URL`` / ``STORAGE_EMULATOR_HOST``, which
@@ -29,14 +30,16 @@ SLOW_MAX_N = 1000
 
 @dataclass(frozen=True)
 class Target:
-    protocol: str  # "s3" | "gcs"
+    protocol: str  # "s3" | "gcs" | "azure"
     endpoint: str
     bucket: str
     prefix: str  # object name prefix inside the bucket; the object is prefix + sha1
+    account_name: str | None = None  # azure: the account and key (Azurite's well-known development account)
+    account_key: str | None = None
 
     @property
     def uri_prefix(self) -> str:
-        scheme = "s3" if self.protocol == "s3" else "gs"
+        scheme = {"s3": "s3", "gcs": "gs", "azure": "az"}[self.protocol]
         return f"{scheme}://{self.bucket}/{self.prefix}"
 
 
@@ -68,6 +71,14 @@ def _sdk_loop(t: Target) -> Fetcher:
 
         def get(key: str) -> bytes:
             return client.get_object(Bucket=t.bucket, Key=t.prefix + key)["Body"].read()
+    elif t.protocol == "azure":
+        blob = _need("azure.storage.blob", "azure-storage-blob not installed")
+        container = blob.BlobServiceClient(t.endpoint, credential={"account_name": t.account_name,
+                                                                   "account_key": t.account_key}
+                                           ).get_container_client(t.bucket)
+
+        def get(key: str) -> bytes:
+            return container.download_blob(t.prefix + key).readall()
     else:
         storage = _need("google.cloud.storage", "google-cloud-storage not installed")
         from google.auth.credentials import AnonymousCredentials
@@ -88,6 +99,8 @@ def _sdk_loop(t: Target) -> Fetcher:
 
 # --- the original library -------------------------------------------------------------------------------
 def _epic(t: Target) -> Fetcher:
+    if t.protocol == "azure":
+        raise Unavailable("epic-bitstore has no Azure backend")
     epic = _need("epic.bitstore", "epic-bitstore not installed (pip install epic-bitstore==1.1.0)")
     from ultima import ultimap
 
@@ -125,10 +138,13 @@ def obstore_async(in_flight: int, copy: bool = False):
 
 def _obstore_async(t: Target, in_flight: int, copy: bool = False) -> Fetcher:
     obs = _need("obstore", "obstore not installed")
-    from obstore.store import GCSStore, S3Store
+    from obstore.store import AzureStore, GCSStore, S3Store
 
     options = {"allow_http": True}
-    if t.protocol == "s3":
+    if t.protocol == "azure":
+        store = AzureStore(t.bucket, account_name=t.account_name, account_key=t.account_key, endpoint=t.endpoint,
+                           client_options=options)
+    elif t.protocol == "s3":
         store = S3Store(t.bucket, endpoint=t.endpoint, region="us-east-1", access_key_id="bench",
                         secret_access_key="bench", client_options=options)
     else:
@@ -154,12 +170,16 @@ def _obstore_async(t: Target, in_flight: int, copy: bool = False) -> Fetcher:
 
 # --- bitstore -------------------------------------------------------------------------------------------
 def bitstore_store(t: Target, transport: str = "auto"):
-    """``Sha1Store`` over ``S3Raw``/``GSRaw`` pointed at the server with the given transport."""
+    """``Sha1Store`` over ``S3Raw``/``GSRaw``/``AZRaw`` pointed at the server with the given transport."""
     bitstore = _need("bitstore", "bitstore not importable")
-    module = "bitstore.backends.s3" if t.protocol == "s3" else "bitstore.backends.gcs"
+    module = {"s3": "bitstore.backends.s3", "gcs": "bitstore.backends.gcs", "azure": "bitstore.backends.azure"}[
+        t.protocol]
     backend = _need(module, f"{module} not written yet")
     try:
-        if t.protocol == "s3":
+        if t.protocol == "azure":
+            raw = backend.AZRaw(t.account_name, account_key=t.account_key, endpoint_url=t.endpoint,
+                                transport=transport)
+        elif t.protocol == "s3":
             raw = backend.S3Raw(endpoint_url=t.endpoint, transport=transport)
         else:
             raw = backend.GSRaw(endpoint=t.endpoint, transport=transport)

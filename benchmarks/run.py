@@ -1,7 +1,8 @@
 """Run every benchmark in one go: ``python -m benchmarks.run [--quick] [options]`` (``make bench``).
 
 1. S3 and GCS protocols against ``benchmarks.server`` (a separate process answering from memory), for
-   each blob size and per-request delay: the contenders of ``benchmarks.remote`` on the same keys.
+   each blob size and per-request delay: the contenders of ``benchmarks.remote`` on the same keys; the Azure
+   protocol (``--protocols ...,azure``) against Azurite (``benchmarks.azurite``), for each size, at 0 ms.
 2. Many requests in flight (``--in-flight``, at ``--in-flight-delay``) and one process against two at 0 ms
    (``benchmarks.inflight``).
 3. FetchBlobs against get_many on ``--beam-n`` keys (16 KiB, the largest delay), and Spark and Ray against
@@ -53,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n-large", type=int, default=None, help="blobs per case for larger sizes (default 1000; quick 10)")
     p.add_argument("--sizes", type=_csv(int), default=[16 * 1024, 1024 * 1024], help="blob sizes in bytes")
     p.add_argument("--delays", type=_csv(float), default=[0.0, 20.0], help="per-request server delays in ms")
-    p.add_argument("--protocols", type=_csv(str), default=["s3", "gcs"], help="s3,gcs; empty for none")
+    p.add_argument("--protocols", type=_csv(str), default=["s3", "gcs"],
+                   help="s3,gcs,azure (azure: against Azurite, npm ci); empty for none")
     p.add_argument("--contenders", type=_csv(str), default=None,
                    help="only contenders whose name contains one of these (comma separated, case-insensitive)")
     p.add_argument("--beam-n", type=int, default=None,
@@ -137,6 +139,27 @@ def _remote_cases(args, server: ServerProcess, cases: list[dict], rows: list[Row
                 rows += _measure_case(args, name, contenders, target, measured, warmup, size, server)
         server.drop(bucket)
     server.set_delay(0)
+
+
+def _azure_cases(args, cases: list[dict], rows: list[Row]) -> None:
+    """The remote contenders over the Azure protocol, against Azurite (no delay setting: 0 ms only)."""
+    from .azurite import AzuriteBench
+
+    contenders = _select(remote_contenders(), args.contenders)
+    with AzuriteBench() as azurite:
+        for size in args.sizes:
+            n = args.n if size <= SMALL_LIMIT else args.n_large
+            container = f"bench-{size}"
+            keys = azurite.fill(container, "blobs/", n + WARMUP_KEYS, size, seed=args.seed)
+            measured, warmup = keys[:n], keys[n:]
+            name = f"azure {_size_label(size)} 0ms"
+            cases.append({"name": name, "kind": "remote", "protocol": "azure", "size": size, "delay_ms": 0.0, "n": n,
+                          "title": f"Azure (Azurite), {_size_label(size)} blobs, 0 ms per request, {n:,} blobs"})
+            print(f"\n{name} ({n:,} blobs, Azurite)", flush=True)
+            target = Target("azure", azurite.endpoint, container, "blobs/", azurite.server.account_name,
+                            azurite.server.account_key)
+            rows += _measure_case(args, name, contenders, target, measured, warmup, size, azurite)
+            azurite.drop(container)
 
 
 def _server_check(args, server: ServerProcess, cases: list[dict], rows: list[Row]) -> None:
@@ -291,6 +314,8 @@ def main(argv: list[str] | None = None) -> dict:
           f"load {machine['load_avg_1_5_15']}", flush=True)
     cases: list[dict] = []
     rows: list[Row] = []
+    azure = "azure" in args.protocols
+    args.protocols = [p for p in args.protocols if p != "azure"]
     if args.protocols:
         with ServerProcess() as server:
             point_sdks_at(server.endpoint)
@@ -305,6 +330,8 @@ def main(argv: list[str] | None = None) -> dict:
                 _beam_case(args, server, cases, rows)
             if args.engine_n:
                 _engine_case(args, server, cases, rows)
+    if azure:
+        _azure_cases(args, cases, rows)
     if not args.skip_local:
         _local_cases(args, cases, rows)
     extras = {} if args.quick or args.skip_memory else _memory_scripts()

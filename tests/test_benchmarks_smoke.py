@@ -24,6 +24,20 @@ def server():
         yield srv
 
 
+def test_quick_azure_run_against_azurite(tmp_path, azurite):  # (the fixture: skipped without Azurite)
+    args = [sys.executable, "-m", "benchmarks.run", "--quick", "--n", "12", "--sizes", "16384", "--delays", "0",
+            "--protocols", "azure", "--contenders", "sequential,obstore,epic,get_many", "--skip-local",
+            "--output-dir", str(tmp_path)]
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {r["contender"]: r for r in json.loads((tmp_path / "latest.json").read_text())["rows"]}
+    assert {r["case"] for r in rows.values()} == {"azure 16 KiB 0ms"}
+    assert rows["epic-bitstore 1.1.0, ultimap 16 threads"]["status"] == "not available"
+    for name in ("SDK sequential loop", "obstore async, 64 in flight", "bitstore get_many", "bitstore get_many [sdk]",
+                 "bitstore get_many(views=True)"):
+        assert rows[name]["status"] == "ok" and rows[name]["found"] == 12, rows[name]  # every blob came back whole
+
+
 def test_quick_run_produces_a_row_per_contender(tmp_path):
     args = [sys.executable, "-m", "benchmarks.run", "--quick", "--n", "12", "--sizes", "16384", "--delays", "0",
             "--protocols", "s3", "--contenders", "obstore,epic,get_many,plain", "--output-dir", str(tmp_path)]
