@@ -216,7 +216,7 @@ def test_spec_tiers_reference_secrets_by_environment_variable(azure_blob, contai
 
 
 @pytest.mark.parametrize(("tier", "message"), [
-    ({"prefix": "s3://ctr/p/"}, "looks like az://container/folder/"),
+    ({"prefix": "s3://ctr/p/"}, "prefix is an az:// URL"),
     ({"prefix": "az:///p/"}, "looks like az://container/folder/"),
     ({"credentials_env": {"account_key": "K", "sas_token": "S"}}, "not both"),
     ({"credentials_env": {"password": "K"}}, "not an AZRaw credential argument"),
@@ -294,3 +294,23 @@ def test_docs_examples_run(monkeypatch):
     for index, block in enumerate(blocks):
         printed = run_block(block, f"docs azure example {index + 1}")
         assert [line.rstrip() for line in printed] == [line.rstrip() for line in expected_output(block)]
+
+
+@pytest.mark.parametrize("url", ["az://ctr/sha/", "azure://ctr/sha/",
+                                 "abfs://ctr@devstoreaccount1.dfs.core.windows.net/sha/"])
+def test_from_url(azure_blob, container, monkeypatch, url):
+    from bitstore import from_url
+
+    server = azure_blob.server
+    monkeypatch.setenv("MY_AZURE_KEY", server.account_key)
+    import hashlib
+
+    sha1 = hashlib.sha1(b"from a url").hexdigest()
+    azure_blob.put("ctr", "sha/" + sha1, b"from a url")
+    options = {"endpoint_url": server.endpoint_url, "credentials_env": {"account_key": "MY_AZURE_KEY"}}
+    if "@" not in url:
+        options["account_name"] = server.account_name  # the abfs form names the account itself
+    store = from_url(url, **options)
+    assert store.get(sha1) == b"from a url"
+    assert [r.status for r in store.get_many([sha1, "d" * 40], progress=False)] == ["found", "missing"]
+    assert server.account_key.encode() not in pickle.dumps(store)
