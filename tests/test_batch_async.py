@@ -1,4 +1,4 @@
-"""The async engine of ``get_many`` against moto and fake-gcs-server: the same answers as the threads engine
+"""The async engine of ``get_many`` against moto, fake-gcs-server and Azurite: the same answers as the threads engine
 (order, statuses, bytes, sources, errors), dedupe, the bytes-in-flight bound, fallback to the store's own path
 on faults, fork safety of the engine's event loop. No timing is asserted."""
 from __future__ import annotations
@@ -20,11 +20,11 @@ from .test_batch import CountingKeys
 
 
 class Env:
-    """One backend (moto S3 or fake-gcs-server) with ``n`` blobs under ``bkt/blobs/<sha1>``."""
+    """One backend (moto S3, fake-gcs-server or Azurite) with ``n`` blobs under ``bkt/blobs/<sha1>``."""
 
     def __init__(self, env, scheme: str, n: int = 40):
         self.env, self.scheme = env, scheme
-        self.endpoint = env.endpoint_url if scheme == "s3" else env.endpoint
+        self.endpoint = env.endpoint if scheme != "s3" else env.endpoint_url
         env.create_bucket("bkt")
         self.blobs: dict[str, bytes] = {}
         for i in range(n):
@@ -34,6 +34,11 @@ class Env:
             self.blobs[key] = data
 
     def raw(self, **kwargs):
+        if self.scheme == "az":  # tests/backends' Cloud helper: a proxy URL gets Azurite's account path
+            kwargs.setdefault("transport", "fast")
+            if "endpoint" in kwargs:
+                return self.env.raw_via(kwargs.pop("endpoint"), **kwargs)
+            return self.env.raw(**kwargs)
         if "endpoint" in kwargs and self.scheme == "s3":
             kwargs["endpoint_url"] = kwargs.pop("endpoint")
         kwargs.setdefault("transport", "fast")
@@ -46,9 +51,13 @@ class Env:
         return f"{self.scheme}://bkt/blobs/{key}"
 
 
-@pytest.fixture(params=["s3", "gs"])
+@pytest.fixture(params=["s3", "gs", "az"])
 def env(request) -> Env:
     scheme = request.param
+    if scheme == "az":
+        from tests.backends.conftest import Cloud
+
+        return Env(Cloud(request.getfixturevalue("azure_blob"), "az", "fast"), scheme)
     return Env(request.getfixturevalue("s3" if scheme == "s3" else "gcs"), scheme)
 
 
@@ -99,9 +108,9 @@ def test_async_answers_like_threads(env, max_workers):
     assert Counter(r.status for r in answers) == {"found": len(env.blobs) + 2, "missing": 2, "invalid": 3}
     assert all(r.source == store.name for r in answers if r.ok)
     # Every found answer came from the event loop; so did missing ones where the 404 names its code (moto's
-    # NoSuchKey). fake-gcs-server's XML 404 has no code: the store's own path settles it.
+    # NoSuchKey, Azurite's BlobNotFound). fake-gcs-server's XML 404 has no code: the store's own path settles it.
     missing = {env.uri("0" * 40), env.uri("f" * 40)}
-    assert set(counting.calls) == (set() if env.scheme == "s3" else missing)
+    assert set(counting.calls) == (missing if env.scheme == "gs" else set())
 
 
 def test_raw_store_answers_like_threads(env):
@@ -222,7 +231,7 @@ _FORK_SCRIPT = """
     import os, sys
     from bitstore import Sha1Store
     from bitstore.backends.{module} import {cls}
-    store = Sha1Store({cls}({endpoint_arg}={endpoint!r}, transport="auto"), "{scheme}://bkt/blobs/")
+    store = Sha1Store({cls}({arguments}, transport="auto"), "{scheme}://bkt/blobs/")
     keys = {keys!r}
     def fetch():
         return [r.status for r in store.get_many(keys + ["0" * 40], max_workers=4, engine="async")]
@@ -246,10 +255,15 @@ def test_a_forked_child_gets_answers(env, use_before_fork):
     fork); a child forked before makes its own loop. Neither hangs, and both exit the ordinary way with 0."""
     if not hasattr(os, "fork"):
         pytest.skip("no fork on this platform")
-    module, cls, arg = ("s3", "S3Raw", "endpoint_url") if env.scheme == "s3" else ("gcs", "GSRaw", "endpoint")
-    code = textwrap.dedent(_FORK_SCRIPT.format(module=module, cls=cls, endpoint_arg=arg, endpoint=env.endpoint,
-                                               scheme=env.scheme, keys=list(env.blobs)[:5],
-                                               use_before_fork=use_before_fork))
+    if env.scheme == "az":
+        server = env.env.env.server
+        module, cls = "azure", "AZRaw"
+        arguments = f"{server.account_name!r}, account_key={server.account_key!r}, endpoint_url={env.endpoint!r}"
+    else:
+        module, cls, arg = ("s3", "S3Raw", "endpoint_url") if env.scheme == "s3" else ("gcs", "GSRaw", "endpoint")
+        arguments = f"{arg}={env.endpoint!r}"
+    code = textwrap.dedent(_FORK_SCRIPT.format(module=module, cls=cls, arguments=arguments, scheme=env.scheme,
+                                               keys=list(env.blobs)[:5], use_before_fork=use_before_fork))
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env=dict(os.environ))
     assert run.returncode == 0, run.stderr[-2000:]

@@ -302,7 +302,8 @@ def _service_error_in(text: str) -> tuple[str | None, str]:
     """The service's error code and message from the response body obstore quotes in its message."""
     code = _XML_CODE.search(text) or _JSON_REASON.search(text)
     message = _XML_MESSAGE.search(text) or _JSON_MESSAGE.search(text)
-    return (code.group(1) if code else None), (message.group(1) if message else "")
+    # The first line only: Azure's <Message> goes on with a RequestId and a Time, which differ on every answer.
+    return (code.group(1) if code else None), (message.group(1).strip().split("\n", 1)[0] if message else "")
 
 
 # --- plain HTTP(S) (the http tier): the status is the whole answer --------------------------------------------
