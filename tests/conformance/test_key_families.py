@@ -39,9 +39,9 @@ PREFIX = "fam/"
 
 @pytest.fixture(params=sorted(FAMILIES))
 def family(request, row) -> str:
-    if row.backend not in ("s3", "gs"):
-        pytest.skip("the key families are checked on the S3 and GCS rows (an http row's URL is the whole address, "
-                    "with no bucket or prefix to put keys under)")
+    if row.backend not in ("s3", "gs", "az"):
+        pytest.skip("the key families are checked on the S3, GCS and Azure rows (an http row's URL is the whole "
+                    "address, with no bucket or prefix to put keys under)")
     return request.param
 
 
