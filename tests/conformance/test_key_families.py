@@ -1,5 +1,5 @@
-"""Conformance of the key families: the same answers for SHA1 and SHA-256 keys on every row of the matrix (S3 and
-GCS, ``fast`` and ``sdk`` transports, every endpoint configuration), through a verifying family store in a
+"""Conformance of the key families: the same answers for SHA1 and SHA-256 keys on every row of the matrix (S3, GCS
+and Azure, ``fast`` and ``sdk`` transports, every endpoint configuration), through a verifying family store in a
 composite: found (also on the event loop's fast path), missing, a corrupt copy (missing, with the corruption in
 the message, never cached), a key of the other family (invalid, no request made), HEAD, and a cache tier whose
 bucket does not exist (failed, never missing).
