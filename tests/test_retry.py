@@ -123,6 +123,31 @@ def test_final_errors_are_raised_at_once():
     assert calls == [1] and clock.sleeps == []
 
 
+def test_a_missing_sdk_is_raised_at_once_not_retried():
+    """An ImportError (an SDK or extra not installed) is configuration: whatever ``classify`` says, never retried."""
+    clock = FakeClock()
+    calls = []
+
+    def op(attempt: Attempt) -> bytes:
+        calls.append(1)
+        raise ImportError("google.cloud.storage is needed for this store: pip install 'bitstore-tiered[gcp]'")
+
+    with pytest.raises(ImportError, match="bitstore-tiered"):
+        policy(clock).run(op, lambda exc: TransientError("would retry"), "s", "k")
+    assert calls == [1] and clock.sleeps == []
+
+
+def test_gcs_without_its_sdk_fails_at_once(monkeypatch):
+    import sys
+
+    from bitstore import GSRaw
+
+    monkeypatch.setitem(sys.modules, "google.cloud.storage", None)
+    store = GSRaw(endpoint="http://127.0.0.1:9", transport="sdk", retry={"attempts": 8, "base_delay": 30.0})
+    with pytest.raises(ImportError, match=r"bitstore-tiered\[gcp\]"):  # 8 attempts 30 s apart would time out
+        store.get("gs://b/k")
+
+
 @given(value=st.one_of(st.just(math.inf), st.just(-math.inf), st.just(math.nan),
                        st.floats(max_value=-1e-9, allow_nan=False, allow_infinity=False)))
 def test_non_finite_or_negative_seconds_are_refused(value):

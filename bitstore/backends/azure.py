@@ -72,14 +72,6 @@ class _Auth:
         raise TypeError("resolved Azure credentials are per process and never pickled")
 
 
-def _map_error(exc: BaseException, store: Any, uri: Any, writing: bool = False) -> BaseException:
-    """``azure_error``, except that a missing SDK is raised as it is (an ImportError naming the extra), never
-    retried as if it were transient (the client is built inside the first attempt on the SDK transport)."""
-    if isinstance(exc, ImportError):
-        raise exc
-    return azure_error(exc, store, uri, writing)
-
-
 class _Conn(NamedTuple):
     """This process's SDK client and the credential it was built with."""
 
@@ -102,7 +94,7 @@ class AZRaw(CloudRaw):
     KIND = "az"
     BUCKET_WORD = "container"
     _URI = re.compile(r"(?:az|abfs|azure)://([^/@]+)/(.+)", re.DOTALL)
-    _sdk_error = staticmethod(_map_error)
+    _sdk_error = staticmethod(azure_error)
 
     def __init__(self, account_name: str | EnvVar | None = None, *, account_key: str | EnvVar | None = None,
                  sas_token: str | EnvVar | None = None, connection_string: str | EnvVar | None = None,

@@ -152,8 +152,9 @@ class RetryPolicy:
 
         ``classify(exc)`` returns the bitstore error to raise at once (missing, unavailable, too large),
         or a ``TransientError`` / None to retry. Unclassified errors are retried too: an unexpected error
-        is never taken as "missing". ``made``: ``(error, started)`` of a first attempt already made elsewhere
-        (the async engine's loop): it is attempt 0, and the deadline runs from ``started``.
+        is never taken as "missing". An ``ImportError`` (a missing SDK, named with its extra) is raised at once.
+        ``made``: ``(error, started)`` of a first attempt already made elsewhere (the async engine's loop): it is
+        attempt 0, and the deadline runs from ``started``.
         """
         clock = self.clock
         started = clock() if made is None else made[1]
@@ -166,6 +167,8 @@ class RetryPolicy:
                 if made is not None and number == 0:
                     raise made[0]
                 return op(attempt)
+            except ImportError:  # a missing SDK or extra is a configuration error: raised at once, never retried
+                raise
             except Exception as exc:  # noqa: BLE001 - classification decides
                 mapped = classify(exc)
                 if isinstance(mapped, BitstoreError):
