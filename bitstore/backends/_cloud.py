@@ -21,12 +21,13 @@ import logging
 import re
 import threading
 from abc import abstractmethod
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO, Any, TypeVar
 
+from ..core.listed import Listed
 from ..core.store import Store
 from ..engine.routes import Fallback, Route
-from ..ground.errors import BitstoreError, FetchFailed, NotFoundInStore, StoreNotAvailable
+from ..ground.errors import BitstoreError, FetchFailed, InvalidURI, NotFoundInStore, StoreNotAvailable
 from ..ground.fields import MAX_BLOB_BYTES, NUMBER, POSITIVE, RETRY, SECONDS, Field, one_of
 from ..ground.log import cause_of, log_once
 from ..ground.retry import Attempt, RetryPolicy, TransientError, take_first_attempt
@@ -57,8 +58,34 @@ class _Facts:
         self.lock = threading.Lock()
 
 
+class _SdkPager:
+    """A listing through the SDK, a page per ``next_page`` (None once done); a failed page is asked again."""
+
+    via = "sdk"
+
+    def __init__(self, page_once: Callable[[str | None], tuple[list[tuple[str, int | None]], str | None]],
+                 owner: Any, prefix: str):
+        self._page_once, self._owner, self._prefix = page_once, owner, prefix
+        self._token: str | None = None
+        self._done = False
+
+    def next_page(self, attempt: Attempt) -> list[tuple[str, int | None]] | None:
+        if self._done:
+            return None
+        items, token = self._page_once(self._token)
+        if token is None:
+            self._done = True
+        elif token == self._token:
+            raise FetchFailed(self._owner, self._prefix, "the listing returned the same page token twice")
+        self._token = token
+        return items
+
+
 class CloudRaw(Store):
     """Objects in a cloud bucket, addressed as ``<KIND>://bucket/key``."""
+
+    #: Names asked for per listing request (the services return at most 1,000).
+    list_page_size = 1000
 
     KIND: str
     #: What the service calls a bucket (in messages): "bucket", or "container" on Azure.
@@ -205,6 +232,112 @@ class CloudRaw(Store):
         body = bytes(data)
         self.retry.run(lambda _attempt: self._put_once(bucket, key, body),
                        lambda exc: self._sdk_error(exc, self, uri, writing=True), self, uri)
+
+    def put_stream(self, uri: Any, stream: IO[bytes]) -> None:
+        """Upload what the seekable ``stream`` reads from its current position, in parts (never held whole);
+        each attempt starts again from that position."""
+        bucket, key = self._split(uri)
+        start = stream.tell()
+
+        def attempt(_attempt: Attempt) -> None:
+            stream.seek(start)
+            self._put_stream_once(bucket, key, stream)
+
+        self.retry.run(attempt, lambda exc: self._sdk_error(exc, self, uri, writing=True), self, uri)
+
+    def delete(self, uri: Any) -> None:
+        """Remove the object through the SDK; one that is not there is fine, a bucket that is not there is
+        ``StoreNotAvailable``."""
+        bucket, key = self._split(uri)
+        self.retry.run(lambda _attempt: self._delete_once(bucket, key),
+                       lambda exc: self._sdk_error(exc, self, uri, writing=True), self, uri)
+
+    # --- listing: the raw hook ``Store.list_names`` ------------------------------------------------------
+    # A backend lists through ``_list_page_once`` (one SDK request for one page, given the page token the
+    # last one returned) and, on the fast transport, through its ``_fast`` transport's ``ListPager``. Each page
+    # is one retried call of ``RetryPolicy``, errors mapped as a GET's; a 404 of a listing is never "missing":
+    # the bucket is checked (``StoreNotAvailable`` when it is not there, else ``FetchFailed``). A page that does
+    # not move past the one before it is ``FetchFailed`` (a listing is never silently short, nor endless).
+    def list_names(self, prefix: str, *, start_after: str | None = None) -> Iterator[Listed]:
+        """The objects directly under ``prefix`` (``<KIND>://bucket/folder/``), names relative to it, ascending,
+        with their sizes, ``list_page_size`` names per request."""
+        bucket, folder = self._split_prefix(prefix)
+        cut = len(folder)
+        last = None if start_after is None else folder + start_after
+        pager = [self._pager(bucket, folder, last)]
+
+        def classify(exc: BaseException) -> BaseException | None:
+            if isinstance(exc, FastUnsupported) and self.transport != "fast":
+                log_once(logger, logging.WARNING, "fast-list", cause_of(exc),
+                         f"{self.name}: the fast transport cannot list here ({exc}): listing through the SDK")
+                pager[0] = self._sdk_pager(bucket, folder, last)
+                return TransientError(str(exc), immediate=True)
+            return self._list_verdict(exc, bucket, prefix, pager[0].via)
+
+        while True:
+            page = self.retry.run(lambda attempt: pager[0].next_page(attempt), classify, self, prefix)
+            if page is None:
+                return
+            for name, size in page:
+                if last is not None and name <= last:
+                    if name < last:
+                        raise FetchFailed(self, prefix, f"the listing went back from {last!r} to {name!r}")
+                    continue
+                last = name
+                rest = name[cut:]
+                if rest and "/" not in rest and name.startswith(folder):
+                    yield Listed(rest, None if size is None else int(size))
+
+    def _split_prefix(self, prefix: Any) -> tuple[str, str]:
+        """``(bucket, folder)`` of a listed prefix: ``<KIND>://bucket/`` or ``<KIND>://bucket/some/folder/``."""
+        if not isinstance(prefix, str):
+            raise InvalidURI(self, prefix, hint=self.URI_HINT)
+        bucket, key = self._split(prefix + "_")  # a prefix is a uri with nothing after it
+        return bucket, key[:-1]
+
+    def _pager(self, bucket: str, folder: str, after: str | None) -> Any:
+        fast = self._fast.get() if self._facts.fast_reaches_objects is not False else None
+        if fast is None:
+            return self._sdk_pager(bucket, folder, after)
+        return fast.pager(bucket, folder, after, self.list_page_size, self)
+
+    def _sdk_pager(self, bucket: str, folder: str, after: str | None) -> _SdkPager:
+        return _SdkPager(lambda token: self._list_page_once(bucket, folder, after, token, self.list_page_size),
+                         self, f"{self.KIND}://{bucket}/{folder}")
+
+    def _list_verdict(self, exc: BaseException, bucket: str, prefix: str, via: str) -> BaseException:
+        mapped = (obstore_error if via == "fast" else self._sdk_error)(exc, self, prefix)
+        if isinstance(mapped, FastUnsupported):
+            return StoreNotAvailable(self, f"the fast transport cannot list here ({mapped}); use transport='sdk'")
+        if not isinstance(mapped, (NotFoundInStore, Unconfirmed404)):
+            return mapped
+        try:
+            exists = bucket in self._facts.buckets or self._bucket_exists(bucket)
+        except BitstoreError as error:
+            return error
+        except Exception as error:  # noqa: BLE001 - the check failed: retried if it may pass next time
+            checked = self._sdk_error(error, self, prefix)
+            if isinstance(checked, TransientError):
+                return TransientError(f"{mapped}; the bucket check failed: {checked}")
+            return FetchFailed(self, prefix, f"the listing answered 404 and the bucket check failed: {cause_of(error)}")
+        if not exists:
+            where = self.endpoint_label
+            return StoreNotAvailable(self, f"bucket {bucket!r} does not exist{f' at {where}' if where else ''}")
+        return FetchFailed(self, prefix, f"the listing answered 404 in a bucket that exists ({mapped})")
+
+    def _list_page_once(self, bucket: str, folder: str, after: str | None, token: str | None,
+                        size: int) -> tuple[list[tuple[str, int | None]], str | None]:
+        """One SDK listing request: ``([(name, size), ...], the next page's token or None)``, names after
+        ``after`` under ``folder`` (the service may also return deeper names and names up to ``after``)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list")
+
+    def _put_stream_once(self, bucket: str, key: str, stream: IO[bytes]) -> None:
+        """One streamed upload attempt."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement 'put_stream'")
+
+    def _delete_once(self, bucket: str, key: str) -> None:
+        """One SDK DELETE attempt (an object already gone is not an error)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement 'delete'")
 
     @property
     def endpoint_label(self) -> str | None:

@@ -27,7 +27,7 @@ from ..ground.views import VIEW_MIN_BYTES, views_allowed
 from ._client import require
 from ._errors import FastUnsupported, check_size, config_error, read_exactly
 
-__all__ = ["S3Fast", "GCSFast", "HTTPFast", "AzureFast", "usable"]
+__all__ = ["S3Fast", "GCSFast", "HTTPFast", "AzureFast", "ListPager", "usable"]
 
 _started_in: int | None = None  # pid of the process in which obstore's runtime was first used
 
@@ -130,6 +130,51 @@ class _Transport(ABC):
                 raise FastUnsupported(f"obstore panicked: {str(exc)[:200]}") from None
             raise
         return _payload(body, length, views)
+
+
+    def pager(self, bucket: str, folder: str, after: str | None, page_size: int, owner: Any) -> ListPager:
+        """A listing of ``folder`` after ``after`` through obstore's ``list`` (see ``ListPager``)."""
+        try:
+            store = self._store(bucket)
+        except Exception as exc:
+            raise config_error(owner, f"the fast transport cannot use this configuration ({exc})") from None
+        return ListPager(self._obstore, store, folder, after, page_size)
+
+
+class ListPager:
+    """obstore's ``list`` stream, a chunk of ``page_size`` names per ``next_page`` (None once done). obstore lists
+    every name below a folder (no delimiter): deeper names come too, for the caller to leave out. A stream that
+    failed is opened again after the last name it gave (``offset``), so a retried page goes on where it was."""
+
+    via = "fast"
+
+    def __init__(self, obstore: Any, store: Any, folder: str, after: str | None, page_size: int):
+        self._obstore, self._store, self._page_size = obstore, store, page_size
+        self._prefix = folder.rsplit("/", 1)[0] if "/" in folder else None  # obstore's prefixes are whole folders
+        self._last = after
+        self._stream: Any = None
+        self._done = False
+
+    def next_page(self, attempt: Attempt) -> list[tuple[str, int | None]] | None:
+        if self._done:
+            return None
+        try:
+            if self._stream is None:
+                self._stream = self._obstore.list(self._store, self._prefix, offset=self._last,
+                                                  chunk_size=self._page_size)
+            chunk = next(self._stream, None)
+        except BaseException as exc:
+            self._stream = None
+            if type(exc).__name__ == "PanicException":
+                raise FastUnsupported(f"obstore panicked: {str(exc)[:200]}") from None
+            raise
+        if chunk is None:
+            self._done = True
+            return None
+        items = [(meta["path"], meta.get("size")) for meta in chunk]
+        if items:
+            self._last = items[-1][0]
+        return items
 
 
 def _payload(body: Any, length: int | None, views: bool) -> bytes | memoryview:

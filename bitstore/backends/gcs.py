@@ -119,6 +119,28 @@ class GSRaw(CloudRaw):
         blob = self._conn.get().client.bucket(bucket).blob(key)
         blob.upload_from_string(body, content_type="application/octet-stream", retry=None, timeout=self.timeout)
 
+    def _put_stream_once(self, bucket: str, key: str, stream: Any) -> None:
+        blob = self._conn.get().client.bucket(bucket).blob(key)
+        blob.upload_from_file(stream, content_type="application/octet-stream", retry=None, timeout=self.timeout)
+
+    def _delete_once(self, bucket: str, key: str) -> None:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            self._conn.get().client.bucket(bucket).blob(key).delete(retry=None, timeout=self.timeout)
+        except NotFound:  # the object, or its bucket: only the first is fine
+            if not self._bucket_exists(bucket):
+                raise StoreNotAvailable(self, f"bucket {bucket!r} does not exist") from None
+
+    def _list_page_once(self, bucket: str, folder: str, after: str | None, token: str | None,
+                        size: int) -> tuple[list[tuple[str, int | None]], str | None]:
+        blobs = self._conn.get().client.list_blobs(
+            bucket, prefix=folder or None, delimiter="/", start_offset=after, page_size=size, page_token=token,
+            fields="items(name,size),nextPageToken,prefixes", retry=None, timeout=self.timeout)
+        page = next(blobs.pages, None)
+        items = [] if page is None else [(b.name, b.size) for b in page]
+        return items, blobs.next_page_token or None
+
     # --- clients -----------------------------------------------------------------------------------
     @property
     def emulator(self) -> str | None:

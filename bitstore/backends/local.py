@@ -17,10 +17,13 @@ import io
 import os
 import secrets
 import stat
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
+from ..core.listed import Listed
 from ..core.store import Store
 from ..ground import tempfiles as _tempfiles
 from ..ground.errors import BitstoreError, BlobTooLarge, FetchFailed, InvalidURI, NotFoundInStore, StoreNotAvailable
@@ -44,6 +47,9 @@ _WALK_FLAGS = (_DIR_FLAGS & ~os.O_RDONLY) | getattr(os, "O_PATH", os.O_RDONLY)
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
 #: Temp files of ``put`` are ``.bitstore-<random>.tmp`` beside their target.
 TEMP_PREFIX, TEMP_SUFFIX = ".bitstore-", ".tmp"
+_STREAM_CHUNK = 8 << 20  # bytes per read of put_stream
+#: Names a listing sorts at once: a larger folder is listed in ranges of names, each scanned and sorted alone.
+LIST_PAGE_NAMES = 100_000
 _MAX_READ = 1 << 30  # one read call never asks for more (Linux returns at most ~2 GiB per call anyway)
 
 
@@ -215,6 +221,14 @@ class LocalRaw(Store):
 
     def put(self, uri: Any, data: bytes) -> None:
         """Write ``data`` atomically (a temp file renamed over the target) through directory descriptors."""
+        self._write(uri, lambda fd: _write_all(fd, data))
+
+    def put_stream(self, uri: Any, stream: IO[bytes]) -> None:
+        """Write what ``stream`` reads, atomically as ``put``, in chunks (a blob larger than memory is never
+        held whole)."""
+        self._write(uri, lambda fd: _copy_stream(stream, fd))
+
+    def _write(self, uri: Any, write: Callable[[int], None]) -> None:
         path = self._path(uri)
         base = self.root if self.root is not None else os.sep
         if path == base:  # its temp file would be created outside the root
@@ -227,7 +241,7 @@ class LocalRaw(Store):
             try:
                 if listable:
                     self._sweep(folder)
-                self._write_in(folder, filename, data)
+                self._write_in(folder, filename, write)
             finally:
                 os.close(folder)
         except OSError as exc:
@@ -356,11 +370,11 @@ class LocalRaw(Store):
                                                  "refused rather than follow it") from None
                 raise
 
-    def _write_in(self, folder: int, filename: str, data: bytes) -> None:
+    def _write_in(self, folder: int, filename: str, write: Callable[[int], None]) -> None:
         fd, tmp = _create_temp(folder)
         try:
             try:
-                _write_all(fd, data)
+                write(fd)
                 if self.fsync:
                     os.fsync(fd)
             finally:
@@ -422,6 +436,49 @@ class LocalRaw(Store):
             os.close(fd)
             raise
 
+    # --- listing and deleting ------------------------------------------------------------------------
+    def delete(self, uri: Any) -> None:
+        """Remove the file; one that is not there is fine (a folder is refused)."""
+        path = self._path(uri) if self.root is not None else self._lexical_path(uri)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            if self.root is not None and not os.path.isdir(self.root):
+                raise StoreNotAvailable(self, f"its root folder {self.root} does not exist") from None
+        except OSError as exc:
+            raise self._map_error(exc, uri, writing=True) from None
+
+    def list_names(self, prefix: str, *, start_after: str | None = None) -> Iterator[Listed]:
+        """The files directly in ``prefix``'s folder whose names start with its last part (``/data/blobs/``: every
+        file of ``/data/blobs``), ascending; folders and temp files of writes under way are left out; sizes are not
+        read (None). A folder of more than ``list_page_names`` names is read in ranges of names (one scan each),
+        so memory stays bounded whatever its size. A root that does not exist is ``StoreNotAvailable``; a folder
+        under it that does not exist is empty."""
+        folder, head = self._list_folder(prefix)
+        try:
+            yield from _sorted_names(folder, head, start_after, getattr(self, "list_page_names", LIST_PAGE_NAMES))
+        except FileNotFoundError:
+            if self.root is not None and not os.path.isdir(self.root):
+                raise StoreNotAvailable(self, f"its root folder {self.root} does not exist") from None
+        except NotADirectoryError:
+            return
+        except PermissionError as exc:
+            raise StoreNotAvailable(self, f"permission denied for '{Path(exc.filename or folder).name}'") from None
+        except OSError as exc:
+            raise FetchFailed(self, prefix, f"cannot list the folder: {exc.strerror or exc}") from None
+
+    def _list_folder(self, prefix: str) -> tuple[str, str]:
+        """``(folder, start of the names)`` of a listed prefix; with a root, the folder must be inside it."""
+        raw = self._raw_path(prefix)
+        if raw is None:
+            raise InvalidURI(self, prefix, hint=self.URI_HINT)
+        base = self.root if self.root is not None else os.getcwd()
+        folder, head = os.path.split(os.path.join(base, raw))
+        folder = os.path.normpath(folder)
+        if self.root is not None and not self._inside(os.path.realpath(folder)):
+            raise InvalidURI(self, prefix, hint=f"paths must stay inside {self.root}")
+        return folder, head
+
     def _check_kind(self, info: os.stat_result, uri: Any) -> None:
         """As ``get``: a folder is not a blob (missing), any other file that is not a regular one is refused."""
         if stat.S_ISDIR(info.st_mode):
@@ -441,6 +498,53 @@ def read_at_most(fd: int, limit: int) -> bytes:
         parts.append(chunk)
         got += len(chunk)
     return b"".join(parts)
+
+
+def _names_in(folder: str, head: str, start_after: str | None) -> Iterator[str]:
+    """The names (after ``head``) of the files in ``folder`` that start with ``head``, in directory order."""
+    cut = len(head)
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            name = entry.name
+            if not name.startswith(head) or (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
+                continue
+            rest = name[cut:]
+            if rest and (start_after is None or rest > start_after) and not entry.is_dir():
+                yield rest
+
+
+def _sorted_names(folder: str, head: str, start_after: str | None, page: int) -> Iterator[Listed]:
+    """``_names_in`` ascending: sorted at once when there are at most ``page`` names; else one more scan per range
+    of names (ranges of their first two characters, counted on the first scan) so at most about ``page`` names
+    are held at a time."""
+    held: list[str] | None = []
+    starts: Counter[str] = Counter()
+    for name in _names_in(folder, head, start_after):
+        starts[name[:2]] += 1
+        if held is not None:
+            held.append(name)
+            if len(held) > page:
+                held = None
+    if held is not None:
+        held.sort()
+        yield from (Listed(name) for name in held)
+        return
+    group: list[str] = []
+    count = 0
+    for start in sorted(starts):
+        if group and count + starts[start] > page:
+            yield from _range(folder, head, start_after, set(group))
+            group, count = [], 0
+        group.append(start)
+        count += starts[start]
+    if group:
+        yield from _range(folder, head, start_after, set(group))
+
+
+def _range(folder: str, head: str, start_after: str | None, starts: set[str]) -> Iterator[Listed]:
+    names = [name for name in _names_in(folder, head, start_after) if name[:2] in starts]
+    names.sort()
+    return (Listed(name) for name in names)
 
 
 def _create_temp(folder: int) -> tuple[int, str]:
@@ -467,6 +571,11 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data).cast("B")
     while view:
         view = view[os.write(fd, view):]
+
+
+def _copy_stream(stream: IO[bytes], fd: int) -> None:
+    while chunk := stream.read(_STREAM_CHUNK):
+        _write_all(fd, chunk)
 
 
 def _kind(mode: int) -> str:

@@ -4,8 +4,10 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
+from ..core.listed import Listed
 from ..core.store import Store
 from ..ground.errors import BlobTooLarge, NotFoundInStore
 from ..ground.fields import COMMON, MAX_BYTES, Build, Field, TierType
@@ -86,6 +88,23 @@ class MemoryRaw(Store):
     def open(self, uri: Any) -> io.BytesIO:
         """A file object over the blob (already in memory; no copy is made until it is read)."""
         return io.BytesIO(self.get(uri))
+
+    def delete(self, uri: Any) -> None:
+        """Remove the blob; one that is not there is fine."""
+        self._check_valid(uri)
+        with self._lock:
+            old = self._blobs.pop(uri, None)
+            if old is not None:
+                self._size -= len(old)
+
+    def list_names(self, prefix: str, *, start_after: str | None = None) -> Iterator[Listed]:
+        """The names under ``prefix`` (a snapshot taken now), ascending, with their sizes."""
+        with self._lock:
+            found = [(uri[len(prefix):], len(data)) for uri, data in self._blobs.items() if uri.startswith(prefix)]
+        found.sort()
+        for name, size in found:
+            if name and "/" not in name and (start_after is None or name > start_after):
+                yield Listed(name, size)
 
     def __contains__(self, uri: Any) -> bool:
         with self._lock:

@@ -19,7 +19,7 @@ from . import _redact
 from ._body import read_body
 from ._client import EnvVar, endpoint_problem, require, resolve_env
 from ._cloud import ANONYMOUS, CLOUD, DEFAULT_POOL, DEFAULT_TIMEOUT, CloudRaw, cloud_options
-from ._errors import check_size, config_error, s3_error
+from ._errors import HTTPStatusError, check_size, config_error, s3_error
 
 __all__ = ["S3Raw", "ANONYMOUS"]
 
@@ -104,6 +104,30 @@ class S3Raw(CloudRaw):
 
     def _put_once(self, bucket: str, key: str, body: bytes) -> None:
         self._conn.get().client.put_object(Bucket=bucket, Key=key, Body=body)
+
+    def _put_stream_once(self, bucket: str, key: str, stream: Any) -> None:
+        from boto3.s3.transfer import TransferConfig
+
+        self._conn.get().client.upload_fileobj(stream, bucket, key, Config=TransferConfig(use_threads=False))
+
+    def _delete_once(self, bucket: str, key: str) -> None:
+        self._conn.get().client.delete_object(Bucket=bucket, Key=key)  # S3 answers 204 for a key not there
+
+    def _list_page_once(self, bucket: str, folder: str, after: str | None, token: str | None,
+                        size: int) -> tuple[list[tuple[str, int | None]], str | None]:
+        request: dict[str, Any] = {"Bucket": bucket, "Prefix": folder, "Delimiter": "/", "MaxKeys": size}
+        if token is not None:
+            request["ContinuationToken"] = token
+        elif after is not None:
+            request["StartAfter"] = after
+        page = self._conn.get().client.list_objects_v2(**request)
+        items = [(o["Key"], o.get("Size")) for o in page.get("Contents", ())]
+        if not page.get("IsTruncated"):
+            return items, None
+        token = page.get("NextContinuationToken")
+        if not token:
+            raise HTTPStatusError(200, None, "a truncated listing page without a continuation token")
+        return items, token
 
     # --- clients -----------------------------------------------------------------------------------
     def _config(self, **extra: Any) -> Any:

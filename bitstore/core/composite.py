@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from functools import partial
 from html import escape
 from typing import IO, Any, TypeVar
@@ -23,6 +23,7 @@ from ..ground.log import Counter, cause_of, log_once
 from ..ground.sizes import human_bytes
 from ..ground.stats import Stats, TierSnapshot, TierStats
 from ..ground.views import blob
+from .listed import Listed
 from .missing import DEFAULT_MAX_ENTRIES, MissingCache
 from .store import Store
 from .tier import Tier, usage_of
@@ -252,6 +253,24 @@ class Composite(Store):
             return io.BytesIO(data)
 
         return self._first_tier(uri, open_tier)[0]
+
+    def iter_keys(self, *, start_after: Any = None) -> Iterator[Any]:
+        """The union of the sources' keys, ascending, each once (their listings merged lazily). A source that
+        cannot list raises ``NotImplementedError`` naming it: a composite's listing is never partial."""
+        return (entry.name for entry in self._listed(start_after))
+
+    def _listed(self, start_after: Any) -> Iterator[Listed]:
+        from .listing import listed, merged, start_key
+
+        after = start_key(self, start_after)
+        listings = []
+        for tier in self._tiers:
+            try:
+                listings.append(listed(tier.store, after))
+            except NotImplementedError as exc:
+                raise NotImplementedError(f"{self.name} cannot list its keys: its tier {tier.name} cannot "
+                                          f"({exc})") from None
+        return merged(listings)
 
     def _exists_for_put(self, key: Any) -> bool:
         if self.cache is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, ClassVar
 
@@ -20,6 +20,8 @@ from ..ground.errors import BlobTooLarge, InvalidDataFound, NotFoundInStore, sto
 from ..ground.log import Counter, cause_of, log_once
 from ..ground.stats import Usage
 from .composite import Composite
+from .listed import Listed
+from .listing import keys_under
 from .store import Store
 
 __all__ = [
@@ -107,6 +109,10 @@ class HashFormatMixin:
     def key_for(self, data: bytes) -> str:
         """A blob's key is its hash (``put_many`` derives and checks keys with it)."""
         return self.FAMILY.hex(data)
+
+    def new_hasher(self) -> Any:
+        """A hashlib object of this store's key family (``scrub`` and ``replicate`` hash streams with it)."""
+        return self.FAMILY.new()
 
 
 class VerifyHashMixin:
@@ -227,6 +233,31 @@ class HashStore(HashFormatMixin, VerifyHashMixin, Store):
             raise
         except NotFoundInStore as exc:
             raise NotFoundInStore(self, key) from exc
+
+
+    # --- listing, deleting, streamed writes (``core.listing``, ``core.scrub``, ``core.replicate``) -------------
+    def put_stream(self, key: str, stream: IO[bytes]) -> Any:
+        """Write what ``stream`` reads (not verified here: ``replicate`` checks the bytes as it spools them)."""
+        self._check_valid(key)
+        put_stream = getattr(self.base_store, "put_stream", None)
+        if not callable(put_stream):
+            raise NotImplementedError(f"{self.base_store.name} cannot write a stream (no 'put_stream')")
+        return put_stream(self._uri(key), stream)
+
+    def delete(self, key: str) -> None:
+        """Remove the blob from the base store (one that is not there is fine)."""
+        self._check_valid(key)
+        self.base_store.delete(self._uri(key))
+
+    def iter_keys(self, *, start_after: str | None = None) -> Iterator[str]:
+        """The keys under ``prefix`` on the base store, canonical, ascending, page by page (``core.listing``)."""
+        return (entry.name for entry in self._listed(start_after))
+
+    def _listed(self, start_after: str | None) -> Iterator[Listed]:
+        if self.FAMILY.template in self.prefix:
+            raise NotImplementedError(f"{self.name} cannot list its keys: its prefix is a template (the key is not "
+                                      "at the end of a name)")
+        return keys_under(self, self.base_store, self.prefix, start_after)
 
 
 class HashCache(HashStore):

@@ -17,6 +17,7 @@ from ..ground.results import FetchResult, Status
 from ..ground.stats import Usage
 from ..ground.views import blob
 from .bulk import BlobInfo, PutResult, put_many, stat_many, stat_one
+from .listed import Listed
 
 if TYPE_CHECKING:
     from ..engine.routes import CompositeRoute, Route
@@ -208,6 +209,24 @@ class Store(ABC):
         One ``PutResult`` per item, in order."""
         return put_many(self, items, max_workers=max_workers, skip_existing=skip_existing, progress=progress,
                         total=total)
+
+    # --- listing and deleting (``bitstore.core.listing``; raw stores implement ``list_names``) ---------------
+    def list_names(self, prefix: str, *, start_after: str | None = None) -> Iterator[Listed]:
+        """The names under ``prefix`` (a uri prefix, e.g. ``s3://bucket/blobs/``), relative to it, ascending,
+        read lazily page by page: ``Listed(name, size)`` (``size`` None when the listing does not say it). Only
+        names directly under it (no ``/`` in the rest); only those after ``start_after`` (relative too). A
+        failure raises as ``get`` does (``StoreNotAvailable``, ``FetchFailed``), never a short listing. The
+        default: this store cannot list."""
+        raise NotImplementedError(f"{self.name} cannot list its blobs ({type(self).__name__} has no 'list_names')")
+
+    def iter_keys(self, *, start_after: Any = None) -> Iterator[Any]:
+        """The keys this store holds, canonical and ascending, read lazily (keyed stores and composites list;
+        the default cannot)."""
+        raise NotImplementedError(f"{self.name} cannot list its keys ({type(self).__name__} has no listing)")
+
+    def delete(self, uri: Any) -> None:
+        """Remove the blob (a blob that is not there is fine: deleting is idempotent). The default cannot."""
+        raise NotImplementedError(f"{self.__class__.__name__} does not implement the 'delete' method")
 
     def open(self, key: Any) -> IO[bytes]:
         """The blob as a binary file object (read, seek, tell). Backends stream it (range reads, a local file),
