@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from .backends.gcs import GSRaw
     from .backends.http import HTTPRaw
     from .backends.s3 import S3Raw
+    from .core.replicate import ReplicateReport, replicate
+    from .core.scrub import ScrubResult, scrub
     from .spec.load import from_spec
     from .spec.url_stores import from_url, from_urls
 
@@ -64,6 +66,10 @@ _LAZY = {
     "from_spec": "bitstore.spec.load",
     "from_url": "bitstore.spec.url_stores",
     "from_urls": "bitstore.spec.url_stores",
+    "scrub": "bitstore.core.scrub",
+    "ScrubResult": "bitstore.core.scrub",
+    "replicate": "bitstore.core.replicate",
+    "ReplicateReport": "bitstore.core.replicate",
 }
 
 __all__ = [
@@ -73,6 +79,7 @@ __all__ = [
     "sha256_hex",
     "LocalRaw", "MemoryRaw", "S3Raw", "GSRaw", "AZRaw", "HTTPRaw", "from_spec", "from_url", "from_urls",
     "RetryPolicy",
+    "scrub", "ScrubResult", "replicate", "ReplicateReport",
     "BitstoreError", "NotFoundInStore", "InvalidDataFound", "StoreNotAvailable", "InvalidURI", "FetchFailed",
     "BlobTooLarge", "SpecError", "Throttled",
 ]

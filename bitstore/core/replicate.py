@@ -1,0 +1,195 @@
+"""``replicate``: copy every key one store lists that another lacks, each blob checked against its key first.
+
+The two listings are read side by side (both ascending) so only the difference is copied, without a request per
+key already there; a destination that cannot list is asked per key (``head``). A blob is fetched, hashed with the
+store's own hash and written only when it matches its key: a corrupt source copy is reported, never copied. Bytes
+in flight are bounded by ``max_bytes_in_flight``: a blob larger than that streams through a temp file (``open``,
+then the destination's ``put_stream``), never held whole. Writes are atomic, so a run that was killed is resumed by
+running it again: it copies only what is still missing.
+"""
+from __future__ import annotations
+
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..ground.errors import InvalidDataFound, NotFoundInStore
+from .bulk import failure
+from .listed import Listed
+from .listing import hasher_for, listed
+from .store import DEFAULT_MAX_BYTES_IN_FLIGHT
+
+__all__ = ["replicate", "ReplicateReport", "MAX_PROBLEMS"]
+
+#: Corrupt and failed keys kept in a report (with their reasons); the counts go on past it.
+MAX_PROBLEMS = 1000
+_CHUNK = 8 * 1024 * 1024
+
+
+@dataclass
+class ReplicateReport:
+    """What ``replicate`` did: keys ``copied``, ``skipped`` (already in the destination), ``corrupt`` (the source
+    copy does not match its key: not copied), ``failed``; ``bytes`` copied; ``last_key``, the last source key
+    dealt with (a later run may start after it); ``problems``, the first ``MAX_PROBLEMS`` ``(key, status, error)``."""
+
+    copied: int = 0
+    skipped: int = 0
+    corrupt: int = 0
+    failed: int = 0
+    bytes: int = 0
+    last_key: str | None = None
+    problems: list[tuple[str, str, str]] = field(default_factory=list, repr=False)
+
+    def _add(self, outcome: _Copy) -> None:
+        if outcome.status == "copied":
+            self.copied += 1
+            self.bytes += outcome.size or 0
+        elif outcome.status == "skipped":
+            self.skipped += 1
+        else:
+            setattr(self, outcome.status, getattr(self, outcome.status) + 1)
+            if len(self.problems) < MAX_PROBLEMS:
+                self.problems.append((outcome.key, outcome.status, outcome.error or ""))
+
+
+@dataclass(frozen=True, slots=True)
+class _Copy:
+    key: str
+    status: str  # copied | skipped | corrupt | failed
+    size: int | None = None
+    error: str | None = None
+
+
+class _Budget:
+    """Bytes held by copies in flight: ``take(n)`` waits until ``n`` more fit (one blob always fits alone)."""
+
+    def __init__(self, limit: int):
+        self.limit, self.used = limit, 0
+        self._cond = threading.Condition()
+
+    def take(self, n: int) -> None:
+        with self._cond:
+            while self.used and self.used + n > self.limit:
+                self._cond.wait()
+            self.used += n
+
+    def give(self, n: int) -> None:
+        with self._cond:
+            self.used -= n
+            self._cond.notify_all()
+
+
+def replicate(src: Any, dst: Any, *, start_after: str | None = None, max_workers: int = 64,
+              max_bytes_in_flight: int = DEFAULT_MAX_BYTES_IN_FLIGHT, progress: bool | None = None) -> ReplicateReport:
+    """Copy to ``dst`` every key ``src`` lists after ``start_after`` that ``dst`` lacks (see the module docstring).
+
+    ``src`` must list (``NotImplementedError`` naming it otherwise); a listing that fails midway raises after the
+    copies already started have finished (rerun: only what is missing is copied)."""
+    from ..engine.batch import _check_limits, _progress_bar, run_many, want_progress
+
+    _check_limits(max_workers, max_bytes_in_flight)
+    new_hash = hasher_for(src)
+    if hasher_for(dst)().name != new_hash().name:
+        raise ValueError(f"{src.name} and {dst.name} key blobs by different hashes: nothing can be copied as is")
+    dst.prepare_writes()  # a local destination's root is made, so an empty one lists as empty
+    source = listed(src, start_after)
+    try:
+        present: Iterator[Listed] | None = listed(dst, start_after)
+    except NotImplementedError:
+        present = None
+    report = ReplicateReport()
+    bar = _progress_bar(None, want_progress(progress), "key")
+    budget = _Budget(max_bytes_in_flight)
+
+    def missing() -> Iterator[Listed]:
+        """The source's entries the destination does not list (all of them when it cannot list)."""
+        there = next(present, None) if present is not None else None
+        for entry in source:
+            report.last_key = entry.name
+            while there is not None and there.name < entry.name:
+                there = next(present, None)
+            if there is not None and there.name == entry.name:
+                report.skipped += 1
+                if bar is not None:
+                    bar.update(1)
+                continue
+            yield entry
+
+    def copy(entry: Listed) -> _Copy:
+        key = entry.name
+        try:
+            if present is None and _exists(dst, key):
+                return _Copy(key, "skipped")
+            size = entry.size if entry.size is not None else src.head(key)
+            if size > max_bytes_in_flight:
+                return _streamed(src, dst, key, new_hash)
+            budget.take(size)
+            try:
+                return _in_memory(src, dst, key, new_hash)
+            finally:
+                budget.give(size)
+        except InvalidDataFound as exc:  # a source that verifies as it reads found its copy corrupt
+            return _Copy(key, "corrupt", error=str(exc))
+        except NotFoundInStore:
+            return _Copy(key, "failed", error="listed, then not found in the source (removed meanwhile?)")
+        except Exception as exc:  # noqa: BLE001 - one key's failure is its result
+            return _Copy(key, "failed", error=failure(src, exc)[1])
+
+    try:
+        for outcome in run_many(src, missing(), copy, lambda key, error: _Copy(key, "failed", error=error),
+                                max_workers=max_workers, progress=False, keyed=False):
+            report._add(outcome)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return report
+
+
+def _exists(dst: Any, key: str) -> bool:
+    try:
+        dst.head(key)
+    except NotFoundInStore:
+        return False
+    return True
+
+
+def _in_memory(src: Any, dst: Any, key: str, new_hash: Any) -> _Copy:
+    data = src.get(key)
+    digest = new_hash()
+    digest.update(data)
+    if digest.hexdigest() != key:
+        return _Copy(key, "corrupt", len(data), f"the source's bytes hash to {digest.hexdigest()}")
+    return _written(key, len(data), _put(dst, key, data))
+
+
+def _streamed(src: Any, dst: Any, key: str, new_hash: Any) -> _Copy:
+    """A blob larger than the bytes allowed in flight: spooled to a temp file while it is hashed, then streamed."""
+    put_stream = getattr(dst, "put_stream", None)
+    if not callable(put_stream):
+        return _Copy(key, "failed", error=f"larger than max_bytes_in_flight and {dst.name} cannot write a stream")
+    digest, size = new_hash(), 0
+    with src.open(key) as stream, tempfile.TemporaryFile(prefix="bitstore-replicate-") as spool:
+        while chunk := stream.read(_CHUNK):
+            digest.update(chunk)
+            spool.write(chunk)
+            size += len(chunk)
+        if digest.hexdigest() != key:
+            return _Copy(key, "corrupt", size, f"the source's bytes hash to {digest.hexdigest()}")
+        spool.seek(0)
+        return _written(key, size, put_stream(key, spool))
+
+
+def _put(dst: Any, key: str, data: bytes) -> Any:
+    """Bytes just checked against ``key``: a SHA1 store of ours is not asked to hash them again."""
+    put = getattr(dst, "_put_verified", None)
+    return put(key, data) if callable(put) else dst.put(key, data)
+
+
+def _written(key: str, size: int, answer: Any) -> _Copy:
+    if answer is False:  # a cache's put: it logged why
+        return _Copy(key, "failed", size, "the destination did not store it (see the warning logged)")
+    return _Copy(key, "copied", size)
