@@ -1,8 +1,9 @@
-"""The ``bitstore`` console script: ``get``, ``put``, ``fetch``, ``stat``, ``warm``, ``verify`` and ``demo``.
+"""The ``bitstore`` console script: ``get``, ``put``, ``fetch``, ``stat``, ``warm``, ``verify``, ``ls``, ``scrub``,
+``replicate`` and ``demo``.
 
-Exit codes: 0 success, 1 blob missing (``get``) or corrupt (``verify``), 2 invalid input or usage, 3 a fetch
-or write failed, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); both remove the temp files of writes under
-way.
+Exit codes: 0 success, 1 blob missing (``get``) or corrupt (``verify``, ``scrub``, ``replicate``), 2 invalid
+input or usage, 3 a fetch, write or listing failed, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); both remove
+the temp files of writes under way.
 Errors print one line to stderr, never a traceback (unless ``-vv``) and never a secret.
 """
 from __future__ import annotations
@@ -166,6 +167,43 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--max-workers", type=_positive_int, metavar="N", default=16, help="concurrent reads (16)")
     _progress_arg(verify)
     verify.set_defaults(run=_verify)
+
+    ls = sub.add_parser("ls", parents=[common], help="list the keys a store holds, one a line, ascending",
+                        description="Every key of the tier (default: every tier of the spec, merged), read page by "
+                                    "page. Exit 2 when a tier cannot list (HTTP, API), 3 when the listing failed.")
+    ls.add_argument("--tier", metavar="NAME", help="list one tier: its name or number (1 = first)")
+    ls.add_argument("--start-after", metavar="KEY", help="only the keys after KEY")
+    ls.set_defaults(run=_ls)
+
+    scrub = sub.add_parser("scrub", parents=[common], help="re-hash every blob a tier holds, report corrupt ones",
+                           description="Lists the tier and streams each blob through its hash. Prints a line per "
+                                       "corrupt or failed blob, a summary and the last key checked (resume with "
+                                       "--start-after). Exit 1 when a blob is corrupt, else 3 when a read or the "
+                                       "listing failed, else 0.")
+    scrub.add_argument("--tier", metavar="NAME", help="its name or number (default: the cache tier, else the first "
+                                                        "writable tier)")
+    scrub.add_argument("--start-after", metavar="KEY", help="resume after KEY (the last key a run checked)")
+    scrub.add_argument("--delete-corrupt", action="store_true", help="remove corrupt copies")
+    scrub.add_argument("--json", action="store_true", help="JSON lines: one per corrupt or failed blob, then the "
+                                                          "summary")
+    scrub.add_argument("--max-workers", type=_positive_int, metavar="N", default=16, help="concurrent reads (16)")
+    _progress_arg(scrub)
+    scrub.set_defaults(run=_scrub)
+
+    replicate = sub.add_parser("replicate", parents=[common], help="copy the blobs one store has and another lacks",
+                               description="TIER is a tier of the spec (its name or number); URL a store URL or a "
+                                           "local folder. Only keys missing from the destination are copied, each "
+                                           "checked against its key first. Exit 1 when a source copy is corrupt, "
+                                           "else 3 when a copy failed.")
+    replicate.add_argument("--from", dest="source", required=True, metavar="TIER|URL", help="where the blobs are")
+    replicate.add_argument("--to", dest="target", required=True, metavar="TIER|URL", help="where they go")
+    replicate.add_argument("--start-after", metavar="KEY", help="only the keys after KEY")
+    replicate.add_argument("--max-workers", type=_positive_int, metavar="N", default=64, help="concurrent copies "
+                                                                                             "(64)")
+    replicate.add_argument("--max-bytes-in-flight", type=_positive_int, metavar="BYTES",
+                           help="bytes held by copies under way (default 256 MiB); larger blobs stream")
+    _progress_arg(replicate)
+    replicate.set_defaults(run=_replicate)
 
     demo = sub.add_parser("demo", help="build a sample tiered store in a temporary folder and fetch from it twice")
     demo.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -466,6 +504,111 @@ def _verify(args: argparse.Namespace) -> int:
     if counts["corrupt"]:
         return EXIT_MISSING
     return EXIT_FAILED if counts["failed"] else EXIT_OK
+
+
+def _ls(args: argparse.Namespace) -> int:
+    spec = load_spec_or_default(args.spec)
+    store = spec.build_tier(_tier_index(spec, args.tier)) if args.tier is not None else spec.build()
+    out = sys.stdout
+    for key in _listing(store, args.start_after):
+        out.write(f"{key}\n")
+    out.flush()
+    return EXIT_OK
+
+
+def _listing(store, start_after):
+    try:
+        return store.iter_keys(start_after=start_after)
+    except NotImplementedError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _scrub(args: argparse.Namespace) -> int:
+    import json
+
+    from ..core.scrub import SCRUB_STATUSES, scrub
+    from ..ground.errors import BitstoreError
+
+    spec = load_spec_or_default(args.spec)
+    index = _tier_index(spec, args.tier) if args.tier is not None else spec.write_index
+    if index is None:
+        raise UsageError("the spec has no tier to scrub but api sources: name one with --tier")
+    tier = spec.build_tier(index)
+    counts, causes, last, broken = Counter(), Counter(), None, None
+    _listing(tier, args.start_after)  # a tier that cannot list: a usage error, before anything is read
+    try:
+        for result in scrub(tier, start_after=args.start_after, max_workers=args.max_workers,
+                            delete_corrupt=args.delete_corrupt, progress=args.progress):
+            counts[result.status] += 1
+            last = result.key
+            if result.status == "ok":
+                continue
+            if args.json:
+                print(json.dumps({"key": result.key, "status": result.status, "size": result.size,
+                                  "error": result.error, "tier": tier.name}), flush=True)
+            else:
+                print(f"{result.key}  {result.status} in {tier.name}: {result.error}", flush=True)
+            if result.status == "failed":
+                causes[_cause(result)] += 1
+    except (BitstoreError, OSError) as exc:  # the listing failed midway: what was checked is still reported
+        broken = _one_line(exc)
+    if args.json:
+        print(json.dumps({"tier": tier.name, "checked": sum(counts.values()),
+                          **{s: counts[s] for s in SCRUB_STATUSES}, "last_key": last, "error": broken}))
+    print(f"bitstore scrub {tier.name}: {plural(sum(counts.values()), 'blob')}: "
+          + ", ".join(f"{s} {counts[s]:,}" for s in SCRUB_STATUSES), file=sys.stderr)
+    _print_causes(causes)
+    if last is not None:
+        print(f"  last key checked: {last} (resume with --start-after {last})", file=sys.stderr)
+    if broken is not None:
+        _error(f"the listing failed: {broken}")
+    if counts["corrupt"]:
+        return EXIT_MISSING
+    return EXIT_FAILED if counts["failed"] or broken is not None else EXIT_OK
+
+
+def _replicate(args: argparse.Namespace) -> int:
+    from ..core.replicate import replicate
+    from ..core.store import DEFAULT_MAX_BYTES_IN_FLIGHT
+
+    spec = load_spec_or_default(args.spec)
+    src, dst = _store_arg(spec, args.source, "--from"), _store_arg(spec, args.target, "--to")
+    try:
+        report = replicate(src, dst, start_after=args.start_after, max_workers=args.max_workers,
+                           max_bytes_in_flight=args.max_bytes_in_flight or DEFAULT_MAX_BYTES_IN_FLIGHT,
+                           progress=args.progress)
+    except NotImplementedError as exc:
+        raise UsageError(str(exc)) from None
+    for key, status, error in report.problems:
+        print(f"{key}  {status}: {error}", flush=False)
+    sys.stdout.flush()
+    print(f"bitstore replicate {src.name} -> {dst.name}: copied {report.copied:,} ({human_size(report.bytes)}), "
+          f"skipped {report.skipped:,}, corrupt {report.corrupt:,}, failed {report.failed:,}", file=sys.stderr)
+    if report.last_key is not None:
+        print(f"  last key: {report.last_key}", file=sys.stderr)
+    if report.corrupt:
+        return EXIT_MISSING
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def _store_arg(spec, value: str, option: str):
+    """A tier of the spec (its name or number), else a store URL (``bitstore.from_url``), else a local folder."""
+    try:
+        return spec.build_tier(_tier_index(spec, value))
+    except UsageError:
+        pass
+    import bitstore
+
+    from_url = getattr(bitstore, "from_url", None) if "from_url" in getattr(bitstore, "_LAZY", {}) else None
+    if from_url is not None:
+        return from_url(value)
+    if "://" in value and not value.startswith("file://"):
+        raise UsageError(f"{option} {value!r} is neither a tier of the spec nor a local folder")
+    from ..backends.local import LocalRaw
+    from ..core.sha1 import Sha1Store
+
+    folder = os.path.abspath(value[len("file://"):] if value.startswith("file://") else value)
+    return Sha1Store(LocalRaw(folder), os.path.join(folder, ""))
 
 
 def _open_input(args: argparse.Namespace, spec):
