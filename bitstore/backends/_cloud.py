@@ -267,21 +267,29 @@ class CloudRaw(Store):
         pager = [self._pager(bucket, folder, last)]
 
         def classify(exc: BaseException) -> BaseException | None:
-            if isinstance(exc, FastUnsupported) and self.transport != "fast":
-                log_once(logger, logging.WARNING, "fast-list", cause_of(exc),
-                         f"{self.name}: the fast transport cannot list here ({exc}): listing through the SDK")
-                pager[0] = self._sdk_pager(bucket, folder, last)
-                return TransientError(str(exc), immediate=True)
-            return self._list_verdict(exc, bucket, prefix, pager[0].via)
+            verdict = self._list_verdict(exc, bucket, prefix, pager[0].via)
+            if not isinstance(verdict, FastUnsupported):
+                return verdict
+            where = self.endpoint_label or "this endpoint"
+            if self.transport == "fast":
+                return StoreNotAvailable(self, f"the fast transport cannot list at {where} ({verdict}); use "
+                                               "transport='auto' or 'sdk'")
+            log_once(logger, logging.WARNING, "fast-list", where,
+                     f"{self.name}: the fast transport cannot list at {where} ({verdict}): listing through the SDK")
+            pager[0] = self._sdk_pager(bucket, folder, last)
+            return TransientError(str(verdict), immediate=True)
 
+        floor = last  # names up to it are left out (a service may ignore the offset asked for)
+        returned = None
         while True:
             page = self.retry.run(lambda attempt: pager[0].next_page(attempt), classify, self, prefix)
             if page is None:
                 return
             for name, size in page:
-                if last is not None and name <= last:
-                    if name < last:
-                        raise FetchFailed(self, prefix, f"the listing went back from {last!r} to {name!r}")
+                if returned is not None and name <= returned:
+                    raise FetchFailed(self, prefix, f"the listing went back from {returned!r} to {name!r}")
+                returned = name
+                if floor is not None and name <= floor:
                     continue
                 last = name
                 rest = name[cut:]
@@ -306,10 +314,12 @@ class CloudRaw(Store):
                          self, f"{self.KIND}://{bucket}/{folder}")
 
     def _list_verdict(self, exc: BaseException, bucket: str, prefix: str, via: str) -> BaseException:
+        """A listing's error mapped: a 404 is never "missing" (see above). ``FastUnsupported`` when the fast
+        transport cannot list here: a 404 in a bucket that exists, as an emulator answers obstore's XML listing."""
         mapped = (obstore_error if via == "fast" else self._sdk_error)(exc, self, prefix)
-        if isinstance(mapped, FastUnsupported):
-            return StoreNotAvailable(self, f"the fast transport cannot list here ({mapped}); use transport='sdk'")
-        if not isinstance(mapped, (NotFoundInStore, Unconfirmed404)):
+        # An emulator may answer obstore's listing of a missing bucket with a 500: the bucket is checked once.
+        transient = via == "fast" and isinstance(mapped, TransientError) and bucket not in self._facts.buckets
+        if not (transient or isinstance(mapped, (NotFoundInStore, Unconfirmed404))):
             return mapped
         try:
             exists = bucket in self._facts.buckets or self._bucket_exists(bucket)
@@ -320,9 +330,16 @@ class CloudRaw(Store):
             if isinstance(checked, TransientError):
                 return TransientError(f"{mapped}; the bucket check failed: {checked}")
             return FetchFailed(self, prefix, f"the listing answered 404 and the bucket check failed: {cause_of(error)}")
-        if not exists:
+        if exists:
+            with self._facts.lock:
+                self._facts.buckets.add(bucket)
+            if transient:
+                return mapped
+        else:
             where = self.endpoint_label
             return StoreNotAvailable(self, f"bucket {bucket!r} does not exist{f' at {where}' if where else ''}")
+        if via == "fast":
+            return FastUnsupported(f"it answered 404 to a listing of a bucket that exists: {mapped}")
         return FetchFailed(self, prefix, f"the listing answered 404 in a bucket that exists ({mapped})")
 
     def _list_page_once(self, bucket: str, folder: str, after: str | None, token: str | None,
