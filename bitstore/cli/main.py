@@ -597,9 +597,9 @@ def _store_arg(spec, value: str, option: str):
         return spec.build_tier(_tier_index(spec, value))
     except UsageError:
         pass
-    import bitstore
+    import importlib
 
-    from_url = getattr(bitstore, "from_url", None) if "from_url" in getattr(bitstore, "_LAZY", {}) else None
+    from_url = getattr(importlib.import_module("bitstore.spec"), "from_url", None)  # where specs build from URLs
     if from_url is not None:
         return from_url(value)
     if "://" in value and not value.startswith("file://"):

@@ -1,0 +1,314 @@
+"""Listing, scrubbing and replicating on local and memory stores, composites, and the CLI (``ls``, ``scrub``,
+``replicate``). Cloud rows are in ``tests/conformance/test_listing.py``."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import bitstore
+from bitstore import (
+    FetchFailed,
+    LocalRaw,
+    MemoryRaw,
+    Sha1APISource,
+    Sha1Cache,
+    Sha1Composite,
+    Sha1Store,
+    StoreNotAvailable,
+)
+from bitstore.cli.main import main
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def sha1(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()
+
+
+def blobs(n: int, tag: str = "") -> dict[str, bytes]:
+    out = {}
+    for i in range(n):
+        data = f"{tag}blob {i}".encode()
+        out[sha1(data)] = data
+    return out
+
+
+def local(folder) -> Sha1Store:
+    return Sha1Store(LocalRaw(folder), os.path.join(str(folder), ""))
+
+
+def filled(store, items: dict[str, bytes]):
+    store.prepare_writes()
+    for key, data in items.items():
+        store.put(key, data)
+    return store
+
+
+# --- listing ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("page", [3, 1000])
+def test_local_listing_ascending_in_ranges_non_keys_skipped(tmp_path, page):
+    items = blobs(40)
+    store = filled(local(tmp_path / "b"), items)
+    for name in ("README", ".bitstore-0123abcd.tmp", next(iter(items)).upper(), "0" * 39):
+        (tmp_path / "b" / name).write_bytes(b"x")
+    (tmp_path / "b" / ("a" * 40)).mkdir()  # a folder named like a key
+    store.base_store.list_page_names = page  # 3: a scan per range of names
+    assert list(store.iter_keys()) == sorted(items)
+    ordered = sorted(items)
+    assert list(store.iter_keys(start_after=ordered[16])) == ordered[17:]
+    assert list(store.iter_keys(start_after=ordered[-1])) == []
+
+
+def test_local_listing_missing_root_is_unavailable_missing_folder_is_empty(tmp_path):
+    with pytest.raises(StoreNotAvailable):
+        list(local(tmp_path / "nope").iter_keys())
+    (tmp_path / "root").mkdir()
+    assert list(Sha1Store(LocalRaw(tmp_path / "root"), f"{tmp_path}/root/sub/").iter_keys()) == []
+
+
+def test_memory_listing_and_delete():
+    items = blobs(12)
+    store = filled(Sha1Store(MemoryRaw(), "mem://b/"), items)
+    store.base_store.put("mem://b/sub/" + "a" * 40, b"nested")
+    store.base_store.put("mem://other/" + "b" * 40, b"elsewhere")
+    assert list(store.iter_keys()) == sorted(items)
+    gone = sorted(items)[3]
+    store.delete(gone)
+    store.delete(gone)  # idempotent
+    assert gone not in list(store.iter_keys())
+
+
+def test_local_delete_is_idempotent(tmp_path):
+    items = blobs(2)
+    store = filled(local(tmp_path), items)
+    key = next(iter(items))
+    store.delete(key)
+    store.delete(key)
+    assert list(store.iter_keys()) == sorted(set(items) - {key})
+
+
+class Api(Sha1APISource):
+    def api_get(self, sha1):
+        return None
+
+
+def test_a_tier_that_cannot_list_makes_the_composite_refuse(tmp_path):
+    composite = Sha1Composite()
+    composite.append_source(local(tmp_path))
+    composite.append_source(Api(name="paid-api"))
+    with pytest.raises(NotImplementedError, match="paid-api"):
+        composite.iter_keys()
+    with pytest.raises(NotImplementedError, match="paid-api"):
+        bitstore.scrub(composite)
+
+
+tiers_strategy = st.lists(st.sets(st.integers(0, 60), max_size=30), min_size=1, max_size=4)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tiers=tiers_strategy, start=st.none() | st.integers(0, 60))
+def test_composite_lists_the_sorted_union_each_once(tiers, start):
+    keys = [sha1(str(i).encode()) for i in range(61)]
+    composite = Sha1Composite()
+    for n, members in enumerate(tiers):
+        raw = MemoryRaw()
+        raw.list_page_size = 2
+        composite.append_source(filled(Sha1Store(raw, f"mem://t{n}/"), {keys[i]: str(i).encode() for i in members}))
+    union = sorted({keys[i] for members in tiers for i in members})
+    after = None if start is None else keys[start]
+    assert list(composite.iter_keys(start_after=after)) == [k for k in union if after is None or k > after]
+
+
+# --- scrub ----------------------------------------------------------------------------------------------
+def test_scrub_streams_reports_and_deletes(tmp_path):
+    items = blobs(20)
+    store = filled(local(tmp_path), items)
+    bad = sorted(items)[5]
+    (tmp_path / bad).write_bytes(b"rotten")
+    results = list(bitstore.scrub(store, max_workers=4, progress=False))
+    assert [r.key for r in results] == sorted(items)
+    assert [(r.key, r.status) for r in results if r.status != "ok"] == [(bad, "corrupt")]
+    assert all(r.size == len(items[r.key]) for r in results if r.status == "ok")
+    again = list(bitstore.scrub(store, delete_corrupt=True, start_after=sorted(items)[4], progress=False))
+    assert again[0].key == bad and "removed" in again[0].error
+    assert not (tmp_path / bad).exists()
+
+
+class NoWholeReads(Sha1Store):
+    """A store whose ``get`` must not be used (a blob larger than memory is read with ``open``)."""
+
+    def get(self, sha1):
+        raise AssertionError("held whole")
+
+
+def test_scrub_and_replicate_of_a_large_blob_stream(tmp_path):
+    data = os.urandom(3 << 20)
+    store = NoWholeReads(LocalRaw(tmp_path / "a"), f"{tmp_path}/a/")
+    filled(Sha1Store(LocalRaw(tmp_path / "a"), f"{tmp_path}/a/"), {sha1(data): data})
+    assert [r.status for r in bitstore.scrub(store, progress=False)] == ["ok"]
+    report = bitstore.replicate(store, local(tmp_path / "b"), max_bytes_in_flight=1 << 20, progress=False)
+    assert (report.copied, report.bytes) == (1, len(data))
+    assert (tmp_path / "b" / sha1(data)).read_bytes() == data
+
+
+class BrokenListing(MemoryRaw):
+    def list_names(self, prefix, *, start_after=None):
+        for n, entry in enumerate(super().list_names(prefix, start_after=start_after)):
+            if n == 5:
+                raise FetchFailed(self, prefix, "the listing broke")
+            yield entry
+
+
+def test_scrub_raises_when_the_listing_fails_midway():
+    items = blobs(12)
+    store = filled(Sha1Store(BrokenListing(), "mem://b/"), items)
+    seen = []
+    with pytest.raises(FetchFailed):
+        for result in bitstore.scrub(store, progress=False):
+            seen.append(result.key)
+    assert seen == sorted(items)[:5]
+
+
+# --- replicate ------------------------------------------------------------------------------------------
+def test_replicate_copies_the_difference_and_never_a_corrupt_copy(tmp_path):
+    items = blobs(30)
+    src = filled(local(tmp_path / "src"), items)
+    bad = sorted(items)[15]
+    (tmp_path / "src" / bad).write_bytes(b"rotten")
+    dst = filled(local(tmp_path / "dst"), {k: items[k] for k in sorted(items)[:10]})
+    report = bitstore.replicate(src, dst, max_workers=4, progress=False)
+    assert (report.copied, report.skipped, report.corrupt, report.failed) == (19, 10, 1, 0)
+    assert report.problems[0][:2] == (bad, "corrupt") and report.last_key == max(items)
+    assert not (tmp_path / "dst" / bad).exists()
+    rerun = bitstore.replicate(src, dst, progress=False)
+    assert (rerun.copied, rerun.skipped, rerun.corrupt) == (0, 29, 1)
+
+
+def test_replicate_to_a_store_that_cannot_list_asks_per_key(tmp_path):
+    items = blobs(10)
+    src = filled(Sha1Store(MemoryRaw(), "mem://s/"), items)
+
+    class NoList(LocalRaw):
+        list_names = bitstore.Store.list_names
+
+    dst = Sha1Cache(NoList(tmp_path), f"{tmp_path}/")
+    dst.put(sorted(items)[0], items[sorted(items)[0]])
+    report = bitstore.replicate(src, dst, progress=False)
+    assert (report.copied, report.skipped) == (9, 1)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(src_ids=st.sets(st.integers(0, 40), max_size=25), dst_ids=st.sets(st.integers(0, 40), max_size=25),
+       corrupt=st.sets(st.integers(0, 40), max_size=5))
+def test_replicate_property(src_ids, dst_ids, corrupt):
+    data = {i: f"value {i}".encode() for i in range(41)}
+    key = {i: sha1(data[i]) for i in data}
+    src_raw, dst_raw = MemoryRaw(), MemoryRaw()
+    src, dst = Sha1Store(src_raw, "mem://s/"), Sha1Store(dst_raw, "mem://d/")
+    for i in src_ids:
+        src_raw.put(f"mem://s/{key[i]}", b"bad" if i in corrupt else data[i])
+    for i in dst_ids:
+        dst.put(key[i], data[i])
+    report = bitstore.replicate(src, dst, max_workers=3, progress=False)
+    good = {key[i] for i in src_ids - corrupt}
+    assert good | {key[i] for i in dst_ids} == set(dst.iter_keys())
+    assert all(sha1(dst.get(k)) == k for k in dst.iter_keys())  # nothing corrupt was copied
+    assert report.corrupt == len({key[i] for i in src_ids & corrupt} - {key[i] for i in dst_ids})
+    assert report.copied == len(good - {key[i] for i in dst_ids})
+
+
+def test_a_killed_replicate_rerun_copies_only_the_rest(tmp_path):
+    items = blobs(3000, "k")
+    filled(local(tmp_path / "src"), items)
+    env = {**os.environ, "PYTHONPATH": REPO}
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from bitstore.cli.main import main; sys.exit(main())",
+                             "replicate", "--from", str(tmp_path / "src"), "--to", str(tmp_path / "dst"),
+                             "--max-workers", "2", "--no-progress"], env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(os.listdir(tmp_path / "dst") if (tmp_path / "dst").exists()
+                                                  else []) < 200:
+            time.sleep(0.01)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    dst = local(tmp_path / "dst")
+    before = list(dst.iter_keys())  # temp files left by the kill are not keys
+    assert before and set(before) <= set(items)
+    report = bitstore.replicate(local(tmp_path / "src"), dst, progress=False)
+    assert (report.copied, report.skipped, report.failed) == (3000 - len(before), len(before), 0)
+    assert list(dst.iter_keys()) == sorted(items)
+
+
+# --- the command line ---------------------------------------------------------------------------------
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("BITSTORE_HOME", str(tmp_path / "home"))
+    store = filled(local(tmp_path / "home" / "blobs"), blobs(6))
+    return store, tmp_path / "home" / "blobs"
+
+
+def test_cli_ls(home, capsys):
+    store, _ = home
+    assert main(["ls"]) == 0
+    keys = capsys.readouterr().out.split()
+    assert keys == list(store.iter_keys())
+    assert main(["ls", "--tier", "1", "--start-after", keys[2]]) == 0
+    assert capsys.readouterr().out.split() == keys[3:]
+    assert main(["ls", "--tier", "nope"]) == 2
+
+
+def test_cli_scrub_exit_codes_and_resume(home, capsys):
+    store, folder = home
+    keys = list(store.iter_keys())
+    assert main(["scrub", "--no-progress"]) == 0
+    assert f"last key checked: {keys[-1]}" in capsys.readouterr().err
+    (folder / keys[1]).write_bytes(b"rotten")
+    assert main(["scrub", "--json", "--no-progress"]) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[0]["key"] == keys[1] and lines[0]["status"] == "corrupt"
+    assert lines[-1]["corrupt"] == 1 and lines[-1]["last_key"] == keys[-1]
+    assert main(["scrub", "--start-after", keys[1], "--no-progress"]) == 0
+    assert main(["scrub", "--delete-corrupt", "--no-progress"]) == 1
+    assert main(["scrub", "--no-progress"]) == 0
+    (folder / keys[0]).unlink()
+    (folder / keys[0]).mkdir()  # listed? no: a folder is not a blob
+    assert main(["scrub", "--no-progress"]) == 0
+
+
+def test_cli_scrub_failed_read_exits_3(home, capsys):
+    store, folder = home
+    key = list(store.iter_keys())[0]
+    (folder / key).unlink()
+    os.mkfifo(folder / key)  # listed (not a folder), refused when read: a failed read, not a corrupt blob
+    assert main(["scrub", "--no-progress"]) == 3
+    assert f"{key}  failed" in capsys.readouterr().out
+
+
+def test_cli_replicate_exit_codes(home, tmp_path, capsys):
+    store, folder = home
+    assert main(["replicate", "--from", "1", "--to", str(tmp_path / "copy"), "--no-progress"]) == 0
+    assert "copied 6" in capsys.readouterr().err
+    assert main(["replicate", "--from", "1", "--to", str(tmp_path / "copy"), "--no-progress"]) == 0
+    assert "skipped 6" in capsys.readouterr().err
+    bad = list(store.iter_keys())[2]
+    (folder / bad).write_bytes(b"rotten")
+    assert main(["replicate", "--from", "local", "--to", str(tmp_path / "other"), "--no-progress"]) == 1
+    assert f"{bad}  corrupt" in capsys.readouterr().out
+    (folder / bad).unlink()
+    new = blobs(2, "new")
+    filled(local(folder), new)
+    (tmp_path / "copy" / min(new)).mkdir()  # in the way of one copy: that write fails
+    assert main(["replicate", "--from", "1", "--to", str(tmp_path / "copy"), "--no-progress"]) == 3
+    out = capsys.readouterr()
+    assert f"{min(new)}  failed" in out.out and "copied 1" in out.err
+    assert main(["replicate", "--from", "1", "--to", "s3://nowhere/x/", "--no-progress"]) in (2, 3)
