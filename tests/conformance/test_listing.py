@@ -89,7 +89,8 @@ def test_missing_bucket_is_unavailable_naming_it(any_row: Row):
 def test_listing_failing_midway_raises_never_short(row: Row, fault_proxy):
     blobs = _blobs()
     _seed(row, blobs)
-    if row.transport == "fast" and not row.may_refuse:  # obstore asks for the service's pages (1,000 names): names after the keys fill one
+    if row.transport == "fast" and not row.may_refuse:
+        # obstore asks for the service's pages (1,000 names): names after the keys fill the first one
         for i in range(1000):
             row.seed(b"", key=f"blobs/zz-{i:04}")
     proxy = fault_proxy(row.endpoint)  # forwards everything until told otherwise
