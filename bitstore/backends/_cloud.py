@@ -6,6 +6,13 @@ PUT, errors mapped once per attempt, and per-process state (``_conn`` from ``_co
 ``URI_HINT``, ``_URI`` and ``_sdk_error``, and implements ``_connect``, ``_build_fast``, ``_get_once``,
 ``_put_once``, ``_sdk_has`` and ``_bucket_exists``.
 
+Listing (``Store.list_names(prefix, *, start_after=None)``, the hook every listable raw store implements): the names
+directly under a ``<KIND>://bucket/folder/`` prefix, relative to it, ascending, as ``Listed(name, size)``, page by
+page. Here a subclass implements ``_list_page_once`` (one SDK request: a page of ``(name, size)`` and the next
+page's token) and, for the fast transport, its ``_fast`` transport's ``pager``; ``list_names`` retries each page,
+maps errors as a GET's (a listing never says "missing": a 404 is a missing bucket or a failure), and refuses a
+listing that goes backwards. ``delete`` (``_delete_once``) and ``put_stream`` (``_put_stream_once``) likewise.
+
 "Missing" is said only on an answer about the object. A 404 that does not say so (``Unconfirmed404``: emulators,
 proxies, a route the endpoint does not serve) is settled here: through the fast transport, the SDK is asked
 whether the object is there (if it is, the fast transport cannot address this endpoint: ``auto`` goes on through
