@@ -221,14 +221,18 @@ class LocalRaw(Store):
 
     def put(self, uri: Any, data: bytes) -> None:
         """Write ``data`` atomically (a temp file renamed over the target) through directory descriptors."""
-        self._write(uri, lambda fd: _write_all(fd, data))
+        self._write(uri, lambda fd: _write_all(fd, data), data)
 
     def put_stream(self, uri: Any, stream: IO[bytes]) -> None:
         """Write what ``stream`` reads, atomically as ``put``, in chunks (a blob larger than memory is never
-        held whole)."""
+        held whole). A bounded cache admits a blob by its size: it reads at most ``max_bytes`` + 1 bytes, then
+        stores them as ``put``."""
+        if self._index is not None:
+            data = stream.read(self.max_bytes + 1)
+            return self.put(uri, data)  # BlobTooLarge when it is more than max_bytes
         self._write(uri, lambda fd: _copy_stream(stream, fd))
 
-    def _write(self, uri: Any, write: Callable[[int], None]) -> None:
+    def _write(self, uri: Any, write: Callable[[int], None], data: bytes | None = None) -> None:
         path = self._path(uri)
         base = self.root if self.root is not None else os.sep
         if path == base:  # its temp file would be created outside the root

@@ -507,7 +507,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    spec = load_spec_or_default(args.spec)
+    spec = _load_spec(args)
     store = spec.build_tier(_tier_index(spec, args.tier)) if args.tier is not None else spec.build()
     out = sys.stdout
     for key in _listing(store, args.start_after):
@@ -529,7 +529,7 @@ def _scrub(args: argparse.Namespace) -> int:
     from ..core.scrub import SCRUB_STATUSES, scrub
     from ..ground.errors import BitstoreError
 
-    spec = load_spec_or_default(args.spec)
+    spec = _load_spec(args)
     index = _tier_index(spec, args.tier) if args.tier is not None else spec.write_index
     if index is None:
         raise UsageError("the spec has no tier to scrub but api sources: name one with --tier")
@@ -571,7 +571,7 @@ def _replicate(args: argparse.Namespace) -> int:
     from ..core.replicate import replicate
     from ..core.store import DEFAULT_MAX_BYTES_IN_FLIGHT
 
-    spec = load_spec_or_default(args.spec)
+    spec = _load_spec(args)
     src, dst = _store_arg(spec, args.source, "--from"), _store_arg(spec, args.target, "--to")
     try:
         report = replicate(src, dst, start_after=args.start_after, max_workers=args.max_workers,
@@ -592,23 +592,20 @@ def _replicate(args: argparse.Namespace) -> int:
 
 
 def _store_arg(spec, value: str, option: str):
-    """A tier of the spec (its name or number), else a store URL (``bitstore.from_url``), else a local folder."""
+    """A tier of the spec (its name or number), else a store URL (``bitstore.from_url``) or a local folder."""
     try:
         return spec.build_tier(_tier_index(spec, value))
     except UsageError:
         pass
-    import importlib
+    from ..ground.errors import SpecError
+    from ..spec.url_stores import from_url
 
-    from_url = getattr(importlib.import_module("bitstore.spec"), "from_url", None)  # where specs build from URLs
-    if from_url is not None:
+    if "://" not in value:  # a local folder, also when it does not exist yet
+        value = os.path.join(os.path.abspath(value), "")
+    try:
         return from_url(value)
-    if "://" in value and not value.startswith("file://"):
-        raise UsageError(f"{option} {value!r} is neither a tier of the spec nor a local folder")
-    from ..backends.local import LocalRaw
-    from ..core.sha1 import Sha1Store
-
-    folder = os.path.abspath(value[len("file://"):] if value.startswith("file://") else value)
-    return Sha1Store(LocalRaw(folder), os.path.join(folder, ""))
+    except SpecError as exc:
+        raise UsageError(f"{option} {value!r} is neither a tier of the spec nor a store URL ({exc})") from None
 
 
 def _open_input(args: argparse.Namespace, spec):
