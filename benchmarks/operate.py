@@ -5,9 +5,8 @@ Cases (each the median of ``--rounds`` rounds, min-max beside it; the load avera
 
 - replicate 10,000 blobs of 16 KiB local -> local, then the rerun with nothing to do, beside ``rclone copy``
   (``--transfers``/``--checkers`` = the same concurrency; ``--size-only`` for the rerun) when rclone is installed;
-- S3 cases (local -> S3, S3 -> local, listing 100,000 keys beside boto3's paginator) need a loopback S3 server that
-  lists and takes PUTs: ``benchmarks/server.py`` once it serves ListObjectsV2; until then they are reported as not
-  measured;
+- local -> S3 and S3 -> local (and their reruns) beside rclone, and listing 100,000 keys beside boto3's paginator
+  alone, against the benchmarks' loopback S3 server (``benchmarks/server.py``, in a child process);
 - scrub of a local tier beside ``sha1sum`` over the same files (one process, as it is usually run);
 - peak RSS of a child process listing N local keys and replicating them (``--million`` for N = 1,000,000).
 
@@ -57,7 +56,9 @@ def _store(folder: str):
 
 
 def _rclone(*args: str) -> None:
-    subprocess.run(["rclone", *args, "--transfers", str(WORKERS), "--checkers", str(WORKERS), "-q"], check=True)
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}  # rclone's S3 cannot load one over plain HTTP
+    subprocess.run(["rclone", *args, "--transfers", str(WORKERS), "--checkers", str(WORKERS), "-q"], check=True,
+                   env=env)
 
 
 def replicate_local(work: str, n: int, rounds: int) -> list[str]:
@@ -90,6 +91,116 @@ def replicate_local(work: str, n: int, rounds: int) -> list[str]:
     if not has_rclone:
         out.append("  (rclone is not installed: no comparison)")
     return out
+
+
+_KEYS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench-secret", "region_name": "us-east-1"}
+
+
+def _s3_store(endpoint: str, bucket: str, prefix: str = "blobs/"):
+    from bitstore import S3Raw, Sha1Store
+
+    return Sha1Store(S3Raw(dict(_KEYS), endpoint_url=endpoint), f"s3://{bucket}/{prefix}")
+
+
+def _s3_client(endpoint: str):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, **_KEYS)
+
+
+def _rclone_env(endpoint: str) -> None:
+    os.environ.update({"RCLONE_CONFIG_BENCH_TYPE": "s3", "RCLONE_CONFIG_BENCH_PROVIDER": "Other",
+                       "RCLONE_CONFIG_BENCH_ENDPOINT": endpoint, "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": "bench",
+                       "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": "bench-secret",
+                       "RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE": "true", "RCLONE_CONFIG_BENCH_REGION": "us-east-1"})
+
+
+def replicate_s3(work: str, n: int, rounds: int, list_keys: int) -> list[str]:
+    """local -> S3 and S3 -> local against the benchmarks' loopback S3 server, and listing beside boto3."""
+    import bitstore
+
+    from .server import ServerProcess
+
+    src = os.path.join(work, "src")
+    down = os.path.join(work, "down")
+    server = ServerProcess()
+    out = []
+    has_rclone = shutil.which("rclone") is not None
+    try:
+        _rclone_env(server.endpoint)
+        client = _s3_client(server.endpoint)
+
+        def empty_bucket() -> None:
+            server.drop("up")
+            client.create_bucket(Bucket="up")
+
+        def up() -> None:
+            report = bitstore.replicate(_store(src), _s3_store(server.endpoint, "up"), max_workers=WORKERS,
+                                        progress=False)
+            assert report.copied == n, report
+
+        def up_rerun() -> None:
+            report = bitstore.replicate(_store(src), _s3_store(server.endpoint, "up"), max_workers=WORKERS,
+                                        progress=False)
+            assert report.skipped == n and report.copied == 0, report
+
+        copy = _timed(rounds, empty_bucket, up)
+        theirs = _timed(rounds, empty_bucket, lambda: _rclone("copy", src, "bench:up/blobs")) if has_rclone else None
+        out.append(_line(f"replicate {n:,} x 16 KiB local->S3", copy, theirs, "rclone copy"))
+        rerun = _timed(rounds, lambda: None, up_rerun)
+        theirs = _timed(rounds, lambda: None, lambda: _rclone("copy", "--size-only", src, "bench:up/blobs")) \
+            if has_rclone else None
+        out.append(_line("  rerun, nothing to do", rerun, theirs, "rclone --size-only"))
+
+        client.create_bucket(Bucket="down")
+        server.fill("down", "blobs/", n, 16 * 1024)
+
+        def fresh() -> None:
+            shutil.rmtree(down, ignore_errors=True)
+
+        def get() -> None:
+            report = bitstore.replicate(_s3_store(server.endpoint, "down"), _store(down), max_workers=WORKERS,
+                                        progress=False)
+            assert report.copied == n, report
+
+        def get_rerun() -> None:
+            report = bitstore.replicate(_s3_store(server.endpoint, "down"), _store(down), max_workers=WORKERS,
+                                        progress=False)
+            assert report.skipped == n, report
+
+        copy = _timed(rounds, fresh, get)
+        theirs = _timed(rounds, fresh, lambda: _rclone("copy", "bench:down/blobs", down)) if has_rclone else None
+        out.append(_line(f"replicate {n:,} x 16 KiB S3->local", copy, theirs, "rclone copy"))
+        rerun = _timed(rounds, lambda: None, get_rerun)
+        theirs = _timed(rounds, lambda: None, lambda: _rclone("copy", "--size-only", "bench:down/blobs", down)) \
+            if has_rclone else None
+        out.append(_line("  rerun, nothing to do", rerun, theirs, "rclone --size-only"))
+
+        client.create_bucket(Bucket="many")
+        server.fill("many", "blobs/", list_keys, 16)  # 16 random bytes each: every key distinct
+
+        def ours() -> None:
+            assert sum(1 for _ in _s3_store(server.endpoint, "many").iter_keys()) == list_keys
+
+        def paginator() -> None:
+            pages = _s3_client(server.endpoint).get_paginator("list_objects_v2")
+            keys = [o["Key"] for page in pages.paginate(Bucket="many", Prefix="blobs/", Delimiter="/")
+                    for o in page.get("Contents", ())]
+            assert len(keys) == list_keys
+
+        sdk = _timed(rounds, lambda: None, lambda: sum(1 for _ in _sdk_store(server.endpoint).iter_keys()))
+        out.append(_line(f"list {list_keys:,} keys from S3 (auto)", _timed(rounds, lambda: None, ours),
+                         _timed(rounds, lambda: None, paginator), "boto3 paginator"))
+        out.append(_line(f"list {list_keys:,} keys from S3 (sdk)", sdk, None, ""))
+    finally:
+        server.stop()
+    return out
+
+
+def _sdk_store(endpoint: str):
+    from bitstore import S3Raw, Sha1Store
+
+    return Sha1Store(S3Raw(dict(_KEYS), endpoint_url=endpoint, transport="sdk"), "s3://many/blobs/")
 
 
 def scrub_local(work: str, rounds: int) -> list[str]:
@@ -149,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blobs", type=int, default=10_000)
     parser.add_argument("--rss-keys", type=int, default=100_000)
     parser.add_argument("--million", action="store_true", help="peak RSS with 1,000,000 keys")
-    parser.add_argument("--skip", action="append", default=[], choices=("replicate", "scrub", "rss"))
+    parser.add_argument("--list-keys", type=int, default=100_000, help="keys listed from S3 (100,000)")
+    parser.add_argument("--skip", action="append", default=[], choices=("replicate", "scrub", "s3", "rss"))
     args = parser.parse_args(argv)
     print(f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}; "
           f"{os.cpu_count()} CPUs; {WORKERS} workers / rclone --transfers {WORKERS} --checkers {WORKERS}")
@@ -164,8 +276,12 @@ def main(argv: list[str] | None = None) -> int:
                 write_blobs(os.path.join(work, "src"), args.blobs, 16 * 1024)
             for line in scrub_local(work, args.rounds):
                 print(line, flush=True)
-        print("S3 cases (local->S3, S3->local, listing 100,000 keys beside boto3's paginator): not measured here: "
-              "benchmarks/server.py serves no ListObjectsV2 yet", flush=True)
+        if "s3" not in args.skip:
+            if not os.path.isdir(os.path.join(work, "src")):
+                os.makedirs(os.path.join(work, "src"))
+                write_blobs(os.path.join(work, "src"), args.blobs, 16 * 1024)
+            for line in replicate_s3(work, args.blobs, args.rounds, args.list_keys):
+                print(line, flush=True)
         if "rss" not in args.skip:
             for line in peak_rss(work, 1_000_000 if args.million else args.rss_keys):
                 print(line, flush=True)
