@@ -175,6 +175,29 @@ class AZRaw(CloudRaw):
         blob = self._conn.get().client.get_blob_client(bucket, key)
         blob.upload_blob(body, overwrite=True, blob_type="BlockBlob")
 
+    def _put_stream_once(self, bucket: str, key: str, stream: Any) -> None:
+        blob = self._conn.get().client.get_blob_client(bucket, key)
+        blob.upload_blob(stream, overwrite=True, blob_type="BlockBlob")
+
+    def _delete_once(self, bucket: str, key: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            self._conn.get().client.get_blob_client(bucket, key).delete_blob()
+        except ResourceNotFoundError as exc:  # the blob (fine) or its container (not)
+            if getattr(exc, "error_code", None) != "BlobNotFound" and not self._bucket_exists(bucket):
+                raise StoreNotAvailable(self, f"container {bucket!r} does not exist") from None
+
+    def _list_page_once(self, bucket: str, folder: str, after: str | None, token: str | None,
+                        size: int) -> tuple[list[tuple[str, int | None]], str | None]:
+        """One page of ``walk_blobs`` (Azure has no start-after: ``list_names`` leaves out the names up to it)."""
+        container = self._conn.get().client.get_container_client(bucket)
+        pages = container.walk_blobs(name_starts_with=folder or None, delimiter="/",
+                                     results_per_page=size).by_page(continuation_token=token)
+        page = next(pages, None)
+        items = [] if page is None else [(b.name, b.size) for b in page if hasattr(b, "size")]  # not BlobPrefix
+        return items, pages.continuation_token or None
+
     @property
     def endpoint_label(self) -> str | None:
         if self.endpoint_url:

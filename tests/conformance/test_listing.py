@@ -71,11 +71,14 @@ def _fill(row: Row, names: list[str]) -> None:
     if row.backend == "s3":
         def put(name: str) -> None:
             row.seeder.put(BUCKET, name, b"")
-    else:
+    elif row.backend == "gs":
         bucket = row.seeder.bucket(BUCKET)
 
         def put(name: str) -> None:
             bucket.blob(name).upload_from_string(b"")
+    else:
+        def put(name: str) -> None:
+            row.seed(b"", key=name)
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(put, names))
 
