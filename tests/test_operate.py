@@ -312,3 +312,20 @@ def test_cli_replicate_exit_codes(home, tmp_path, capsys):
     out = capsys.readouterr()
     assert f"{min(new)}  failed" in out.out and "copied 1" in out.err
     assert main(["replicate", "--from", "1", "--to", "s3://nowhere/x/", "--no-progress"]) in (2, 3)
+
+
+def test_sha256_stores_list_scrub_and_replicate(tmp_path):
+    from bitstore import Sha256Store
+
+    items = {hashlib.sha256(f"v{i}".encode()).hexdigest(): f"v{i}".encode() for i in range(12)}
+    src = filled(Sha256Store(LocalRaw(tmp_path / "a"), f"{tmp_path}/a/"), items)
+    (tmp_path / "a" / sha1(b"x")).write_bytes(b"x")  # a SHA1 name is no SHA-256 key
+    bad = sorted(items)[4]
+    (tmp_path / "a" / bad).write_bytes(b"rotten")
+    assert list(src.iter_keys()) == sorted(items)
+    assert {r.key for r in bitstore.scrub(src, progress=False) if r.status == "corrupt"} == {bad}
+    dst = Sha256Store(MemoryRaw(), "mem://b/")
+    report = bitstore.replicate(src, dst, progress=False)
+    assert (report.copied, report.corrupt) == (11, 1)
+    with pytest.raises(ValueError, match="different hashes"):
+        bitstore.replicate(src, Sha1Store(MemoryRaw(), "mem://c/"), progress=False)
