@@ -374,7 +374,7 @@ class _Window(Generic[R]):
             from .aio import AsyncDispatcher
 
             self._dispatcher = AsyncDispatcher(route, loop, max_workers, views, self._workforce.submit,
-                                               self._fetch, self._answered)
+                                               self._answered)
             self._start = self._dispatcher.submit
 
     def __len__(self) -> int:
