@@ -180,6 +180,11 @@ class Composite(Store):
                 tiers[id(tier)] = route
         return CompositeRoute(self, tiers, frozenset(local)) if tiers else None
 
+    def keys_on_loop(self) -> bool:
+        """``accepts`` asks each tier's: on a caller's loop only when every tier's key check is ours."""
+        return super().keys_on_loop() and all(
+            isinstance(t.store, Store) and t.store.keys_on_loop() for t in self._tiers)
+
     def _walk(self, uri: Any) -> Generator[TierGet | WriteBack | OffLoop, Any, tuple[bytes, str, bool | None]]:
         """The tier walk of one fetch, whoever drives it: it yields ``TierGet(tier, uri)`` and is sent that
         tier's answer (or thrown its error), yields ``WriteBack(data, uri)`` and is sent whether the cache
