@@ -32,21 +32,21 @@ from bitstore.engine import loop as engine_loop
 from bitstore.engine.batch import WINDOW_PER_WORKER
 from tests.core_helpers import DictAPI, DictStore
 from tests.test_batch_async import Counting, _mixed_keys
-from tests.test_batch_async import env as _env_fixture  # noqa: F401 - registers ``env`` (S3 and GCS) here
+from tests.test_batch_async import env as _env_fixture  # noqa: F401 - a fixture here
 from tests.test_batch_async_composite import LoopCalls, _counts, _local_cache, _standard
-from tests.test_batch_async_composite import world as _world_fixture  # noqa: F401 - registers ``world`` here
+from tests.test_batch_async_composite import world as _world_fixture  # noqa: F401 - a fixture here
 
 
 @pytest.fixture
 def cloud(request):
     """``test_batch_async``'s ``env``: n blobs in moto's S3, then in fake-gcs-server."""
-    return request.getfixturevalue("env")
+    return request.getfixturevalue("_env_fixture")
 
 
 @pytest.fixture
 def tiers(request):
     """``test_batch_async_composite``'s ``world``: blobs in S3, GCS and an API, corrupt copies, a failing S3."""
-    return request.getfixturevalue("world")
+    return request.getfixturevalue("_world_fixture")
 
 
 def _answers(results) -> list[tuple]:
