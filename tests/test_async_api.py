@@ -31,16 +31,16 @@ from bitstore import (
 from bitstore.engine import loop as engine_loop
 from bitstore.engine.batch import WINDOW_PER_WORKER
 from tests.core_helpers import DictAPI, DictStore
-from tests.test_batch_async import Counting, _mixed_keys
-from tests.test_batch_async import env as _env_fixture  # noqa: F401 - a fixture here
+from tests.test_batch_async import Counting, Env, _mixed_keys
 from tests.test_batch_async_composite import LoopCalls, _counts, _local_cache, _standard
 from tests.test_batch_async_composite import world as _world_fixture  # noqa: F401 - a fixture here
 
 
-@pytest.fixture
-def cloud(request):
-    """``test_batch_async``'s ``env``: n blobs in moto's S3, then in fake-gcs-server."""
-    return request.getfixturevalue("_env_fixture")
+@pytest.fixture(params=["s3", "gs"])
+def cloud(request) -> Env:
+    """Blobs in moto's S3, then in fake-gcs-server (as ``test_batch_async``'s ``env``)."""
+    scheme = request.param
+    return Env(request.getfixturevalue("s3" if scheme == "s3" else "gcs"), scheme)
 
 
 @pytest.fixture
