@@ -173,16 +173,19 @@ def _stop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
     thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
 
 
-_foreign: set[asyncio.Future] = set()  # obstore futures made on callers' loops, not yet done
+_foreign: set[asyncio.Future] = set()  # obstore futures made on callers' loops (done ones pruned now and then)
+_foreign_prune_at = 4096  # twice what was left after the last pruning (at least 4096)
 _foreign_watched = False
 
 
 def _track_foreign(future: Any) -> None:
-    global _foreign_watched
-    if not isinstance(future, asyncio.Future):
-        return
+    """Keep ``future`` until it is done (pruned when the set grows: a done callback would cost the loop a
+    callback per request)."""
+    global _foreign_watched, _foreign_prune_at
     _foreign.add(future)
-    future.add_done_callback(_foreign.discard)
+    if len(_foreign) >= _foreign_prune_at:
+        _foreign.difference_update([f for f in list(_foreign) if f.done()])
+        _foreign_prune_at = max(4096, 2 * len(_foreign))
     if not _foreign_watched:
         _foreign_watched = True
         atexit.register(_settle_foreign)

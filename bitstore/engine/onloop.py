@@ -26,6 +26,7 @@ from typing import Any
 
 from ..ground.results import FetchResult
 from .allocator import tune_allocator
+from .answers import _CANCELLED, _DONE, _QUEUED, _RUNNING, _Answer
 from .batch import _check_limits, _pools, _Slot, _Slots
 from .drive import Driver, result_of
 from .routes import CompositeRoute, Fetchable, Route
@@ -149,9 +150,11 @@ class _LoopWindow(_Slots[FetchResult]):
         self._thread = 0
         self._workforce: Any = None
         self._driver: Driver | None = None
-        self._waiting: deque[tuple[Any, _Slot, asyncio.Future]] = deque()
+        self._waiting: deque[tuple[Any, _Slot, _Answer]] = deque()
         self._workers: set[asyncio.Task] = set()
         self._free = max_in_flight
+        self._awaited: _Answer | None = None  # the answer the consumer waits for, woken by ``_wake``
+        self._wake: asyncio.Future | None = None
 
     async def next(self) -> FetchResult:
         if self._closed:
@@ -167,11 +170,14 @@ class _LoopWindow(_Slots[FetchResult]):
                     raise error
                 raise StopAsyncIteration
             key, slot = self._take()
-            future = slot.future
-            if isinstance(future, asyncio.Future):
-                result = await asyncio.shield(future) if slot.refs > 1 else await future
-            else:  # an invalid key, answered at once
-                result = future.result()
+            answer = slot.future
+            if not answer.done():  # woken when this answer is given, not for every other one
+                self._awaited, self._wake = answer, self._loop.create_future()
+                try:
+                    await self._wake
+                finally:
+                    self._awaited = self._wake = None
+            result = answer.result()
         except asyncio.CancelledError:
             self.close()  # the task was cancelled: nothing of this call stays in flight
             raise
@@ -206,24 +212,25 @@ class _LoopWindow(_Slots[FetchResult]):
                               inline=False, checked=not self._check_keys)
 
     # --- fetches -------------------------------------------------------------------------------------------
-    def _start(self, key: Any, slot: _Slot) -> asyncio.Future:
-        future = self._loop.create_future()
-        self._waiting.append((key, slot, future))
+    def _start(self, key: Any, slot: _Slot) -> _Answer:
+        answer = _Answer(self)  # no future per key: the consumer is woken only for the answer it waits for
+        self._waiting.append((key, slot, answer))
         if self._free > 0:
             self._free -= 1
             task = self._loop.create_task(self._worker())
             self._workers.add(task)
             task.add_done_callback(self._workers.discard)
-        return future
+        return answer
 
     async def _worker(self) -> None:
         """Fetch waiting keys until none is left (a task per worker, not per key)."""
         waiting, driver, store = self._waiting, self._driver, self._store
         try:
             while waiting:
-                key, slot, future = waiting.popleft()
-                if future.done():  # cancelled
+                key, slot, answer = waiting.popleft()
+                if answer.state != _QUEUED:  # cancelled
                     continue
+                answer.state = _RUNNING
                 try:
                     result = result_of(store, key, await driver.outcome(key))
                 except asyncio.CancelledError:
@@ -231,10 +238,20 @@ class _LoopWindow(_Slots[FetchResult]):
                 except Exception as exc:  # noqa: BLE001 - a broken thread pool: reported for this key
                     result = result_of(store, key, exc)
                 self._answered(slot, result)
-                if not future.done():
-                    future.set_result(result)
+                answer.value, answer.state = result, _DONE
+                if answer is self._awaited and not self._wake.done():
+                    self._wake.set_result(None)
         finally:
             self._free += 1
+
+    # the answers' owner (``answers._Answer``): everything happens on the loop, nothing waits on a condition
+    def _cancel(self, answer: _Answer) -> bool:
+        if answer.state == _QUEUED:
+            answer.state = _CANCELLED
+        return answer.state == _CANCELLED
+
+    def _wait(self, answer: _Answer) -> None:
+        raise RuntimeError("an answer of aget_many was read before it was given")
 
     def close(self) -> None:
         """Cancel what is in flight and give the threads back. Idempotent."""
@@ -247,9 +264,11 @@ class _LoopWindow(_Slots[FetchResult]):
         self._closed = True
         for task in list(self._workers):
             task.cancel()
-        for _, _, future in self._waiting:
-            future.cancel()
+        for _, _, answer in self._waiting:
+            answer.state = _CANCELLED
         self._waiting.clear()
+        if self._wake is not None and not self._wake.done():  # closed by another task while one waits
+            self._wake.cancel()
         self._slots.clear()
         self._by_canonical.clear()
         if self._workforce is not None:
