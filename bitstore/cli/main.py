@@ -167,11 +167,55 @@ def _parser() -> argparse.ArgumentParser:
     _progress_arg(verify)
     verify.set_defaults(run=_verify)
 
+    serve = sub.add_parser("serve", parents=[common], help="serve the store's blobs over HTTP (read-through)",
+                           description="GET/HEAD /blobs/{key} (ranges, ETags, 304), /healthz, /metrics. Binds "
+                                       "127.0.0.1 unless told otherwise. SIGTERM: finish requests in flight, exit 0.")
+    serve.add_argument("--url", action="append", metavar="URL", default=None,
+                       help="a tier by URL (repeatable; needs bitstore.from_urls)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    serve.add_argument("--token-env", metavar="VAR", default=None,
+                       help="require 'Authorization: Bearer <$VAR>' on every route but /healthz")
+    serve.add_argument("--max-concurrency", type=_positive_int, metavar="N", default=64,
+                       help="store calls at once (default: 64)")
+    serve.add_argument("--workers", type=_positive_int, metavar="N", default=1,
+                       help="server processes (default: 1; more needs --spec)")
+    serve.add_argument("--access-log", action="store_true", help="log every request (paths only)")
+    serve.set_defaults(run=_serve)
+
     demo = sub.add_parser("demo", help="build a sample tiered store in a temporary folder and fetch from it twice")
     demo.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                       help="show a progress bar (default: only on a terminal)")
     demo.set_defaults(run=_demo)
     return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ..serve.run import run
+
+    if args.url:
+        if args.spec:
+            raise UsageError("give --spec or --url, not both")
+        from .. import spec as specs
+
+        from_urls = getattr(specs, "from_urls", None)
+        if from_urls is None:
+            raise UsageError("--url needs bitstore.from_urls, which this version does not have yet; use --spec")
+        store = from_urls(args.url)
+        if args.workers > 1:
+            raise UsageError("--workers above 1 needs --spec (each process builds its store from it)")
+        run(store, host=args.host, port=args.port, token_env=args.token_env, max_concurrency=args.max_concurrency,
+            access_log=args.access_log)
+        return EXIT_OK
+    if args.workers == 1:
+        store = load_spec_or_default(args.spec).build()  # spec errors before anything binds
+        run(store, host=args.host, port=args.port, token_env=args.token_env, max_concurrency=args.max_concurrency,
+            access_log=args.access_log)
+    else:
+        load_spec_or_default(args.spec)
+        run(spec=args.spec, host=args.host, port=args.port, token_env=args.token_env,
+            max_concurrency=args.max_concurrency, workers=args.workers, access_log=args.access_log)
+    return EXIT_OK
 
 
 def _input_args(parser: argparse.ArgumentParser) -> None:
