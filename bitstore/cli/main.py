@@ -196,7 +196,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.url:
         if args.spec:
             raise UsageError("give --spec or --url, not both")
-        from .. import spec as specs
+        import bitstore.spec as specs
 
         from_urls = getattr(specs, "from_urls", None)
         if from_urls is None:
