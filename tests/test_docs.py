@@ -41,6 +41,7 @@ RUNNERS = {
     "team-cache": "tests/test_docs_team_cache.py",
     "sha256": "tests/test_sha256.py::test_the_guides_example_runs",
     "azure": "tests/backends/test_azure.py::test_docs_examples_run",
+    "async": "tests/test_docs_async.py",
 }
 
 

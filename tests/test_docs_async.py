@@ -4,41 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
-import re
 import socket
 import textwrap
 import threading
-from pathlib import Path
 
 import pytest
 
-PAGE = Path(__file__).resolve().parent.parent / "docs" / "guides" / "async.md"
-
-
-def _blocks(page: Path) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
-
-
-def run_block(block: str) -> tuple[str, str]:
-    """Run a ``# runnable`` block; returns (what it printed, what the page says it prints: the ``# `` comment lines
-    after its last line of code)."""
-    lines = block.rstrip("\n").split("\n")
-    expected: list[str] = []
-    while lines and lines[-1].startswith("#"):
-        expected.insert(0, lines.pop()[2:])
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile("\n".join(lines), str(PAGE), "exec"), {"__name__": "__docs__"})
-    return out.getvalue().rstrip("\n"), "\n".join(expected)
+from tests.docs_blocks import expected_output, python_blocks, run_block, runnable_blocks, section
 
 
 def test_runnable_blocks_print_what_the_page_shows():
-    runnable = [b for b in _blocks(PAGE) if b.startswith("# runnable\n")]
-    assert runnable
-    for block in runnable:
-        printed, expected = run_block(block)
-        assert printed == expected
+    blocks = runnable_blocks("async")
+    assert blocks
+    for i, block in enumerate(blocks):
+        assert run_block(block, f"async[{i}]") == expected_output(block)
+
+
+def _app_block() -> str:
+    [block] = [b for b in python_blocks(section("async")) if b.startswith("# app.py")]
+    return block
 
 
 def _free_port() -> int:
@@ -91,9 +75,9 @@ def test_the_fastapi_endpoint_serves_a_composite(s3, tmp_path, monkeypatch):
         cache_result = true
     """))
     monkeypatch.setenv("BITSTORE_SPEC", str(spec))
-    [app_block] = [b for b in _blocks(PAGE) if b.startswith("# app.py")]
+    app_block = _app_block()
     namespace: dict = {"__name__": "app"}
-    exec(compile(app_block, str(PAGE), "exec"), namespace)
+    exec(compile(app_block, "docs/guides/async.md", "exec"), namespace)
     with serving(namespace["app"]) as base, httpx.Client(base_url=base, timeout=30) as client:
         for data in blobs:
             answer = client.get(f"/blobs/{hashlib.sha1(data).hexdigest()}")
@@ -109,6 +93,6 @@ def test_the_fastapi_endpoint_serves_a_composite(s3, tmp_path, monkeypatch):
         f"{tmp_path / 'cache'}/", f"{tmp_path / 'other'}/"))
     monkeypatch.setenv("BITSTORE_SPEC", str(failing))
     namespace = {"__name__": "app"}
-    exec(compile(app_block, str(PAGE), "exec"), namespace)
+    exec(compile(app_block, "docs/guides/async.md", "exec"), namespace)
     with serving(namespace["app"]) as base, httpx.Client(base_url=base, timeout=60) as client:
         assert client.get(f"/blobs/{hashlib.sha1(blobs[0]).hexdigest()}").status_code == 502
