@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["engine_loop", "tokio_call", "EXIT_WAIT"]
+__all__ = ["engine_loop", "tokio_call", "settled", "EXIT_WAIT"]
 
 #: Seconds at most that interpreter exit waits for tokio's threads to finish settling this loop's futures.
 EXIT_WAIT = 5.0
@@ -173,7 +173,7 @@ def _stop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
     thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
 
 
-_foreign: set[asyncio.Future] = set()  # obstore futures made on callers' loops (done ones pruned now and then)
+_foreign: set[asyncio.Future] = set()  # obstore futures made on callers' loops, until ``settled`` (or pruned)
 _foreign_prune_at = 4096  # twice what was left after the last pruning (at least 4096)
 _foreign_watched = False
 
@@ -189,6 +189,12 @@ def _track_foreign(future: Any) -> None:
     if not _foreign_watched:
         _foreign_watched = True
         atexit.register(_settle_foreign)
+
+
+def settled(future: Any) -> None:
+    """``future`` (from ``tokio_call``) was awaited to its end (done or cancelled): a caller's loop's no longer
+    kept, so its result (a blob) is not held here. Its tail, if still running, is seen at exit by its frame."""
+    _foreign.discard(future)
 
 
 def foreign_in_flight() -> int:
