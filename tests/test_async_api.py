@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bitstore import (
+    Composite,
     FetchFailed,
     InvalidURI,
     LocalRaw,
@@ -326,7 +327,9 @@ def test_a_slow_is_valid_never_blocks_the_callers_loop():
 def test_a_composite_with_a_user_tier_checks_keys_off_the_loop(tiers):
     gated = GatedStore(gate_valid=True)
     composite = Sha1Composite().append_source(tiers.s3()).append_source(gated)
-    assert composite.async_route() is not None and not composite.keys_on_loop()
+    assert composite.async_route() is not None and composite.keys_on_loop()  # its own pattern; the tier's: OffLoop
+    plain = Composite().append_source(gated)
+    assert not plain.keys_on_loop()
 
     async def main():
         many = asyncio.create_task(_collect(composite.aget_many(tiers.groups["s3"][:2])))
@@ -335,6 +338,14 @@ def test_a_composite_with_a_user_tier_checks_keys_off_the_loop(tiers):
         assert all(r.ok for r in results)
 
     asyncio.run(main())
+    gated.gate.clear()
+
+    async def plain_main():
+        many = asyncio.create_task(_collect(plain.aget_many(["x", "y"])))
+        assert await asyncio.wait_for(_ticks_while_blocked(gated), 30) == 50
+        assert [r.data for r in await asyncio.wait_for(many, 30)] == [b"x", b"y"]
+
+    asyncio.run(plain_main())
 
 
 # --- leaving the loop early ----------------------------------------------------------------------------------
@@ -444,3 +455,37 @@ def test_a_process_exits_cleanly_after_aget_many_and_a_forked_child_reads(s3):
                              capture_output=True, text=True, timeout=100, env=environ)
         assert run.returncode == 0, run.stderr[-2000:]
         assert "child 0" in run.stdout
+
+
+def test_a_tiers_limits_hold_for_aget_many(tiers):
+    """A tier with ``max_concurrency=2`` (asked on threads, under its limiter) is never asked more than twice at
+    once, however many keys are in flight; the cloud tier after it still reads on the caller's loop."""
+    gated = GatedStore(gate_valid=False, gate_get=False)
+    running, most = [0], [0]
+    lock = threading.Lock()
+    original = gated.get
+
+    def get(uri):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            if uri in tiers.api_blobs:
+                return original(uri)
+            raise NotFoundInStore(gated, uri)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    gated.get = get
+    composite = Sha1Composite().append_source(gated, max_concurrency=2).append_source(tiers.s3())
+    keys = tiers.groups["s3"] * 4
+    calls = LoopCalls(tiers.s3_raw)
+    try:
+        got = asyncio.run(_collect(composite.aget_many(keys, max_in_flight=16)))
+    finally:
+        calls.restore()
+    assert all(r.ok for r in got) and [r.key for r in got] == keys
+    assert most[0] <= 2
+    assert sum(calls.uris.values()) == len(set(keys))
+    assert composite.stats()[composite.tier_names[0]].calls == len(set(keys))  # duplicates in a window: once

@@ -1,11 +1,11 @@
 """Fetches on the CALLER's event loop: the engine behind ``Store.aget``, ``astat``, ``aput`` and ``aget_many``.
 
-Nothing here blocks the caller's loop. A store whose keys may be checked on a loop (``keys_on_loop()``: bitstore's
-own key checks, a pattern match) and that answers ``async_route()`` is fetched as on the engine's own loop, by
-the same ``drive.Driver``: cloud GETs through obstore's async API on the caller's loop (no thread per request),
-a composite's walk driven there, everything else (local and memory tiers, user stores, retries after a failed
-first attempt, write-backs) on a bounded thread pool. A store that answers no route, or whose ``is_valid`` is a
-user's own (it may do I/O, or sleep), is fetched whole on the pool, key check included.
+Nothing here blocks the caller's loop. A store that answers ``async_route()`` is fetched as on the engine's own
+loop, by the same ``drive.Driver``: cloud GETs through obstore's async API on the caller's loop (no thread per
+request), a composite's walk driven there, everything else (local and memory tiers, user stores and their
+``is_valid``, retries after a failed first attempt, write-backs) on a bounded thread pool. Keys are checked on the
+loop only where the check is bitstore's own (``keys_on_loop()``: a pattern match); a raw store whose ``is_valid``
+is a user's, and a store that answers no route, are fetched whole on the pool, key check included.
 
 ``AsyncFetchMany`` is ``aget_many``'s async iterator: the same window as ``get_many`` (``batch._Slots``: bounds,
 dedupe of keys with one canonical form, bytes in flight), at most ``max_in_flight`` fetches at once, results in
@@ -69,21 +69,21 @@ def in_thread(call: Callable[..., Any], *args: Any) -> asyncio.Future:
 
 
 def route_on_loop(store: Fetchable) -> Route | CompositeRoute | None:
-    """The store's route for a caller's loop: its ``async_route()`` when its keys may be checked there, else None
-    (fetched whole on threads)."""
+    """The store's route for a caller's loop: a composite's (its walk checks keys itself, a user tier's check on a
+    thread: ``OffLoop``), a raw route when the store's keys may be checked on the loop; else None (threads)."""
     try:
-        if not store.keys_on_loop():
-            return None
         route = store.async_route()
+        if isinstance(route, CompositeRoute) or (isinstance(route, Route) and store.keys_on_loop()):
+            return route
     except Exception:  # noqa: BLE001 - a store that cannot say runs on threads, whose fetches say what is wrong
-        return None
-    return route if isinstance(route, (Route, CompositeRoute)) else None
+        pass
+    return None
 
 
 async def aget(store: Any, key: Any) -> Any:
     """``store.get(key)`` without blocking the running loop: the same bytes or the same exception."""
     route = route_on_loop(store)
-    if route is None or not store.accepts(key):  # no route, or an invalid key: ``get`` itself says what it says
+    if route is None or (_keys_on_loop(store) and not store.accepts(key)):  # ``get`` says it, on a thread
         return await in_thread(store.get, key)
     driver = Driver(store, route, asyncio.get_running_loop(), False, _shared.submit, inline=False)
     outcome = await driver.outcome(key)
@@ -139,7 +139,7 @@ class _LoopWindow(_Slots[FetchResult]):
             raise TypeError(f"keys must be an iterable or an async iterable, not {type(keys).__name__}")
         _check_limits(max_in_flight, max_bytes_in_flight)
         route = route_on_loop(store)
-        checked_here = route is not None or _keys_on_loop(store)
+        checked_here = _keys_on_loop(store)  # else each fetch checks its key, on a thread or in the walk
         super().__init__(store, _invalid, max_in_flight, max_bytes_in_flight, True, check_keys=checked_here)
         self._source, self._views, self._route = keys, bool(views), route
         self._keys: Any = None

@@ -69,8 +69,9 @@ def run(store: Any = None, *, spec: str | None = None, host: str = "127.0.0.1", 
     previous = signal.signal(signal.SIGTERM, signal.SIG_IGN) if _main_thread() else None
     try:
         if workers > 1:
-            sock = config.bind_socket()
-            uvicorn.supervisors.Multiprocess(config, target=server.run, sockets=[sock]).run()
+            from uvicorn.supervisors import Multiprocess
+
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
         else:
             server.run()
     finally:
