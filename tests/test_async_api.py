@@ -46,6 +46,7 @@ def cloud(request) -> Env:
 
 @pytest.fixture
 def tiers(request):
+    # module-scoped buckets: the tests using it come before those using ``s3``, whose fixture resets moto
     """``test_batch_async_composite``'s ``world``: blobs in S3, GCS and an API, corrupt copies, a failing S3."""
     return request.getfixturevalue("_world_fixture")
 
@@ -348,6 +349,40 @@ def test_a_composite_with_a_user_tier_checks_keys_off_the_loop(tiers):
     asyncio.run(plain_main())
 
 
+def test_a_tiers_limits_hold_for_aget_many(tiers):
+    """A tier with ``max_concurrency=2`` (asked on threads, under its limiter) is never asked more than twice at
+    once, however many keys are in flight; the cloud tier after it still reads on the caller's loop."""
+    gated = GatedStore(gate_valid=False, gate_get=False)
+    running, most = [0], [0]
+    lock = threading.Lock()
+    original = gated.get
+
+    def get(uri):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            if uri in tiers.api_blobs:
+                return original(uri)
+            raise NotFoundInStore(gated, uri)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    gated.get = get
+    composite = Sha1Composite().append_source(gated, max_concurrency=2).append_source(tiers.s3())
+    keys = tiers.groups["s3"] * 4
+    calls = LoopCalls(tiers.s3_raw)
+    try:
+        got = asyncio.run(_collect(composite.aget_many(keys, max_in_flight=16)))
+    finally:
+        calls.restore()
+    assert all(r.ok for r in got) and [r.key for r in got] == keys
+    assert most[0] <= 2
+    assert sum(calls.uris.values()) == len(set(keys))
+    assert composite.stats()[composite.tier_names[0]].calls == len(set(keys))  # duplicates in a window: once
+
+
 # --- leaving the loop early ----------------------------------------------------------------------------------
 def _fetch_tasks() -> list[asyncio.Task]:
     """The tasks of ``aget_many``'s windows still alive on the running loop."""
@@ -456,36 +491,3 @@ def test_a_process_exits_cleanly_after_aget_many_and_a_forked_child_reads(s3):
         assert run.returncode == 0, run.stderr[-2000:]
         assert "child 0" in run.stdout
 
-
-def test_a_tiers_limits_hold_for_aget_many(tiers):
-    """A tier with ``max_concurrency=2`` (asked on threads, under its limiter) is never asked more than twice at
-    once, however many keys are in flight; the cloud tier after it still reads on the caller's loop."""
-    gated = GatedStore(gate_valid=False, gate_get=False)
-    running, most = [0], [0]
-    lock = threading.Lock()
-    original = gated.get
-
-    def get(uri):
-        with lock:
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-        try:
-            if uri in tiers.api_blobs:
-                return original(uri)
-            raise NotFoundInStore(gated, uri)
-        finally:
-            with lock:
-                running[0] -= 1
-
-    gated.get = get
-    composite = Sha1Composite().append_source(gated, max_concurrency=2).append_source(tiers.s3())
-    keys = tiers.groups["s3"] * 4
-    calls = LoopCalls(tiers.s3_raw)
-    try:
-        got = asyncio.run(_collect(composite.aget_many(keys, max_in_flight=16)))
-    finally:
-        calls.restore()
-    assert all(r.ok for r in got) and [r.key for r in got] == keys
-    assert most[0] <= 2
-    assert sum(calls.uris.values()) == len(set(keys))
-    assert composite.stats()[composite.tier_names[0]].calls == len(set(keys))  # duplicates in a window: once
