@@ -374,3 +374,23 @@ def test_the_command_refuses_a_missing_token_variable_and_url_without_from_urls(
                           "NO_SUCH_TOKEN_VAR", "--port", str(_free_port())], env=environ, capture_output=True,
                          text=True, timeout=60)
     assert run.returncode == 2 and "NO_SUCH_TOKEN_VAR" in run.stderr
+
+
+def test_a_stack_of_local_tiers_is_read_on_the_servers_loop(tmp_path):
+    from bitstore import MemoryRaw
+    from bitstore.serve.gateway import _all_read_on_loop
+
+    data = b"on the loop"
+    key = _sha1(data)
+    local = Sha1Store(LocalRaw(tmp_path / "l"), "")
+    local.put(key, data)
+    composite = Sha1Composite().append_source(Sha1Store(MemoryRaw(), "mem://x/")).append_source(local)
+    assert _all_read_on_loop(composite)
+    assert not _all_read_on_loop(Sha1Composite().append_source(local, max_concurrency=2))
+    assert not _all_read_on_loop(Sha1Composite().append_source(GatedAPI({})))
+    with serving(app(composite)) as base, httpx.Client(base_url=base, timeout=30) as client:
+        answer = client.get(f"/blobs/{key}")
+        assert answer.status_code == 200 and answer.content == data and answer.headers["etag"] == f'"{key}"'
+        assert client.get("/blobs/" + "5" * 40).status_code == 404
+        assert client.get("/blobs/zz").status_code == 400
+        assert client.head(f"/blobs/{key}").headers["content-length"] == str(len(data))

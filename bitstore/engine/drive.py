@@ -143,9 +143,13 @@ class Driver:
         made = None
         if route.usable():
             try:
-                raw = await self._first_attempt(route, route.uri(key))
+                raw = await route.attempt(route.uri(key), self.views)
             except Fallback as fallback:
                 made = fallback.made
+            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:  # noqa: BLE001 - a route that broke its contract: the store's own path decides
+                pass
             else:
                 try:
                     return route.answer(key, replay(raw)), route.store.name, None

@@ -31,7 +31,7 @@ from .batch import _check_limits, _pools, _Slot, _Slots
 from .drive import Driver, result_of
 from .routes import CompositeRoute, Fetchable, Route
 
-__all__ = ["AsyncFetchMany", "route_on_loop", "in_thread", "aget", "SINGLE_CALL_THREADS"]
+__all__ = ["AsyncFetchMany", "OneKey", "route_on_loop", "in_thread", "aget", "SINGLE_CALL_THREADS"]
 
 #: Threads of the process-wide pool that single calls (``aget``, ``astat``, ``aput``) use off the caller's loop.
 SINGLE_CALL_THREADS = 64
@@ -80,16 +80,35 @@ def route_on_loop(store: Fetchable) -> Route | CompositeRoute | None:
     return None
 
 
+class OneKey:
+    """Single-key fetches of one store on the running loop, its route found once (a server's hot path).
+    ``inline``: tiers that ``reads_on_loop()`` (local, memory) are read on the loop itself, as on the engine's own
+    loop; for a loop that serves nothing else (a gateway's), never for a caller's."""
+
+    def __init__(self, store: Any, *, inline: bool = False):
+        self.store, self.inline = store, inline
+        self.route = route_on_loop(store)
+        self._keys_here = _keys_on_loop(store)
+        self._driver: Driver | None = None
+
+    async def get(self, key: Any) -> Any:
+        """``store.get(key)`` without blocking the running loop: the same bytes or the same exception."""
+        store = self.store
+        if self.route is None or (self._keys_here and not store.accepts(key)):  # ``get`` says it, on a thread
+            return await in_thread(store.get, key)
+        loop = asyncio.get_running_loop()
+        driver = self._driver
+        if driver is None or driver.loop is not loop:
+            driver = self._driver = Driver(store, self.route, loop, False, _shared.submit, inline=self.inline)
+        outcome = await driver.outcome(key)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome[0]
+
+
 async def aget(store: Any, key: Any) -> Any:
     """``store.get(key)`` without blocking the running loop: the same bytes or the same exception."""
-    route = route_on_loop(store)
-    if route is None or (_keys_on_loop(store) and not store.accepts(key)):  # ``get`` says it, on a thread
-        return await in_thread(store.get, key)
-    driver = Driver(store, route, asyncio.get_running_loop(), False, _shared.submit, inline=False)
-    outcome = await driver.outcome(key)
-    if isinstance(outcome, BaseException):
-        raise outcome
-    return outcome[0]
+    return await OneKey(store).get(key)
 
 
 def _invalid(key: Any, error: str) -> FetchResult:
@@ -162,7 +181,10 @@ class _LoopWindow(_Slots[FetchResult]):
         if self._loop is None:
             self._open()
         try:
-            await self._fill()
+            if self._sync:
+                self._fill_sync()
+            else:
+                await self._fill()
             if not self._slots:
                 self.close()
                 error, self._keys_error = self._keys_error, None
@@ -183,15 +205,26 @@ class _LoopWindow(_Slots[FetchResult]):
             raise
         return self._settle(key, slot, result)
 
+    def _fill_sync(self) -> None:
+        """``_fill`` from a plain iterable (no coroutine per result)."""
+        keys = self._keys
+        while not self._exhausted and self.has_room():
+            try:
+                key = next(keys)
+            except StopIteration:
+                self._exhausted = True
+                break
+            except Exception as exc:
+                self._exhausted, self._keys_error = True, exc
+                break
+            self.offer(key)
+
     async def _fill(self) -> None:
         """Read keys while the window has room (an error of the key iterator is raised after the results)."""
         while not self._exhausted and self.has_room():
             try:
-                if self._sync:
-                    key = next(self._keys)
-                else:
-                    key = await self._keys.__anext__()
-            except (StopIteration, StopAsyncIteration):
+                key = await self._keys.__anext__()
+            except StopAsyncIteration:
                 self._exhausted = True
                 break
             except Exception as exc:

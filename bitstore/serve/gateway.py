@@ -14,8 +14,10 @@ Routes (every one but ``/healthz`` needs ``Authorization: Bearer <token>`` when 
   not conclude that its blobs are missing. Other methods are 405.
 
 At most ``max_concurrency`` store calls at once (fetches, stats, opens, range reads); requests beyond wait.
-Store calls go through ``Store.aget``/``astat`` (cloud GETs on the server's loop, other tiers on a bounded
-pool), so the loop is never blocked. The token is compared in constant time and never logged or echoed.
+Reads are driven as ``Store.aget`` drives them (cloud GETs on the server's loop, API and user tiers on a bounded
+pool); tiers that ``reads_on_loop()`` (local files, memory) are read on the loop itself, as on the batch engine's
+own loop: a hop to a thread costs more than the read. A stack of local tiers only is read at once, without a
+flight. The token is compared in constant time and never logged or echoed.
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..engine.onloop import in_thread
+from ..core.composite import Composite
+from ..engine.onloop import OneKey, in_thread
 from ..ground.errors import InvalidURI, NotFoundInStore, short
 from .metrics import render
 
@@ -57,6 +60,8 @@ class Gateway:
         self._limit: asyncio.Semaphore | None = None
         self._flights: dict[Any, asyncio.Task] = {}
         self._keys_on_loop = _keys_on_loop(store)
+        self._fetch = OneKey(store, inline=True)  # local tiers read on the server's own loop, cloud GETs there too
+        self._all_inline = _all_read_on_loop(store)
         self.responses: Counter[int] = Counter()
         self.single_flight_joins = 0
         self.in_flight = 0
@@ -120,7 +125,10 @@ class Gateway:
         if wanted is not None:
             return await self._range(key, etag, wanted, send)
         try:
-            data = await self._single_flight(canonical, key)
+            if self._all_inline:  # every tier a local read: at once, on the loop (nothing to share a flight with)
+                data = self.store.get(key)
+            else:
+                data = await self._single_flight(canonical, key)
         except Exception as exc:  # noqa: BLE001 - mapped to 400 / 404 / 502 in one place
             return await self._failed(send, exc, False)
         await self._send(send, 200, _blob_headers(etag, len(data)), data, False)
@@ -135,7 +143,7 @@ class Gateway:
         """The blob's bytes; concurrent requests for one key share one fetch (it goes on if a requester leaves)."""
         task = self._flights.get(canonical)
         if task is None:
-            task = asyncio.ensure_future(self._limited(self.store.aget, key))
+            task = asyncio.ensure_future(self._limited(self._fetch.get, key))
             self._flights[canonical] = task
             task.add_done_callback(lambda done: self._landed(canonical, done))
         else:
@@ -273,6 +281,30 @@ def _accepts_and_canonical(store: Any, key: str) -> tuple[bool, Any]:
         return True, store.canonical_key(key)
     except Exception:  # noqa: BLE001 - the key itself then
         return True, key
+
+
+def _all_read_on_loop(store: Any) -> bool:
+    """Whether every read of ``store`` is a local one cheap enough for the loop (``reads_on_loop``: a file, a dict),
+    its key check bitstore's own, and no tier waits on a limiter."""
+    if not _keys_on_loop(store):
+        return False
+    if isinstance(store, Composite):
+        if type(store)._fetch is not Composite._fetch or type(store).get is not Composite.get:
+            return False
+        if any(t.limited for t in store.tiers):
+            return False
+        stores = [t.store for t in store.tiers]
+        if store.cache is not None:
+            stores.append(store.cache)
+        return bool(stores) and all(_reads_on_loop(s) for s in stores)
+    return _reads_on_loop(store)
+
+
+def _reads_on_loop(store: Any) -> bool:
+    try:
+        return bool(store.reads_on_loop())
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def _keys_on_loop(store: Any) -> bool:
