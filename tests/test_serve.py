@@ -1,7 +1,7 @@
 """``bitstore serve`` / ``bitstore.serve.app``: every route and status over a real HTTP connection on 127.0.0.1
 (uvicorn in a thread; a ``bitstore serve`` subprocess for SIGTERM), a composite over moto's S3 with a local
 cache, a failing tier (502, never 404), single flight, bounded concurrency, the token, metrics, ranges streamed,
-and a second bitstore whose tier reads from the first server."""
+and a second bitstore whose ``http`` tier reads from the first server."""
 from __future__ import annotations
 
 import asyncio
@@ -21,7 +21,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bitstore import (
-    FetchFailed,
     LocalRaw,
     NotFoundInStore,
     Sha1APISource,
@@ -29,6 +28,7 @@ from bitstore import (
     Sha1Composite,
     Sha1Store,
     Store,
+    from_urls,
 )
 from bitstore.serve import app
 from bitstore.serve.gateway import parse_range
@@ -274,28 +274,12 @@ def test_single_flight_and_bounded_concurrency():
         assert api.most == 2 and api.calls == 1 + len(others)
 
 
-class HTTPSource(Sha1APISource):
-    """A tier reading another bitstore server over HTTP (what the ``http`` tier type does)."""
-
-    def __init__(self, base: str):
-        super().__init__(verify=True)
-        self.base = base
-
-    def api_get(self, sha1):
-        answer = httpx.get(f"{self.base}/blobs/{sha1}", timeout=30)
-        if answer.status_code == 404:
-            return None
-        if answer.status_code != 200:
-            raise FetchFailed(self, sha1, f"HTTP {answer.status_code}")
-        return answer.content
-
-
-def test_a_second_bitstore_reads_from_the_first(stack, tmp_path):
+def test_a_second_bitstore_reads_from_the_first(stack, tmp_path, s3, fault_proxy):
+    """Another bitstore's ``http`` tier over the gateway: found, missing, written back to its own cache; a gateway
+    whose tier fails (502) is a failure there, never "missing"."""
     composite, blobs, _ = stack
     with serving(app(composite)) as base:
-        downstream = Sha1Composite()
-        downstream.append_cache(Sha1Cache(LocalRaw(tmp_path / "downstream"), ""))
-        downstream.append_source(HTTPSource(base))
+        downstream = from_urls([f"{base}/blobs/{{sha1}}"], cache=f"file://{tmp_path}/downstream/")
         keys = [_sha1(b) for b in blobs[:3]] + ["2" * 40]
         results = list(downstream.get_many(keys, max_workers=4))
         assert [r.status for r in results] == ["found"] * 3 + ["missing"]
@@ -303,6 +287,12 @@ def test_a_second_bitstore_reads_from_the_first(stack, tmp_path):
         assert all(r.cached for r in results[:3])
         with pytest.raises(NotFoundInStore):
             downstream.get("2" * 40)
+    proxy = fault_proxy(s3.endpoint_url, rate=1.0, faults=["500"], match="/gwy/")
+    failing = Sha1Composite().append_source(Sha1Store(s3.raw(endpoint_url=proxy.url), "s3://gwy/blobs/"))
+    with serving(app(failing)) as base:
+        downstream = from_urls([f"{base}/blobs/{{sha1}}"], attempts=2, base_delay=0.001)
+        [result] = list(downstream.get_many([_sha1(blobs[1])]))
+        assert result.status == "failed" and "502" in result.error
 
 
 # --- the command ---------------------------------------------------------------------------------------------
@@ -366,7 +356,7 @@ def _healthy(base: str) -> bool:
         return False
 
 
-def test_the_command_refuses_a_missing_token_variable_and_url_without_from_urls(tmp_path):
+def test_the_command_refuses_a_missing_token_variable(tmp_path):
     environ = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     environ.pop("NO_SUCH_TOKEN_VAR", None)
     spec = _spec(tmp_path / "s.toml", tmp_path / "c", "http://127.0.0.1:9", "x")
@@ -394,3 +384,27 @@ def test_a_stack_of_local_tiers_is_read_on_the_servers_loop(tmp_path):
         assert client.get("/blobs/" + "5" * 40).status_code == 404
         assert client.get("/blobs/zz").status_code == 400
         assert client.head(f"/blobs/{key}").headers["content-length"] == str(len(data))
+
+
+def test_the_command_serves_tiers_given_by_url(tmp_path):
+    data = b"served from a URL tier"
+    key = _sha1(data)
+    (tmp_path / "blobs").mkdir()
+    (tmp_path / "blobs" / key).write_bytes(data)
+    port = _free_port()
+    environ = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    server = subprocess.Popen([sys.executable, "-m", "bitstore.cli", "serve", "--url", f"file://{tmp_path}/blobs/",
+                               "--port", str(port)], env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _until(lambda: _healthy(base), "the server to start", 60)
+        assert httpx.get(f"{base}/blobs/{key}", timeout=30).content == data
+        assert httpx.get(f"{base}/blobs/{'3' * 40}", timeout=30).status_code == 404
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=60)
+        assert server.returncode == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()

@@ -170,8 +170,6 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", parents=[common], help="serve the store's blobs over HTTP (read-through)",
                            description="GET/HEAD /blobs/{key} (ranges, ETags, 304), /healthz, /metrics. Binds "
                                        "127.0.0.1 unless told otherwise. SIGTERM: finish requests in flight, exit 0.")
-    serve.add_argument("--url", action="append", metavar="URL", default=None,
-                       help="a tier by URL (repeatable; needs bitstore.from_urls)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
     serve.add_argument("--token-env", metavar="VAR", default=None,
@@ -193,26 +191,13 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     from ..serve.run import run
 
-    if args.url:
-        if args.spec:
-            raise UsageError("give --spec or --url, not both")
-        import bitstore.spec as specs
-
-        from_urls = getattr(specs, "from_urls", None)
-        if from_urls is None:
-            raise UsageError("--url needs bitstore.from_urls, which this version does not have yet; use --spec")
-        store = from_urls(args.url)
-        if args.workers > 1:
-            raise UsageError("--workers above 1 needs --spec (each process builds its store from it)")
-        run(store, host=args.host, port=args.port, token_env=args.token_env, max_concurrency=args.max_concurrency,
-            access_log=args.access_log)
-        return EXIT_OK
+    spec = _load_spec(args)  # --spec, or --url/--cache-url; errors before anything binds
     if args.workers == 1:
-        store = load_spec_or_default(args.spec).build()  # spec errors before anything binds
-        run(store, host=args.host, port=args.port, token_env=args.token_env, max_concurrency=args.max_concurrency,
-            access_log=args.access_log)
+        run(spec.build(), host=args.host, port=args.port, token_env=args.token_env,
+            max_concurrency=args.max_concurrency, access_log=args.access_log)
+    elif args.url or args.cache_url:
+        raise UsageError("--workers above 1 needs --spec (each process builds its store from it)")
     else:
-        load_spec_or_default(args.spec)
         run(spec=args.spec, host=args.host, port=args.port, token_env=args.token_env,
             max_concurrency=args.max_concurrency, workers=args.workers, access_log=args.access_log)
     return EXIT_OK
