@@ -378,6 +378,8 @@ def test_a_stack_of_local_tiers_is_read_on_the_servers_loop(tmp_path):
     assert _all_read_on_loop(composite)
     assert not _all_read_on_loop(Sha1Composite().append_source(local, max_concurrency=2))
     assert not _all_read_on_loop(Sha1Composite().append_source(GatedAPI({})))
+    with_write_back = Sha1Composite().append_cache(Sha1Cache(LocalRaw(tmp_path / "c"), ""))
+    assert not _all_read_on_loop(with_write_back.append_source(local, cache_result=True))
     with serving(app(composite)) as base, httpx.Client(base_url=base, timeout=30) as client:
         answer = client.get(f"/blobs/{key}")
         assert answer.status_code == 200 and answer.content == data and answer.headers["etag"] == f'"{key}"'

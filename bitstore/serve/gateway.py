@@ -285,13 +285,14 @@ def _accepts_and_canonical(store: Any, key: str) -> tuple[bool, Any]:
 
 def _all_read_on_loop(store: Any) -> bool:
     """Whether every read of ``store`` is a local one cheap enough for the loop (``reads_on_loop``: a file, a dict),
-    its key check bitstore's own, and no tier waits on a limiter."""
+    its key check bitstore's own, no tier waits on a limiter and none writes back (a bounded cache's write may
+    wait for another process)."""
     if not _keys_on_loop(store):
         return False
     if isinstance(store, Composite):
         if type(store)._fetch is not Composite._fetch or type(store).get is not Composite.get:
             return False
-        if any(t.limited for t in store.tiers):
+        if any(t.limited or t.write_back for t in store.tiers):  # a limiter waits; a write-back may (a flock)
             return False
         stores = [t.store for t in store.tiers]
         if store.cache is not None:
