@@ -10,7 +10,7 @@ EXTRAS ?= test
 # package-lock.json changed since the last install.
 NPM_STAMP = node_modules/.installed-npm-ci
 
-.PHONY: demo test lint bench venv clean notebook java node
+.PHONY: demo test lint bench bench-tools venv clean notebook java node
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,8 +49,14 @@ $(NPM_STAMP): package.json package-lock.json | node
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
-bench: $(VENV)/.installed-bench
+bench: $(VENV)/.installed-bench bench-tools
 	$(BIN)/python -m benchmarks.run
+
+# wrk and nginx for benchmarks.serve (Debian packages; never needed by the tests).
+bench-tools:
+	@command -v wrk >/dev/null 2>&1 && command -v nginx >/dev/null 2>&1 || { \
+	  command -v apt-get >/dev/null 2>&1 && apt-get install -y wrk nginx-light >/dev/null 2>&1 || \
+	  apt-get install -y wrk nginx >/dev/null 2>&1 || echo "wrk/nginx not installed: benchmarks.serve skips them"; }
 
 notebook: $(VENV)/.installed-dev
 	$(BIN)/jupyter lab notebooks/

@@ -42,6 +42,7 @@ RUNNERS = {
     "sha256": "tests/test_sha256.py::test_the_guides_example_runs",
     "azure": "tests/backends/test_azure.py::test_docs_examples_run",
     "operating": "tests/test_docs_operating.py",
+    "async": "tests/test_docs_async.py",
 }
 
 

@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from datetime import timedelta
 from typing import Any
 
-from ..engine.loop import tokio_call
+from ..engine.loop import settled, tokio_call
 from ..ground.retry import Attempt
 from ..ground.views import VIEW_MIN_BYTES, views_allowed
 from ._client import require
@@ -121,10 +121,18 @@ class _Transport(ABC):
         loop = asyncio.get_running_loop()
         try:
             # obstore's futures are settled from tokio's threads: made tracked, so exit can wait for them
-            result = await tokio_call(loop, self._obstore.get_async, store, key)
+            pending = tokio_call(loop, self._obstore.get_async, store, key)
+            try:
+                result = await pending
+            finally:
+                settled(pending)
             length = result.meta["size"]
             check_size(owner, uri, length, self.max_blob_bytes)
-            body = await tokio_call(loop, result.bytes_async)
+            pending = tokio_call(loop, result.bytes_async)
+            try:
+                body = await pending
+            finally:
+                settled(pending)
         except BaseException as exc:
             if type(exc).__name__ == "PanicException":
                 raise FastUnsupported(f"obstore panicked: {str(exc)[:200]}") from None

@@ -205,11 +205,40 @@ def _parser() -> argparse.ArgumentParser:
     _progress_arg(replicate)
     replicate.set_defaults(run=_replicate)
 
+    serve = sub.add_parser("serve", parents=[common], help="serve the store's blobs over HTTP (read-through)",
+                           description="GET/HEAD /blobs/{key} (ranges, ETags, 304), /healthz, /metrics. Binds "
+                                       "127.0.0.1 unless told otherwise. SIGTERM: finish requests in flight, exit 0.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    serve.add_argument("--token-env", metavar="VAR", default=None,
+                       help="require 'Authorization: Bearer <$VAR>' on every route but /healthz")
+    serve.add_argument("--max-concurrency", type=_positive_int, metavar="N", default=64,
+                       help="store calls at once (default: 64)")
+    serve.add_argument("--workers", type=_positive_int, metavar="N", default=1,
+                       help="server processes (default: 1; more needs --spec)")
+    serve.add_argument("--access-log", action="store_true", help="log every request (paths only)")
+    serve.set_defaults(run=_serve)
+
     demo = sub.add_parser("demo", help="build a sample tiered store in a temporary folder and fetch from it twice")
     demo.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                       help="show a progress bar (default: only on a terminal)")
     demo.set_defaults(run=_demo)
     return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ..serve.run import run
+
+    spec = _load_spec(args)  # --spec, or --url/--cache-url; errors before anything binds
+    if args.workers == 1:
+        run(spec.build(), host=args.host, port=args.port, token_env=args.token_env,
+            max_concurrency=args.max_concurrency, access_log=args.access_log)
+    elif args.url or args.cache_url:
+        raise UsageError("--workers above 1 needs --spec (each process builds its store from it)")
+    else:
+        run(spec=args.spec, host=args.host, port=args.port, token_env=args.token_env,
+            max_concurrency=args.max_concurrency, workers=args.workers, access_log=args.access_log)
+    return EXIT_OK
 
 
 def _input_args(parser: argparse.ArgumentParser) -> None:

@@ -181,6 +181,14 @@ class Composite(Store):
                 tiers[id(tier)] = route
         return CompositeRoute(self, tiers, frozenset(local)) if tiers else None
 
+    def keys_on_loop(self) -> bool:
+        """A composite's own ``is_valid`` asks each tier's: cheap only when every tier's is ours (a subclass's own
+        check, ``Sha1Composite``'s pattern, is cheap whatever its tiers)."""
+        if not super().keys_on_loop():
+            return False
+        return type(self).is_valid is not Composite.is_valid or all(
+            isinstance(t.store, Store) and t.store.keys_on_loop() for t in self._tiers)
+
     def _walk(self, uri: Any) -> Generator[TierGet | WriteBack | OffLoop, Any, tuple[bytes, str, bool | None]]:
         """The tier walk of one fetch, whoever drives it: it yields ``TierGet(tier, uri)`` and is sent that
         tier's answer (or thrown its error), yields ``WriteBack(data, uri)`` and is sent whether the cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Hashable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 from ..ground.errors import (
@@ -107,6 +107,12 @@ class Store(ABC):
         dict lookup), when it is a composite's tier. The default, False, reads it on a thread."""
         return False
 
+    def keys_on_loop(self) -> bool:
+        """Whether ``accepts`` and ``canonical_key`` may run on a caller's event loop: they are bitstore's own (a
+        pattern match, no I/O). A user's own ``is_valid`` may do anything, so its keys are checked on a thread."""
+        cls = type(self)
+        return all(_ours(getattr(cls, name)) for name in ("is_valid", "accepts", "canonical_key"))
+
     def _fetch(self, uri: Any) -> tuple[bytes, str, bool | None]:
         """Fetch one blob: ``(data, name of the tier that served it, cached)``. Composites override it."""
         return self.get(uri), self.name, None
@@ -166,6 +172,42 @@ class Store(ABC):
             self, keys, max_workers=max_workers, max_bytes_in_flight=max_bytes_in_flight,
             progress=progress, total=total, views=views, engine=engine, processes=processes,
         )
+
+    # --- async (``await`` and ``async for``, on the caller's loop: ``bitstore.engine.onloop``) -------------
+    async def aget(self, key: Any) -> bytes:
+        """``get`` without blocking the running event loop: the same bytes, the same exceptions. Cloud tiers are
+        read on the loop (obstore's async API); anything else on a bounded thread pool."""
+        from ..engine.onloop import aget
+
+        return await aget(self, key)
+
+    async def astat(self, key: Any) -> BlobInfo:
+        """``stat`` on a thread, without blocking the running event loop."""
+        from ..engine.onloop import in_thread
+
+        return await in_thread(self.stat, key)
+
+    async def aput(self, key: Any, data: bytes) -> Any:
+        """``put`` on a thread, without blocking the running event loop: the same answer, the same exceptions."""
+        from ..engine.onloop import in_thread
+
+        return await in_thread(self.put, key, data)
+
+    def aget_many(
+        self,
+        keys: Iterable[Any] | AsyncIterable[Any],
+        *,
+        max_in_flight: int = 64,
+        max_bytes_in_flight: int = DEFAULT_MAX_BYTES_IN_FLIGHT,
+        views: bool = False,
+    ) -> AsyncIterator[FetchResult]:
+        """``get_many`` for ``async for``, on the running event loop: one ``FetchResult`` per key, in input order,
+        the same statuses; ``keys`` an iterable or an async iterable; at most ``max_in_flight`` fetches at once.
+        Leaving the loop (``break``, cancellation) cancels what is in flight. See ``bitstore.engine.onloop``."""
+        from ..engine.onloop import AsyncFetchMany
+
+        return AsyncFetchMany(self, keys, max_in_flight=max_in_flight, max_bytes_in_flight=max_bytes_in_flight,
+                              views=views)
 
     # --- inspect, ingest, stream ---------------------------------------------------------------------
     def head(self, uri: Any) -> int:
@@ -233,3 +275,8 @@ class Store(ABC):
         so a blob larger than memory is never held whole; this default, for a store that defines only
         ``get``, holds the blob in memory."""
         return io.BytesIO(self.get(key))
+
+
+def _ours(function: Any) -> bool:
+    """Whether ``function`` is bitstore's own code (not a user's override)."""
+    return getattr(function, "__module__", "").startswith("bitstore.")

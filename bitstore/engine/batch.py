@@ -340,25 +340,91 @@ def _run(open_window: Callable[[], _Window[Any]], keys: Iterator[Any], bar) -> I
             bar.close()
 
 
-class _Window(Generic[R]):
-    """The engine's window: keys offered and not yet popped, in order, each with its fetch (shared by the keys of
-    one canonical form), the bytes their answers hold, and the threads (and event loop) fetching them.
+class _Slots(Generic[R]):
+    """A window's bookkeeping, whatever fetches its keys: keys offered and not yet popped, in order, each with its
+    fetch (shared by the keys of one canonical form), and the bytes their answers hold.
 
     ``has_room()`` says whether the bounds allow another key (fewer than ``max_workers`` keys, or fewer than
     ``WINDOW_PER_WORKER * max_workers`` while the bytes held are under ``budget``); ``offer(key)`` starts the
-    key's fetch or shares one in the window; ``pop(block)`` takes the head's result, waiting for it or, with
-    ``block=False``, only if it is ready (else None); ``close()`` cancels what has not started and gives the
-    threads back. One consumer thread; ``call`` runs on the pool's threads."""
+    key's fetch (``_start(key, slot)``, a future-like) or shares one in the window; ``_take()`` and ``_settle``
+    pop the head. With ``check_keys=False`` a key is not checked with ``store.accepts`` here (its fetch does it:
+    a store whose key check may not run where the window runs)."""
 
-    def __init__(self, store: Fetchable, call: Callable[[Any], Any], invalid: Callable[[Any, str], Any],
-                 max_workers: int, budget: int, keyed: bool = True, route: Any = None, views: bool = False):
-        self._store, self._call, self._invalid, self._keyed = store, call, invalid, keyed
+    def __init__(self, store: Fetchable, invalid: Callable[[Any, str], Any], max_workers: int, budget: int,
+                 keyed: bool = True, check_keys: bool = True):
+        self._store, self._invalid, self._keyed, self._check_keys = store, invalid, keyed, check_keys
         self._max_workers, self._cap, self._budget = max_workers, max_workers * WINDOW_PER_WORKER, budget
         self._slots: deque[tuple[Any, _Slot]] = deque()
         self._by_canonical: dict[Hashable, _Slot] = {}
         self._held = 0  # bytes fetched and not yet popped
         self._lock = threading.Lock()
         self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def _start(self, key: Any, slot: _Slot) -> Any:
+        raise NotImplementedError
+
+    def has_room(self) -> bool:
+        n = len(self._slots)
+        return n < self._max_workers or (n < self._cap and self._held < self._budget)
+
+    def offer(self, key: Any) -> None:
+        """Start ``key``'s fetch, or share the one of a key in the window with the same canonical form. Call it
+        while ``has_room()``: the window does not refuse a key, so the caller keeps the bounds."""
+        if self._closed:
+            raise RuntimeError("this window is closed")
+        store = self._store
+        if self._keyed and self._check_keys and not store.accepts(key):
+            error = str(InvalidURI(store, key, hint=getattr(store, "URI_HINT", None)))
+            self._slots.append((key, _Slot(_Done(self._invalid(key, error)), None)))
+            return
+        canonical = canonical_of(store, key) if self._keyed else None
+        slot = self._by_canonical.get(canonical) if canonical is not None else None
+        if slot is not None:
+            slot.refs += 1
+        else:
+            slot = _Slot(None, canonical)
+            slot.future = self._start(key, slot)
+            if canonical is not None:
+                self._by_canonical[canonical] = slot
+        self._slots.append((key, slot))
+
+    def _take(self) -> tuple[Any, _Slot]:
+        return self._slots.popleft()
+
+    def _settle(self, key: Any, slot: _Slot, result: Any) -> Any:
+        """The popped head's ``result``: its slot released (its bytes no longer held once no key shares it), the
+        key as offered."""
+        slot.refs -= 1
+        if slot.refs == 0:
+            with self._lock:
+                self._held -= slot.size
+            if slot.canonical is not None and self._by_canonical.get(slot.canonical) is slot:
+                del self._by_canonical[slot.canonical]
+        if self._keyed and result.key is not key:
+            result = replace(result, key=key)
+        return result
+
+    def _answered(self, slot: _Slot, result: Any) -> None:
+        """Count the bytes of a fetch's answer (before the answer is delivered: a key's slot is released after)."""
+        data = getattr(result, "data", None)
+        slot.size = len(data) if data is not None else 0
+        with self._lock:
+            self._held += slot.size
+
+
+class _Window(_Slots[R]):
+    """The engine's window (``_Slots``) with the threads (and event loop) fetching its keys: ``pop(block)`` takes
+    the head's result, waiting for it or, with ``block=False``, only if it is ready (else None); ``close()``
+    cancels what has not started and gives the threads back. One consumer thread; ``call`` runs on the pool's
+    threads."""
+
+    def __init__(self, store: Fetchable, call: Callable[[Any], Any], invalid: Callable[[Any, str], Any],
+                 max_workers: int, budget: int, keyed: bool = True, route: Any = None, views: bool = False):
+        super().__init__(store, invalid, max_workers, budget, keyed)
+        self._call = call
         self._workforce = _pools.take(max_workers)
         loop = None
         if route is not None:
@@ -374,42 +440,14 @@ class _Window(Generic[R]):
             from .aio import AsyncDispatcher
 
             self._dispatcher = AsyncDispatcher(route, loop, max_workers, views, self._workforce.submit,
-                                               self._fetch, self._answered)
+                                               self._answered)
             self._start = self._dispatcher.submit
-
-    def __len__(self) -> int:
-        return len(self._slots)
 
     def __enter__(self) -> _Window[R]:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
-
-    def has_room(self) -> bool:
-        n = len(self._slots)
-        return n < self._max_workers or (n < self._cap and self._held < self._budget)
-
-    def offer(self, key: Any) -> None:
-        """Start ``key``'s fetch, or share the one of a key in the window with the same canonical form. Call it
-        while ``has_room()``: the window does not refuse a key, so the caller keeps the bounds."""
-        if self._closed:
-            raise RuntimeError("this window is closed")
-        store = self._store
-        if self._keyed and not store.accepts(key):
-            error = str(InvalidURI(store, key, hint=getattr(store, "URI_HINT", None)))
-            self._slots.append((key, _Slot(_Done(self._invalid(key, error)), None)))
-            return
-        canonical = canonical_of(store, key) if self._keyed else None
-        slot = self._by_canonical.get(canonical) if canonical is not None else None
-        if slot is not None:
-            slot.refs += 1
-        else:
-            slot = _Slot(None, canonical)
-            slot.future = self._start(key, slot)
-            if canonical is not None:
-                self._by_canonical[canonical] = slot
-        self._slots.append((key, slot))
 
     def ready(self) -> bool:
         """Whether the head's result is ready (False for an empty window). Hands queued keys to the event loop
@@ -424,20 +462,12 @@ class _Window(Generic[R]):
         """The head's result, waiting for it; with ``block=False``, None unless it is ready. None when empty."""
         if not self._slots or (not block and not self.ready()):
             return None
-        key, slot = self._slots.popleft()
+        key, slot = self._take()
         try:
             result = slot.future.result()
         except Exception as exc:  # calls never raise; this guards against a broken executor
             result = replace(self._invalid(key, f"{type(exc).__name__}: {exc}"), status="failed")
-        slot.refs -= 1
-        if slot.refs == 0:
-            with self._lock:
-                self._held -= slot.size
-            if slot.canonical is not None and self._by_canonical.get(slot.canonical) is slot:
-                del self._by_canonical[slot.canonical]
-        if self._keyed and result.key is not key:
-            result = replace(result, key=key)
-        return result
+        return self._settle(key, slot, result)
 
     def close(self) -> None:
         """Cancel the fetches not started, stop the event loop's part and give the threads back (those running
@@ -462,16 +492,8 @@ class _Window(Generic[R]):
             result = self._call(key)
         except BaseException as exc:  # CancelledError, SystemExit... from a user's store: that key failed
             result = replace(self._invalid(key, f"{type(exc).__name__}: {short(str(exc), 1000)}"), status="failed")
-        data = getattr(result, "data", None)
-        slot.size = len(data) if data is not None else 0
-        with self._lock:
-            self._held += slot.size
+        self._answered(slot, result)
         return result
-
-    def _answered(self, slot: _Slot, result: Any) -> None:  # the event loop's answers count like _fetch's
-        slot.size = len(result.data) if result.data is not None else 0
-        with self._lock:
-            self._held += slot.size
 
 
 class FetchWindow(_Window["FetchResult"]):

@@ -20,8 +20,12 @@ exit, while the interpreter is fully alive, ``_stop`` (an atexit handler) makes 
    ``tokio_call``) has begun its tail, and until no thread seen in a tail is still running Python code;
 3. then it stops the loop and joins its thread.
 
-The wait is bounded (``EXIT_WAIT``); a process whose loop never ran obstore waits for nothing. Futures of
-obstore's async API used outside this loop (a user's own ``asyncio.run``) are not covered.
+The wait is bounded (``EXIT_WAIT``); a process whose loop never ran obstore waits for nothing.
+
+A caller's own loop (``Store.aget``/``aget_many``, ``onloop``) cannot be made to create tracked futures, so its
+obstore futures are kept in ``_foreign`` until done; at exit (``_settle_foreign``, an atexit handler registered on
+first use) the process waits, bounded the same way, until each of them is done or its loop closed, and then
+until no thread that Python did not start (a tokio thread in its tail) is running Python code.
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["engine_loop", "tokio_call", "EXIT_WAIT"]
+__all__ = ["engine_loop", "tokio_call", "settled", "EXIT_WAIT"]
 
 #: Seconds at most that interpreter exit waits for tokio's threads to finish settling this loop's futures.
 EXIT_WAIT = 5.0
@@ -94,7 +98,9 @@ def tokio_call(loop: asyncio.AbstractEventLoop, call: Callable[..., Any], *args:
     """``call(*args)``, a call into obstore's async API made on ``loop``, with the future it makes tracked as
     obstore's when ``loop`` is the engine's (see the module's "Exit")."""
     if type(loop) is not _EngineLoop:
-        return call(*args)
+        future = call(*args)
+        _track_foreign(future)
+        return future
     loop.for_tokio = True
     try:
         return call(*args)
@@ -167,6 +173,56 @@ def _stop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
     thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
 
 
+_foreign: set[asyncio.Future] = set()  # obstore futures made on callers' loops, until ``settled`` (or pruned)
+_foreign_prune_at = 4096  # twice what was left after the last pruning (at least 4096)
+_foreign_watched = False
+
+
+def _track_foreign(future: Any) -> None:
+    """Keep ``future`` until it is done (pruned when the set grows: a done callback would cost the loop a
+    callback per request)."""
+    global _foreign_watched, _foreign_prune_at
+    _foreign.add(future)
+    if len(_foreign) >= _foreign_prune_at:
+        _foreign.difference_update([f for f in list(_foreign) if f.done()])
+        _foreign_prune_at = max(4096, 2 * len(_foreign))
+    if not _foreign_watched:
+        _foreign_watched = True
+        atexit.register(_settle_foreign)
+
+
+def settled(future: Any) -> None:
+    """``future`` (from ``tokio_call``) was awaited to its end (done or cancelled): a caller's loop's no longer
+    kept, so its result (a blob) is not held here. Its tail, if still running, is seen at exit by its frame."""
+    _foreign.discard(future)
+
+
+def foreign_in_flight() -> int:
+    """obstore futures made on callers' loops and not yet done (cancelled ones count as done)."""
+    return sum(1 for future in list(_foreign) if not future.done())
+
+
+def _foreign_frames() -> bool:
+    """Whether a thread Python did not start (tokio's) is running Python code."""
+    own = {t.ident for t in threading.enumerate() if not isinstance(t, threading._DummyThread)}
+    return any(ident not in own for ident in sys._current_frames())
+
+
+def _settle_foreign() -> None:
+    """At exit: wait (bounded) until callers' obstore futures are done or their loops closed, then until tokio's
+    threads are out of Python code for a while (see the module doc)."""
+    deadline = time.monotonic() + EXIT_WAIT
+    while time.monotonic() < deadline:
+        if all(f.done() or f.get_loop().is_closed() for f in list(_foreign)):
+            break
+        time.sleep(0.001)
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < 0.02:
+        if _foreign_frames():
+            quiet_since = time.monotonic()
+        time.sleep(0.001)
+
+
 def _after_fork_in_child() -> None:
     global _lock, _loop, _exited
     _lock = threading.Lock()
@@ -175,6 +231,7 @@ def _after_fork_in_child() -> None:
         _inherited.append(_loop)
     _loop = None
     _unbegun.clear()  # the parent's tokio threads do not exist here
+    _foreign.clear()
     _tail_threads.clear()
 
 

@@ -4,6 +4,8 @@ A store answers ``Store.async_route()`` with one of these, or ``None`` (its keys
 ``Store.reads_on_loop()`` says whether a read of it is cheap enough to make on the loop itself (a syscall or a
 dict lookup: a hop to a thread and back costs more). The engine knows these records and nothing of the stores
 that make them, so a user's own ``Store`` subclass can take the fast path by answering the same way.
+``Store.keys_on_loop()`` says whether its key checks (``accepts``, ``canonical_key``) may run on a caller's loop
+(``onloop``): a user's ``is_valid`` may block, so it is asked on a thread.
 
 - ``Route``: a store whose raw GET can be attempted on the loop. ``attempt(uri, views)`` is a coroutine that
   returns the bytes (or a view), returns a ``NotFoundInStore`` when the service itself said the blob is not
@@ -31,6 +33,8 @@ class Fetchable(Protocol):
     def canonical_key(self, key: Any) -> Hashable: ...
 
     def async_route(self) -> Route | CompositeRoute | None: ...
+
+    def keys_on_loop(self) -> bool: ...
 
 
 class Fallback(Exception):

@@ -1,0 +1,205 @@
+"""``bitstore serve`` hits against a minimal uvicorn + Starlette app and nginx, measured with wrk.
+
+16 KiB blobs in a local folder (the gateway's cache tier: every request a hit). wrk: 2 threads, 64 connections,
+random keys, ``--duration`` seconds a round; each server with 1 and 2 worker processes. Contenders, interleaved
+round by round:
+
+- ``bitstore serve``: ``bitstore serve --spec`` over a local cache tier;
+- ``uvicorn + Starlette``: ``benchmarks.serve_baseline`` (reads the file, returns its bytes);
+- ``nginx``: the folder served as static files (``alias``), access log off.
+
+Prints the median of ``--rounds`` rounds (at least 5) with the min-max of requests/s, p50 and p99 latency. wrk and
+nginx are optional (``make bench`` installs them on Debian); a missing one is reported, not fatal. The client and
+the servers share the machine's CPUs: the load average is printed before and after.
+
+Run: ``python -m benchmarks.serve [--rounds 5] [--duration 5] [--blobs 2000] [--workers 1 2]``.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZE = 16 * 1024
+LUA = """
+local keys = {}
+for line in io.lines(os.getenv("BENCH_KEYS")) do keys[#keys + 1] = line end
+math.randomseed(os.time())
+request = function()
+  return wrk.format("GET", "/blobs/" .. keys[math.random(#keys)])
+end
+"""
+NGINX = """
+worker_processes {workers};
+daemon off;
+user root;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {prefix}/body; proxy_temp_path {prefix}/proxy; fastcgi_temp_path {prefix}/fcgi;
+  uwsgi_temp_path {prefix}/uwsgi; scgi_temp_path {prefix}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    location /blobs/ {{ alias {folder}/; default_type application/octet-stream; }}
+  }}
+}}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(url: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer")
+        time.sleep(0.05)
+
+
+def _fill(folder: Path, n: int) -> list[str]:
+    keys = []
+    for i in range(n):
+        data = hashlib.sha256(b"serve-%d" % i).digest() * (SIZE // 32)
+        key = hashlib.sha1(data).hexdigest()
+        (folder / key).write_bytes(data)
+        keys.append(key)
+    return keys
+
+
+def _start(name: str, workers: int, folder: Path, work: Path) -> tuple[subprocess.Popen, int]:
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_FOLDER": str(folder)}
+    if name == "bitstore serve":
+        spec = work / "spec.toml"
+        spec.write_text(f'keys = "sha1"\n\n[[tier]]\ntype = "local"\nprefix = "{folder}/"\nrole = "cache"\n')
+        args = [sys.executable, "-m", "bitstore.cli", "serve", "--spec", str(spec), "--port", str(port),
+                "--workers", str(workers)]
+    elif name == "uvicorn + Starlette":
+        args = [sys.executable, "-m", "uvicorn", "benchmarks.serve_baseline:app", "--port", str(port), "--workers",
+                str(workers), "--no-access-log", "--log-level", "warning"]
+    else:
+        prefix = work / f"nginx-{port}"
+        prefix.mkdir()
+        conf = prefix / "nginx.conf"
+        conf.write_text(NGINX.format(workers=workers, prefix=prefix, port=port, folder=folder))
+        args = ["nginx", "-c", str(conf), "-p", str(prefix)]
+    process = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return process, port
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+_UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def _wrk(port: int, duration: float, keys_file: Path, script: Path) -> tuple[float, float, float]:
+    """(requests/s, p50 ms, p99 ms) of one wrk run."""
+    env = {**os.environ, "BENCH_KEYS": str(keys_file)}
+    out = subprocess.run(["wrk", "-t2", "-c64", f"-d{duration:g}s", "--latency", "-s", str(script),
+                          f"http://127.0.0.1:{port}"], env=env, capture_output=True, text=True, timeout=duration + 60)
+    text = out.stdout
+    if out.returncode != 0 or "Requests/sec" not in text:
+        raise RuntimeError(f"wrk failed: {out.stderr or text}")
+    if re.search(r"Non-2xx or 3xx responses: (\d+)", text):
+        raise RuntimeError(f"wrk saw errors: {text}")
+
+    def latency(pct: str) -> float:
+        value, unit = re.search(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M).groups()
+        return float(value) * _UNIT[unit]
+
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    return rate, latency("50"), latency("99")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of each wrk run")
+    parser.add_argument("--blobs", type=int, default=2000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args(argv)
+    if args.rounds < 5:
+        parser.error("--rounds must be at least 5 (a median of 5 or more)")
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (make bench installs it on Debian): nothing measured")
+        return
+    contenders = ["bitstore serve", "uvicorn + Starlette"]
+    if shutil.which("nginx"):
+        contenders.append("nginx")
+    else:
+        print("nginx is not installed (make bench installs it on Debian): not measured")
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        work = Path(tmp)
+        folder = work / "blobs"
+        folder.mkdir()
+        keys = _fill(folder, args.blobs)
+        keys_file = work / "keys.txt"
+        keys_file.write_text("\n".join(keys) + "\n")
+        script = work / "random.lua"
+        script.write_text(LUA)
+        print(f"# 16 KiB blobs ({args.blobs:,}, random keys), wrk -t2 -c64 {args.duration:g}s a round, "
+              f"{os.cpu_count()} CPUs shared by client and server; load average "
+              f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        for workers in args.workers:
+            servers = {name: _start(name, workers, folder, work) for name in contenders}
+            try:
+                for _, port in servers.values():
+                    _wait(f"http://127.0.0.1:{port}/blobs/{keys[0]}")
+                results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in contenders}
+                for _, port in servers.values():  # warm-up
+                    _wrk(port, 1, keys_file, script)
+                for _ in range(args.rounds):
+                    for name, (_, port) in servers.items():
+                        results[name].append(_wrk(port, args.duration, keys_file, script))
+            finally:
+                for process, _ in servers.values():
+                    _stop(process)
+            print(f"\n## {workers} worker process{'es' if workers > 1 else ''}, median of {args.rounds} [min-max]")
+            print("| server | requests/s | p50 ms | p99 ms |")
+            print("|---|---|---|---|")
+            for name, rows in results.items():
+                cells = []
+                for i, digits in ((0, 0), (1, 2), (2, 2)):
+                    values = [r[i] for r in rows]
+                    cells.append(f"{statistics.median(values):,.{digits}f} [{min(values):,.{digits}f}-"
+                                 f"{max(values):,.{digits}f}]")
+                print(f"| {name} | " + " | ".join(cells) + " |")
+            base = statistics.median(r[0] for r in results["bitstore serve"])
+            for name in contenders[1:]:
+                other = statistics.median(r[0] for r in results[name])
+                print(f"bitstore serve / {name}: {base / other:.2f}x requests/s")
+        print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()

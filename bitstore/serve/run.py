@@ -1,0 +1,83 @@
+"""Running the gateway with uvicorn (extra ``serve``): ``bitstore serve`` calls ``run``.
+
+With ``workers > 1`` uvicorn starts that many processes, each building its own store from the spec and its own
+gateway (``worker_app``, configured through ``BITSTORE_SERVE_*`` environment variables: the token itself stays in
+the variable the user named). SIGTERM: uvicorn stops accepting, lets the requests in flight finish (at most
+``shutdown_timeout`` seconds), and ``run`` returns.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Any
+
+from ..backends._client import require
+from ..ground.errors import SpecError
+
+__all__ = ["run", "worker_app", "token_from_env"]
+
+_SPEC, _TOKEN_ENV, _CONCURRENCY = "BITSTORE_SERVE_SPEC", "BITSTORE_SERVE_TOKEN_ENV", "BITSTORE_SERVE_MAX_CONCURRENCY"
+
+
+def token_from_env(name: str | None) -> str | None:
+    """The bearer token from the environment variable ``name`` (None: no token); a clear error if it is unset."""
+    if name is None:
+        return None
+    token = os.environ.get(name, "")
+    if not token.strip():
+        raise SpecError(f"--token-env {name}: the environment variable {name} is not set or empty")
+    return token.strip()
+
+
+def worker_app() -> Any:
+    """The gateway of one uvicorn worker process (``workers > 1``), from ``BITSTORE_SERVE_*``."""
+    from ..spec.load import load_spec_or_default
+    from .gateway import Gateway
+
+    store = load_spec_or_default(os.environ.get(_SPEC) or None).build()
+    return Gateway(store, token=token_from_env(os.environ.get(_TOKEN_ENV) or None),
+                   max_concurrency=int(os.environ.get(_CONCURRENCY, "64")))
+
+
+def run(store: Any = None, *, spec: str | None = None, host: str = "127.0.0.1", port: int = 8080,
+        token_env: str | None = None, max_concurrency: int = 64, workers: int = 1, access_log: bool = False,
+        shutdown_timeout: float = 30.0) -> None:
+    """Serve ``store`` (or the store of ``spec``) on ``host:port`` until SIGTERM or SIGINT."""
+    uvicorn = require("uvicorn", "serve")
+    token = token_from_env(token_env)  # checked before anything starts, in every mode
+    options = dict(host=host, port=port, log_level="info", access_log=access_log, lifespan="on",
+                   timeout_graceful_shutdown=shutdown_timeout, server_header=False)
+    if workers > 1:
+        if store is not None:
+            raise ValueError("workers > 1 builds a store per process from a spec: pass spec=, not store=")
+        os.environ[_SPEC] = spec or ""
+        os.environ[_TOKEN_ENV] = token_env or ""
+        os.environ[_CONCURRENCY] = str(max_concurrency)
+        config = uvicorn.Config("bitstore.serve.run:worker_app", factory=True, workers=workers, **options)
+    else:
+        if store is None:
+            from ..spec.load import load_spec_or_default
+
+            store = load_spec_or_default(spec).build()
+        from .gateway import Gateway
+
+        config = uvicorn.Config(Gateway(store, token=token, max_concurrency=max_concurrency), **options)
+    server = uvicorn.Server(config)
+    # uvicorn re-raises the signal that stopped it once it is done; a SIGTERM that asked for a clean stop is then
+    # ignored, so the process exits 0.
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN) if _main_thread() else None
+    try:
+        if workers > 1:
+            from uvicorn.supervisors import Multiprocess
+
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
+        else:
+            server.run()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
