@@ -310,3 +310,11 @@ def test_a_durable_store_keeps_its_index_durable_too(tmp_path):
     store.put("a", b"a")
     assert store._index._connect().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert LocalRaw(tmp_path, max_bytes=2000)._index._connect().execute("PRAGMA synchronous").fetchone()[0] == 1
+
+
+def test_a_bounded_cache_is_not_read_on_the_event_loop(tmp_path):
+    """A bounded read may write its uses to the index (and wait for another process there): never on the loop."""
+    from bitstore import LocalRaw
+
+    assert LocalRaw(tmp_path / "plain").reads_on_loop()
+    assert not LocalRaw(tmp_path / "bounded", max_bytes=1 << 20).reads_on_loop()

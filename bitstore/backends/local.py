@@ -160,9 +160,10 @@ class LocalRaw(Store):
 
     # --- reading ---------------------------------------------------------------------------------
     def reads_on_loop(self) -> bool:
-        """A read is a syscall (a dict lookup) away: the event loop makes it itself. A subclass may do anything
-        in ``get``, so only this class says so."""
-        return type(self) is LocalRaw
+        """A read is a syscall away: the event loop makes it itself. A subclass may do anything in ``get``, so only
+        this class says so; and not a bounded one, whose read may write its uses to the index (and wait there for
+        another process's writer)."""
+        return type(self) is LocalRaw and self.max_bytes is None
 
     def get(self, uri: Any) -> bytes:
         """Reads follow symlinks, then check where the opened file really is (one readlink of the open file
