@@ -12,7 +12,7 @@ import time
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from ..ground.errors import BitstoreError, FetchFailed, NotFoundInStore, StoreNotAvailable, short
+from ..ground.errors import BitstoreError, BlobTooLarge, FetchFailed, NotFoundInStore, StoreNotAvailable, short
 from ..ground.retry import TransientError
 
 __all__ = ["ShortRead", "HTTPStatusError", "Unconfirmed404", "check_size", "read_exactly", "status_error",
@@ -103,8 +103,6 @@ def clean(text: Any, limit: int = 300) -> str:
 
 def check_size(store: Any, uri: Any, length: int | None, limit: int | None) -> None:
     """Refuse an object whose announced size exceeds ``limit``, before its body is read."""
-    from ..ground.errors import BlobTooLarge
-
     if limit is not None and length is not None and length > limit:
         raise BlobTooLarge(store, uri, length, limit)
 

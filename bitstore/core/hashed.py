@@ -51,20 +51,18 @@ class KeyFamily:
     bare: re.Pattern = field(init=False, repr=False, compare=False)
     #: ``<hex>`` or ``<name>://<hex>`` (the scheme in any case); group 1 is the hex.
     uri: re.Pattern = field(init=False, repr=False, compare=False)
+    #: Where the key goes in a store prefix that is a template rather than a folder: ``{sha256}``.
+    template: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         hex_digits = f"[0-9a-fA-F]{{{self.hex_length}}}"
         object.__setattr__(self, "bare", re.compile(hex_digits))
         object.__setattr__(self, "uri", re.compile(f"(?:(?i:{re.escape(self.name)})://)?({hex_digits})"))
+        object.__setattr__(self, "template", "{" + self.name + "}")
 
     @property
     def scheme(self) -> str:
         return f"{self.name}://"
-
-    @property
-    def template(self) -> str:
-        """Where the key goes in a store prefix that is a template rather than a folder: ``{sha256}``."""
-        return "{" + self.name + "}"
 
     @property
     def hint(self) -> str:
@@ -156,8 +154,8 @@ class HashStore(HashFormatMixin, VerifyHashMixin, Store):
 
     def _uri(self, key: str) -> str:
         key = key.strip().lower()
-        template = self.FAMILY.template
-        return self.prefix.replace(template, key) if template in self.prefix else f"{self.prefix}{key}"
+        prefix, template = self.prefix, self.FAMILY.template
+        return prefix.replace(template, key) if template in prefix else prefix + key
 
     def get(self, key: str) -> bytes:
         self._check_valid(key)

@@ -144,6 +144,14 @@ class Store(ABC):
             return FetchResult(key, None, "failed", error=f"{self.name} returned {type(data).__name__}, not bytes")
         return FetchResult(key, blob(data), "found", source=source, cached=cached)
 
+    def _answer_outcome(self, key: Any, outcome: Any) -> FetchResult:
+        """``_answer`` of an outcome already had (the event-loop engines': a ``_fetch`` tuple, or the exception it
+        raised): a found blob's ``bytes`` go straight into their result, as ``_answer`` puts them there."""
+        if (type(outcome) is tuple and len(outcome) == 3 and type(outcome[0]) is bytes
+                and type(self)._answer is Store._answer):
+            return FetchResult(key, outcome[0], "found", outcome[1], None, outcome[2])
+        return self._answer(key, _replay(outcome))
+
     # --- batches ---------------------------------------------------------------------------------
     def get_many(
         self,
@@ -280,3 +288,13 @@ class Store(ABC):
 def _ours(function: Any) -> bool:
     """Whether ``function`` is bitstore's own code (not a user's override)."""
     return getattr(function, "__module__", "").startswith("bitstore.")
+
+
+def _replay(outcome: Any) -> Callable[[Any], Any]:
+    """A ``fetch`` that answers ``outcome`` (returned, or raised when it is an exception) whatever it is asked."""
+    def fetch(_key: Any) -> Any:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    return fetch

@@ -67,12 +67,12 @@ def replay(outcome: Any) -> Callable[[Any], Any]:
 
 
 def result_of(store: Any, key: Any, outcome: Any) -> FetchResult:
-    """``outcome`` (a ``_fetch`` tuple or its exception) as a ``FetchResult``, through ``store._answer`` (the one
-    place that turns an outcome into a status); a ``BaseException`` that is not an ``Exception`` (a user store's
+    """``outcome`` (a ``_fetch`` tuple or its exception) as a ``FetchResult``, through ``store._answer_outcome`` (the
+    one place that turns an outcome into a status); a ``BaseException`` that is not an ``Exception`` (a user store's
     ``SystemExit``) is that key failing, as on the thread engine."""
     if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
         return FetchResult(key, None, "failed", error=f"{type(outcome).__name__}: {short(str(outcome), 1000)}")
-    return store._answer(key, replay(outcome))
+    return store._answer_outcome(key, outcome)
 
 
 class Driver:
@@ -86,6 +86,7 @@ class Driver:
             self.outcome = self._walk
         elif isinstance(route, Route):
             self.outcome = self._raw
+            self._source = route.store.name  # a found blob's ``source``, named once, not per key
         else:
             self.outcome = self._on_thread
         self._back: list[tuple[asyncio.Future, tuple[Any, BaseException | None]]] = []  # threads' outcomes
@@ -152,7 +153,7 @@ class Driver:
                 pass
             else:
                 try:
-                    return route.answer(key, replay(raw)), route.store.name, None
+                    return route.answer(key, replay(raw)), self._source, None
                 except BaseException as exc:  # noqa: BLE001 - the store's reading code said what it is
                     return exc
         value, error = await self.in_thread(after, made, self._store_fetch, key)

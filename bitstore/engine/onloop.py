@@ -206,18 +206,24 @@ class _LoopWindow(_Slots[FetchResult]):
         return self._settle(key, slot, result)
 
     def _fill_sync(self) -> None:
-        """``_fill`` from a plain iterable (no coroutine per result)."""
-        keys = self._keys
-        while not self._exhausted and self.has_room():
+        """``_fill`` from a plain iterable (no coroutine per result; ``has_room`` inlined: it runs per key)."""
+        if self._exhausted:
+            return
+        keys, slots, offer = self._keys, self._slots, self.offer
+        least, cap, budget = self._max_workers, self._cap, self._budget
+        while True:
+            n = len(slots)
+            if n >= least and (n >= cap or self._held >= budget):
+                return
             try:
                 key = next(keys)
             except StopIteration:
                 self._exhausted = True
-                break
+                return
             except Exception as exc:
                 self._exhausted, self._keys_error = True, exc
-                break
-            self.offer(key)
+                return
+            offer(key)
 
     async def _fill(self) -> None:
         """Read keys while the window has room (an error of the key iterator is raised after the results)."""
@@ -257,7 +263,7 @@ class _LoopWindow(_Slots[FetchResult]):
 
     async def _worker(self) -> None:
         """Fetch waiting keys until none is left (a task per worker, not per key)."""
-        waiting, driver, store = self._waiting, self._driver, self._store
+        waiting, outcome, store = self._waiting, self._driver.outcome, self._store
         try:
             while waiting:
                 key, slot, answer = waiting.popleft()
@@ -265,12 +271,14 @@ class _LoopWindow(_Slots[FetchResult]):
                     continue
                 answer.state = _RUNNING
                 try:
-                    result = result_of(store, key, await driver.outcome(key))
+                    result = result_of(store, key, await outcome(key))
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - a broken thread pool: reported for this key
                     result = result_of(store, key, exc)
-                self._answered(slot, result)
+                data = result.data  # ``_answered``, inline: everything here happens on the loop, no lock
+                slot.size = size = 0 if data is None else len(data)
+                self._held += size
                 answer.value, answer.state = result, _DONE
                 if answer is self._awaited and not self._wake.done():
                     self._wake.set_result(None)
