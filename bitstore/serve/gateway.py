@@ -116,12 +116,11 @@ class Gateway:
         if not accepted:
             return await self._plain(send, 400, f"invalid key: {short(key, 100)!r}\n".encode(), head)
         etag = b'"' + str(canonical).encode() + b'"'
-        headers = _headers(scope)
-        if _matches(headers.get(b"if-none-match"), etag):
+        if_none_match, wanted = _conditions(scope)
+        if if_none_match is not None and _matches(if_none_match, etag):
             return await self._send(send, 304, [(b"etag", etag), (b"cache-control", CACHE_CONTROL)], b"", head)
         if head:
             return await self._head(key, etag, send)
-        wanted = headers.get(b"range")
         if wanted is not None:
             return await self._range(key, etag, wanted, send)
         try:
@@ -131,7 +130,9 @@ class Gateway:
                 data = await self._single_flight(canonical, key)
         except Exception as exc:  # noqa: BLE001 - mapped to 400 / 404 / 502 in one place
             return await self._failed(send, exc, False)
-        await self._send(send, 200, _blob_headers(etag, len(data)), data, False)
+        self.responses[200] += 1  # ``_send``, inline: the hit path
+        await send({"type": "http.response.start", "status": 200, "headers": _blob_headers(etag, len(data))})
+        await send({"type": "http.response.body", "body": data})
 
     async def _check(self, key: str) -> tuple[bool, Any]:
         """Whether the store accepts ``key``, and its canonical form (on a thread for a user's own key check)."""
@@ -258,8 +259,16 @@ def _blob_headers(etag: bytes, length: int) -> list[tuple[bytes, bytes]]:
             (b"cache-control", CACHE_CONTROL)]
 
 
-def _headers(scope: dict) -> dict[bytes, bytes]:
-    return {name: value for name, value in scope.get("headers", ())}
+def _conditions(scope: dict) -> tuple[bytes | None, bytes | None]:
+    """The request's ``If-None-Match`` and ``Range`` (the last of each, as a dict of the headers would keep; no
+    such dict per request)."""
+    if_none_match = wanted = None
+    for name, value in scope.get("headers", ()):
+        if name == b"if-none-match":
+            if_none_match = value
+        elif name == b"range":
+            wanted = value
+    return if_none_match, wanted
 
 
 def _matches(if_none_match: bytes | None, etag: bytes) -> bool:
