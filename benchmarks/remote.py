@@ -16,8 +16,8 @@ from typing import Any
 
 from .measure import Contender, Fetcher, Unavailable
 
-__all__ = ["Target", "point_sdks_at", "remote_contenders", "bitstore_store", "obstore_async", "OBSTORE_BUFFER",
-           "OBSTORE_BYTES"]
+__all__ = ["Target", "point_sdks_at", "remote_contenders", "bitstore_store", "obstore_async", "obstore_store",
+           "obstore_fetcher", "OBSTORE_BUFFER", "OBSTORE_BYTES"]
 
 OBSTORE_IN_FLIGHT = 64
 OBSTORE_BUFFER = f"obstore async, {OBSTORE_IN_FLIGHT} in flight"
@@ -137,7 +137,12 @@ def obstore_async(in_flight: int, copy: bool = False):
 
 
 def _obstore_async(t: Target, in_flight: int, copy: bool = False) -> Fetcher:
-    obs = _need("obstore", "obstore not installed")
+    return obstore_fetcher(obstore_store(t), t, in_flight, copy)
+
+
+def obstore_store(t: Target):
+    """obstore's ``S3Store`` / ``GCSStore`` / ``AzureStore`` pointed at the server."""
+    _need("obstore", "obstore not installed")
     from obstore.store import AzureStore, GCSStore, S3Store
 
     options = {"allow_http": True}
@@ -149,6 +154,12 @@ def _obstore_async(t: Target, in_flight: int, copy: bool = False) -> Fetcher:
                         secret_access_key="bench", client_options=options)
     else:
         store = GCSStore(t.bucket, base_url=t.endpoint, skip_signature=True, client_options=options)
+    return store
+
+
+def obstore_fetcher(store, t: Target, in_flight: int, copy: bool = False) -> Fetcher:
+    """Fetch keys from obstore's ``store`` with ``in_flight`` coroutines under one ``asyncio.run``."""
+    import obstore as obs
 
     async def run(keys: Sequence[str]) -> tuple[int, int]:
         pending = iter(keys)

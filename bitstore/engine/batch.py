@@ -60,33 +60,40 @@ class _Pools:
     """ultima thread pools kept between runs in this process, so a run (a Beam batch, a short notebook call)
     does not start its threads again, and their memory stays warm. A run takes an idle pool of its size or a
     new one, and gives it back when it ends (its unfinished fetches were cancelled; any still running finish
-    first). At most ``IDLE_POOLS`` are kept, the most recently used; a forked child starts with none: its
-    parent's threads do not exist there."""
+    first), saying how many threads it knows the pool has (``warm``). At most ``IDLE_POOLS`` are kept, the most
+    recently used; a forked child starts with none: its parent's threads do not exist there."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._idle: list[tuple[int, Any]] = []  # (n_workers, workforce), oldest first
+        self._warm: dict[int, int] = {}  # id(idle workforce) -> the threads it has
 
-    def take(self, n_workers: int) -> Any:
+    def take(self, n_workers: int) -> tuple[Any, int]:
+        """An idle pool of ``n_workers`` threads, or a new one (no thread started yet), and its threads."""
         with self._lock:
             for i in range(len(self._idle) - 1, -1, -1):
                 if self._idle[i][0] == n_workers:
-                    return self._idle.pop(i)[1]
+                    pool = self._idle.pop(i)[1]
+                    return pool, self._warm.pop(id(pool), 0)
         from ultima import Workforce
 
-        return Workforce(backend="threading", n_workers=n_workers)
+        return Workforce(backend="threading", n_workers=n_workers), 0
 
-    def give(self, n_workers: int, workforce: Any) -> None:
+    def give(self, n_workers: int, workforce: Any, warm: int = 0) -> None:
         with self._lock:
             self._idle.append((n_workers, workforce))
+            self._warm[id(workforce)] = warm
             retired = [pool for _, pool in self._idle[:-IDLE_POOLS]]
             del self._idle[:-IDLE_POOLS]
+            for pool in retired:
+                self._warm.pop(id(pool), None)
         for pool in retired:
             pool.shutdown(wait=False)
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
         self._idle = []
+        self._warm = {}
 
 
 _pools = _Pools()
@@ -114,29 +121,36 @@ class _Done(Future):
 class _Threads(_Answers):
     """Hands a window's keys to its pool's threads: at most ``max_workers`` drain tasks, each fetching queued keys
     until none is left. A busy window submits no task per key, and an idle one leaves no thread waiting for work
-    (so nothing holds up the pool's shutdown at exit)."""
+    (so nothing holds up the pool's shutdown at exit).
 
-    def __init__(self, workforce: Any, fetch: Callable[[Any, Any], Any], max_workers: int):
+    Starting a thread blocks its starter until the new thread runs (``Thread.start``), which on a busy machine
+    costs milliseconds per thread, a second or more for a thousand. So the consumer hands a drain straight to the
+    pool only while the pool has an idle thread for it (``warm``: the threads it is known to have); beyond that,
+    the pool's threads start the new ones, one at a time, each new drain asking for the next before its first key
+    (while keys wait and fewer than ``max_workers`` run), and the consumer goes on filling the window meanwhile.
+    It starts one itself only when no start is under way (the first drain of a cold pool, or after the queue ran
+    dry)."""
+
+    def __init__(self, workforce: Any, fetch: Callable[[Any, Any], Any], max_workers: int, warm: int = 0):
         super().__init__()
         self._workforce, self._fetch, self._max_drains = workforce, fetch, max_workers
         self._queue: deque[tuple[Any, Any, _Answer]] = deque()
-        self._drains = 0
+        self._drains = 0  # drain tasks submitted and not ended
+        self._starting = 0  # of those, not yet begun by a thread
+        self.warm = warm  # threads the pool has (the most drains seen running at once, here or before)
         self._closed = False
 
     def submit(self, key: Any, slot: Any) -> _Answer:
         answer = _Answer(self)
         with self._cond:
             self._queue.append((key, slot, answer))
-            start = self._drains < self._max_drains
+            drains = self._drains
+            start = drains < self._max_drains and (drains < self.warm or not self._starting)
             if start:
                 self._drains += 1
+                self._starting += 1
         if start:
-            try:
-                self._workforce.submit(self._drain)
-            except BaseException:
-                with self._cond:
-                    self._drains -= 1
-                raise
+            self._spawn()
         return answer
 
     def close(self) -> None:
@@ -147,8 +161,39 @@ class _Threads(_Answers):
                 answer.state = _CANCELLED
             self._queue.clear()
 
+    def _spawn(self) -> None:
+        try:
+            self._workforce.submit(self._drain)
+        except BaseException:
+            with self._cond:
+                self._drains -= 1
+                self._starting -= 1
+            raise
+
+    def _more(self) -> bool:
+        """Under the lock, on a drain: whether it should start the next drain (keys wait, fewer than
+        ``max_workers`` drains, and no start under way); counts that start if so. A drain asks before taking its
+        own first key, so the chain goes on while the consumer keeps up (a start too many finds no key and ends,
+        leaving an idle thread for the next key)."""
+        if self._starting or self._drains >= self._max_drains or not self._queue or self._closed:
+            return False
+        self._drains += 1
+        self._starting += 1
+        return True
+
     def _drain(self) -> None:  # on a pool thread
         queue, cond = self._queue, self._cond
+        with cond:
+            self._starting -= 1
+            running = self._drains - self._starting
+            if running > self.warm:
+                self.warm = running
+            more = self._more()
+        if more:
+            try:
+                self._spawn()
+            except BaseException:  # noqa: BLE001 - the pool is shutting down: this drain still works its queue
+                pass
         while True:
             with cond:
                 while queue and queue[0][2].state != _QUEUED:  # cancelled
@@ -166,6 +211,12 @@ class _Threads(_Answers):
                 answer.value, answer.state = value, _DONE
                 if self._awaited is answer:
                     cond.notify()
+                more = self._more()
+            if more:
+                try:
+                    self._spawn()
+                except BaseException:  # noqa: BLE001 - as above
+                    pass
 
 
 def want_progress(progress: bool | None) -> bool:
@@ -425,7 +476,7 @@ class _Window(_Slots[R]):
                  max_workers: int, budget: int, keyed: bool = True, route: Any = None, views: bool = False):
         super().__init__(store, invalid, max_workers, budget, keyed)
         self._call = call
-        self._workforce = _pools.take(max_workers)
+        self._workforce, warm = _pools.take(max_workers)
         loop = None
         if route is not None:
             from .loop import engine_loop
@@ -433,7 +484,7 @@ class _Window(_Slots[R]):
             loop = engine_loop()  # None once it was stopped at interpreter exit: threads then
         if loop is None:
             self._dispatcher = None
-            self._threads: _Threads | None = _Threads(self._workforce, self._fetch, max_workers)
+            self._threads: _Threads | None = _Threads(self._workforce, self._fetch, max_workers, warm)
             self._start = self._threads.submit
         else:
             self._threads = None
@@ -442,6 +493,7 @@ class _Window(_Slots[R]):
             self._dispatcher = AsyncDispatcher(route, loop, max_workers, views, self._workforce.submit,
                                                self._answered)
             self._start = self._dispatcher.submit
+        self._warm = warm
 
     def __enter__(self) -> _Window[R]:
         return self
@@ -479,11 +531,13 @@ class _Window(_Slots[R]):
             slot.future.cancel()
         self._slots.clear()
         self._by_canonical.clear()
+        warm = self._warm
         if self._threads is not None:
             self._threads.close()
+            warm = self._threads.warm
         if self._dispatcher is not None:
             self._dispatcher.close()
-        _pools.give(self._max_workers, self._workforce)
+        _pools.give(self._max_workers, self._workforce, warm)
 
     # --- on the pool's threads and the event loop ------------------------------------------------------
     def _fetch(self, key: Any, slot: _Slot) -> Any:

@@ -246,7 +246,7 @@ class _LoopWindow(_Slots[FetchResult]):
             self._keys, self._sync = self._source.__aiter__(), False
         else:
             self._keys, self._sync = iter(self._source), True
-        self._workforce = _pools.take(self._max_workers)
+        self._workforce, _ = _pools.take(self._max_workers)
         self._driver = Driver(self._store, self._route, self._loop, self._views, self._workforce.submit,
                               inline=False, checked=not self._check_keys)
 
