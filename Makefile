@@ -49,14 +49,24 @@ $(NPM_STAMP): package.json package-lock.json | node
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
+# One run of every benchmark: one results file, benchmarks/results/<time>.json, and a chart per case beside it
+# (publish it to the docs with: .venv/bin/python -m benchmarks.page --add benchmarks/results/<time>.json).
 bench: $(VENV)/.installed-bench bench-tools
 	$(BIN)/python -m benchmarks.run
 
-# wrk and nginx for benchmarks.serve (Debian packages; never needed by the tests).
+# The Debian tools benchmark comparisons are anchored on (nginx and wrk for benchmarks.serve, rclone): installed
+# with apt-get when it can (root on Debian/Ubuntu); otherwise a message says how, and make bench goes on without
+# them. make test never needs them.
+ANCHORS = nginx rclone wrk
 bench-tools:
-	@command -v wrk >/dev/null 2>&1 && command -v nginx >/dev/null 2>&1 || { \
-	  command -v apt-get >/dev/null 2>&1 && apt-get install -y wrk nginx-light >/dev/null 2>&1 || \
-	  apt-get install -y wrk nginx >/dev/null 2>&1 || echo "wrk/nginx not installed: benchmarks.serve skips them"; }
+	@missing=""; for tool in $(ANCHORS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1 && apt-get install -y $$missing >/tmp/bitstore-anchors.log 2>&1; then \
+	  echo "make bench: installed$$missing"; \
+	else \
+	  echo "make bench: could not install$$missing (see /tmp/bitstore-anchors.log); install them with"; \
+	  echo "  sudo apt-get install -y$$missing   (Debian/Ubuntu); the benchmarks run without them"; \
+	fi
 
 notebook: $(VENV)/.installed-dev
 	$(BIN)/jupyter lab notebooks/

@@ -99,6 +99,10 @@ def measure(case: str, contender: Contender, target: object, keys: Sequence[str]
         row.status, row.note = "error", _describe(exc)
         return row
     row.seconds, row.cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
+    steady = getattr(fetch, "seconds", None)  # a fetcher that times its own steady state (Beam's start-up apart)
+    if steady:
+        row.extra["wall_s"] = round(row.seconds, 3)
+        row.seconds = steady
     worker_cpu_s = getattr(fetch, "worker_cpu_s", None)  # a fetcher with worker processes reports their CPU
     if worker_cpu_s is not None:
         row.cpu_s += worker_cpu_s

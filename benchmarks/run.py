@@ -5,13 +5,17 @@
    protocol (``--protocols ...,azure``) against Azurite (``benchmarks.azurite``), for each size, at 0 ms.
 2. Many requests in flight (``--in-flight``, at ``--in-flight-delay``) and one process against two at 0 ms
    (``benchmarks.inflight``).
-3. FetchBlobs against get_many on ``--beam-n`` keys (16 KiB, the largest delay), and Spark and Ray against
-   get_many on ``--engine-n`` keys (``benchmarks.engines``).
-4. The local-disk store against a plain threaded read loop (``benchmarks.local_disk``).
-5. Peak memory of enrich_batches and ``bitstore fetch`` (``benchmarks/arrow_memory.py``, ``cli_memory.py``).
+3. A fresh process's first and second call at ``--cold`` requests in flight (``benchmarks.coldstart``): get_many
+   against obstore async, each in its own process, alternating; with the store built, then with it connected.
+4. FetchBlobs and EnrichWithBlobs at steady state against get_many on ``--beam-n`` keys (16 KiB, the largest
+   delay; ``benchmarks.beam_steady``), and Spark and Ray against get_many on ``--engine-n`` keys
+   (``benchmarks.engines``).
+5. The local-disk store against a plain threaded read loop (``benchmarks.local_disk``).
+6. Peak memory of enrich_batches and ``bitstore fetch`` (``benchmarks/arrow_memory.py``, ``cli_memory.py``).
 
-Prints a table per case with ratios to bitstore and the issue's targets, and writes JSON and Markdown
-to ``benchmarks/results/``.
+Prints a table per case with ratios to bitstore and the targets, and writes one results file per run,
+``benchmarks/results/<time>.json`` (machine, load, date, versions, every case), with a chart per case beside it
+(``benchmarks.report``); ``python -m benchmarks.page --add <file>`` publishes it to the docs.
 """
 from __future__ import annotations
 
@@ -21,13 +25,14 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 
 from .inflight import IN_FLIGHT, IN_FLIGHT_DELAY_MS, blobs_for, in_flight_contenders, process_contenders
 from .local_disk import local_contenders, write_blobs
 from .machine import machine_info
 from .measure import Contender, Row, measure
 from .remote import Target, obstore_async, point_sdks_at, remote_contenders
-from .report import RESULTS_DIR, markdown, write_results
+from .report import RESULTS_DIR, docs_cases, markdown, versions, write_results
 from .server import ServerProcess
 from .targets import evaluate
 
@@ -70,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--in-flight-n", type=int, default=None,
                    help="at least this many blobs per in-flight run (default 2000, 8x N above; quick 200)")
     p.add_argument("--skip-processes", action="store_true", help="skip the 0 ms one-vs-two-processes case")
+    p.add_argument("--cold", type=_csv(int), default=None,
+                   help="requests in flight of the first-call case (default 1024,2048; quick: none; empty skips)")
+    p.add_argument("--cold-n", type=int, default=6000, help="blobs per call of the first-call case")
+    p.add_argument("--cold-delay", type=float, default=IN_FLIGHT_DELAY_MS, help="its server delay in ms")
     p.add_argument("--skip-server-check", action="store_true")
     p.add_argument("--skip-local", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
@@ -180,15 +189,20 @@ def _server_check(args, server: ServerProcess, cases: list[dict], rows: list[Row
 
 
 def _beam_case(args, server: ServerProcess, cases: list[dict], rows: list[Row]) -> None:
-    contenders = [c for c in remote_contenders() if c.name == "bitstore get_many" or c.name.startswith("beam")]
+    """FetchBlobs and EnrichWithBlobs at steady state (their bundles' span; Beam's start-up apart, in the JSON as
+    ``wall_s``) against get_many on the same keys."""
+    from .beam_steady import beam_contenders
+
+    contenders = [c for c in remote_contenders() if c.name == "bitstore get_many"] + beam_contenders()
     size, delay = 16 * 1024, max(args.delays)
     keys = server.fill("bench-beam", "blobs/", args.beam_n + WARMUP_KEYS, size, seed=args.seed + 1)
     server.set_delay(delay)
     protocol = args.protocols[0]
     name = f"{protocol} 16 KiB {delay:g}ms, {args.beam_n:,} keys"
     cases.append({"name": name, "kind": "beam-scale", "protocol": protocol, "size": size, "delay_ms": delay,
-                  "n": args.beam_n, "title": f"FetchBlobs at scale: {protocol.upper()}, 16 KiB, {delay:g} ms, "
-                                             f"{args.beam_n:,} keys (Beam start-up included)"})
+                  "n": args.beam_n, "id": "beam-steady",
+                  "title": f"FetchBlobs and EnrichWithBlobs at steady state: {protocol.upper()}, 16 KiB, {delay:g} "
+                           f"ms, {args.beam_n:,} keys (FnApiRunner; Beam's start-up apart)"})
     print(f"\n{name}", flush=True)
     target = Target(protocol, server.endpoint, "bench-beam", "blobs/")
     rows += _measure_case(args, name, contenders, target, keys[: args.beam_n], keys[args.beam_n:], size, server)
@@ -240,6 +254,50 @@ def _in_flight_cases(args, server: ServerProcess, cases: list[dict], rows: list[
         rows += _measure_case(args, name, _select(in_flight_contenders(in_flight), args.contenders), target,
                               keys[:n], keys[largest:], size, server)
     server.drop("bench-inflight")
+    server.set_delay(0)
+
+
+def _cold_cases(args, server: ServerProcess, cases: list[dict], rows: list[Row]) -> None:
+    """A fresh process's first call and its second, get_many against obstore async (``benchmarks.coldstart``):
+    with the store only built (the first call connects it), and with it connected by a one-key call first."""
+    import statistics
+
+    from .coldstart import cold_case
+
+    size, delay = 16 * 1024, args.cold_delay
+    server.set_delay(delay)
+    for connect in (False, True):
+        for in_flight in args.cold:
+            state = "store connected first" if connect else "store built, not connected"
+            name = f"s3 16 KiB {delay:g}ms, {in_flight} in flight, fresh process, {state}"
+            cases.append({"name": name, "kind": "cold", "protocol": "s3", "size": size, "delay_ms": delay,
+                          "n": args.cold_n, "in_flight": in_flight, "connect": connect,
+                          "id": f"cold-{in_flight}" + ("-connected" if connect else ""),
+                          "title": f"First call of a fresh process and its second: S3, 16 KiB, {delay:g} ms, "
+                                   f"{in_flight:,} in flight, {args.cold_n:,} blobs per call ({state}; one process "
+                                   f"per contender and round, alternating)"})
+            print(f"\n{name}", flush=True)
+            got = cold_case(server, in_flight, args.cold_n, args.repeat, later=1, connect=connect, seed=args.seed + 6)
+            for contender, phase, other in (("bitstore get_many", "first", None), ("obstore async", "first", True),
+                                            ("bitstore get_many", "later", True), ("obstore async", "later", None)):
+                label = f"{contender}, {'first' if phase == 'first' else 'second'} call"
+                rates = got[contender][phase]
+                cpu = got[contender][f"{phase}_cpu"]
+                row = Row(name, label, reference=(contender.startswith("bitstore") and phase == "first"))
+                if not rates:
+                    row.status, row.note = "error", "no call measured"
+                else:
+                    median = statistics.median(rates)
+                    row.n = row.found = args.cold_n
+                    row.nbytes, row.seconds = args.cold_n * size, args.cold_n / median
+                    row.cpu_s = statistics.median(cpu) * args.cold_n / 1000
+                    row.extra.update(rounds_blobs_per_s=[round(r) for r in rates], phase=phase)
+                    if other:
+                        pair = "bitstore get_many" if contender == "obstore async" else "obstore async"
+                        row.extra["compare_with"] = f"{pair}, {'first' if phase == 'first' else 'second'} call"
+                    row.note = "rounds: " + " / ".join(f"{r:,.0f}" for r in rates)
+                rows.append(row)
+                _print_row(row)
     server.set_delay(0)
 
 
@@ -308,8 +366,11 @@ def main(argv: list[str] | None = None) -> dict:
         args.beam_n = 0 if args.quick else 20000
     if args.engine_n is None:
         args.engine_n = 0 if args.quick else 20000
+    if args.cold is None:
+        args.cold = [] if args.quick else [1024, 2048]
     command = shlex.join(["python", "-m", "benchmarks.run", *(sys.argv[1:] if argv is None else argv)])
     machine = machine_info()
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"machine: {machine['cores']} cores, {machine['cpu']}, {machine['python']}, "
           f"load {machine['load_avg_1_5_15']}", flush=True)
     cases: list[dict] = []
@@ -326,6 +387,8 @@ def main(argv: list[str] | None = None) -> dict:
                 _in_flight_cases(args, server, cases, rows)
             if not args.skip_processes:
                 _process_case(args, server, cases, rows)
+            if args.cold:
+                _cold_cases(args, server, cases, rows)
             if args.beam_n:
                 _beam_case(args, server, cases, rows)
             if args.engine_n:
@@ -338,11 +401,15 @@ def main(argv: list[str] | None = None) -> dict:
     machine["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
     targets = evaluate(cases, rows)
     text = markdown(machine, command, cases, rows, targets, extras)
-    payload = {"command": command, "machine": machine, "cases": cases, "rows": [r.to_dict() for r in rows],
+    payload = {"about": "One run of python -m benchmarks.run (make bench); cases in the shape of "
+                        "docs/benchmarks/results.json, raw rows, targets.",
+               "date": date, "command": command, "machine": machine, "versions": versions(),
+               "cases": docs_cases(machine, command, date, cases, rows), "rows": [r.to_dict() for r in rows],
                "targets": targets, "extras": extras}
-    json_path, md_path = write_results(payload, text, args.output_dir)
     print("\n" + text)
-    print(f"results: {json_path} and {md_path}")
+    path = write_results(payload, args.output_dir)
+    print(f"results: {path} (charts in {path[:-len('.json')]}/); publish to the docs with: "
+          f"python -m benchmarks.page --add {path}")
     return payload
 
 

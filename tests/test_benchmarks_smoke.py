@@ -43,9 +43,20 @@ def test_quick_run_produces_a_row_per_contender(tmp_path):
             "--protocols", "s3", "--contenders", "obstore,epic,get_many,plain", "--output-dir", str(tmp_path)]
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
-    payload = json.loads((tmp_path / "latest.json").read_text())
-    # server check, S3, 64 in flight at 100 ms, one-vs-two processes and local tables
-    assert (tmp_path / "latest.md").read_text().count("| contender |") == 5
+    written = list(tmp_path.glob("*.json"))
+    assert len(written) == 1, written  # one results file per run
+    payload = json.loads(written[0].read_text())
+    # server check, S3, 64 in flight at 100 ms, one-vs-two processes and local tables: a chart each
+    assert len(payload["cases"]) == 5
+    charts = written[0].with_suffix("")
+    assert sorted(p.name for p in charts.glob("*.png")) == sorted(f"{c['id']}.png" for c in payload["cases"])
+    assert payload["date"] and payload["versions"]["obstore"] and payload["machine"]["load_avg_after"]
+    for case in payload["cases"]:
+        assert case["machine"] and case["unit"] == "blobs/s" and case["contenders"]
+        for row in case["contenders"]:
+            if row.get("median") is not None and not row["reference"] and "vs" in row:
+                vs = row["vs"]
+                assert "÷" in vs["label"] and vs["min"] <= vs["median"] <= vs["max"]
     rows = {(r["case"], r["contender"]): r for r in payload["rows"]}
     expected = {
         ("server headroom 0ms", "obstore async, 256 in flight"),

@@ -183,3 +183,29 @@ def test_benchmark_cases_say_where_and_when():
 def test_section_helper_finds_every_runner_section():
     for name in RUNNERS:
         assert section(name)
+
+
+def test_benchmarks_page_is_what_the_committed_results_make():
+    """docs/benchmarks.md's tables are generated from docs/benchmarks/results.json (``python -m benchmarks.page``):
+    the committed page is exactly what the committed results make, and places every case."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.page", "--check"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_benchmarks_page_cells_say_what_they_compare():
+    """Every ratio cell names both sides (``A ÷ B``) and gives the spread of its rounds, or says it has none."""
+    import json
+
+    from benchmarks.page import ratio_cell
+
+    for case in json.loads((DOCS / "benchmarks" / "results.json").read_text(encoding="utf-8"))["cases"]:
+        reference = next((r for r in case["contenders"] if r.get("reference")), None)
+        for row in case["contenders"]:
+            cell = ratio_cell(row, reference)
+            if not cell:
+                continue
+            assert " ÷ " in cell, (case["id"], cell)
+            paired = row.get("vs") or (reference and len(row.get("rounds") or []) == len(reference.get("rounds") or [])
+                                       and len(row.get("rounds") or []) > 1)
+            assert ("[" in cell) if paired else ("medians; rounds not paired" in cell), (case["id"], cell)
