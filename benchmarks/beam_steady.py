@@ -24,11 +24,13 @@ ENRICH_STEADY = "beam EnrichWithBlobs (FnApiRunner, steady state)"
 
 _lock = threading.Lock()
 _span: list[float] = []  # [first start_bundle, last finish_bundle] of the timed DoFn in this process
+_bundles = [0]
 
 
 def _note(start: bool) -> None:
     now = time.perf_counter()
     with _lock:
+        _bundles[0] += start
         if not _span:
             _span.extend([now, now])
         elif start:
@@ -54,29 +56,34 @@ def _timed(dofn_class: type) -> type:
     return Timed
 
 
-def _run(build_pipeline) -> tuple[int, int, float]:
+def _run(build_pipeline) -> tuple[int, int, float, int]:
     from apache_beam.metrics.metric import MetricsFilter
 
     with _lock:
         _span.clear()
+        _bundles[0] = 0
     result = build_pipeline().run()
     result.wait_until_finish()
     counters = result.metrics().query(MetricsFilter().with_namespace("bitstore"))["counters"]
     totals = {c.key.metric.name: c.committed if c.committed is not None else c.attempted for c in counters}
     with _lock:
         seconds = _span[1] - _span[0] if _span else 0.0
-    return int(totals.get("found", 0)), int(totals.get("bytes", 0)), seconds
+        bundles = _bundles[0]
+    return int(totals.get("found", 0)), int(totals.get("bytes", 0)), seconds, bundles
 
 
 class _SteadyFetcher:
-    """A fetcher whose ``seconds`` is the steady-state span of its last run (``measure`` uses it over the wall)."""
+    """A fetcher whose ``seconds`` is the steady-state span of its last run (``measure`` uses it over the wall), and
+    ``details`` what else the row should say (the bundles the DoFn saw)."""
 
     def __init__(self, build):
         self._build = build
         self.seconds: float | None = None
+        self.details: dict = {}
 
     def __call__(self, keys: Sequence[str]) -> tuple[int, int]:
-        found, nbytes, self.seconds = _run(lambda: self._build(list(keys)))
+        found, nbytes, self.seconds, bundles = _run(lambda: self._build(list(keys)))
+        self.details = {"bundles": bundles}
         return found, nbytes
 
 

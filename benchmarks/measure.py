@@ -103,6 +103,7 @@ def measure(case: str, contender: Contender, target: object, keys: Sequence[str]
     if steady:
         row.extra["wall_s"] = round(row.seconds, 3)
         row.seconds = steady
+    row.extra.update(getattr(fetch, "details", None) or {})
     worker_cpu_s = getattr(fetch, "worker_cpu_s", None)  # a fetcher with worker processes reports their CPU
     if worker_cpu_s is not None:
         row.cpu_s += worker_cpu_s

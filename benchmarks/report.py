@@ -122,7 +122,7 @@ def _contender(row: Row, rows: list[Row]) -> dict:
                cpu_ms_per_blob=round(row.cpu_ms_per_blob, 3), mb_per_s=round(row.mb_per_s, 1), n=row.n)
     if row.server_cpu_pct is not None:
         out["server_cpu_percent"] = round(row.server_cpu_pct)
-    for key in ("startup_s", "wall_s", "phase"):
+    for key in ("startup_s", "wall_s", "phase", "bundles"):
         if key in row.extra:
             out[key] = row.extra[key]
     against_name = row.extra.get("compare_with")

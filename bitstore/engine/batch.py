@@ -11,7 +11,10 @@ Engines: ``threads`` runs each fetch on one of ``max_workers`` threads. ``async`
 that answers ``async_route()`` (a raw cloud store or SHA1 store on the fast transport, or a composite with such
 a tier; see ``routes``) on this process's event loop (``loop``), at most ``max_workers`` at once, and sends what
 the loop does not answer (and a composite's other tiers and write-backs) to the threads. ``auto`` is ``async`` above
-``ASYNC_MIN_WORKERS`` for a composite that can be routed (while ``AUTO_ASYNC`` is on), else ``threads``.
+``ASYNC_MIN_WORKERS`` for a composite that can be routed (while ``AUTO_ASYNC`` is on), else ``threads``, whether the
+pool is warm or cold: a cold pool's threads are started by the pool itself as the window fills (``_Threads``), and
+measured side by side in fresh processes that first call was faster on threads than on the loop at 256 to 2,048 in
+flight (the benchmarks page's first-call cases).
 ``processes=N`` spreads the keys over N worker processes (``procs``).
 
 ``_Window`` is the engine itself (offer a key, pop the head's result, with or without waiting); ``get_many`` is a
