@@ -74,7 +74,9 @@ def _spawn(kind: str, endpoint: str, bucket: str, keys_file: str, in_flight: int
             "--endpoint", endpoint, "--bucket", bucket, "--keys-file", keys_file, "--in-flight", str(in_flight),
             "--n", str(n), "--later", str(later), "--engine", engine]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    kind, _, tree = kind.partition("@")  # "get_many@/path": bitstore imported from another tree (before/after)
+    args[args.index("--child") + 1] = kind
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [tree, root, os.environ.get("PYTHONPATH")])))
     done = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT)
     if done.returncode != 0:
         raise RuntimeError(f"{kind} child exited {done.returncode}: {done.stderr.strip()[-800:]}")
@@ -131,7 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--later", type=int, default=1, help="warm calls after the first, per process")
     p.add_argument("--engine", default="auto", help="get_many's engine")
     p.add_argument("--connect", action="store_true", help="one key fetched first (store connected, engine cold)")
-    p.add_argument("--also", default="", help="more contenders, comma separated: get_many:async, get_many:threads")
+    p.add_argument("--also", default="",
+                   help="more contenders, comma separated: get_many:async, get_many:threads, get_many@<folder with "
+                        "another bitstore package> (a before/after comparison)")
     p.add_argument("--in-flight", default="1024,2048")
     p.add_argument("--n", type=int, default=6000)
     p.add_argument("--delay-ms", type=float, default=100.0)
