@@ -278,8 +278,8 @@ def _cold_cases(args, server: ServerProcess, cases: list[dict], rows: list[Row])
                                    f"per contender and round, alternating)"})
             print(f"\n{name}", flush=True)
             got = cold_case(server, in_flight, args.cold_n, args.repeat, later=1, connect=connect, seed=args.seed + 6)
-            for contender, phase, other in (("bitstore get_many", "first", None), ("obstore async", "first", True),
-                                            ("bitstore get_many", "later", True), ("obstore async", "later", None)):
+            for contender, phase, other in (("bitstore get_many", "first", False), ("obstore async", "first", True),
+                                            ("bitstore get_many", "later", True), ("obstore async", "later", True)):
                 label = f"{contender}, {'first' if phase == 'first' else 'second'} call"
                 rates = got[contender][phase]
                 cpu = got[contender][f"{phase}_cpu"]
