@@ -254,12 +254,26 @@ class ThreadRecorder(DictStore):
         return super().get(uri)
 
 
+class GroupRecorder(ThreadRecorder):
+    """Records which thread served each get, and lets gets through five at a time (so a run of five workers has
+    all five threads fetching: a pool's threads are started one after another, as keys wait)."""
+
+    def __init__(self, blobs):
+        super().__init__(blobs)
+        self.group = threading.Barrier(5, timeout=30)
+
+    def get(self, uri):
+        self.threads.add(threading.current_thread())
+        self.group.wait()
+        return DictStore.get(self, uri)
+
+
 def test_a_run_reuses_the_threads_of_the_previous_one():
-    blobs = {f"k{i}": bytes([i % 256]) for i in range(64)}
-    first, second = ThreadRecorder(blobs), ThreadRecorder(blobs)
+    blobs = {f"k{i}": bytes([i % 256]) for i in range(60)}
+    first, second = GroupRecorder(blobs), GroupRecorder(blobs)
     assert [r.data for r in first.get_many(list(blobs), max_workers=5)] == list(blobs.values())
     assert [r.data for r in second.get_many(list(blobs), max_workers=5)] == list(blobs.values())
-    assert second.threads <= first.threads and len(first.threads) <= 5
+    assert second.threads == first.threads and len(first.threads) == 5
 
 
 def test_runs_going_on_at_once_each_have_their_own_pool():
