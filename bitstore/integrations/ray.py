@@ -1,10 +1,13 @@
 """Ray Data adapter: a Dataset gains a blob column (and optional status/source columns), fetched by actors.
 
 ``enrich_dataset`` checks the options against the Dataset's schema on the driver, then runs
-``ds.map_batches`` with a callable class (so each actor builds the store once, through
-``bitstore.integrations.scaleout.StoreRecipe``) that feeds each batch through ``bitstore.arrow.enrich_batches``.
-Actors ask for half a CPU by default: they mostly wait on the network, and on a small machine whole-CPU
-actors would starve the tasks that read the input.
+``ds.map_batches`` with a function (defined here, so workers import it) that feeds each whole block through
+one ``bitstore.arrow.enrich_batches``, handing rows back ``batch_size`` at a time. It runs as Ray tasks: Ray
+keeps its worker processes between tasks and between runs of a dataset, and each process keeps the store it
+built (``bitstore.integrations.scaleout.StoreRecipe``), so a second job starts no process and builds no store.
+(Ray Data's actor pools start new actor processes for every run; ``compute=ActorPoolStrategy(...)`` still
+selects them.) Tasks ask for half a CPU by default: they mostly wait on the network, and on a small machine
+whole-CPU tasks would starve the ones that read the input.
 
 ``pip install 'bitstore-tiered[ray]'``. Ray is imported when a function here is first called, not with this module,
 so ``local_cluster`` can keep a local cluster on 127.0.0.1.
@@ -31,10 +34,10 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import ray.data
 
-__all__ = ["enrich_dataset", "local_cluster", "ACTOR_NUM_CPUS"]
+__all__ = ["enrich_dataset", "local_cluster", "ACTOR_NUM_CPUS", "TASK_NUM_CPUS"]
 
-#: CPUs each enriching actor reserves (``num_cpus=`` overrides it).
-ACTOR_NUM_CPUS = 0.5
+#: CPUs each enriching task (or actor) reserves (``num_cpus=`` overrides it).
+TASK_NUM_CPUS = ACTOR_NUM_CPUS = 0.5
 
 
 def _ray():
@@ -96,11 +99,13 @@ def enrich_dataset(
     missing, invalid or failed) string columns. Lazy, like any transformation.
 
     ``store`` is a spec (dict, TOML path or ``Spec``; environment references are resolved on the workers) or a
-    picklable ``Store``. Every input row and column is kept; a null key is ``invalid``.
-    ``key_column`` defaults to the store's key family: ``sha256`` for SHA-256 keys, else ``sha1``. Each actor enriches
-    ``batch_size`` rows at a time with up to ``max_workers`` threads and ``max_bytes_in_flight`` bytes in
-    flight. Other keywords go to ``map_batches`` (e.g. ``compute=ray.data.ActorPoolStrategy(size=4)``,
-    ``num_cpus=1``; by default ``num_cpus=0.5`` and an autoscaling pool with one block in flight per actor).
+    picklable ``Store``. Every input row and column is kept; a null key is ``invalid``. ``key_column`` defaults to
+    the store's key family: ``sha256`` for SHA-256 keys, else ``sha1``. Each task streams its whole block through
+    one ``get_many`` with up to ``max_workers`` threads and ``max_bytes_in_flight`` bytes in flight, and hands
+    rows back ``batch_size`` at a time. Other keywords go to ``map_batches`` (e.g. ``num_cpus=1``,
+    ``concurrency=4``, or ``compute=ray.data.ActorPoolStrategy(size=4)`` for actors; by default tasks of
+    ``num_cpus=0.5``). A task's unit of work is a block: give the dataset at least as many blocks as tasks can
+    run at once (``ds.repartition``) so that every worker is busy.
     """
     ray = _ray()
     options = EnrichOptions(default_key_column(key_column, store), blob_column, status_column, source_column,
@@ -109,13 +114,14 @@ def enrich_dataset(
     from ray import cloudpickle
 
     recipe = StoreRecipe(store, dumps=cloudpickle.dumps)
-    map_batches_options.setdefault("num_cpus", ACTOR_NUM_CPUS)
-    if "compute" not in map_batches_options and "concurrency" not in map_batches_options:
-        # One block at a time per actor: blocks then spread over the actors as they start, instead of
-        # queueing behind the first actor that is ready while the others sit idle.
-        map_batches_options["compute"] = ray.data.ActorPoolStrategy(min_size=1, max_tasks_in_flight_per_actor=1)
-    return ds.map_batches(_Enrich, fn_constructor_kwargs={"recipe": recipe, "options": options},
-                          batch_format="pyarrow", batch_size=batch_size, **map_batches_options)
+    map_batches_options.setdefault("num_cpus", TASK_NUM_CPUS)
+    kwargs = {"recipe": recipe, "options": options}
+    # batch_size=None: one call per block, so one get_many keeps its window full across the whole block.
+    if isinstance(map_batches_options.get("compute"), ray.data.ActorPoolStrategy):
+        return ds.map_batches(_Enrich, fn_constructor_kwargs=kwargs, batch_format="pyarrow", batch_size=None,
+                              **map_batches_options)
+    return ds.map_batches(enrich_block, fn_kwargs=kwargs, batch_format="pyarrow", batch_size=None,
+                          **map_batches_options)
 
 
 def _check_schema(ds: ray.data.Dataset, options: EnrichOptions) -> None:
@@ -135,18 +141,24 @@ def _check_schema(ds: ray.data.Dataset, options: EnrichOptions) -> None:
         options.check_names(list(schema.names))
 
 
+def enrich_block(table: pa.Table, *, recipe: StoreRecipe, options: EnrichOptions) -> Iterator[pa.Table]:
+    """The ``map_batches`` function: one block in, its rows with the new columns out, ``batch_size`` at a time,
+    fetched with this worker process's store."""
+    import pyarrow as pa
+
+    for batch in enrich_stream(table.to_batches(), recipe, options):
+        yield pa.Table.from_batches([batch])
+
+
 class _Enrich:
-    """The ``map_batches`` callable class: one actor, one store (per process), any number of batches."""
+    """The callable class for ``compute=ActorPoolStrategy(...)``: each actor builds the store when it starts."""
 
     def __init__(self, recipe: StoreRecipe, options: EnrichOptions):
         self.recipe, self.options = recipe, options
-        recipe.store()  # built when the actor starts, not on its first batch
+        recipe.store()  # built when the actor starts, not on its first block
 
     def __call__(self, table: pa.Table) -> Iterator[pa.Table]:
-        import pyarrow as pa
-
-        for batch in enrich_stream(table.to_batches(), self.recipe, self.options):
-            yield pa.Table.from_batches([batch])
+        return enrich_block(table, recipe=self.recipe, options=self.options)
 
 
 @contextmanager
