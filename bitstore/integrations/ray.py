@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from ..core.store import DEFAULT_MAX_BYTES_IN_FLIGHT, FetchResult
+from ..core.store import DEFAULT_MAX_BYTES_IN_FLIGHT
 from .scaleout import (
     DEFAULT_BATCH_ROWS,
     EnrichOptions,
@@ -161,26 +161,37 @@ class _Enrich:
         return enrich_block(table, recipe=self.recipe, options=self.options)
 
 
+class _RayJob:
+    """``bitstore fetch --engine ray``, one window of blocks at a time (``fetchjob.fetch_on_engine``)."""
+
+    def __init__(self, spec: StoreLike, fetch_options: dict[str, Any]):
+        ray = _ray()
+        self.spec, self.fetch_options = spec, fetch_options
+        cpus = ray.cluster_resources().get("CPU", 1)
+        self.parallelism = max(1, int(cpus / fetch_options.get("num_cpus", TASK_NUM_CPUS)))
+
+    def run(self, partitions: list[pa.Table]) -> pa.Table:
+        """The partitions' keys (``sha1``; one block each) enriched by Ray tasks, in order, as one table of
+        ``sha1``, ``blob``, ``status``, ``source``, ``error``."""
+        import pyarrow as pa
+
+        ray = _ray()
+        ds = enrich_dataset(ray.data.from_arrow(partitions), self.spec, status_column="status",
+                            source_column="source", error_column="error", **self.fetch_options)
+        return pa.concat_tables(list(ds.iter_batches(batch_format="pyarrow", batch_size=None)))
+
+
 @contextmanager
-def fetch_job(spec: StoreLike, keys: pa.Table, **fetch_options: Any) -> Iterator[Iterator[FetchResult]]:
-    """``bitstore fetch --engine ray``: ``keys`` (``sha1``; one block per chunk) enriched by actors,
-    their rows streamed back in order. A cluster started here is shut down."""
-
-    import pyarrow as pa
-
-    from .scaleout import engine_result
-
+def fetch_job(spec: StoreLike, **fetch_options: Any) -> Iterator[_RayJob]:
+    """The connected (or ``RAY_ADDRESS``) Ray cluster, else a local one, shut down at the end, for ``bitstore
+    fetch --engine ray``; rows keep their order and no progress bars are drawn meanwhile."""
     started = local_cluster()
     ray = _ray()
     context = ray.data.DataContext.get_current()
     saved = context.execution_options.preserve_order, context.enable_progress_bars
     try:
         context.execution_options.preserve_order, context.enable_progress_bars = True, False
-        blocks = [pa.Table.from_batches([batch]) for batch in keys.to_batches()]
-        ds = enrich_dataset(ray.data.from_arrow(blocks), spec, status_column="status", source_column="source",
-                            error_column="error", **fetch_options)
-        yield (engine_result(*row) for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None)
-               for row in zip(*(column.to_pylist() for column in batch.columns)))
+        yield _RayJob(spec, fetch_options)
     finally:
         context.execution_options.preserve_order, context.enable_progress_bars = saved
         if started:
