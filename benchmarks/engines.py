@@ -126,11 +126,17 @@ def _ray(t: Target) -> Fetcher:
     return _Counted(fetch)
 
 
+#: Warm-up keys of the engines: enough that the warm-up's tasks overlap, so every worker process the timed job
+#: uses has started and built its store (with 64 keys one worker could run both tasks, one after the other).
+ENGINE_WARMUP = 1024
+
+
 def engine_contenders() -> list[Contender]:
     return [
         Contender(f"spark enrich_dataframe (local[{ENGINE_WORKERS}], {THREADS_PER_WORKER} threads per task)",
-                  _spark),
-        Contender(f"ray enrich_dataset ({ENGINE_WORKERS} tasks, {THREADS_PER_WORKER} threads each)", _ray),
+                  _spark, warmup=ENGINE_WARMUP),
+        Contender(f"ray enrich_dataset ({ENGINE_WORKERS} tasks, {THREADS_PER_WORKER} threads each)", _ray,
+                  warmup=ENGINE_WARMUP),
     ]
 
 
@@ -160,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     loads = []
     with ServerProcess() as server:
         point_sdks_at(server.endpoint)
-        keys = server.fill("bench-engines", "blobs/", args.n + 64, args.size, seed=3)
+        keys = server.fill("bench-engines", "blobs/", args.n + ENGINE_WARMUP, args.size, seed=3)
         server.set_delay(args.delay_ms)
         target = Target("s3", server.endpoint, "bench-engines", "blobs/")
         for round_ in range(args.repeat):
