@@ -38,6 +38,9 @@ __all__ = ["enrich_dataset", "local_cluster", "ACTOR_NUM_CPUS", "TASK_NUM_CPUS"]
 
 #: CPUs each enriching task (or actor) reserves (``num_cpus=`` overrides it).
 TASK_NUM_CPUS = ACTOR_NUM_CPUS = 0.5
+#: How long a local cluster keeps an idle worker process beyond one per CPU (Ray's default is one second): the
+#: workers, each with its store, outlive the pause between two jobs instead of being started again.
+IDLE_WORKER_KEEP_MS = 10 * 60 * 1000
 
 
 def _ray():
@@ -54,7 +57,8 @@ def local_cluster(num_cpus: int | None = None, *, temp_dir: str | None = None,
     """Connect to Ray: the running cluster if this process already did (or ``RAY_ADDRESS`` names one), else
     start a local one on 127.0.0.1 with ``num_cpus`` CPUs, no dashboard, its files under ``temp_dir`` (an
     absolute path; Ray's default is /tmp/ray) and ``env`` set in its workers. True when a cluster was
-    started or joined here (the caller then owns ``ray.shutdown()``), False when one was already connected."""
+    started or joined here (the caller then owns ``ray.shutdown()``), False when one was already connected.
+    A local cluster keeps idle worker processes for ten minutes, so later jobs find their stores built."""
     if "ray" not in sys.modules and not os.environ.get("RAY_ADDRESS"):
         _stay_on_loopback()  # before Ray's first import, as Ray expects
     ray = _ray()
@@ -66,7 +70,8 @@ def local_cluster(num_cpus: int | None = None, *, temp_dir: str | None = None,
     else:
         _stay_on_loopback()
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 _temp_dir=temp_dir, runtime_env=runtime_env, log_to_driver=False, configure_logging=False)
+                 _temp_dir=temp_dir, runtime_env=runtime_env, log_to_driver=False, configure_logging=False,
+                 _system_config={"idle_worker_killing_time_threshold_ms": IDLE_WORKER_KEEP_MS})
     return True
 
 
