@@ -258,6 +258,24 @@ def fetch_on_engine(
         from .ray import fetch_job
     else:
         raise ValueError(f"engine must be 'spark' or 'ray' here, not {engine!r}")
+    return fetch_with_job(fetch_job, spec, source, output, max_workers=max_workers, batch_size=batch_size,
+                          max_bytes_in_flight=max_bytes_in_flight)
+
+
+def fetch_with_job(
+    open_job: Callable[..., Any],
+    spec: Spec,
+    source: KeyInput,
+    output: str | os.PathLike,
+    *,
+    max_workers: int = 64,
+    batch_size: int = DEFAULT_BATCH_ROWS,
+    max_bytes_in_flight: int = DEFAULT_MAX_BYTES_IN_FLIGHT,
+) -> FetchSummary:
+    """``fetch_on_engine`` with the engine given as ``open_job(spec, key_column=, max_workers=,
+    max_bytes_in_flight=)``, a context manager yielding a job: ``job.parallelism`` (partitions it runs at once)
+    and ``job.run(partitions)`` (one-column tables of keys in, named ``key_column``; one table of that column,
+    ``blob``, ``status``, ``source``, ``error`` out, in order). It is opened only when the input has a key."""
     import pyarrow as pa
 
     from ..core.composite import Composite
@@ -300,8 +318,8 @@ def fetch_on_engine(
     with TableWriter(output, schema) as writer:
         window = parts.window(1)
         if window:  # no keys: no session or cluster is started
-            with fetch_job(spec, key_column=key_name, max_workers=max_workers,
-                           max_bytes_in_flight=max_bytes_in_flight) as job:
+            with open_job(spec, key_column=key_name, max_workers=max_workers,
+                          max_bytes_in_flight=max_bytes_in_flight) as job:
                 _run_windows(job, parts, window, writer, write)
     summary.seconds = time.perf_counter() - start
     return summary
