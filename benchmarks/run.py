@@ -212,11 +212,11 @@ def _beam_case(args, server: ServerProcess, cases: list[dict], rows: list[Row]) 
 
 def _engine_case(args, server: ServerProcess, cases: list[dict], rows: list[Row]) -> None:
     """Spark and Ray against get_many on the same keys (16 KiB, the largest delay), steady state."""
-    from .engines import STARTUP, engine_contenders
+    from .engines import ENGINE_WARMUP, STARTUP, engine_contenders
 
     contenders = [c for c in remote_contenders() if c.name == "bitstore get_many"] + engine_contenders()
     size, delay, protocol = 16 * 1024, max(args.delays), args.protocols[0]
-    keys = server.fill("bench-engines", "blobs/", args.engine_n + WARMUP_KEYS, size, seed=args.seed + 3)
+    keys = server.fill("bench-engines", "blobs/", args.engine_n + ENGINE_WARMUP, size, seed=args.seed + 3)
     server.set_delay(delay)
     name = f"{protocol} 16 KiB {delay:g}ms, {args.engine_n:,} keys, engines"
     cases.append({"name": name, "kind": "engines", "protocol": protocol, "size": size, "delay_ms": delay,

@@ -101,7 +101,7 @@ def evaluate(cases: list[dict], rows: list[Row]) -> list[dict]:
         elif kind == "engines":
             ref = _find(rows, name, GET_MANY)
             for engine in (SPARK, RAY):
-                out.append(_check(f"{name}: {engine} / get_many", _ratio(_find(rows, name, engine), ref), 0.6))
+                out.append(_check(f"{name}: {engine} / get_many", _ratio(_find(rows, name, engine), ref), 0.9))
         elif kind == "local":
             out.append(_check(f"{name}: get_many / plain threaded read loop",
                               _ratio(_find(rows, name, GET_MANY), _find(rows, name, "plain")), 0.8))

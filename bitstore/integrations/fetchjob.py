@@ -14,7 +14,6 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from ..core.store import DEFAULT_MAX_BYTES_IN_FLIGHT, FetchResult, Store
@@ -31,9 +30,14 @@ ROW_GROUP_MAX_BYTES = 64 * 1024 * 1024
 STATUSES = ("found", "missing", "invalid", "failed")
 #: Where ``bitstore fetch --engine`` runs the job: this process's threads, or Beam, Spark or Ray workers.
 ENGINES = ("local", "beam", "spark", "ray")
-#: Keys per Spark partition / Ray block when the job runs on an engine: the unit a worker fetches, and the unit
-#: of results the driver holds while it writes them.
+#: Keys per Spark partition / Ray block when the job runs on an engine (at most; fewer for large blobs): the unit
+#: a worker fetches in one go.
 ENGINE_PARTITION_ROWS = 4096
+#: The engine gets the input a window at a time (one partition per worker that can run at once), and this many
+#: windows are being fetched while the driver writes the one before: workers never wait for the driver.
+ENGINE_WINDOWS_AHEAD = 2
+#: Partitions are cut so that a window's results come to about this many bytes, going by the rows so far.
+ENGINE_WINDOW_BYTES = 32 * 1024 * 1024
 _MAX_ERROR_SAMPLES = 5
 
 
@@ -99,6 +103,27 @@ class FetchSummary:
     cache_write_failures: int = 0
     errors: Counter = field(default_factory=Counter)
     tier_stats: list[str] = field(default_factory=list)  # the composite's per-tier statistics, as text
+
+    def add_columns(self, keys: Any, blobs: Any, statuses: Any, sources: Any, errors: Any) -> None:
+        """``add`` for a batch of results as Arrow columns (an engine's output): counted by Arrow, and only the
+        failed rows one by one."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        self.rows += len(statuses)
+        for item in pc.value_counts(statuses).to_pylist():
+            self.by_status[item["values"]] += item["counts"]
+        found = pc.equal(statuses, "found")
+        table = pa.table({"source": sources, "bytes": pc.binary_length(blobs)}).filter(found)
+        for row in table.group_by("source").aggregate([("bytes", "sum"), ("bytes", "count")]).to_pylist():
+            self.by_source[row["source"]] += row["bytes_count"]
+            self.bytes_by_source[row["source"]] += row["bytes_sum"] or 0
+        failed = pa.table({"key": keys, "error": errors}).filter(pc.equal(statuses, "failed"))
+        for key, error in zip(failed.column("key").to_pylist(), failed.column("error").to_pylist()):
+            if error:
+                cause = failure_cause(error, key)
+                if cause in self.errors or len(self.errors) < _MAX_ERROR_SAMPLES:
+                    self.errors[cause] += 1
 
     def add(self, result: FetchResult) -> None:
         self.rows += 1
@@ -218,12 +243,14 @@ def fetch_on_engine(
     batch_size: int = DEFAULT_BATCH_ROWS,
     max_bytes_in_flight: int = DEFAULT_MAX_BYTES_IN_FLIGHT,
 ) -> FetchSummary:
-    """``fetch_to_file`` run on Spark or Ray: the keys are sent to the engine in partitions of 4,096, its workers
-    fetch them (``bitstore.spark.enrich_dataframe`` / ``bitstore.ray.enrich_dataset`` with ``spec``), and the
-    rows come back in input order to be written here, into the same file with the same rows. The input's rows
-    are held on the driver meanwhile (the blobs are not: they stream back a partition at a time).
+    """``fetch_to_file`` run on Spark or Ray: the input is streamed to the engine in partitions of at most
+    ``batch_size`` (and 4,096) keys, a window at a time, its workers fetch them (``bitstore.spark.enrich_dataframe``
+    / ``bitstore.ray.enrich_dataset`` with ``spec``), and the rows come back in input order to be written here as
+    they come, into the same file with the same rows. The driver holds a few windows of input and results, never
+    the whole input: memory does not grow with the number of keys.
 
-    Uses the running Spark session or Ray cluster, else starts a local one for the job (and stops it after).
+    Uses the running Spark session or Ray cluster, else starts a local one for the job (and stops it after);
+    an input with no keys starts none.
     """
     if engine == "spark":
         from .spark import fetch_job
@@ -231,40 +258,144 @@ def fetch_on_engine(
         from .ray import fetch_job
     else:
         raise ValueError(f"engine must be 'spark' or 'ray' here, not {engine!r}")
+    return fetch_with_job(fetch_job, spec, source, output, max_workers=max_workers, batch_size=batch_size,
+                          max_bytes_in_flight=max_bytes_in_flight)
+
+
+def fetch_with_job(
+    open_job: Callable[..., Any],
+    spec: Spec,
+    source: KeyInput,
+    output: str | os.PathLike,
+    *,
+    max_workers: int = 64,
+    batch_size: int = DEFAULT_BATCH_ROWS,
+    max_bytes_in_flight: int = DEFAULT_MAX_BYTES_IN_FLIGHT,
+) -> FetchSummary:
+    """``fetch_on_engine`` with the engine given as ``open_job(spec, key_column=, max_workers=,
+    max_bytes_in_flight=)``, a context manager yielding a job: ``job.parallelism`` (partitions it runs at once)
+    and ``job.run(partitions)`` (one-column tables of keys in, named ``key_column``; one table of that column,
+    ``blob``, ``status``, ``source``, ``error`` out, in order). It is opened only when the input has a key."""
+    import pyarrow as pa
+
     from ..core.composite import Composite
     from ..core.keys import family_named, key_column
+    from .tables import TableWriter
 
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, not {batch_size!r}")
     summary = FetchSummary()
     family = family_named(spec.keys)
-    store = Composite() if family is None else family.composite()  # the keys' canonical form: no tier, no secret
-    column = key_column(spec)
-
-    def run(keys: Iterable[Any]) -> Iterator[tuple]:
-        table = _key_table(keys, column)
-        if not table.num_rows:  # nothing to send: no session or cluster is started
-            return
-        with fetch_job(spec, table, key_column=column, max_workers=max_workers,
-                       max_bytes_in_flight=max_bytes_in_flight) as results:
-            for result in results:
-                summary.add(result)
-                yield output_row(store, result)
-
+    canonical = (Composite() if family is None else family.composite()).canonical_key  # no tier, no secret
+    key_name = key_column(spec)  # the key column the engine reads: sha1, or sha256 for SHA-256 keys
     start = time.perf_counter()
-    write_rows(source, output, list(output_schema())[1:], run, batch_size=batch_size,
-               size=lambda row: len(row[1]) if row[1] is not None else 0)
+    batches = source.batches(batch_size)
+    first = next(batches, None)
+    # an empty file: no header, one key column
+    column = source.key_column if first is not None else getattr(source, "text_column", TEXT_COLUMN)
+    in_schema = first.schema if first is not None else pa.schema([pa.field(column, pa.string())])
+    key_index = in_schema.get_field_index(column)
+    schema = output_schema_for(in_schema, column, source.path)
+    key_type = schema.field(key_index).type
+    parts = _Partitions(_chain(first, batches), key_index, key_name, min(batch_size, ENGINE_PARTITION_ROWS))
+
+    def write(writer: TableWriter, pieces: list, results: Any) -> None:
+        offset = 0
+        for piece in pieces:
+            done = results.slice(offset, piece.num_rows)
+            offset += piece.num_rows
+            keys, blobs, statuses, sources, errors = (done.column(n) for n in (key_name, "blob", "status", "source",
+                                                                               "error"))
+            summary.add_columns(keys, blobs, statuses, sources, errors)
+            out_keys = [k if s == "invalid" or k is None else _canonical(canonical, k)
+                        for k, s in zip(keys.to_pylist(), statuses.to_pylist())]
+            columns = list(piece.columns)
+            columns[key_index] = pa.array(out_keys, key_type)
+            columns += [blobs.cast(pa.large_binary()), statuses.cast(pa.string()), sources.cast(pa.string())]
+            writer.write(pa.record_batch([_one_chunk(c) for c in columns], schema=schema))
+        parts.observe(results.num_rows, _blob_bytes(results.column("blob")))
+
+    with TableWriter(output, schema) as writer:
+        window = parts.window(1)
+        if window:  # no keys: no session or cluster is started
+            with open_job(spec, key_column=key_name, max_workers=max_workers,
+                          max_bytes_in_flight=max_bytes_in_flight) as job:
+                _run_windows(job, parts, window, writer, write)
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def _key_table(keys: Iterable[Any], column: str = "sha1"):
-    """The keys as a one-column (``column``) Arrow table in chunks of ``ENGINE_PARTITION_ROWS``."""
-    import pyarrow as pa
+def _run_windows(job: Any, parts: _Partitions, window: list, writer: Any, write: Callable) -> None:
+    """Feed ``job`` window after window, ``ENGINE_WINDOWS_AHEAD`` of them in flight, and write each (in order)
+    as soon as it is done, while the next ones are fetched."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    iterator = iter(keys)
-    chunks = []
-    while chunk := list(islice(iterator, ENGINE_PARTITION_ROWS)):
-        chunks.append(pa.array(chunk, pa.string()))
-    return pa.table({column: pa.chunked_array(chunks, pa.string())})
+    with ThreadPoolExecutor(max_workers=ENGINE_WINDOWS_AHEAD, thread_name_prefix="bitstore-engine") as pool:
+        running: deque = deque()
+        try:
+            while window or running:
+                while window and len(running) < ENGINE_WINDOWS_AHEAD:
+                    running.append((window, pool.submit(job.run, [parts.keys_of(piece) for piece in window])))
+                    window = parts.window(job.parallelism)
+                pieces, future = running.popleft()
+                write(writer, pieces, future.result())
+        finally:
+            for _, future in running:
+                future.cancel()
+
+
+class _Partitions:
+    """The input's batches cut into partitions of at most ``rows`` rows (slices, not copies), handed out a window
+    at a time; ``observe`` shrinks the partitions when the blobs are large, so a window's results stay near
+    ``ENGINE_WINDOW_BYTES``."""
+
+    def __init__(self, batches: Iterator[Any], key_index: int, key_name: str, rows: int):
+        self.batches, self.key_index, self.key_name, self.max_rows, self.rows = batches, key_index, key_name, rows, rows
+        self.batch, self.offset, self.parallelism = None, 0, 1
+
+    def window(self, partitions: int) -> list:
+        """Up to ``partitions`` partitions of the input not yet handed out (empty at the end)."""
+        self.parallelism = partitions
+        out = []
+        while len(out) < partitions:
+            while self.batch is None or self.offset >= self.batch.num_rows:
+                self.batch, self.offset = next(self.batches, None), 0
+                if self.batch is None:
+                    return out
+            out.append(self.batch.slice(self.offset, self.rows))
+            self.offset += out[-1].num_rows
+        return out
+
+    def observe(self, rows: int, nbytes: int) -> None:
+        """A window came back with ``rows`` rows and ``nbytes`` bytes of blobs: size the next partitions."""
+        if rows:
+            per_row = nbytes / rows + 100  # the key, status and source, roughly
+            self.rows = max(16, min(self.max_rows, int(ENGINE_WINDOW_BYTES / self.parallelism / per_row)))
+
+    def keys_of(self, piece: Any) -> Any:
+        """A partition's keys, as the one string column the engine reads (``sha1``; ``sha256``)."""
+        import pyarrow as pa
+
+        keys = piece.column(self.key_index)
+        if pa.types.is_dictionary(keys.type):
+            keys = keys.dictionary_decode()
+        return pa.table({self.key_name: keys.cast(pa.string())})
+
+
+def _canonical(canonical: Callable[[Any], Any], key: Any) -> Any:
+    with contextlib.suppress(Exception):
+        key = canonical(key)
+    return key
+
+
+def _one_chunk(column: Any) -> Any:
+    return column.combine_chunks() if hasattr(column, "combine_chunks") else column
+
+
+def _blob_bytes(blobs: Any) -> int:
+    import pyarrow.compute as pc
+
+    return pc.sum(pc.binary_length(blobs)).as_py() or 0
 
 
 def write_rows(source: KeyInput, output: str | os.PathLike, added: list, run: Callable[[Iterable[Any]],

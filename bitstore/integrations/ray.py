@@ -1,10 +1,13 @@
 """Ray Data adapter: a Dataset gains a blob column (and optional status/source columns), fetched by actors.
 
 ``enrich_dataset`` checks the options against the Dataset's schema on the driver, then runs
-``ds.map_batches`` with a callable class (so each actor builds the store once, through
-``bitstore.integrations.scaleout.StoreRecipe``) that feeds each batch through ``bitstore.arrow.enrich_batches``.
-Actors ask for half a CPU by default: they mostly wait on the network, and on a small machine whole-CPU
-actors would starve the tasks that read the input.
+``ds.map_batches`` with a function (defined here, so workers import it) that feeds each whole block through
+one ``bitstore.arrow.enrich_batches``, handing rows back ``batch_size`` at a time. It runs as Ray tasks: Ray
+keeps its worker processes between tasks and between runs of a dataset, and each process keeps the store it
+built (``bitstore.integrations.scaleout.StoreRecipe``), so a second job starts no process and builds no store.
+(Ray Data's actor pools start new actor processes for every run; ``compute=ActorPoolStrategy(...)`` still
+selects them.) Tasks ask for half a CPU by default: they mostly wait on the network, and on a small machine
+whole-CPU tasks would starve the ones that read the input.
 
 ``pip install 'bitstore-tiered[ray]'``. Ray is imported when a function here is first called, not with this module,
 so ``local_cluster`` can keep a local cluster on 127.0.0.1.
@@ -17,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from ..core.store import DEFAULT_MAX_BYTES_IN_FLIGHT, FetchResult
+from ..core.store import DEFAULT_MAX_BYTES_IN_FLIGHT
 from .scaleout import (
     DEFAULT_BATCH_ROWS,
     EnrichOptions,
@@ -31,10 +34,13 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import ray.data
 
-__all__ = ["enrich_dataset", "local_cluster", "ACTOR_NUM_CPUS"]
+__all__ = ["enrich_dataset", "local_cluster", "ACTOR_NUM_CPUS", "TASK_NUM_CPUS"]
 
-#: CPUs each enriching actor reserves (``num_cpus=`` overrides it).
-ACTOR_NUM_CPUS = 0.5
+#: CPUs each enriching task (or actor) reserves (``num_cpus=`` overrides it).
+TASK_NUM_CPUS = ACTOR_NUM_CPUS = 0.5
+#: How long a local cluster keeps an idle worker process beyond one per CPU (Ray's default is one second): the
+#: workers, each with its store, outlive the pause between two jobs instead of being started again.
+IDLE_WORKER_KEEP_MS = 10 * 60 * 1000
 
 
 def _ray():
@@ -51,7 +57,8 @@ def local_cluster(num_cpus: int | None = None, *, temp_dir: str | None = None,
     """Connect to Ray: the running cluster if this process already did (or ``RAY_ADDRESS`` names one), else
     start a local one on 127.0.0.1 with ``num_cpus`` CPUs, no dashboard, its files under ``temp_dir`` (an
     absolute path; Ray's default is /tmp/ray) and ``env`` set in its workers. True when a cluster was
-    started or joined here (the caller then owns ``ray.shutdown()``), False when one was already connected."""
+    started or joined here (the caller then owns ``ray.shutdown()``), False when one was already connected.
+    A local cluster keeps idle worker processes for ten minutes, so later jobs find their stores built."""
     if "ray" not in sys.modules and not os.environ.get("RAY_ADDRESS"):
         _stay_on_loopback()  # before Ray's first import, as Ray expects
     ray = _ray()
@@ -63,7 +70,8 @@ def local_cluster(num_cpus: int | None = None, *, temp_dir: str | None = None,
     else:
         _stay_on_loopback()
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 _temp_dir=temp_dir, runtime_env=runtime_env, log_to_driver=False, configure_logging=False)
+                 _temp_dir=temp_dir, runtime_env=runtime_env, log_to_driver=False, configure_logging=False,
+                 _system_config={"idle_worker_killing_time_threshold_ms": IDLE_WORKER_KEEP_MS})
     return True
 
 
@@ -96,11 +104,13 @@ def enrich_dataset(
     missing, invalid or failed) string columns. Lazy, like any transformation.
 
     ``store`` is a spec (dict, TOML path or ``Spec``; environment references are resolved on the workers) or a
-    picklable ``Store``. Every input row and column is kept; a null key is ``invalid``.
-    ``key_column`` defaults to the store's key family: ``sha256`` for SHA-256 keys, else ``sha1``. Each actor enriches
-    ``batch_size`` rows at a time with up to ``max_workers`` threads and ``max_bytes_in_flight`` bytes in
-    flight. Other keywords go to ``map_batches`` (e.g. ``compute=ray.data.ActorPoolStrategy(size=4)``,
-    ``num_cpus=1``; by default ``num_cpus=0.5`` and an autoscaling pool with one block in flight per actor).
+    picklable ``Store``. Every input row and column is kept; a null key is ``invalid``. ``key_column`` defaults to
+    the store's key family: ``sha256`` for SHA-256 keys, else ``sha1``. Each task streams its whole block through
+    one ``get_many`` with up to ``max_workers`` threads and ``max_bytes_in_flight`` bytes in flight, and hands
+    rows back ``batch_size`` at a time. Other keywords go to ``map_batches`` (e.g. ``num_cpus=1``,
+    ``concurrency=4``, or ``compute=ray.data.ActorPoolStrategy(size=4)`` for actors; by default tasks of
+    ``num_cpus=0.5``). A task's unit of work is a block: give the dataset at least as many blocks as tasks can
+    run at once (``ds.repartition``) so that every worker is busy.
     """
     ray = _ray()
     options = EnrichOptions(default_key_column(key_column, store), blob_column, status_column, source_column,
@@ -109,13 +119,14 @@ def enrich_dataset(
     from ray import cloudpickle
 
     recipe = StoreRecipe(store, dumps=cloudpickle.dumps)
-    map_batches_options.setdefault("num_cpus", ACTOR_NUM_CPUS)
-    if "compute" not in map_batches_options and "concurrency" not in map_batches_options:
-        # One block at a time per actor: blocks then spread over the actors as they start, instead of
-        # queueing behind the first actor that is ready while the others sit idle.
-        map_batches_options["compute"] = ray.data.ActorPoolStrategy(min_size=1, max_tasks_in_flight_per_actor=1)
-    return ds.map_batches(_Enrich, fn_constructor_kwargs={"recipe": recipe, "options": options},
-                          batch_format="pyarrow", batch_size=batch_size, **map_batches_options)
+    map_batches_options.setdefault("num_cpus", TASK_NUM_CPUS)
+    kwargs = {"recipe": recipe, "options": options}
+    # batch_size=None: one call per block, so one get_many keeps its window full across the whole block.
+    if isinstance(map_batches_options.get("compute"), ray.data.ActorPoolStrategy):
+        return ds.map_batches(_Enrich, fn_constructor_kwargs=kwargs, batch_format="pyarrow", batch_size=None,
+                              **map_batches_options)
+    return ds.map_batches(enrich_block, fn_kwargs=kwargs, batch_format="pyarrow", batch_size=None,
+                          **map_batches_options)
 
 
 def _check_schema(ds: ray.data.Dataset, options: EnrichOptions) -> None:
@@ -135,40 +146,57 @@ def _check_schema(ds: ray.data.Dataset, options: EnrichOptions) -> None:
         options.check_names(list(schema.names))
 
 
+def enrich_block(table: pa.Table, *, recipe: StoreRecipe, options: EnrichOptions) -> Iterator[pa.Table]:
+    """The ``map_batches`` function: one block in, its rows with the new columns out, ``batch_size`` at a time,
+    fetched with this worker process's store."""
+    import pyarrow as pa
+
+    for batch in enrich_stream(table.to_batches(), recipe, options):
+        yield pa.Table.from_batches([batch])
+
+
 class _Enrich:
-    """The ``map_batches`` callable class: one actor, one store (per process), any number of batches."""
+    """The callable class for ``compute=ActorPoolStrategy(...)``: each actor builds the store when it starts."""
 
     def __init__(self, recipe: StoreRecipe, options: EnrichOptions):
         self.recipe, self.options = recipe, options
-        recipe.store()  # built when the actor starts, not on its first batch
+        recipe.store()  # built when the actor starts, not on its first block
 
     def __call__(self, table: pa.Table) -> Iterator[pa.Table]:
+        return enrich_block(table, recipe=self.recipe, options=self.options)
+
+
+class _RayJob:
+    """``bitstore fetch --engine ray``, one window of blocks at a time (``fetchjob.fetch_on_engine``)."""
+
+    def __init__(self, spec: StoreLike, fetch_options: dict[str, Any]):
+        ray = _ray()
+        self.spec, self.fetch_options = spec, fetch_options
+        cpus = ray.cluster_resources().get("CPU", 1)
+        self.parallelism = max(1, int(cpus / fetch_options.get("num_cpus", TASK_NUM_CPUS)))
+
+    def run(self, partitions: list[pa.Table]) -> pa.Table:
+        """The partitions' keys (``sha1``; one block each) enriched by Ray tasks, in order, as one table of
+        ``sha1``, ``blob``, ``status``, ``source``, ``error``."""
         import pyarrow as pa
 
-        for batch in enrich_stream(table.to_batches(), self.recipe, self.options):
-            yield pa.Table.from_batches([batch])
+        ray = _ray()
+        ds = enrich_dataset(ray.data.from_arrow(partitions), self.spec, status_column="status",
+                            source_column="source", error_column="error", **self.fetch_options)
+        return pa.concat_tables(list(ds.iter_batches(batch_format="pyarrow", batch_size=None)))
 
 
 @contextmanager
-def fetch_job(spec: StoreLike, keys: pa.Table, **fetch_options: Any) -> Iterator[Iterator[FetchResult]]:
-    """``bitstore fetch --engine ray``: ``keys`` (``sha1``; one block per chunk) enriched by actors,
-    their rows streamed back in order. A cluster started here is shut down."""
-
-    import pyarrow as pa
-
-    from .scaleout import engine_result
-
+def fetch_job(spec: StoreLike, **fetch_options: Any) -> Iterator[_RayJob]:
+    """The connected (or ``RAY_ADDRESS``) Ray cluster, else a local one, shut down at the end, for ``bitstore
+    fetch --engine ray``; rows keep their order and no progress bars are drawn meanwhile."""
     started = local_cluster()
     ray = _ray()
     context = ray.data.DataContext.get_current()
     saved = context.execution_options.preserve_order, context.enable_progress_bars
     try:
         context.execution_options.preserve_order, context.enable_progress_bars = True, False
-        blocks = [pa.Table.from_batches([batch]) for batch in keys.to_batches()]
-        ds = enrich_dataset(ray.data.from_arrow(blocks), spec, status_column="status", source_column="source",
-                            error_column="error", **fetch_options)
-        yield (engine_result(*row) for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None)
-               for row in zip(*(column.to_pylist() for column in batch.columns)))
+        yield _RayJob(spec, fetch_options)
     finally:
         context.execution_options.preserve_order, context.enable_progress_bars = saved
         if started:

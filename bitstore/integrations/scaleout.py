@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
 from ..core.store import DEFAULT_MAX_BYTES_IN_FLIGHT, Store
-from ..ground.results import FetchResult
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -168,9 +167,3 @@ def enrich_stream(batches: Iterable[pa.RecordBatch], recipe: StoreRecipe,
 def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
     yield first
     yield from rest
-
-
-def engine_result(sha1: str | None, blob: Any, status: str, source: str | None,
-                  error: str | None = None) -> FetchResult:
-    """An engine's output row as the ``FetchResult`` the local job would have had for that key."""
-    return FetchResult(sha1, None if blob is None else bytes(blob), status, source, error)

@@ -22,7 +22,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without pyspark
     raise ImportError("bitstore.spark needs pyspark and pandas: pip install 'bitstore-tiered[spark]'") from exc
 
-from ..core.store import DEFAULT_MAX_BYTES_IN_FLIGHT, FetchResult
+from ..core.store import DEFAULT_MAX_BYTES_IN_FLIGHT
 from ..ground.errors import BitstoreError
 from .scaleout import (
     DEFAULT_BATCH_ROWS,
@@ -174,20 +174,32 @@ def _as_spark_types(batch: pa.RecordBatch, new_types: list[pa.DataType]) -> Iter
 
 
 
-@contextmanager
-def fetch_job(spec: StoreLike, keys: pa.Table, **fetch_options: Any) -> Iterator[Iterator[FetchResult]]:
-    """``bitstore fetch --engine spark``: ``keys`` (``sha1``; one partition per chunk) enriched on the
-    executors, their rows streamed back in order one partition at a time. A session started here is stopped."""
-    from pyspark.sql import SparkSession
+class _SparkJob:
+    """``bitstore fetch --engine spark``, one window of partitions at a time (``fetchjob.fetch_on_engine``)."""
 
-    from .scaleout import engine_result
+    def __init__(self, spark: SparkSession, spec: StoreLike, fetch_options: dict[str, Any]):
+        self.spark, self.spec, self.fetch_options = spark, spec, fetch_options
+        self.parallelism = max(1, int(spark.sparkContext.defaultParallelism))
+
+    def run(self, partitions: list[pa.Table]) -> pa.Table:
+        """The partitions' keys (``sha1``; one Spark partition each) enriched on the executors, in order, as one
+        table of ``sha1``, ``blob``, ``status``, ``source``, ``error``."""
+        import pyarrow as pa
+
+        df = self.spark.createDataFrame(pa.concat_tables(partitions))  # one partition per chunk
+        return enrich_dataframe(df, self.spec, status_column="status", source_column="source",
+                                error_column="error", **self.fetch_options).toArrow()
+
+
+@contextmanager
+def fetch_job(spec: StoreLike, **fetch_options: Any) -> Iterator[_SparkJob]:
+    """The running Spark session, else a local one, stopped at the end, for ``bitstore fetch --engine spark``."""
+    from pyspark.sql import SparkSession
 
     started = SparkSession.getActiveSession() is None
     spark = local_session()
     try:
-        df = enrich_dataframe(spark.createDataFrame(keys), spec, status_column="status", source_column="source",
-                              error_column="error", **fetch_options)
-        yield (engine_result(*row) for row in df.toLocalIterator())
+        yield _SparkJob(spark, spec, fetch_options)
     finally:
         if started:
             spark.stop()
