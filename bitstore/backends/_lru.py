@@ -3,7 +3,8 @@ used, in SQLite (WAL mode) beside them, shared by every process that writes the 
 
 - ``admit`` (a ``put``, once its temp file is written): in one transaction, the blob's row is added (its size, a
   use stamp, the name of its temp file) and the least recently used other blobs are removed, files first, rows
-  second, until the total fits ``max_bytes``; then, still in its turn, the temp file is renamed into place.
+  second, until the total fits ``max_bytes`` (and, when they are small, a few more: down to about 1/32 below it,
+  so the next writes find room without evicting); then, still in its turn, the temp file is renamed into place.
   Writers of every process take turns on a ``flock`` of ``lock`` beside the index, so no evictor takes a row
   between its commit and its file's arrival.
 - Reads are recorded in memory (``touch``) and written in batches: with the next ``admit`` of the process, or
@@ -32,7 +33,7 @@ from ..ground import tempfiles as _tempfiles
 if TYPE_CHECKING:
     import sqlite3
 
-__all__ = ["LruIndex", "STATE_DIR", "FLUSH_READS", "FLUSH_SECONDS", "SWEEP_SECONDS"]
+__all__ = ["LruIndex", "STATE_DIR", "FLUSH_READS", "FLUSH_SECONDS", "SWEEP_SECONDS", "EVICT_SLACK", "EVICT_AHEAD"]
 
 try:
     import fcntl
@@ -52,7 +53,10 @@ _BUSY_MS = 60_000  # a writer waits this long for the index (others hold it for 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
 _PROBE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
-_EVICT_BATCH = 64
+#: A full cache evicts to 1/EVICT_SLACK below its bound (when its blobs are that small) ...
+EVICT_SLACK = 32
+#: ... removing at most this many blobs more than the bound needs in one pass (a write's latency stays bounded).
+EVICT_AHEAD = 64
 # A checkpoint (the one fsync of the index) every ~64 MiB of WAL rather than SQLite's 4 MiB: 16x fewer fsyncs.
 _CHECKPOINT_PAGES = 16_384
 
@@ -72,6 +76,8 @@ CREATE TRIGGER IF NOT EXISTS blobs_resized AFTER UPDATE OF size ON blobs
 """
 _UPSERT = ("INSERT INTO blobs (name, size, used, tmp) VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
            "size = excluded.size, used = excluded.used, tmp = excluded.tmp")
+_TOTAL = "SELECT total FROM meta WHERE id = 0"
+_VICTIMS = "SELECT name, size FROM blobs WHERE name != ? ORDER BY used"
 _USED = "UPDATE blobs SET used = max(used, ?) WHERE name = ?"
 
 _live: weakref.WeakSet[LruIndex] = weakref.WeakSet()
@@ -153,42 +159,70 @@ class LruIndex:
         """Add (or resize) ``name`` as used now, with its temp file ``tmp``, and evict the least recently used
         other blobs until the total fits, in one transaction (the reads gathered so far are written first); then,
         still in this writer's turn (so no evictor can take the new row before its file is there), ``place()``
-        renames the temp file into place. If ``place`` fails, the row is settled by the file that is there."""
+        renames the temp file into place. If ``place`` fails, the row is settled by the file that is there.
+        The hot path of every bounded write: the turn and the transaction are taken inline (no context managers),
+        and a write into a cache with room runs three statements between ``BEGIN`` and ``COMMIT`` at most."""
         with self._lock:
             db = self._connect()
-            self._maybe_sweep(db)
-            with self._turn():
-                with _transaction(db):
-                    self._write_pending(db)
+            if not self._swept or time.monotonic() - self._swept >= SWEEP_SECONDS:
+                self._maybe_sweep(db)
+            lock_fd = self._lock_fd
+            if fcntl is not None:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    if self._pending:
+                        self._write_pending(db)
                     db.execute(_UPSERT, (name, size, self._stamp(), tmp))
-                    self._evict(db, keep=name)
+                    total = db.execute(_TOTAL).fetchone()[0]
+                    if total > self.max_bytes:
+                        self._evict(db, name, total)
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
                 try:
                     place()
                 except BaseException:
                     with contextlib.suppress(Exception), _transaction(db):
                         self._settle(db, [tmp])
                     raise
+            finally:
+                if fcntl is not None:
+                    fcntl.flock(lock_fd, fcntl.LOCK_UN)
 
-    def _evict(self, db: sqlite3.Connection, keep: str) -> None:
-        (total,) = db.execute("SELECT total FROM meta WHERE id = 0").fetchone()
-        evicted = 0
-        while total > self.max_bytes:
-            victims = db.execute("SELECT name, size FROM blobs WHERE name != ? ORDER BY used LIMIT ?",
-                                 (keep, _EVICT_BATCH)).fetchall()
-            if not victims:
-                break
-            gone = []
-            for name, size in victims:
-                self._remove(name)  # the file first: a rollback then leaves a row without a file, never the reverse
-                gone.append((name,))
+    def _evict(self, db: sqlite3.Connection, keep: str, total: int) -> None:
+        """Remove the least recently used blobs (not ``keep``) until ``total`` fits ``max_bytes``; then go on, by
+        at most ``EVICT_AHEAD`` more, while the total stays at or above ``low_water()``: the next writes into a
+        full cache then find room without evicting (one pass in many, not one per write). Each file is removed
+        before its row (a rollback leaves a row without a file, never a file without a row). The victims are read
+        from the index one at a time, as they are needed."""
+        bound, low = self.max_bytes, self.low_water()
+        gone: list[tuple[str]] = []
+        ahead = 0
+        victims = db.execute(_VICTIMS, (keep,))
+        try:
+            for victim, size in victims:
+                if total <= bound:
+                    if total - size < low or ahead >= EVICT_AHEAD:
+                        break
+                    ahead += 1
+                self._remove(victim)
+                gone.append((victim,))
                 total -= size
-                if total <= self.max_bytes:
-                    break
+        finally:
+            victims.close()
+        if gone:
             db.executemany("DELETE FROM blobs WHERE name = ?", gone)
-            evicted += len(gone)
-        if evicted:
-            db.execute("UPDATE meta SET evictions = evictions + ? WHERE id = 0", (evicted,))
-            self.evictions += evicted
+            db.execute("UPDATE meta SET evictions = evictions + ? WHERE id = 0", (len(gone),))
+            self.evictions += len(gone)
+
+    def low_water(self) -> int:
+        """A full cache evicts down to this many bytes when its blobs are small enough (``max_bytes`` less
+        1/``EVICT_SLACK``): the room the next writes fill without evicting."""
+        return self.max_bytes - self.max_bytes // EVICT_SLACK
 
     # --- reads ---------------------------------------------------------------------------------------
     def touch(self, name: str) -> None:

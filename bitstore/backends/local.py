@@ -264,7 +264,7 @@ class LocalRaw(Store):
         name = "/".join((*folders, filename))
         index = self._index
         try:
-            folder, _ = self._open_folder(self.root, folders, uri)
+            folder, _ = self._open_folder(self.root, folders, uri, listable=False)  # a rename target only
             try:
                 fd, tmp, tmp_folder = self._locked_temp(index)
                 try:
@@ -330,10 +330,11 @@ class LocalRaw(Store):
             return None
         return Usage(self._index.total(), self.max_bytes, self._index.evictions)
 
-    def _open_folder(self, base: str, folders: list[str], uri: Any) -> tuple[int, bool]:
+    def _open_folder(self, base: str, folders: list[str], uri: Any, listable: bool = True) -> tuple[int, bool]:
         """A descriptor of ``base/folders...``, each opened under the one above without following a symlink,
         created when missing (the root too: it is configured, so trusted), and whether it can be listed (a
-        folder we may write but not read is written all the same)."""
+        folder we may write but not read is written all the same). Without ``listable``, the lookup-only
+        descriptor itself (enough for ``renameat``; its listing is not asked for)."""
         try:
             fd = os.open(base, _WALK_FLAGS)
         except FileNotFoundError:
@@ -344,8 +345,8 @@ class LocalRaw(Store):
                 fd_below = self._open_or_make(fd, name, uri)
                 os.close(fd)
                 fd = fd_below
-            if _WALK_FLAGS == _DIR_FLAGS:
-                return fd, True
+            if _WALK_FLAGS == _DIR_FLAGS or not listable:
+                return fd, _WALK_FLAGS == _DIR_FLAGS
             try:
                 listable = os.open(".", _DIR_FLAGS, dir_fd=fd)  # the same folder, whatever happens to its path
             except PermissionError:
