@@ -8,6 +8,7 @@ is never a valid key of another (their hex lengths differ), so a SHA1 given to a
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from abc import ABC, abstractmethod
@@ -92,6 +93,11 @@ def family_of(store: Any) -> KeyFamily | None:
     return family if isinstance(family, KeyFamily) else None
 
 
+@functools.cache
+def _lower_hex(length: int) -> re.Pattern:
+    return re.compile(f"[0-9a-f]{{{length}}}")
+
+
 class HashFormatMixin:
     """Accepts the family's hex digits, any case, with surrounding whitespace ignored (a line read from a file
     works, as in the original library); looks up the lowercase, stripped form."""
@@ -107,6 +113,16 @@ class HashFormatMixin:
     def key_for(self, data: bytes) -> str:
         """A blob's key is its hash (``put_many`` derives and checks keys with it)."""
         return self.FAMILY.hex(data)
+
+    def canonical_match(self) -> Callable[[str], Any] | None:
+        """A test of a listed name (one regex match): true exactly when ``accepts(name) and canonical_key(name) ==
+        name`` (lowercase hex of the family's length), for a listing's every name; None when a subclass has its
+        own key methods (the listing then asks them)."""
+        cls = type(self)
+        if (cls.is_valid is not HashFormatMixin.is_valid or cls.canonical_key is not HashFormatMixin.canonical_key
+                or cls.accepts is not Store.accepts):
+            return None
+        return _lower_hex(self.FAMILY.hex_length).fullmatch
 
     def new_hasher(self) -> Any:
         """A hashlib object of this store's key family (``scrub`` and ``replicate`` hash streams with it)."""

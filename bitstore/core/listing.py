@@ -67,6 +67,13 @@ def keys_under(store: Any, base: Store, prefix: str, start_after: Any) -> Iterat
 
 
 def _valid(store: Any, names: Iterable[Listed]) -> Iterator[Listed]:
+    own = getattr(store, "canonical_match", None)
+    match = own() if callable(own) else None
+    if match is not None:  # one regex match per name where the store has one for its canonical keys
+        for entry in names:
+            if match(entry.name):
+                yield entry
+        return
     accepts, canonical = store.accepts, store.canonical_key
     for entry in names:
         name = entry.name
@@ -76,8 +83,10 @@ def _valid(store: Any, names: Iterable[Listed]) -> Iterator[Listed]:
 
 def merged(listings: Iterable[Iterator[Listed]]) -> Iterator[Listed]:
     """Ascending listings merged lazily (a heap of their heads), each key once (the first listing's size)."""
+    listings = list(listings)
     last = None
-    for entry in heapq.merge(*listings, key=lambda e: e.name):
+    # a composite of one listing tier: nothing to merge (no heap, no key function per entry)
+    for entry in listings[0] if len(listings) == 1 else heapq.merge(*listings, key=lambda e: e.name):
         if entry.name != last:
             last = entry.name
             yield entry
