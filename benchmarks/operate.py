@@ -40,6 +40,18 @@ def _timed(rounds: int, setup: Callable[[], None], run: Callable[[], None]) -> l
     return times
 
 
+def _side_by_side(rounds: int, ours: Callable[[], None], theirs: Callable[[], None] | None
+                  ) -> tuple[list[float], list[float] | None]:
+    """Both timed round by round, in an order that alternates (a loaded machine's swings fall on both)."""
+    mine: list[float] = []
+    other: list[float] | None = None if theirs is None else []
+    for r in range(rounds):
+        pair = [(mine, ours)] + ([] if theirs is None else [(other, theirs)])
+        for times, run in pair[:: 1 if r % 2 == 0 else -1]:
+            times += _timed(1, lambda: None, run)
+    return mine, other
+
+
 def _line(case: str, ours: list[float], theirs: list[float] | None, name: str) -> str:
     med = statistics.median(ours)
     text = f"{case:<46} bitstore {med:7.3f}s ({min(ours):.3f}-{max(ours):.3f})"
@@ -115,8 +127,9 @@ def _rclone_env(endpoint: str) -> None:
                        "RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE": "true", "RCLONE_CONFIG_BENCH_REGION": "us-east-1"})
 
 
-def replicate_s3(work: str, n: int, rounds: int, list_keys: int) -> list[str]:
-    """local -> S3 and S3 -> local against the benchmarks' loopback S3 server, and listing beside boto3."""
+def replicate_s3(work: str, n: int, rounds: int, list_keys: int, copies: bool = True) -> list[str]:
+    """local -> S3 and S3 -> local against the benchmarks' loopback S3 server, and listing beside boto3; without
+    ``copies``, the copies are made once, untimed, and only their reruns are measured."""
     import bitstore
 
     from .server import ServerProcess
@@ -144,12 +157,16 @@ def replicate_s3(work: str, n: int, rounds: int, list_keys: int) -> list[str]:
                                         progress=False)
             assert report.skipped == n and report.copied == 0, report
 
-        copy = _timed(rounds, empty_bucket, up)
-        theirs = _timed(rounds, empty_bucket, lambda: _rclone("copy", src, "bench:up/blobs")) if has_rclone else None
-        out.append(_line(f"replicate {n:,} x 16 KiB local->S3", copy, theirs, "rclone copy"))
-        rerun = _timed(rounds, lambda: None, up_rerun)
-        theirs = _timed(rounds, lambda: None, lambda: _rclone("copy", "--size-only", src, "bench:up/blobs")) \
-            if has_rclone else None
+        if copies:
+            copy = _timed(rounds, empty_bucket, up)
+            theirs = _timed(rounds, empty_bucket, lambda: _rclone("copy", src, "bench:up/blobs")) if has_rclone \
+                else None
+            out.append(_line(f"replicate {n:,} x 16 KiB local->S3", copy, theirs, "rclone copy"))
+        else:  # the reruns only: one copy, not timed
+            empty_bucket()
+            up()
+        rerun, theirs = _side_by_side(rounds, up_rerun, (lambda: _rclone("copy", "--size-only", src,
+                                                                          "bench:up/blobs")) if has_rclone else None)
         out.append(_line("  rerun, nothing to do", rerun, theirs, "rclone --size-only"))
 
         client.create_bucket(Bucket="down")
@@ -168,12 +185,15 @@ def replicate_s3(work: str, n: int, rounds: int, list_keys: int) -> list[str]:
                                         progress=False)
             assert report.skipped == n, report
 
-        copy = _timed(rounds, fresh, get)
-        theirs = _timed(rounds, fresh, lambda: _rclone("copy", "bench:down/blobs", down)) if has_rclone else None
-        out.append(_line(f"replicate {n:,} x 16 KiB S3->local", copy, theirs, "rclone copy"))
-        rerun = _timed(rounds, lambda: None, get_rerun)
-        theirs = _timed(rounds, lambda: None, lambda: _rclone("copy", "--size-only", "bench:down/blobs", down)) \
-            if has_rclone else None
+        if copies:
+            copy = _timed(rounds, fresh, get)
+            theirs = _timed(rounds, fresh, lambda: _rclone("copy", "bench:down/blobs", down)) if has_rclone else None
+            out.append(_line(f"replicate {n:,} x 16 KiB S3->local", copy, theirs, "rclone copy"))
+        else:
+            fresh()
+            get()
+        rerun, theirs = _side_by_side(rounds, get_rerun, (lambda: _rclone("copy", "--size-only", "bench:down/blobs",
+                                                                           down)) if has_rclone else None)
         out.append(_line("  rerun, nothing to do", rerun, theirs, "rclone --size-only"))
 
         client.create_bucket(Bucket="many")
@@ -188,10 +208,18 @@ def replicate_s3(work: str, n: int, rounds: int, list_keys: int) -> list[str]:
                     for o in page.get("Contents", ())]
             assert len(keys) == list_keys
 
-        sdk = _timed(rounds, lambda: None, lambda: sum(1 for _ in _sdk_store(server.endpoint).iter_keys()))
-        out.append(_line(f"list {list_keys:,} keys from S3 (auto)", _timed(rounds, lambda: None, ours),
-                         _timed(rounds, lambda: None, paginator), "boto3 paginator"))
-        out.append(_line(f"list {list_keys:,} keys from S3 (sdk)", sdk, None, ""))
+        def sdk() -> None:
+            assert sum(1 for _ in _sdk_store(server.endpoint).iter_keys()) == list_keys
+
+        # Round by round, in turns: a loaded machine's swings fall on the three alike.
+        times: dict[str, list[float]] = {"auto": [], "sdk": [], "paginator": []}
+        for r in range(rounds):
+            for name, run in [("auto", ours), ("sdk", sdk), ("paginator", paginator)][:: 1 if r % 2 == 0 else -1]:
+                times[name] += _timed(1, lambda: None, run)
+        out.append(_line(f"list {list_keys:,} keys from S3 (auto)", times["auto"], times["paginator"],
+                         "boto3 paginator"))
+        out.append(_line(f"list {list_keys:,} keys from S3 (sdk)", times["sdk"], times["paginator"],
+                         "boto3 paginator"))
     finally:
         server.stop()
     return out
@@ -261,7 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-keys", type=int, default=100_000)
     parser.add_argument("--million", action="store_true", help="peak RSS with 1,000,000 keys")
     parser.add_argument("--list-keys", type=int, default=100_000, help="keys listed from S3 (100,000)")
-    parser.add_argument("--skip", action="append", default=[], choices=("replicate", "scrub", "s3", "rss"))
+    parser.add_argument("--skip", action="append", default=[],
+                        choices=("replicate", "scrub", "s3", "s3-copies", "rss"),
+                        help="leave a case out (s3-copies: time only the S3 reruns and listings)")
     args = parser.parse_args(argv)
     print(f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}; "
           f"{os.cpu_count()} CPUs; {WORKERS} workers / rclone --transfers {WORKERS} --checkers {WORKERS}")
@@ -280,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
             if not os.path.isdir(os.path.join(work, "src")):
                 os.makedirs(os.path.join(work, "src"))
                 write_blobs(os.path.join(work, "src"), args.blobs, 16 * 1024)
-            for line in replicate_s3(work, args.blobs, args.rounds, args.list_keys):
+            for line in replicate_s3(work, args.blobs, args.rounds, args.list_keys,
+                                     copies="s3-copies" not in args.skip):
                 print(line, flush=True)
         if "rss" not in args.skip:
             for line in peak_rss(work, 1_000_000 if args.million else args.rss_keys):
