@@ -167,7 +167,7 @@ def replicate_s3(work: str, n: int, rounds: int, list_keys: int, copies: bool = 
             up()
         rerun, theirs = _side_by_side(rounds, up_rerun, (lambda: _rclone("copy", "--size-only", src,
                                                                           "bench:up/blobs")) if has_rclone else None)
-        out.append(_line("  rerun, nothing to do", rerun, theirs, "rclone --size-only"))
+        out.append(_line("  rerun local->S3, nothing to do", rerun, theirs, "rclone --size-only"))
 
         client.create_bucket(Bucket="down")
         server.fill("down", "blobs/", n, 16 * 1024)
@@ -194,7 +194,7 @@ def replicate_s3(work: str, n: int, rounds: int, list_keys: int, copies: bool = 
             get()
         rerun, theirs = _side_by_side(rounds, get_rerun, (lambda: _rclone("copy", "--size-only", "bench:down/blobs",
                                                                            down)) if has_rclone else None)
-        out.append(_line("  rerun, nothing to do", rerun, theirs, "rclone --size-only"))
+        out.append(_line("  rerun S3->local, nothing to do", rerun, theirs, "rclone --size-only"))
 
         client.create_bucket(Bucket="many")
         server.fill("many", "blobs/", list_keys, 16)  # 16 random bytes each: every key distinct
