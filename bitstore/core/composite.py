@@ -404,14 +404,13 @@ _CHEAP_CHECKS: dict[type, bool] = {}
 
 
 def _checks_on_loop(store: Any) -> bool:
-    """Whether ``store``'s ``is_valid`` is bitstore's own (a pattern, a path check: asked inline, on the event loop
-    too) rather than a user's, which may block, or a nested composite's, which asks its tiers."""
+    """``Store.keys_on_loop`` for a tier, by its class (asked per key on the walk): bitstore's own key checks run
+    inline, on the event loop too; a user's may block, and a nested composite's asks its tiers, so not those."""
     cls = type(store)
     cheap = _CHEAP_CHECKS.get(cls)
     if cheap is None:
-        check = getattr(cls, "is_valid", None)
-        cheap = _CHEAP_CHECKS[cls] = (check is not None and check is not Composite.is_valid
-                                      and getattr(check, "__module__", "").startswith("bitstore."))
+        cheap = _CHEAP_CHECKS[cls] = (isinstance(store, Store) and cls.is_valid is not Composite.is_valid
+                                      and Store.keys_on_loop(store))
     return cheap
 
 

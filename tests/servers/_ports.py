@@ -6,6 +6,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 
 def free_port() -> int:
@@ -15,10 +16,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float = 30.0) -> None:
-    """Wait until ``url`` answers any HTTP response."""
+def wait_http(url: str, timeout: float = 30.0, process: Any = None) -> None:
+    """Wait until ``url`` answers any HTTP response (or ``process``, the server's, has exited: an error)."""
     deadline = time.monotonic() + timeout
     while True:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"exited with {process.returncode}")
         try:
             urllib.request.urlopen(url, timeout=2).close()
             return

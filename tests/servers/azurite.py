@@ -19,12 +19,9 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from ._ports import free_port, stop_process
+from ._ports import free_port, stop_process, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Installed by ``make test`` (``npm ci``, the version pinned in package.json / package-lock.json).
@@ -132,20 +129,7 @@ class AzuriteServer:
 
     def _wait_ready(self) -> None:
         """Until any HTTP answer (an unsigned ``List Containers`` answers 403): the blob service is up."""
-        deadline = time.monotonic() + self.start_timeout
-        url = f"{self.endpoint_url}?comp=list"
-        while True:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"exited with {self._process.returncode}")
-            try:
-                urllib.request.urlopen(url, timeout=2).close()
-                return
-            except urllib.error.HTTPError:
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"no answer within {self.start_timeout:.0f}s") from None
-                time.sleep(0.05)
+        wait_http(f"{self.endpoint_url}?comp=list", self.start_timeout, self._process)
 
     def reset(self, client=None) -> None:
         """Delete every container (Azurite has no reset endpoint)."""
