@@ -41,6 +41,10 @@ TASK_NUM_CPUS = ACTOR_NUM_CPUS = 0.5
 #: How long a local cluster keeps an idle worker process beyond one per CPU (Ray's default is one second): the
 #: workers, each with its store, outlive the pause between two jobs instead of being started again.
 IDLE_WORKER_KEEP_MS = 10 * 60 * 1000
+#: How often Ray Data, in this process, re-reads how many CPUs it may use while a job runs (Ray's default: once a
+#: second). Its first read of every job comes back empty, so it starts one task, and the others only at the
+#: next read: with the default, every job loses a second of all but one of its tasks.
+RESOURCE_REFRESH_S = 0.1
 
 
 def _ray():
@@ -58,10 +62,13 @@ def local_cluster(num_cpus: int | None = None, *, temp_dir: str | None = None,
     start a local one on 127.0.0.1 with ``num_cpus`` CPUs, no dashboard, its files under ``temp_dir`` (an
     absolute path; Ray's default is /tmp/ray) and ``env`` set in its workers. True when a cluster was
     started or joined here (the caller then owns ``ray.shutdown()``), False when one was already connected.
-    A local cluster keeps idle worker processes for ten minutes, so later jobs find their stores built."""
+    A local cluster keeps idle worker processes for ten minutes, so later jobs find their stores built, and
+    Ray Data in this process re-reads the cluster's CPUs every 0.1 s (not every second), so all of a job's
+    tasks start together."""
     if "ray" not in sys.modules and not os.environ.get("RAY_ADDRESS"):
         _stay_on_loopback()  # before Ray's first import, as Ray expects
     ray = _ray()
+    _prompt_resource_refresh()
     if ray.is_initialized():
         return False
     runtime_env = {"env_vars": dict(env)} if env else None
@@ -73,6 +80,19 @@ def local_cluster(num_cpus: int | None = None, *, temp_dir: str | None = None,
                  _temp_dir=temp_dir, runtime_env=runtime_env, log_to_driver=False, configure_logging=False,
                  _system_config={"idle_worker_killing_time_threshold_ms": IDLE_WORKER_KEEP_MS})
     return True
+
+
+def _prompt_resource_refresh() -> None:
+    """Have Ray Data re-read the CPUs it may use every ``RESOURCE_REFRESH_S``, so all of a job's tasks start
+    together rather than all but one a second late. It is Ray's private setting (an asynchronous call to its
+    coordinator actor each time): a Ray without it, or with a shorter interval, is left as it is."""
+    try:
+        from ray.data._internal.execution.resource_manager import ResourceManager
+    except ImportError:
+        return
+    interval = getattr(ResourceManager, "GLOBAL_LIMITS_UPDATE_INTERVAL_S", None)
+    if isinstance(interval, (int, float)) and interval > RESOURCE_REFRESH_S:
+        ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S = RESOURCE_REFRESH_S
 
 
 def _stay_on_loopback() -> None:

@@ -111,3 +111,22 @@ def test_bad_options_fail_on_the_driver_with_typed_errors(ray_cluster, tmp_path)
 def test_the_cluster_stays_on_loopback(ray_cluster):
     assert {node["NodeManagerAddress"] for node in ray_cluster.nodes()} == {"127.0.0.1"}
     assert ray_cluster.cluster_resources()["CPU"] == 2
+
+
+def test_ray_data_rereads_the_cpus_often_enough_for_tasks_to_start_together(ray_cluster):
+    """Ray Data's first read of the cluster's CPUs in every job comes back empty: until it reads again only one
+    task runs. ``local_cluster`` has it read every 0.1 s, not every second."""
+    from ray.data._internal.execution.resource_manager import ResourceManager
+
+    from bitstore.integrations.ray import RESOURCE_REFRESH_S, _prompt_resource_refresh, local_cluster
+
+    assert ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S == RESOURCE_REFRESH_S == 0.1
+    ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S = 1
+    try:
+        assert local_cluster() is False  # already connected: the setting is still seen to
+        assert ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S == RESOURCE_REFRESH_S
+        ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S = 0.01  # a shorter interval is kept
+        _prompt_resource_refresh()
+        assert ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S == 0.01
+    finally:
+        ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S = RESOURCE_REFRESH_S
