@@ -62,13 +62,10 @@ def local_cluster(num_cpus: int | None = None, *, temp_dir: str | None = None,
     start a local one on 127.0.0.1 with ``num_cpus`` CPUs, no dashboard, its files under ``temp_dir`` (an
     absolute path; Ray's default is /tmp/ray) and ``env`` set in its workers. True when a cluster was
     started or joined here (the caller then owns ``ray.shutdown()``), False when one was already connected.
-    A local cluster keeps idle worker processes for ten minutes, so later jobs find their stores built, and
-    Ray Data in this process re-reads the cluster's CPUs every 0.1 s (not every second), so all of a job's
-    tasks start together."""
+    A local cluster keeps idle worker processes for ten minutes, so later jobs find their stores built."""
     if "ray" not in sys.modules and not os.environ.get("RAY_ADDRESS"):
         _stay_on_loopback()  # before Ray's first import, as Ray expects
     ray = _ray()
-    _prompt_resource_refresh()
     if ray.is_initialized():
         return False
     runtime_env = {"env_vars": dict(env)} if env else None
@@ -130,12 +127,14 @@ def enrich_dataset(
     rows back ``batch_size`` at a time. Other keywords go to ``map_batches`` (e.g. ``num_cpus=1``,
     ``concurrency=4``, or ``compute=ray.data.ActorPoolStrategy(size=4)`` for actors; by default tasks of
     ``num_cpus=0.5``). A task's unit of work is a block: give the dataset at least as many blocks as tasks can
-    run at once (``ds.repartition``) so that every worker is busy.
+    run at once (``ds.repartition``) so that every worker is busy. Ray Data in this process then re-reads the
+    cluster's CPUs every 0.1 s rather than every second, so all of a job's tasks start together.
     """
     ray = _ray()
     options = EnrichOptions(default_key_column(key_column, store), blob_column, status_column, source_column,
                             error_column, max_workers, max_bytes_in_flight, batch_size)
     _check_schema(ds, options)
+    _prompt_resource_refresh()
     from ray import cloudpickle
 
     recipe = StoreRecipe(store, dumps=cloudpickle.dumps)

@@ -113,20 +113,21 @@ def test_the_cluster_stays_on_loopback(ray_cluster):
     assert ray_cluster.cluster_resources()["CPU"] == 2
 
 
-def test_ray_data_rereads_the_cpus_often_enough_for_tasks_to_start_together(ray_cluster):
+
+def test_ray_data_rereads_the_cpus_often_enough_for_tasks_to_start_together(ray_cluster, tmp_path):
     """Ray Data's first read of the cluster's CPUs in every job comes back empty: until it reads again only one
-    task runs. ``local_cluster`` has it read every 0.1 s, not every second."""
+    task runs. ``enrich_dataset`` has it read every 0.1 s, not every second; a shorter interval is kept."""
     from ray.data._internal.execution.resource_manager import ResourceManager
 
-    from bitstore.integrations.ray import RESOURCE_REFRESH_S, _prompt_resource_refresh, local_cluster
+    from bitstore.integrations.ray import RESOURCE_REFRESH_S
 
-    assert ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S == RESOURCE_REFRESH_S == 0.1
-    ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S = 1
+    ds = ray_cluster.data.from_arrow(pa.table({"sha1": ["a"]}))
     try:
-        assert local_cluster() is False  # already connected: the setting is still seen to
-        assert ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S == RESOURCE_REFRESH_S
-        ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S = 0.01  # a shorter interval is kept
-        _prompt_resource_refresh()
+        ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S = 1  # Ray's default
+        enrich_dataset(ds, local_spec(tmp_path))
+        assert ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S == RESOURCE_REFRESH_S == 0.1
+        ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S = 0.01
+        enrich_dataset(ds, local_spec(tmp_path))
         assert ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S == 0.01
     finally:
         ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S = RESOURCE_REFRESH_S
