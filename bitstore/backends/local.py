@@ -92,6 +92,7 @@ class LocalRaw(Store):
             raise ValueError("a LocalRaw with max_bytes needs a root folder (the one it bounds)")
         self._index = None if self.max_bytes is None else self._new_index()
         self._cut = 0 if self.root is None else len(self.root.rstrip(os.sep)) + 1  # root + "/" + name: the name
+        self._root_slash = _root_slash(self.root)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -100,6 +101,7 @@ class LocalRaw(Store):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self._root_slash = _root_slash(self.root)
         if self.max_bytes is not None:
             self._index = self._new_index()
 
@@ -148,6 +150,11 @@ class LocalRaw(Store):
         raw = self._raw_path(uri)
         if raw is None:
             raise InvalidURI(self, uri, hint=self.URI_HINT)
+        root = self._root_slash
+        if root is not None:  # one name right under the root (a realpath): it is its own normal form, inside
+            name = raw[len(root):] if raw.startswith(root) else raw if raw[:1] != "/" else "/"
+            if name and "/" not in name and name != "." and name != "..":
+                return root + name
         if ".." in raw.split("/"):  # "link/.." is the link target's parent for the OS: resolve as put does
             return self._path(uri)
         path = os.path.normpath(os.path.join(self.root if self.root is not None else os.getcwd(), raw))
@@ -491,6 +498,11 @@ class LocalRaw(Store):
             raise NotFoundInStore(self, uri, "a folder, not a file")
         if not stat.S_ISREG(info.st_mode):
             raise FetchFailed(self, uri, f"not a regular file (a {_kind(info.st_mode)}); refused")
+
+
+def _root_slash(root: str | None) -> str | None:
+    """``root`` and a separator: the start of every path one name under it (None: no root, or not POSIX paths)."""
+    return None if root is None or os.sep != "/" else root.rstrip("/") + "/"
 
 
 def read_at_most(fd: int, limit: int) -> bytes:

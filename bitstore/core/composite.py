@@ -189,15 +189,17 @@ class Composite(Store):
         return type(self).is_valid is not Composite.is_valid or all(
             isinstance(t.store, Store) and t.store.keys_on_loop() for t in self._tiers)
 
-    def _walk(self, uri: Any) -> Generator[TierGet | WriteBack | OffLoop, Any, tuple[bytes, str, bool | None]]:
+    def _walk(self, uri: Any, checked: bool = False) -> Generator[TierGet | WriteBack | OffLoop, Any,
+                                                                  tuple[bytes, str, bool | None]]:
         """The tier walk of one fetch, whoever drives it: it yields ``TierGet(tier, uri)`` and is sent that
         tier's answer (or thrown its error), yields ``WriteBack(data, uri)`` and is sent whether the cache
         stored it, and returns ``(data, tier name, cached)`` or raises ``NotFoundInStore`` / ``FetchFailed``.
         Found, next tier, missing, failed, corrupt, the write-back and the missing-TTL memory are decided here
         only, so the thread engine (``_fetch``) and the event loop (``aio``) cannot disagree. A tier's ``is_valid``
-        that is not bitstore's own (a user's, which may block) is asked through an ``OffLoop`` step."""
+        that is not bitstore's own (a user's, which may block) is asked through an ``OffLoop`` step. ``checked``: the
+        caller has just checked ``uri`` with this composite's own ``is_valid`` (a subclass's ``_walk``)."""
         own_check = type(self).is_valid is Composite.is_valid  # any tier accepts: known by the end of the walk
-        if not own_check:
+        if not own_check and not checked:
             self._check_valid(uri)
         missing = self._missing
         if missing is not None and uri in missing:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, ClassVar
 
 from ..engine.routes import Route, TierGet, WriteBack
-from ..ground.errors import BlobTooLarge, InvalidDataFound, NotFoundInStore, store_label
+from ..ground.errors import BlobTooLarge, InvalidDataFound, InvalidURI, NotFoundInStore, store_label
 from ..ground.log import Counter, cause_of, log_once
 from ..ground.stats import Usage
 from .composite import Composite
@@ -37,6 +37,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+@functools.cache
+def _lower_hex(length: int) -> re.Pattern:
+    return re.compile(f"[0-9a-f]{{{length}}}")
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class KeyFamily:
         object.__setattr__(self, "bare", re.compile(hex_digits))
         object.__setattr__(self, "uri", re.compile(f"(?:(?i:{re.escape(self.name)})://)?({hex_digits})"))
         object.__setattr__(self, "template", "{" + self.name + "}")
+        object.__setattr__(self, "_canonical_form", _lower_hex(self.hex_length).fullmatch)
 
     @property
     def scheme(self) -> str:
@@ -75,6 +81,8 @@ class KeyFamily:
 
     def canonical(self, key: Any) -> str | None:
         """The lowercase bare hex of ``<hex>`` or ``<name>://<hex>`` (surrounding whitespace ignored), else None."""
+        if type(key) is str and self._canonical_form(key) is not None:  # already canonical (one match, no copies)
+            return key
         match = self.uri.fullmatch(key.strip()) if isinstance(key, str) else None
         return match.group(1).lower() if match else None
 
@@ -91,11 +99,6 @@ def family_of(store: Any) -> KeyFamily | None:
     """The key family of a hash-keyed store (ours or a subclass), else None."""
     family = getattr(type(store), "FAMILY", None)
     return family if isinstance(family, KeyFamily) else None
-
-
-@functools.cache
-def _lower_hex(length: int) -> re.Pattern:
-    return re.compile(f"[0-9a-f]{{{length}}}")
 
 
 class HashFormatMixin:
@@ -340,6 +343,10 @@ class HashAPISource(HashFormatMixin, VerifyHashMixin, Store, ABC):
         """The blob's bytes, or None when the API does not have it."""
 
 
+#: Per class: whether its key checks are ``HashComposite``'s own (asked per key on the hot path).
+_OWN_KEYS: dict[type, bool] = {}
+
+
 class HashComposite(HashFormatMixin, VerifyHashMixin, Composite):
     """A ``Composite`` keyed by the family's hash: accepts ``<hex>`` and ``<name>://<hex>`` in any case,
     surrounding whitespace ignored.
@@ -356,8 +363,29 @@ class HashComposite(HashFormatMixin, VerifyHashMixin, Composite):
         return key if canonical is None else canonical
 
     def _walk(self, uri: Any) -> Generator[TierGet | WriteBack, Any, tuple[bytes, str, bool | None]]:
+        if self._own_keys():  # one match gives both the verdict and the canonical key
+            key = self.FAMILY.canonical(uri)
+            if key is None:
+                raise InvalidURI(self, uri, hint=self.URI_HINT)
+            return super()._walk(key, checked=True)
         self._check_valid(uri)
         return super()._walk(self.canonical_key(uri))
+
+    def _own_keys(self) -> bool:
+        """Whether this composite's key checks are this class's (a subclass's own ``is_valid`` is asked as such)."""
+        cls = type(self)
+        own = _OWN_KEYS.get(cls)
+        if own is None:
+            own = _OWN_KEYS[cls] = (cls.is_valid is HashComposite.is_valid and cls.accepts is Store.accepts
+                                    and cls.canonical_key is HashComposite.canonical_key)
+        return own
+
+    def _accepted_canonical(self, key: Any) -> tuple[bool, Any]:
+        """``(accepts(key), canonical_key(key))`` with one match when the key checks are this class's own."""
+        if self._own_keys():
+            canonical = self.FAMILY.canonical(key)
+            return canonical is not None, canonical
+        return super()._accepted_canonical(key)
 
     def _locate(self, uri: Any) -> tuple[int, str]:
         self._check_valid(uri)

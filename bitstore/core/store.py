@@ -91,6 +91,16 @@ class Store(ABC):
         """The form under which two keys name the same blob (duplicates in a batch are fetched once)."""
         return key
 
+    def _accepted_canonical(self, key: Any) -> tuple[bool, Any]:
+        """``(accepts(key), canonical_key(key))``, the key itself when ``canonical_key`` fails (the gateway's key
+        check; a hash-keyed composite answers both with one match)."""
+        if not self.accepts(key):
+            return False, None
+        try:
+            return True, self.canonical_key(key)
+        except Exception:  # noqa: BLE001 - the key itself then
+            return True, key
+
     # --- the engine's protocol (``bitstore.engine.routes``) ---------------------------------------------
     def async_route(self) -> Route | CompositeRoute | None:
         """How the event-loop engine may fetch this store's keys, or None (the default: on threads, through

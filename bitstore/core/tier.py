@@ -51,6 +51,7 @@ class Tier:
         self.stats = TierStats()
         self._adaptive = False  # throttled once without limits: an adaptive limiter from then on
         self._limiter: tuple[int, TierLimiter] | None = None
+        self._local_reads: bool | None = None
 
     # --- the limiter ---------------------------------------------------------------------------------
     def limiter(self) -> TierLimiter | None:
@@ -72,6 +73,8 @@ class Tier:
     def get(self, uri: Any) -> bytes:
         """The tier's answer for ``uri``: bytes, or the tier's own error. A ``Throttled`` answer is retried
         (``throttle_retry`` attempts in all, each under the limiter) before it becomes ``FetchFailed``."""
+        if self.limits is None and not self._adaptive and self._local():
+            return self._call_local(uri)
         policy = self.throttle_retry
         for attempt in range(policy.attempts):
             limiter = self.limiter()
@@ -101,6 +104,32 @@ class Tier:
         finally:
             retry_gate.reset(token)
         self.account(data, clock.monotonic() - start, limiter)
+        return data
+
+    def _local(self) -> bool:
+        """Whether the store's reads are local ones (``reads_on_loop``: a file, a dict): no backend retries inside
+        them and none answers "slow down", so a call needs no retry gate (asked once)."""
+        local = self.__dict__.get("_local_reads")  # absent in a tier pickled before it was kept
+        if local is None:
+            try:
+                local = self._local_reads = bool(self.store.reads_on_loop())
+            except Exception:  # noqa: BLE001 - a store that cannot say takes the general path
+                local = self._local_reads = False
+        return local
+
+    def _call_local(self, uri: Any) -> bytes:
+        """``_call`` of a tier without a limiter whose store reads locally: timed and counted the same way."""
+        now = self.clock.monotonic
+        start = now()
+        try:
+            data = self.store.get(uri)
+        except BaseException as exc:
+            self.account(exc, now() - start)
+            raise
+        if type(data) is bytes:
+            self.stats.hit(now() - start, len(data))
+        else:
+            self.account(data, now() - start)
         return data
 
     def account(self, outcome: Any, seconds: float, limiter: TierLimiter | None = None, ticket: Any = None) -> None:
@@ -149,6 +178,7 @@ class Tier:
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_limiter"] = None  # limiters are per process: found again (or made) in the registry
+        state["_local_reads"] = None
         return state
 
     def __repr__(self) -> str:

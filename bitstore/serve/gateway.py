@@ -112,11 +112,14 @@ class Gateway:
 
     # --- blobs -----------------------------------------------------------------------------------------
     async def _blob(self, key: str, scope: dict, send: Send, head: bool) -> None:
-        accepted, canonical = await self._check(key)
+        if self._keys_on_loop:  # bitstore's own key check: a pattern match, here
+            accepted, canonical = _accepts_and_canonical(self.store, key)
+        else:
+            accepted, canonical = await in_thread(_accepts_and_canonical, self.store, key)
         if not accepted:
             return await self._plain(send, 400, f"invalid key: {short(key, 100)!r}\n".encode(), head)
         etag = b'"' + str(canonical).encode() + b'"'
-        if_none_match, wanted = _conditions(scope)
+        if_none_match, wanted = _conditions(scope.get("headers", ()))
         if if_none_match is not None and _matches(if_none_match, etag):
             return await self._send(send, 304, [(b"etag", etag), (b"cache-control", CACHE_CONTROL)], b"", head)
         if head:
@@ -133,12 +136,6 @@ class Gateway:
         self.responses[200] += 1  # ``_send``, inline: the hit path
         await send({"type": "http.response.start", "status": 200, "headers": _blob_headers(etag, len(data))})
         await send({"type": "http.response.body", "body": data})
-
-    async def _check(self, key: str) -> tuple[bool, Any]:
-        """Whether the store accepts ``key``, and its canonical form (on a thread for a user's own key check)."""
-        if self._keys_on_loop:
-            return _accepts_and_canonical(self.store, key)
-        return await in_thread(_accepts_and_canonical, self.store, key)
 
     async def _single_flight(self, canonical: Any, key: str) -> bytes:
         """The blob's bytes; concurrent requests for one key share one fetch (it goes on if a requester leaves)."""
@@ -259,11 +256,11 @@ def _blob_headers(etag: bytes, length: int) -> list[tuple[bytes, bytes]]:
             (b"cache-control", CACHE_CONTROL)]
 
 
-def _conditions(scope: dict) -> tuple[bytes | None, bytes | None]:
+def _conditions(headers: Any) -> tuple[bytes | None, bytes | None]:
     """The request's ``If-None-Match`` and ``Range`` (the last of each, as a dict of the headers would keep; no
     such dict per request)."""
     if_none_match = wanted = None
-    for name, value in scope.get("headers", ()):
+    for name, value in headers:
         if name == b"if-none-match":
             if_none_match = value
         elif name == b"range":
@@ -284,6 +281,9 @@ def _matches(if_none_match: bytes | None, etag: bytes) -> bool:
 
 
 def _accepts_and_canonical(store: Any, key: str) -> tuple[bool, Any]:
+    check = getattr(store, "_accepted_canonical", None)
+    if check is not None:  # a Store: one match for a hash-keyed composite
+        return check(key)
     if not store.accepts(key):
         return False, None
     try:
