@@ -4,7 +4,11 @@
 random keys, ``--duration`` seconds a round; each server with 1 and 2 worker processes. Contenders, interleaved
 round by round:
 
-- ``bitstore serve``: ``bitstore serve --spec`` over a local cache tier;
+- ``bitstore serve``: ``bitstore serve --spec`` over a local cache tier (its default server, the lean one; the
+  cache verifies each blob's SHA1 as it reads it, as by default);
+- ``bitstore serve --server uvicorn``: the same gateway on uvicorn;
+- ``bitstore serve, verify = false``: the default server, the cache tier told not to verify (an extra row: what
+  the SHA1 check costs);
 - ``uvicorn + Starlette``: ``benchmarks.serve_baseline`` (reads the file, returns its bytes);
 - ``nginx``: the folder served as static files (``alias``), access log off.
 
@@ -12,7 +16,7 @@ Prints the median of ``--rounds`` rounds (at least 5) with the min-max of reques
 nginx are optional (``make bench`` installs them on Debian); a missing one is reported, not fatal. The client and
 the servers share the machine's CPUs: the load average is printed before and after.
 
-Run: ``python -m benchmarks.serve [--rounds 5] [--duration 5] [--blobs 2000] [--workers 1 2]``.
+Run: ``python -m benchmarks.serve [--rounds 5] [--duration 5] [--blobs 2000] [--workers 1 2] [--only NAME ...]``.
 """
 from __future__ import annotations
 
@@ -92,11 +96,12 @@ def _fill(folder: Path, n: int) -> list[str]:
 def _start(name: str, workers: int, folder: Path, work: Path) -> tuple[subprocess.Popen, int]:
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_FOLDER": str(folder)}
-    if name == "bitstore serve":
-        spec = work / "spec.toml"
-        spec.write_text(f'keys = "sha1"\n\n[[tier]]\ntype = "local"\nprefix = "{folder}/"\nrole = "cache"\n')
+    if name.startswith("bitstore serve"):
+        spec = work / f"spec-{port}.toml"
+        verify = "verify = false\n" if "verify = false" in name else ""
+        spec.write_text(f'keys = "sha1"\n\n[[tier]]\ntype = "local"\nprefix = "{folder}/"\nrole = "cache"\n{verify}')
         args = [sys.executable, "-m", "bitstore.cli", "serve", "--spec", str(spec), "--port", str(port),
-                "--workers", str(workers)]
+                "--workers", str(workers)] + (["--server", "uvicorn"] if "uvicorn" in name else [])
     elif name == "uvicorn + Starlette":
         args = [sys.executable, "-m", "uvicorn", "benchmarks.serve_baseline:app", "--port", str(port), "--workers",
                 str(workers), "--no-access-log", "--log-level", "warning"]
@@ -119,6 +124,8 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
+CONTENDERS = ("bitstore serve", "bitstore serve --server uvicorn", "uvicorn + Starlette", "nginx",
+              "bitstore serve, verify = false")
 _UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 
@@ -147,17 +154,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of each wrk run")
     parser.add_argument("--blobs", type=int, default=2000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="measure only these contenders (names as printed; "
+                        "the first is the one the ratios are of)")
     args = parser.parse_args(argv)
     if args.rounds < 5:
         parser.error("--rounds must be at least 5 (a median of 5 or more)")
     if shutil.which("wrk") is None:
         print("wrk is not installed (make bench installs it on Debian): nothing measured")
         return
-    contenders = ["bitstore serve", "uvicorn + Starlette"]
-    if shutil.which("nginx"):
-        contenders.append("nginx")
-    else:
+    contenders = list(CONTENDERS)
+    if not shutil.which("nginx"):
+        contenders.remove("nginx")
         print("nginx is not installed (make bench installs it on Debian): not measured")
+    if args.only:
+        unknown = [name for name in args.only if name not in CONTENDERS]
+        if unknown:
+            parser.error(f"--only: no contender named {', '.join(unknown)} (one of: {', '.join(CONTENDERS)})")
+        contenders = [name for name in args.only if name in contenders]
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         work = Path(tmp)
         folder = work / "blobs"
@@ -194,10 +207,14 @@ def main(argv: list[str] | None = None) -> None:
                     cells.append(f"{statistics.median(values):,.{digits}f} [{min(values):,.{digits}f}-"
                                  f"{max(values):,.{digits}f}]")
                 print(f"| {name} | " + " | ".join(cells) + " |")
-            base = statistics.median(r[0] for r in results["bitstore serve"])
-            for name in contenders[1:]:
-                other = statistics.median(r[0] for r in results[name])
-                print(f"bitstore serve / {name}: {base / other:.2f}x requests/s")
+            ours = [name for name in contenders if name.startswith("bitstore serve")]
+            others = [name for name in contenders if not name.startswith("bitstore serve")]
+            for mine in ours:
+                base = statistics.median(r[0] for r in results[mine])
+                for name in others:
+                    other = statistics.median(r[0] for r in results[name])
+                    print(f"{mine} / {name}: {base / other:.2f}x requests/s")
+            print(f"load average now: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -217,6 +217,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=_positive_int, metavar="N", default=1,
                        help="server processes (default: 1; more needs --spec)")
     serve.add_argument("--access-log", action="store_true", help="log every request (paths only)")
+    serve.add_argument("--server", choices=("bitstore", "uvicorn"), default="bitstore",
+                       help="HTTP server: bitstore's own lean one (default, faster) or uvicorn")
     serve.set_defaults(run=_serve)
 
     demo = sub.add_parser("demo", help="build a sample tiered store in a temporary folder and fetch from it twice")
@@ -232,12 +234,13 @@ def _serve(args: argparse.Namespace) -> int:
     spec = _load_spec(args)  # --spec, or --url/--cache-url; errors before anything binds
     if args.workers == 1:
         run(spec.build(), host=args.host, port=args.port, token_env=args.token_env,
-            max_concurrency=args.max_concurrency, access_log=args.access_log)
+            max_concurrency=args.max_concurrency, access_log=args.access_log, server=args.server)
     elif args.url or args.cache_url:
         raise UsageError("--workers above 1 needs --spec (each process builds its store from it)")
     else:
         run(spec=args.spec, host=args.host, port=args.port, token_env=args.token_env,
-            max_concurrency=args.max_concurrency, workers=args.workers, access_log=args.access_log)
+            max_concurrency=args.max_concurrency, workers=args.workers, access_log=args.access_log,
+            server=args.server)
     return EXIT_OK
 
 

@@ -1,12 +1,13 @@
-"""Running the gateway with uvicorn (extra ``serve``): ``bitstore serve`` calls ``run``.
+"""Running the gateway: ``bitstore serve`` calls ``run``, on the lean server (``server``, the default) or uvicorn.
 
-With ``workers > 1`` uvicorn starts that many processes, each building its own store from the spec and its own
-gateway (``worker_app``, configured through ``BITSTORE_SERVE_*`` environment variables: the token itself stays in
-the variable the user named). SIGTERM: uvicorn stops accepting, lets the requests in flight finish (at most
-``shutdown_timeout`` seconds), and ``run`` returns.
+With ``workers > 1`` each worker process builds its own store from the spec and its own gateway (``worker_app``,
+configured through ``BITSTORE_SERVE_*`` environment variables: the token itself stays in the variable the user
+named). The lean server forks its workers after binding the socket; uvicorn starts its own. SIGTERM (or SIGINT):
+stop accepting, let the requests in flight finish (at most ``shutdown_timeout`` seconds), and ``run`` returns.
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -15,7 +16,9 @@ from typing import Any
 from ..backends._client import require
 from ..ground.errors import SpecError
 
-__all__ = ["run", "worker_app", "token_from_env"]
+__all__ = ["run", "worker_app", "token_from_env", "SERVERS"]
+
+logger = logging.getLogger("bitstore.serve")
 
 _SPEC, _TOKEN_ENV, _CONCURRENCY = "BITSTORE_SERVE_SPEC", "BITSTORE_SERVE_TOKEN_ENV", "BITSTORE_SERVE_MAX_CONCURRENCY"
 
@@ -40,20 +43,28 @@ def worker_app() -> Any:
                    max_concurrency=int(os.environ.get(_CONCURRENCY, "64")))
 
 
+#: The servers ``run`` can use: the lean one (``bitstore.serve.server``, the default: measured faster) or uvicorn.
+SERVERS = ("bitstore", "uvicorn")
+
+
 def run(store: Any = None, *, spec: str | None = None, host: str = "127.0.0.1", port: int = 8080,
         token_env: str | None = None, max_concurrency: int = 64, workers: int = 1, access_log: bool = False,
-        shutdown_timeout: float = 30.0) -> None:
-    """Serve ``store`` (or the store of ``spec``) on ``host:port`` until SIGTERM or SIGINT."""
-    uvicorn = require("uvicorn", "serve")
+        shutdown_timeout: float = 30.0, server: str = "bitstore") -> None:
+    """Serve ``store`` (or the store of ``spec``) on ``host:port`` until SIGTERM or SIGINT, with ``server``
+    (``SERVERS``)."""
+    if server not in SERVERS:
+        raise ValueError(f"server must be one of {', '.join(SERVERS)}, not {server!r}")
+    if workers > 1 and store is not None:
+        raise ValueError("workers > 1 builds a store per process from a spec: pass spec=, not store=")
     token = token_from_env(token_env)  # checked before anything starts, in every mode
+    if server == "bitstore":
+        return _run_lean(store, spec, host, port, token, token_env, max_concurrency, workers, access_log,
+                         shutdown_timeout)
+    uvicorn = require("uvicorn", "serve")
     options = dict(host=host, port=port, log_level="info", access_log=access_log, lifespan="on",
                    timeout_graceful_shutdown=shutdown_timeout, server_header=False)
     if workers > 1:
-        if store is not None:
-            raise ValueError("workers > 1 builds a store per process from a spec: pass spec=, not store=")
-        os.environ[_SPEC] = spec or ""
-        os.environ[_TOKEN_ENV] = token_env or ""
-        os.environ[_CONCURRENCY] = str(max_concurrency)
+        _export(spec, token_env, max_concurrency)
         config = uvicorn.Config("bitstore.serve.run:worker_app", factory=True, workers=workers, **options)
     else:
         if store is None:
@@ -77,6 +88,51 @@ def run(store: Any = None, *, spec: str | None = None, host: str = "127.0.0.1", 
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _export(spec: str | None, token_env: str | None, max_concurrency: int) -> None:
+    os.environ[_SPEC] = spec or ""
+    os.environ[_TOKEN_ENV] = token_env or ""
+    os.environ[_CONCURRENCY] = str(max_concurrency)
+
+
+def _run_lean(store: Any, spec: str | None, host: str, port: int, token: str | None, token_env: str | None,
+              max_concurrency: int, workers: int, access_log: bool, shutdown_timeout: float) -> None:
+    require("httptools", "serve")
+    from .server import Server, bind, serve_forked
+
+    _log_to_stderr()
+    options = dict(access_log=access_log, shutdown_timeout=shutdown_timeout)
+    if workers == 1 and store is None:
+        from ..spec.load import load_spec_or_default
+
+        store = load_spec_or_default(spec).build()
+    sock = bind(host, port)
+    logger.info("bitstore serve: http://%s:%d (%d worker process%s)", host, sock.getsockname()[1], workers,
+                "es" if workers > 1 else "")
+    if workers > 1:
+        _export(spec, token_env, max_concurrency)
+        code = serve_forked(worker_app, sock, workers, **options)
+        if code:
+            raise SystemExit(code)
+        return
+    from .gateway import Gateway
+
+    try:
+        Server(Gateway(store, token=token, max_concurrency=max_concurrency), **options).run(sock)
+    finally:
+        sock.close()
+    logger.info("bitstore serve: stopped")
+
+
+def _log_to_stderr() -> None:
+    """The server's messages (and the access log when asked) on stderr, unless logging is configured already."""
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    if not logger.hasHandlers():
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
 
 
 def _main_thread() -> bool:
