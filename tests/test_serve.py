@@ -1,10 +1,12 @@
 """``bitstore serve`` / ``bitstore.serve.app``: every route and status over a real HTTP connection on 127.0.0.1
-(uvicorn in a thread; a ``bitstore serve`` subprocess for SIGTERM), a composite over moto's S3 with a local
+(each test on both servers, bitstore's own and uvicorn, in a thread; a ``bitstore serve`` subprocess for SIGTERM),
+a composite over moto's S3 with a local
 cache, a failing tier (502, never 404), single flight, bounded concurrency, the token, metrics, ranges streamed,
 and a second bitstore whose ``http`` tier reads from the first server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import os
@@ -33,12 +35,38 @@ from bitstore import (
 from bitstore.serve import app
 from bitstore.serve.gateway import parse_range
 from tests.servers.fixtures import TEST_RETRY
-from tests.test_docs_async import _free_port, serving
+from tests.test_docs_async import _free_port
+from tests.test_docs_async import serving as serving_on_uvicorn
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
 BIG = 3 * 1024 * 1024 + 17
+SERVERS = ["bitstore", "uvicorn"]
+
+
+@contextlib.contextmanager
+def serving_on_bitstore(gateway):
+    """``gateway`` on bitstore's own server in a thread, on a free port of 127.0.0.1; yields its base URL."""
+    from bitstore.serve.server import Server, bind
+
+    sock = bind("127.0.0.1", 0)
+    server = Server(gateway, shutdown_timeout=10)
+    thread = threading.Thread(target=server.run, args=(sock,), daemon=True)
+    thread.start()
+    try:
+        assert server.started.wait(30), "the server did not start"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.stop()
+        thread.join(30)
+        sock.close()
+
+
+@pytest.fixture(params=SERVERS)
+def serving(request):
+    """A context manager serving an app on each server in turn."""
+    return serving_on_bitstore if request.param == "bitstore" else serving_on_uvicorn
 
 
 def _sha1(data: bytes) -> str:
@@ -60,7 +88,7 @@ def stack(s3, tmp_path):
     return composite, blobs, cache
 
 
-def test_get_head_and_every_status(stack):
+def test_get_head_and_every_status(stack, serving):
     composite, blobs, cache = stack
     small = blobs[0]
     key = _sha1(small)
@@ -88,7 +116,7 @@ def test_get_head_and_every_status(stack):
         assert big.status_code == 200 and big.content == blobs[-1]
 
 
-def test_ranges_are_streamed_from_open(stack):
+def test_ranges_are_streamed_from_open(stack, serving):
     composite, blobs, _ = stack
     data = blobs[-1]
     key = _sha1(data)
@@ -134,7 +162,7 @@ class OpenOnly(Store):
         return CountingFile(self.data, self.reads)
 
 
-def test_a_range_never_holds_the_whole_blob():
+def test_a_range_never_holds_the_whole_blob(serving):
     data = os.urandom(2 * 1024 * 1024)
     store = OpenOnly(data)
     gateway = app(store)
@@ -163,7 +191,7 @@ def test_property_ranges(size, first, last, form):
         assert blob[start:end + 1] == expected
 
 
-def test_a_failing_tier_is_502_never_404(s3, tmp_path, fault_proxy):
+def test_a_failing_tier_is_502_never_404(s3, tmp_path, fault_proxy, serving):
     s3.create_bucket("gwf")
     data = b"behind a failing tier"
     s3.put("gwf", f"b/{_sha1(data)}", data)
@@ -178,7 +206,7 @@ def test_a_failing_tier_is_502_never_404(s3, tmp_path, fault_proxy):
             assert client.get(f"/blobs/{key}", headers={"Range": "bytes=0-3"}).status_code == 502
 
 
-def test_the_token(stack):
+def test_the_token(stack, serving):
     composite, blobs, _ = stack
     token = "s3cr3t-token-value"
     key = _sha1(blobs[0])
@@ -199,7 +227,7 @@ def test_the_token(stack):
     assert token not in repr(app(composite, token=token))
 
 
-def test_metrics_per_tier(stack):
+def test_metrics_per_tier(stack, serving):
     composite, blobs, _ = stack
     with serving(app(composite)) as base, httpx.Client(base_url=base, timeout=30) as client:
         for data in blobs[:3]:
@@ -245,7 +273,7 @@ def _until(condition, what: str, seconds: float = 30) -> None:
         time.sleep(0.005)
 
 
-def test_single_flight_and_bounded_concurrency():
+def test_single_flight_and_bounded_concurrency(serving):
     blobs = {_sha1(b"%d" % i): b"%d" % i for i in range(6)}
     api = GatedAPI(blobs)
     gateway = app(api, max_concurrency=2)
@@ -274,7 +302,7 @@ def test_single_flight_and_bounded_concurrency():
         assert api.most == 2 and api.calls == 1 + len(others)
 
 
-def test_a_second_bitstore_reads_from_the_first(stack, tmp_path, s3, fault_proxy):
+def test_a_second_bitstore_reads_from_the_first(stack, tmp_path, s3, fault_proxy, serving):
     """Another bitstore's ``http`` tier over the gateway: found, missing, written back to its own cache; a gateway
     whose tier fails (502) is a failure there, never "missing"."""
     composite, blobs, _ = stack
@@ -314,7 +342,8 @@ def _spec(path: Path, cache: Path, endpoint: str, bucket: str) -> Path:
     return path
 
 
-def test_the_command_serves_and_exits_0_on_sigterm_after_finishing_a_request(s3, tmp_path, fault_proxy):
+@pytest.mark.parametrize("server", SERVERS)
+def test_the_command_serves_and_exits_0_on_sigterm_after_finishing_a_request(s3, tmp_path, fault_proxy, server):
     s3.create_bucket("cmd")
     data = b"held while the server is told to stop"
     key = _sha1(data)
@@ -324,7 +353,7 @@ def test_the_command_serves_and_exits_0_on_sigterm_after_finishing_a_request(s3,
     port, token = _free_port(), "cmd-token-9f2c"
     environ = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "GW_TOKEN": token}
     server = subprocess.Popen([sys.executable, "-m", "bitstore.cli", "serve", "--spec", str(spec), "--port",
-                               str(port), "--token-env", "GW_TOKEN", "--access-log"], env=environ,
+                               str(port), "--token-env", "GW_TOKEN", "--access-log", "--server", server], env=environ,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -366,7 +395,7 @@ def test_the_command_refuses_a_missing_token_variable(tmp_path):
     assert run.returncode == 2 and "NO_SUCH_TOKEN_VAR" in run.stderr
 
 
-def test_a_stack_of_local_tiers_is_read_on_the_servers_loop(tmp_path):
+def test_a_stack_of_local_tiers_is_read_on_the_servers_loop(tmp_path, serving):
     from bitstore import MemoryRaw
     from bitstore.serve.gateway import _all_read_on_loop
 
@@ -388,25 +417,57 @@ def test_a_stack_of_local_tiers_is_read_on_the_servers_loop(tmp_path):
         assert client.head(f"/blobs/{key}").headers["content-length"] == str(len(data))
 
 
-def test_the_command_serves_tiers_given_by_url(tmp_path):
+@pytest.mark.parametrize("server", SERVERS)
+def test_the_command_serves_tiers_given_by_url(tmp_path, server):
     data = b"served from a URL tier"
     key = _sha1(data)
     (tmp_path / "blobs").mkdir()
     (tmp_path / "blobs" / key).write_bytes(data)
     port = _free_port()
     environ = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    server = subprocess.Popen([sys.executable, "-m", "bitstore.cli", "serve", "--url", f"file://{tmp_path}/blobs/",
-                               "--port", str(port)], env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+    process = subprocess.Popen([sys.executable, "-m", "bitstore.cli", "serve", "--url", f"file://{tmp_path}/blobs/",
+                                "--port", str(port), "--server", server], env=environ, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
         _until(lambda: _healthy(base), "the server to start", 60)
         assert httpx.get(f"{base}/blobs/{key}", timeout=30).content == data
         assert httpx.get(f"{base}/blobs/{'3' * 40}", timeout=30).status_code == 404
-        server.send_signal(signal.SIGTERM)
-        server.communicate(timeout=60)
-        assert server.returncode == 0
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+        assert process.returncode == 0
     finally:
-        if server.poll() is None:
-            server.kill()
-            server.communicate()
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_the_command_with_two_workers(tmp_path, server):
+    """Two worker processes, each with its store from the spec: both answer, SIGTERM stops all, exit 0."""
+    blobs = [b"two workers %d" % i for i in range(20)]
+    folder = tmp_path / "blobs"
+    folder.mkdir()
+    for data in blobs:
+        (folder / _sha1(data)).write_bytes(data)
+    spec = tmp_path / "s.toml"
+    spec.write_text(f'keys = "sha1"\n\n[[tier]]\ntype = "local"\nprefix = "{folder}/"\nrole = "cache"\n')
+    port = _free_port()
+    environ = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    process = subprocess.Popen([sys.executable, "-m", "bitstore.cli", "serve", "--spec", str(spec), "--port",
+                                str(port), "--workers", "2", "--server", server], env=environ,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _until(lambda: _healthy(base), "the server to start", 60)
+        for data in blobs:  # a new connection each: the kernel hands them to either worker
+            answer = httpx.get(f"{base}/blobs/{_sha1(data)}", timeout=30)
+            assert answer.status_code == 200 and answer.content == data
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err[-2000:]
+        assert not _healthy(base)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()

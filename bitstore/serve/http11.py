@@ -38,6 +38,7 @@ MAX_PIPELINE = 16
 #: The transport's write buffer above which ``send`` waits (``pause_writing``) until the client has read.
 HIGH_WATER = 256 * 1024
 _SMALL_BODY = 64 * 1024  # a body this small goes out in the same write as the head
+_READ_FIRST = 64 * 1024  # a request body up to this size is read before the answer (larger: answered at once)
 _NO_BODY_STATUS = frozenset({204, 304})
 
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
@@ -116,7 +117,7 @@ class HttpConnection(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
-        self._has_body = False
+        self._has_body: bytes | bool = False  # False, b"read" (first) or b"early" (answer before it is read)
         self._parsing: _Request | None = None
         self._head_started: float | None = None
 
@@ -213,10 +214,13 @@ class HttpConnection(asyncio.Protocol):
         if self._head_bytes > MAX_HEAD_BYTES or len(self._headers) >= MAX_HEADERS:
             raise _BadRequest("request head too large")
         name = name.lower()
-        if name == b"content-length":
-            self._has_body = self._has_body or value.strip() not in (b"0", b"")
-        elif name == b"transfer-encoding":
-            self._has_body = True
+        if name == b"content-length":  # a small body is read (and dropped) before the answer: the connection stays
+            value = value.strip()
+            if value not in (b"0", b""):
+                self._has_body = self._has_body or (b"early" if not value.isdigit() or int(value) > _READ_FIRST
+                                                    else b"read")
+        elif name == b"transfer-encoding" or name == b"expect":  # a chunked body, or one waiting for "100"
+            self._has_body = b"early"
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -235,9 +239,9 @@ class HttpConnection(asyncio.Protocol):
                  "client": self.client, "scheme": "http", "method": method, "root_path": "", "path": path,
                  "raw_path": raw_path, "query_string": url.query or b"", "headers": self._headers}
         request = _Request(scope, parser.should_keep_alive() and not self.state.stopping, method == "HEAD",
-                           self._has_body, version)
+                           self._has_body == b"early", version)
         self._parsing = request
-        if request.expects_body:  # answered now; its body is read (and dropped) meanwhile
+        if request.expects_body:  # a large body: answered now, the body read (and dropped) meanwhile
             self._queue(request)
 
     def on_body(self, body: bytes) -> None:
@@ -487,6 +491,8 @@ class _Cycle:
             elif name == b"transfer-encoding":
                 continue  # framing is the server's
             parts.append(name + b": " + value + b"\r\n")
+        if not request.body_done:  # answered before its body was all read: the connection ends with the answer
+            self.keep_alive = False
         no_body = status in _NO_BODY_STATUS or status < 200
         if length is not None:
             self.length = length  # the app's header, kept where it stands

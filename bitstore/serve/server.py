@@ -73,6 +73,7 @@ class Server:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._stop_asked = False
+        self.state: ConnectionState | None = None  # the live connections, once serving
 
     def run(self, sock: socket.socket) -> None:
         """``serve(sock)`` on a new event loop (uvloop when installed), in this thread."""
@@ -96,6 +97,7 @@ class Server:
             self._stop.set()
         state = ConnectionState(self.app, loop, keep_alive_timeout=self.keep_alive_timeout,
                                 header_timeout=self.header_timeout, access_log=self.access_log)
+        self.state = state
         server = await loop.create_server(lambda: HttpConnection(state), sock=sock, backlog=BACKLOG)
         handled = _add_signal_handlers(loop, self.stop)
         ticker = loop.create_task(_tick(state))
