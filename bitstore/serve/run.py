@@ -99,7 +99,7 @@ def _export(spec: str | None, token_env: str | None, max_concurrency: int) -> No
 def _run_lean(store: Any, spec: str | None, host: str, port: int, token: str | None, token_env: str | None,
               max_concurrency: int, workers: int, access_log: bool, shutdown_timeout: float) -> None:
     require("httptools", "serve")
-    from .server import Server, bind, serve_forked
+    from .server import Server, bind, reuse_port_works, serve_forked
 
     _log_to_stderr()
     options = dict(access_log=access_log, shutdown_timeout=shutdown_timeout)
@@ -107,7 +107,8 @@ def _run_lean(store: Any, spec: str | None, host: str, port: int, token: str | N
         from ..spec.load import load_spec_or_default
 
         store = load_spec_or_default(spec).build()
-    sock = bind(host, port)
+    own_sockets = workers > 1 and reuse_port_works()  # each worker its own socket: connections spread evenly
+    sock = bind(host, port, listen=not own_sockets, reuse_port=own_sockets)
     logger.info("bitstore serve: http://%s:%d (%d worker process%s)", host, sock.getsockname()[1], workers,
                 "es" if workers > 1 else "")
     if workers > 1:

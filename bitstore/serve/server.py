@@ -24,7 +24,7 @@ from typing import Any
 
 from .http11 import ConnectionState, HttpConnection
 
-__all__ = ["Server", "bind", "serve_forked", "new_loop"]
+__all__ = ["Server", "bind", "serve_forked", "new_loop", "reuse_port_works"]
 
 logger = logging.getLogger("bitstore.serve")
 
@@ -32,22 +32,36 @@ BACKLOG = 2048
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (IPv4 or IPv6, by what ``host`` resolves to)."""
+def bind(host: str, port: int, *, listen: bool = True, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (IPv4 or IPv6, by what ``host`` resolves to), listening unless told not
+    to; ``reuse_port``: other sockets of this user may bind the same address (``SO_REUSEPORT``)."""
     family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                          flags=socket.AI_PASSIVE)[0]
+    return _bound(family, kind, proto, address, listen, reuse_port)
+
+
+def _bound(family: int, kind: int, proto: int, address: Any, listen: bool, reuse_port: bool) -> socket.socket:
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(address)
-        sock.listen(BACKLOG)
+        if listen:
+            sock.listen(BACKLOG)
         sock.setblocking(False)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def reuse_port_works() -> bool:
+    """Whether each worker can listen on a socket of its own (``SO_REUSEPORT``: the kernel spreads connections
+    evenly over them; one shared socket lets whichever worker wakes first take a burst of new connections)."""
+    return hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")
 
 
 def new_loop() -> asyncio.AbstractEventLoop:
@@ -152,15 +166,18 @@ _QUICK_DEATH, _QUICK_DEATHS = 2.0, 5
 
 
 def serve_forked(make_app: Callable[[], Any], sock: socket.socket, workers: int, **options: Any) -> int:
-    """Serve ``sock`` from ``workers`` forked processes (see the module doc); the exit code (0 after a clean stop,
-    1 when workers kept dying at start)."""
+    """Serve ``sock``'s address from ``workers`` forked processes (see the module doc); the exit code (0 after a
+    clean stop, 1 when workers kept dying at start). A ``sock`` bound with ``SO_REUSEPORT`` and not listening
+    (``bind(..., listen=False, reuse_port=True)``) holds the address while each worker listens on a socket of its
+    own; a listening one is shared by the workers."""
+    own_sockets = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 0
     children: dict[int, float] = {}
     stopping = False
 
     def on_signal(signum: int, frame: Any) -> None:
         nonlocal stopping
         stopping = True
-        sock.close()  # with the workers' copies closed too, new connections are refused
+        sock.close()  # with the workers' sockets closed too, new connections are refused
         for pid in list(children):
             try:
                 os.kill(pid, signal.SIGTERM)
@@ -176,7 +193,11 @@ def serve_forked(make_app: Callable[[], Any], sock: socket.socket, workers: int,
             try:
                 for sig in _STOP_SIGNALS:
                     signal.signal(sig, signal.SIG_DFL)
-                Server(make_app(), **options).run(sock)
+                listening = sock
+                if own_sockets:
+                    listening = _bound(sock.family, sock.type, sock.proto, sock.getsockname(), True, True)
+                    sock.close()
+                Server(make_app(), **options).run(listening)
                 code = 0
             except BaseException:  # noqa: BLE001 - reported, then the worker ends
                 logger.exception("a worker failed")
