@@ -37,6 +37,8 @@ class Tier:
     """A tier record. ``limit_group`` names the limiter in the process-wide registry: tiers (of any
     composites, pickled copies included) with the same group and limits share one limiter per process."""
 
+    _local_reads: bool | None = None  # whether the store reads locally (``_local``); unknown until asked
+
     def __init__(self, store: Store, name: str, *, write_back: bool = False, is_cache: bool = False,
                  limits: Limits | None = None, limit_group: str | None = None, clock: Clock = SYSTEM_CLOCK,
                  throttle_retry: RetryPolicy = DEFAULT_RETRY):
@@ -73,7 +75,10 @@ class Tier:
     def get(self, uri: Any) -> bytes:
         """The tier's answer for ``uri``: bytes, or the tier's own error. A ``Throttled`` answer is retried
         (``throttle_retry`` attempts in all, each under the limiter) before it becomes ``FetchFailed``."""
-        if self.limits is None and not self._adaptive and self._local():
+        local = self._local_reads
+        if local is None:
+            local = self._local()
+        if local and self.limits is None and not self._adaptive:
             return self._call_local(uri)
         policy = self.throttle_retry
         for attempt in range(policy.attempts):
@@ -109,7 +114,7 @@ class Tier:
     def _local(self) -> bool:
         """Whether the store's reads are local ones (``reads_on_loop``: a file, a dict): no backend retries inside
         them and none answers "slow down", so a call needs no retry gate (asked once)."""
-        local = self.__dict__.get("_local_reads")  # absent in a tier pickled before it was kept
+        local = self._local_reads
         if local is None:
             try:
                 local = self._local_reads = bool(self.store.reads_on_loop())

@@ -480,8 +480,9 @@ class _Cycle:
         length = None
         for name, value in self.headers:
             name = name.lower()
-            if b"\r" in value or b"\n" in value or b"\r" in name or b"\n" in name or b":" in name:
-                raise RuntimeError("a response header holds a line break or a colon in its name")
+            line = name + b": " + value + b"\r\n"
+            if line.count(b"\n") != 1 or b"\r" in line[:-2]:
+                raise RuntimeError("a response header holds a line break")
             if name == b"content-length":
                 length = int(value)
             elif name == b"connection":
@@ -490,7 +491,7 @@ class _Cycle:
                 continue  # the connection decides this header
             elif name == b"transfer-encoding":
                 continue  # framing is the server's
-            parts.append(name + b": " + value + b"\r\n")
+            parts.append(line)
         if not request.body_done:  # answered before its body was all read: the connection ends with the answer
             self.keep_alive = False
         no_body = status in _NO_BODY_STATUS or status < 200
