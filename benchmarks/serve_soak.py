@@ -7,7 +7,7 @@ present blob answered 404, memory that does not grow.
 keep-alive clients for random present keys; each body is checked against its SHA1. Prints the answers by status,
 wrong bodies, 404s for present blobs, and the server's RSS at the start and the end.
 
-Run: ``python -m benchmarks.serve_soak [--minutes 3] [--connections 64] [--fault-rate 0.2]``.
+Run: ``python -m benchmarks.serve_soak [--minutes 3] [--connections 64] [--fault-rate 0.2] [--server uvicorn]``.
 """
 from __future__ import annotations
 
@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--fault-rate", type=float, default=0.2)
     parser.add_argument("--blobs", type=int, default=500)
+    parser.add_argument("--server", choices=("bitstore", "uvicorn"), default="bitstore",
+                        help="bitstore serve --server (default: bitstore, the default server)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from tests.servers.faults import FaultProxy
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         port = _free_port()
         env = {**os.environ, "PYTHONPATH": str(ROOT), "AWS_ACCESS_KEY_ID": "soak", "AWS_SECRET_ACCESS_KEY": "soak"}
         process = subprocess.Popen([sys.executable, "-m", "bitstore.cli", "serve", "--spec", str(spec), "--port",
-                                    str(port)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                    str(port), "--server", args.server], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         counts: Counter[str] = Counter()
         lock = threading.Lock()
@@ -98,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             _stop(process)
             proxy.stop()
-        print(f"# {args.minutes:g} min, {args.connections} connections, {args.fault_rate:.0%} of source GETs "
+        print(f"# bitstore serve --server {args.server}, {args.minutes:g} min, {args.connections} connections, "
+              f"{args.fault_rate:.0%} of source GETs "
               f"faulted ({dict(proxy.stats)}); load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"answers: {dict(counts)}")
         print(f"wrong bytes: {counts['wrong bytes']}; present blobs answered 404: "
