@@ -21,6 +21,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
 
 from ..core.store import DEFAULT_MAX_BYTES_IN_FLIGHT, FetchResult, Store
 from ..ground.errors import BitstoreError
+from .columns import array_of, validity
 
 if TYPE_CHECKING:
     import pyarrow.dataset
@@ -123,11 +124,11 @@ class _Plan:
         """The new columns for one unit's results (built from Python lists, not row by row)."""
         out = [_large_binary([r.data for r in results])]
         if self.status_column is not None:
-            out.append(pa.array([r.status for r in results], type=pa.string()))
+            out.append(array_of([r.status for r in results], pa.string()))
         if self.source_column is not None:
-            out.append(pa.array([r.source for r in results], type=pa.string()))
+            out.append(array_of([r.source for r in results], pa.string()))
         if self.error_column is not None:
-            out.append(pa.array([r.error for r in results], type=pa.string()))
+            out.append(array_of([r.error for r in results], pa.string()))
         return out
 
 
@@ -138,11 +139,9 @@ def _large_binary(values: list[bytes | memoryview | None]) -> pa.Array:
     present = [v for v in values if v is not None]
     data = present[0] if len(present) == 1 else b"".join(present)
     null_count = len(values) - len(present)
-    validity = None
-    if null_count:
-        validity = pa.array([v is not None for v in values], type=pa.bool_()).buffers()[1]
+    bitmap = validity(values) if null_count else None
     return pa.Array.from_buffers(pa.large_binary(), len(values),
-                                 [validity, pa.py_buffer(offsets), pa.py_buffer(data)], null_count=null_count)
+                                 [bitmap, pa.py_buffer(offsets), pa.py_buffer(data)], null_count=null_count)
 
 
 def _is_string(t: pa.DataType) -> bool:

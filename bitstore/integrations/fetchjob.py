@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..core.store import DEFAULT_MAX_BYTES_IN_FLIGHT, FetchResult, Store
+from .columns import array_of
 from .inputs import TEXT_COLUMN, InputError, KeyInput
 
 if TYPE_CHECKING:
@@ -310,7 +311,7 @@ def fetch_with_job(
             out_keys = [k if s == "invalid" or k is None else _canonical(canonical, k)
                         for k, s in zip(keys.to_pylist(), statuses.to_pylist())]
             columns = list(piece.columns)
-            columns[key_index] = pa.array(out_keys, key_type)
+            columns[key_index] = array_of(out_keys, key_type)
             columns += [blobs.cast(pa.large_binary()), statuses.cast(pa.string()), sources.cast(pa.string())]
             writer.write(pa.record_batch([_one_chunk(c) for c in columns], schema=schema))
         parts.observe(results.num_rows, _blob_bytes(results.column("blob")))
@@ -435,8 +436,8 @@ def write_rows(source: KeyInput, output: str | os.PathLike, added: list, run: Ca
             front = pending[0]
             piece = front.slice(offset, len(out))
             columns = list(piece.columns)
-            columns[key_index] = pa.array([row[0] for row in out], key_type)
-            columns += [pa.array([row[i + 1] for row in out], field.type) for i, field in enumerate(added)]
+            columns[key_index] = array_of([row[0] for row in out], key_type)
+            columns += [array_of([row[i + 1] for row in out], field.type) for i, field in enumerate(added)]
             writer.write(pa.record_batch(columns, schema=schema))
             offset += len(out)
             out.clear()

@@ -17,6 +17,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
+from .columns import array_of
+
 __all__ = ["InputError", "KeyInput", "open_keys", "FORMATS", "TEXT_COLUMN"]
 
 FORMATS = (".txt", ".csv", ".parquet")
@@ -97,9 +99,9 @@ class KeyInput:
         for key in self:
             chunk.append(key)
             if len(chunk) >= rows:
-                yield pa.record_batch([pa.array(chunk, pa.string())], schema=schema)
+                yield pa.record_batch([array_of(chunk, pa.string())], schema=schema)
                 chunk = []
-        yield pa.record_batch([pa.array(chunk, pa.string())], schema=schema)
+        yield pa.record_batch([array_of(chunk, pa.string())], schema=schema)
 
     def _txt(self) -> Iterator[str]:
         with _open(self.path) as f:
@@ -259,7 +261,7 @@ def _csv_column(header: list[str], column: str, path: str) -> int:
 def _csv_batch(names: list[str], rows: list[list]) -> Any:
     import pyarrow as pa
 
-    columns = [pa.array([row[i] for row in rows], pa.string()) for i in range(len(names))]
+    columns = [array_of([row[i] for row in rows], pa.string()) for i in range(len(names))]
     return pa.record_batch(columns, schema=pa.schema([pa.field(n, pa.string()) for n in names]))
 
 
