@@ -14,18 +14,24 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
 from bitstore.integrations.inputs import FORMATS, TEXT_COLUMN
 from bitstore.spec import load_spec_or_default
 
-__all__ = ["main", "build", "DEFAULT_RUNNER"]
+__all__ = ["main", "build", "merge_shards", "DEFAULT_RUNNER"]
 
 DEFAULT_RUNNER = "FnApiRunner"
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 3
 _WRITE_BATCH_ROWS = 256
+#: Rows a Parquet writer buffers before writing a row group, in bytes (Beam's default is 64 MiB).
+_ROW_GROUP_BYTES = 8 * 1024 * 1024
+#: Rows read from the shards and written to the output at a time when they are joined.
+_MERGE_BATCH_ROWS = 4096
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -150,9 +156,13 @@ def output_row(record: dict[str, Any], column: str = "sha1", family: Any = None)
     return {**record, column: key}
 
 
-def build(pipeline, *, input: str, output: str, store, column: str | None = None, **fetch_options: int) -> None:
-    """Add the fetch job (read rows, fetch, write one Parquet file) to ``pipeline``. ``column`` (and the one
-    column of text input) defaults to the store's keys: ``sha1``, or ``sha256`` for SHA-256 keys."""
+def build(pipeline, *, input: str, output: str, store, column: str | None = None, shards: str | None = None,
+          **fetch_options: int):
+    """Add the fetch job (read rows, fetch, write Parquet) to ``pipeline``; returns the output schema. ``column``
+    (and the one column of text input) defaults to the store's keys: ``sha1``, or ``sha256`` for SHA-256 keys.
+    The rows go to one file, ``output``, or with ``shards`` (a path prefix) to one file per bundle,
+    ``<shards>-NNNNN-of-NNNNN``, which ``merge_shards`` joins: a single output file needs all rows grouped in one
+    place first, which the local runner does in memory."""
     import apache_beam as beam
 
     from bitstore.integrations.fetchjob import output_schema_for
@@ -166,12 +176,37 @@ def build(pipeline, *, input: str, output: str, store, column: str | None = None
     rows, schema = read_rows(pipeline, input, column, text_column)
     key = _key_column(input, column, text_column)
     schema = output_schema_for(schema, key, input)
+    if shards:
+        write = beam.io.WriteToParquet(shards, schema=schema, codec="snappy", record_batch_size=_WRITE_BATCH_ROWS,
+                                       row_group_buffer_size=_ROW_GROUP_BYTES)
+    else:
+        write = beam.io.WriteToParquet(output, schema=schema, codec="snappy", num_shards=1, shard_name_template="",
+                                       record_batch_size=_WRITE_BATCH_ROWS, row_group_buffer_size=_ROW_GROUP_BYTES)
     (rows
      | "Fetch" >> EnrichWithBlobs(store, key_field=key, blob_field="blob", status_field="status",
                                   source_field="source", **fetch_options)
      | "OutputRow" >> beam.Map(output_row, key, source.family())
-     | "Write" >> beam.io.WriteToParquet(output, schema=schema, codec="snappy", num_shards=1,
-                                         shard_name_template="", record_batch_size=_WRITE_BATCH_ROWS))
+     | "Write" >> write)
+    return schema
+
+
+def merge_shards(shards: str, output: str, schema) -> None:
+    """The files ``<shards>-*`` (in shard order) joined into the Parquet file ``output``, ``_MERGE_BATCH_ROWS``
+    rows at a time (written under a temporary name, renamed at the end); the shard files are removed."""
+    import glob
+
+    import pyarrow.parquet as pq
+
+    from bitstore.integrations.tables import TableWriter
+
+    files = sorted(glob.glob(glob.escape(shards) + "-*"))
+    with TableWriter(output, schema) as writer:
+        for path in files:
+            with pq.ParquetFile(path, pre_buffer=False) as shard:  # one column chunk at a time, on this thread
+                for batch in shard.iter_batches(batch_size=_MERGE_BATCH_ROWS, use_threads=False):
+                    writer.write(batch.cast(schema))
+    for path in files:
+        os.unlink(path)
 
 
 # --- metrics -----------------------------------------------------------------------------------------
@@ -206,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bitstore.ground.errors import SpecError
 
     options = PipelineOptions(_with_default_runner(beam_args))
+    shard_dir = None
     try:
         spec = load_spec_or_default(args.spec)
         if _is_local(args.input):
@@ -225,13 +261,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         fetch_options = {"max_workers": args.max_workers or spec.max_workers,
                          "max_batch_size": args.max_batch_size, "max_batch_bytes": spec.max_bytes_in_flight}
         pipeline = beam.Pipeline(options=options)
-        build(pipeline, input=args.input, output=args.output, store=spec, column=args.column,
-              **{k: v for k, v in fetch_options.items() if v is not None})
+        if _is_local(args.output):  # one file per bundle, joined here: the runner then holds no rows
+            shard_dir = tempfile.mkdtemp(prefix=f".{os.path.basename(args.output)}.shards-",
+                                         dir=os.path.dirname(os.path.abspath(args.output)))
+        shards = os.path.join(shard_dir, "part") if shard_dir else None
+        schema = build(pipeline, input=args.input, output=args.output, store=spec, column=args.column, shards=shards,
+                       **{k: v for k, v in fetch_options.items() if v is not None})
     except (SpecError, ValueError) as exc:  # InputError is a ValueError
+        if shard_dir:
+            shutil.rmtree(shard_dir, ignore_errors=True)
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    result = pipeline.run()
-    result.wait_until_finish()
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+        if shards:
+            merge_shards(shards, args.output, schema)
+    finally:
+        if shard_dir:
+            shutil.rmtree(shard_dir, ignore_errors=True)
     lines, failed = metric_lines(result)
     print(f"bitstore pipeline -> {args.output}", file=sys.stderr)
     for line in lines:

@@ -89,6 +89,7 @@ def test_pipeline_on_two_worker_processes_matches_bitstore_fetch_and_downloads_n
 
     beam_rows = rows(folder / "beam.parquet", CSV_COLUMNS)
     assert len(beam_rows) == len(keys)
+    assert not [n for n in os.listdir(folder) if ".shards-" in n]  # the per-bundle files were joined and removed
     assert cli.main(["--spec", str(spec), "fetch", "--input", source, "--column", "key",
                      "--output", str(folder / "cli.parquet"), "--no-progress"]) == 0
     cli_rows = rows(folder / "cli.parquet", CSV_COLUMNS)
@@ -139,3 +140,22 @@ def test_default_runner_is_the_local_python_runner():
     assert pipeline._with_default_runner(["--project=p"]) == ["--runner=FnApiRunner", "--project=p"]
     assert pipeline._with_default_runner(["--runner", "DataflowRunner"]) == ["--runner", "DataflowRunner"]
     assert pipeline._with_default_runner(["--runner=DirectRunner"]) == ["--runner=DirectRunner"]
+
+
+def test_merge_shards_joins_every_row_in_shard_order_and_removes_the_shards(tmp_path):
+    schema = output_schema()
+    prefix = str(tmp_path / "part")
+    sizes = [3, 0, 5000, 1]  # an empty shard, and one longer than a merge batch
+    start = 0
+    for i, n in enumerate(sizes):
+        keys = [f"{k:040x}" for k in range(start, start + n)]
+        start += n
+        table = pa.table({"sha1": keys, "blob": [k.encode() for k in keys], "status": ["found"] * n,
+                          "source": ["t"] * n}, schema=schema)
+        pq.write_table(table, f"{prefix}-{i:05d}-of-{len(sizes):05d}", row_group_size=700)
+    pipeline.merge_shards(prefix, str(tmp_path / "out.parquet"), schema)
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert out.schema.equals(schema)
+    assert out.column("sha1").to_pylist() == [f"{k:040x}" for k in range(sum(sizes))]
+    assert out.column("blob").to_pylist()[-1] == f"{sum(sizes) - 1:040x}".encode()
+    assert sorted(os.listdir(tmp_path)) == ["out.parquet"]
