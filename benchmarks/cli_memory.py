@@ -102,7 +102,7 @@ def _hwm(pid: int) -> int:
 
 
 def run_fetch(home: Path, keys_file: Path, output: Path, engine: str, workers: int, budget: int | None,
-              spec: Path | None, env_extra: dict[str, str], timeout: float) -> dict:
+              spec: Path | None, env_extra: dict[str, str], timeout: float, extra: list[str] = ()) -> dict:
     """Run ``bitstore fetch`` in a subprocess; the peak RSS of each process it started, by role, and wall time."""
     env = {**os.environ, **env_extra, "BITSTORE_HOME": str(home), "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "bitstore.cli", "fetch", "--input", str(keys_file), "--output", str(output),
@@ -111,6 +111,7 @@ def run_fetch(home: Path, keys_file: Path, output: Path, engine: str, workers: i
         cmd += ["--spec", str(spec)]
     if budget:
         cmd += ["--max-bytes-in-flight", str(budget)]
+    cmd += list(extra)
     started = time.perf_counter()
     proc = psutil.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peaks: dict[int, int] = {}
@@ -179,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-tenth", action="store_true",
                         help="skip the run over a tenth of the keys that comes first (if fetch streams, the two "
                              "peaks are about the same)")
+    parser.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="passed to bitstore fetch --engine spark (repeatable): e.g. spark.driver.memory=1g "
+                             "and spark.driver.extraJavaOptions= for Spark's own JVM defaults")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     bad = [e for e in args.engines if e not in ENGINES] + [s for s in args.stores if s not in STORES]
@@ -217,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
                 for engine, n, file in runs:
                     output = home / f"out-{engine}.parquet"
                     load = os.getloadavg()[0]
+                    extra = [f"--spark-conf={c}" for c in args.spark_conf] if engine == "spark" else []
                     run = run_fetch(home, file, output, engine, args.workers, int(args.budget_mib * MiB), spec,
-                                    env_extra, args.timeout)
+                                    env_extra, args.timeout, extra)
                     label = f"{engine} engine, {store} store, {n:,} keys"
                     entry = {"engine": engine, "store": store, "keys": n, "setup_s": round(setup, 1),
                              "seconds": round(run["seconds"], 1), "load_1min_before": round(load, 2),

@@ -46,6 +46,14 @@ def _handle_sigterm():
     return signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+def _conf_pair(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` (the value may hold ``=``) as a pair; a missing ``=`` or key is a usage error."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -136,6 +144,9 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--engine", choices=("local", "beam", "spark", "ray"), default="local",
                        help="where to fetch: this process (default), Beam (beam_transforms.pipeline), or the running "
                             "Spark session / Ray cluster, else a local one (same output; see the Spark and Ray guide)")
+    fetch.add_argument("--spark-conf", action="append", type=_conf_pair, default=[], metavar="KEY=VALUE",
+                       help="with --engine spark, a Spark setting of the local session the job starts, over "
+                            "bitstore's small-JVM defaults (repeatable; e.g. spark.driver.memory=2g)")
     fetch.set_defaults(run=_fetch)
 
     stat = sub.add_parser("stat", parents=[common], help="which tier has each key's blob, and its size (no download)",
@@ -408,6 +419,8 @@ def _fetch(args: argparse.Namespace) -> int:
     from ..integrations.fetchjob import DEFAULT_BATCH_ROWS, fetch_on_engine, fetch_to_file
     from ..integrations.tables import check_output
 
+    if args.spark_conf and args.engine != "spark":
+        raise UsageError("--spark-conf is for --engine spark")
     if args.engine == "beam":
         return _fetch_on_beam(args)
     check_output(args.output)
@@ -420,6 +433,8 @@ def _fetch(args: argparse.Namespace) -> int:
     if args.engine == "local":
         summary = fetch_to_file(spec.build, keys, args.output, progress=args.progress, total=keys.total, **options)
     else:
+        if args.engine == "spark":
+            options["spark_conf"] = dict(args.spark_conf)
         summary = fetch_on_engine(args.engine, spec, keys, args.output, **options)
     print(f"bitstore fetch -> {args.output}", file=sys.stderr)
     for line in summary.lines():

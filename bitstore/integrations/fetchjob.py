@@ -243,6 +243,7 @@ def fetch_on_engine(
     max_workers: int = 64,
     batch_size: int = DEFAULT_BATCH_ROWS,
     max_bytes_in_flight: int = DEFAULT_MAX_BYTES_IN_FLIGHT,
+    **job_options: Any,
 ) -> FetchSummary:
     """``fetch_to_file`` run on Spark or Ray: the input is streamed to the engine in partitions of at most
     ``batch_size`` (and 4,096) keys, a window at a time, its workers fetch them (``bitstore.spark.enrich_dataframe``
@@ -251,7 +252,8 @@ def fetch_on_engine(
     the whole input: memory does not grow with the number of keys.
 
     Uses the running Spark session or Ray cluster, else starts a local one for the job (and stops it after);
-    an input with no keys starts none.
+    an input with no keys starts none. ``job_options`` go to the engine's ``fetch_job`` (``spark_conf``: the
+    local Spark session's configuration over ``bitstore.spark.FETCH_JOB_CONF``).
     """
     if engine == "spark":
         from .spark import fetch_job
@@ -260,7 +262,7 @@ def fetch_on_engine(
     else:
         raise ValueError(f"engine must be 'spark' or 'ray' here, not {engine!r}")
     return fetch_with_job(fetch_job, spec, source, output, max_workers=max_workers, batch_size=batch_size,
-                          max_bytes_in_flight=max_bytes_in_flight)
+                          max_bytes_in_flight=max_bytes_in_flight, **job_options)
 
 
 def fetch_with_job(
@@ -272,11 +274,13 @@ def fetch_with_job(
     max_workers: int = 64,
     batch_size: int = DEFAULT_BATCH_ROWS,
     max_bytes_in_flight: int = DEFAULT_MAX_BYTES_IN_FLIGHT,
+    **job_options: Any,
 ) -> FetchSummary:
     """``fetch_on_engine`` with the engine given as ``open_job(spec, key_column=, max_workers=,
-    max_bytes_in_flight=)``, a context manager yielding a job: ``job.parallelism`` (partitions it runs at once)
-    and ``job.run(partitions)`` (one-column tables of keys in, named ``key_column``; one table of that column,
-    ``blob``, ``status``, ``source``, ``error`` out, in order). It is opened only when the input has a key."""
+    max_bytes_in_flight=, **job_options)``, a context manager yielding a job: ``job.parallelism`` (partitions it
+    runs at once) and ``job.run(partitions)`` (one-column tables of keys in, named ``key_column``; one table of
+    that column, ``blob``, ``status``, ``source``, ``error`` out, in order). It is opened only when the input has
+    a key."""
     import pyarrow as pa
 
     from ..core.composite import Composite
@@ -320,7 +324,7 @@ def fetch_with_job(
         window = parts.window(1)
         if window:  # no keys: no session or cluster is started
             with open_job(spec, key_column=key_name, max_workers=max_workers,
-                          max_bytes_in_flight=max_bytes_in_flight) as job:
+                          max_bytes_in_flight=max_bytes_in_flight, **job_options) as job:
                 _run_windows(job, parts, window, writer, write)
     summary.seconds = time.perf_counter() - start
     return summary
