@@ -140,3 +140,30 @@ def test_an_engine_failure_leaves_no_output(tmp_path):
     with pytest.raises(RuntimeError, match="executor lost"):
         fetch_with_job(broken, spec, open_keys(tmp_path / "keys.txt"), tmp_path / "out.parquet", batch_size=8)
     assert not (tmp_path / "out.parquet").exists()
+
+
+_ROW = st.one_of(
+    st.tuples(st.just("found"), st.sampled_from(["cache", "archive"]), st.binary(max_size=30), st.none()),
+    st.tuples(st.just("missing"), st.none(), st.none(), st.none()),
+    st.tuples(st.just("failed"), st.none(), st.none(), st.sampled_from(["boom", "timed out", "boom"])),
+)
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.lists(_ROW, max_size=40), st.sampled_from([pa.string(), pa.large_string()]))
+def test_summary_of_columns_counts_what_summary_of_results_counts(rows, text):
+    from bitstore.ground.results import FetchResult
+
+    keys = [hashlib.sha1(b"%d" % i).hexdigest() for i in range(len(rows))]
+    by_results = fetchjob.FetchSummary()
+    for key, (status, source, data, error) in zip(keys, rows):
+        by_results.add(FetchResult(key, data, status, source=source, error=error))
+    by_columns = fetchjob.FetchSummary()
+    columns = [pa.chunked_array([pa.array([r[i] for r in rows], kind)]) for i, kind in
+               ((0, text), (1, text), (2, pa.large_binary()), (3, text))]
+    by_columns.add_columns(pa.chunked_array([pa.array(keys, text)]), columns[2], columns[0], columns[1], columns[3])
+    assert by_columns.rows == by_results.rows == len(rows)
+    assert by_columns.by_status == by_results.by_status
+    assert by_columns.by_source == by_results.by_source
+    assert by_columns.bytes_by_source == by_results.bytes_by_source
+    assert by_columns.errors == by_results.errors

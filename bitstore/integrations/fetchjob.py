@@ -107,20 +107,23 @@ class FetchSummary:
 
     def add_columns(self, keys: Any, blobs: Any, statuses: Any, sources: Any, errors: Any) -> None:
         """``add`` for a batch of results as Arrow columns (an engine's output): counted by Arrow, and only the
-        failed rows one by one."""
-        import pyarrow as pa
+        failed rows one by one. No Python scalar and no ``group_by`` here: either imports pandas."""
         import pyarrow.compute as pc
 
         self.rows += len(statuses)
         for item in pc.value_counts(statuses).to_pylist():
             self.by_status[item["values"]] += item["counts"]
-        found = pc.equal(statuses, "found")
-        table = pa.table({"source": sources, "bytes": pc.binary_length(blobs)}).filter(found)
-        for row in table.group_by("source").aggregate([("bytes", "sum"), ("bytes", "count")]).to_pylist():
-            self.by_source[row["source"]] += row["bytes_count"]
-            self.bytes_by_source[row["source"]] += row["bytes_sum"] or 0
-        failed = pa.table({"key": keys, "error": errors}).filter(pc.equal(statuses, "failed"))
-        for key, error in zip(failed.column("key").to_pylist(), failed.column("error").to_pylist()):
+        found = pc.is_in(statuses, value_set=array_of(["found"], statuses.type))
+        found_sources, sizes = sources.filter(found), pc.binary_length(blobs).filter(found)
+        for item in pc.value_counts(found_sources).to_pylist():
+            source = item["values"]
+            if source is None:
+                continue
+            self.by_source[source] += item["counts"]
+            here = pc.is_in(found_sources, value_set=array_of([source], sources.type))
+            self.bytes_by_source[source] += pc.sum(sizes.filter(here)).as_py() or 0
+        failed = pc.is_in(statuses, value_set=array_of(["failed"], statuses.type))
+        for key, error in zip(keys.filter(failed).to_pylist(), errors.filter(failed).to_pylist()):
             if error:
                 cause = failure_cause(error, key)
                 if cause in self.errors or len(self.errors) < _MAX_ERROR_SAMPLES:

@@ -47,10 +47,12 @@ IDLE_WORKER_KEEP_MS = 10 * 60 * 1000
 RESOURCE_REFRESH_S = 0.1
 
 
-def _ray():
+def _ray(data: bool = True):
+    """Ray, with Ray Data imported too unless ``data`` is False."""
     try:
         import ray
-        import ray.data
+        if data:
+            import ray.data
     except ImportError as exc:
         raise ImportError("bitstore.ray needs Ray Data: pip install 'bitstore-tiered[ray]'") from exc
     return ray
@@ -65,7 +67,7 @@ def local_cluster(num_cpus: int | None = None, *, temp_dir: str | None = None,
     A local cluster keeps idle worker processes for ten minutes, so later jobs find their stores built."""
     if "ray" not in sys.modules and not os.environ.get("RAY_ADDRESS"):
         _stay_on_loopback()  # before Ray's first import, as Ray expects
-    ray = _ray()
+    ray = _ray(data=False)
     if ray.is_initialized():
         return False
     runtime_env = {"env_vars": dict(env)} if env else None
@@ -186,37 +188,67 @@ class _Enrich:
 
 
 class _RayJob:
-    """``bitstore fetch --engine ray``, one window of blocks at a time (``fetchjob.fetch_on_engine``)."""
+    """``bitstore fetch --engine ray``, one window of partitions at a time (``fetchjob.fetch_on_engine``): a Ray
+    task per partition (``fetch_partition``), the results gathered in order. Plain tasks rather than a Ray Data
+    Dataset: neither the driver nor the workers then import Ray Data (with pandas, about 65 MiB a process), and
+    nothing but the window is ever in the object store. Tables travel as Arrow IPC streams: Ray's own pickling
+    of a sliced table calls Arrow compute, which imports pandas."""
 
     def __init__(self, spec: StoreLike, fetch_options: dict[str, Any]):
-        ray = _ray()
-        self.spec, self.fetch_options = spec, fetch_options
+        ray = _ray(data=False)
+        from ray import cloudpickle
+
+        options = dict(fetch_options)
+        num_cpus = options.pop("num_cpus", TASK_NUM_CPUS)
+        key_column = options.pop("key_column", None)
+        self.options = EnrichOptions(default_key_column(key_column, spec), "blob", "status", "source", "error",
+                                     **options)
+        self.recipe = ray.put(StoreRecipe(spec, dumps=cloudpickle.dumps))
+        self.task = ray.remote(num_cpus=num_cpus)(fetch_partition)
         cpus = ray.cluster_resources().get("CPU", 1)
-        self.parallelism = max(1, int(cpus / fetch_options.get("num_cpus", TASK_NUM_CPUS)))
+        self.parallelism = max(1, int(cpus / num_cpus))
 
     def run(self, partitions: list[pa.Table]) -> pa.Table:
-        """The partitions' keys (``sha1``; one block each) enriched by Ray tasks, in order, as one table of
+        """The partitions' keys (``sha1``; one task each) enriched by Ray tasks, in order, as one table of
         ``sha1``, ``blob``, ``status``, ``source``, ``error``."""
         import pyarrow as pa
 
-        ray = _ray()
-        ds = enrich_dataset(ray.data.from_arrow(partitions), self.spec, status_column="status",
-                            source_column="source", error_column="error", **self.fetch_options)
-        return pa.concat_tables(list(ds.iter_batches(batch_format="pyarrow", batch_size=None)))
+        ray = _ray(data=False)
+        refs = [self.task.remote(_to_ipc(part), recipe=self.recipe, options=self.options) for part in partitions]
+        return pa.concat_tables([_from_ipc(done) for done in ray.get(refs)])
+
+
+def fetch_partition(table: bytes, *, recipe: StoreRecipe, options: EnrichOptions) -> bytes:
+    """A Ray task of ``bitstore fetch --engine ray``: one partition's rows with the new columns (Arrow IPC in and
+    out)."""
+    import pyarrow as pa
+
+    batches = list(enrich_stream(_from_ipc(table).to_batches(), recipe, options))
+    return _to_ipc(pa.Table.from_batches(batches))
+
+
+def _to_ipc(table: pa.Table) -> bytes:
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _from_ipc(data: bytes) -> pa.Table:
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(data).read_all()
 
 
 @contextmanager
 def fetch_job(spec: StoreLike, **fetch_options: Any) -> Iterator[_RayJob]:
     """The connected (or ``RAY_ADDRESS``) Ray cluster, else a local one, shut down at the end, for ``bitstore
-    fetch --engine ray``; rows keep their order and no progress bars are drawn meanwhile."""
+    fetch --engine ray``; rows keep their order."""
     started = local_cluster()
-    ray = _ray()
-    context = ray.data.DataContext.get_current()
-    saved = context.execution_options.preserve_order, context.enable_progress_bars
     try:
-        context.execution_options.preserve_order, context.enable_progress_bars = True, False
         yield _RayJob(spec, fetch_options)
     finally:
-        context.execution_options.preserve_order, context.enable_progress_bars = saved
         if started:
-            ray.shutdown()
+            _ray(data=False).shutdown()
