@@ -90,3 +90,40 @@ def test_no_keys_start_no_engine(job, capsys):
 def test_beam_reads_files_not_stdin(job, capsys):
     assert main(["fetch", "-i", "-", "-o", str(job / "x.parquet"), "--engine", "beam"]) == 2
     assert "--engine beam reads its keys from a file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--engine", "ray", "--spark-conf", "spark.driver.memory=2g"], "--spark-conf is for --engine spark"),
+    (["--engine", "beam", "--spark-conf", "a=b"], "--spark-conf is for --engine spark"),
+    (["--engine", "spark", "--spark-conf", "no-equals-sign"], "expected KEY=VALUE"),
+])
+def test_spark_conf_is_for_spark_and_key_value(job, capsys, args, message):
+    assert main(["fetch", "-i", str(job / "keys.txt"), "-o", str(job / "o.parquet"), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (job / "o.parquet").exists()
+
+
+def test_a_local_spark_session_for_the_job_gets_the_small_jvm_conf_with_the_users_over_it(monkeypatch):
+    from pyspark.sql import SparkSession
+
+    from bitstore.integrations import spark
+
+    seen, stopped = [], []
+
+    class Session:
+        class sparkContext:  # noqa: N801 - the attribute Spark's session has
+            defaultParallelism = 3
+
+        def stop(self):
+            stopped.append(True)
+
+    def local_session(conf=None):
+        seen.append(conf)
+        return Session()
+
+    monkeypatch.setattr(SparkSession, "getActiveSession", staticmethod(lambda: None))
+    monkeypatch.setattr(spark, "local_session", local_session)
+    with spark.fetch_job({"keys": "sha1"}, spark_conf={"spark.driver.memory": "2g", "spark.x": "y"}) as job:
+        assert job.parallelism == 3
+    assert seen == [{**spark.FETCH_JOB_CONF, "spark.driver.memory": "2g", "spark.x": "y"}]
+    assert spark.FETCH_JOB_CONF["spark.driver.memory"] == "512m" and stopped == [True]
