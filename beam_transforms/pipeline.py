@@ -239,7 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from bitstore.ground.errors import SpecError
+    from bitstore.integrations.fetchjob import process_allocator
 
+    process_allocator()  # this process is the job: the C library's allocator, unless ARROW_DEFAULT_MEMORY_POOL
     options = PipelineOptions(_with_default_runner(beam_args))
     shard_dir = None
     try:

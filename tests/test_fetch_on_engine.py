@@ -167,3 +167,19 @@ def test_summary_of_columns_counts_what_summary_of_results_counts(rows, text):
     assert by_columns.by_source == by_results.by_source
     assert by_columns.bytes_by_source == by_results.bytes_by_source
     assert by_columns.errors == by_results.errors
+
+
+def test_process_allocator_is_the_c_librarys_unless_the_user_chose(monkeypatch):
+    import subprocess
+    import sys
+
+    code = ("import os, pyarrow as pa\n"
+            "from bitstore.integrations.fetchjob import process_allocator\n"
+            "process_allocator()\n"
+            "print(pa.default_memory_pool().backend_name, os.environ['ARROW_DEFAULT_MEMORY_POOL'])\n")
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["system", "system"]
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["jemalloc", "jemalloc"]

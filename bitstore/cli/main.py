@@ -416,7 +416,7 @@ def _tier_index(spec, wanted: str) -> int:
 
 def _fetch(args: argparse.Namespace) -> int:
     from ..core.store import DEFAULT_MAX_BYTES_IN_FLIGHT
-    from ..integrations.fetchjob import DEFAULT_BATCH_ROWS, fetch_on_engine, fetch_to_file
+    from ..integrations.fetchjob import DEFAULT_BATCH_ROWS, fetch_on_engine, fetch_to_file, process_allocator
     from ..integrations.tables import check_output
 
     if args.spark_conf and args.engine != "spark":
@@ -424,6 +424,7 @@ def _fetch(args: argparse.Namespace) -> int:
     if args.engine == "beam":
         return _fetch_on_beam(args)
     check_output(args.output)
+    process_allocator()
     spec = _load_spec(args)
     keys = _open_input(args, spec)
     options = {"max_workers": args.max_workers or spec.max_workers or 64,

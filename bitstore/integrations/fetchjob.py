@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from ..spec.load import Spec
 
 __all__ = ["output_schema", "output_schema_for", "output_row", "fetch_to_file", "fetch_on_engine", "write_rows",
+           "process_allocator",
            "FetchSummary", "DEFAULT_BATCH_ROWS", "STATUSES", "ENGINES", "failure_cause", "plural", "human_size"]
 
 DEFAULT_BATCH_ROWS = 4096
@@ -198,6 +200,20 @@ def failure_cause(error: str, key: Any = None, *, mask_keys: bool = True) -> str
         if reason is not None and reason.group(1) not in text:
             text += f" ({reason.group(1).strip()})"
     return text
+
+
+def process_allocator() -> None:
+    """Make the C library's allocator pyarrow's default in this process and the processes it starts, unless
+    ``ARROW_DEFAULT_MEMORY_POOL`` already chooses one. For processes that are one fetch job (``bitstore fetch``,
+    the Beam pipeline): pyarrow's own default (mimalloc) keeps arenas per thread, which measured about 25 MiB
+    more peak RSS in a driver moving many small batches."""
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "system"  # read when pyarrow is imported: here, and in the children
+    if "pyarrow" in sys.modules:
+        import pyarrow as pa
+
+        pa.set_memory_pool(pa.system_memory_pool())
 
 
 def fetch_to_file(
