@@ -412,7 +412,7 @@ class CloudRaw(Store):
             log_once(logger, logging.INFO, "fast-transport", "forked",
                      "obstore cannot run in a process forked after it ran in its parent: using the SDK here")
             return None
-        conn = self._conn.get()
+        conn = self._fast_conn()
         try:
             return self._build_fast(conn)
         except Exception as exc:
@@ -421,6 +421,11 @@ class CloudRaw(Store):
             log_once(logger, logging.WARNING, "fast-transport", cause_of(exc),
                      f"the fast transport could not start ({cause_of(exc)}): using the SDK")
             return None
+
+    def _fast_conn(self) -> Any:
+        """What the fast transport is built from: this process's SDK connection (a backend may read its
+        credentials without the SDK where that gives the same answer)."""
+        return self._conn.get()
 
     @abstractmethod
     def _build_fast(self, conn: Any) -> Any:

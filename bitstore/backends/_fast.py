@@ -200,7 +200,8 @@ def _streamed(result: Any, attempt: Attempt) -> bytes:
 
 
 class S3Fast(_Transport):
-    """obstore ``S3Store``s signed with a boto3 session's credentials (unsigned when ``session`` is None)."""
+    """obstore ``S3Store``s signed with a boto3 session's credentials, or with ``(key id, secret, token)`` read
+    from the environment (``_awsenv``); unsigned when ``session`` is None."""
 
     _STORE = "S3Store"
 
@@ -215,6 +216,9 @@ class S3Fast(_Transport):
                          endpoint=endpoint_url)
 
     def _provider(self, credentials: Any) -> Any:
+        if isinstance(credentials, tuple):  # keys as boto3 reads them from the environment, without boto3
+            key, secret, token = credentials
+            return lambda: {"access_key_id": key, "secret_access_key": secret, "token": token, "expires_at": None}
         from obstore.auth.boto3 import Boto3CredentialProvider
 
         return Boto3CredentialProvider(credentials)
