@@ -21,7 +21,6 @@ the SDK, logged once; ``fast`` answers ``StoreNotAvailable``); then the bucket i
 """
 from __future__ import annotations
 
-import asyncio
 import functools
 import io
 import logging
@@ -186,6 +185,8 @@ class CloudRaw(Store):
             raise Fallback
         bucket, name = match.groups()
         started = self.retry.clock()
+        import asyncio  # here, not at the top: a command that never reads on the loop does not import it
+
         try:
             data = await fast.get_async(bucket, name, self, uri, views)
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):

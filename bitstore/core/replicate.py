@@ -9,6 +9,7 @@ running it again: it copies only what is still missing.
 """
 from __future__ import annotations
 
+import itertools
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -138,11 +139,15 @@ def replicate(src: Any, dst: Any, *, start_after: str | None = None, max_workers
             return _Copy(key, "failed", error=failure(src, exc)[1])
 
     try:
-        for outcome in run_many(src, missing(), copy, lambda key, error: _Copy(key, "failed", error=error),
-                                max_workers=max_workers, progress=False, keyed=False):
-            report._add(outcome)
-            if bar is not None:
-                bar.update(1)
+        pending = missing()
+        first = next(pending, None)  # nothing to copy (a rerun): no threads started
+        if first is not None:
+            for outcome in run_many(src, itertools.chain((first,), pending), copy,
+                                    lambda key, error: _Copy(key, "failed", error=error),
+                                    max_workers=max_workers, progress=False, keyed=False):
+                report._add(outcome)
+                if bar is not None:
+                    bar.update(1)
     finally:
         if bar is not None:
             bar.close()
