@@ -19,7 +19,7 @@ from typing import Any
 from ..ground.errors import InvalidDataFound, NotFoundInStore
 from .bulk import failure
 from .listed import Listed
-from .listing import hasher_for, listed
+from .listing import hasher_for, listed, read_ahead
 from .store import DEFAULT_MAX_BYTES_IN_FLIGHT
 
 __all__ = ["replicate", "ReplicateReport", "MAX_PROBLEMS"]
@@ -95,9 +95,9 @@ def replicate(src: Any, dst: Any, *, start_after: str | None = None, max_workers
     if hasher_for(dst)().name != new_hash().name:
         raise ValueError(f"{src.name} and {dst.name} key blobs by different hashes: nothing can be copied as is")
     dst.prepare_writes()  # a local destination's root is made, so an empty one lists as empty
-    source = listed(src, start_after)
+    source = read_ahead(listed(src, start_after), "source")  # both listings read at once, each on a thread
     try:
-        present: Iterator[Listed] | None = listed(dst, start_after)
+        present: Iterator[Listed] | None = read_ahead(listed(dst, start_after), "destination")
     except NotImplementedError:
         present = None
     report = ReplicateReport()
