@@ -46,6 +46,7 @@ _ENV = st.tuples(
            "http://[::1]:9000", unset=4),
     _maybe("AWS_ENDPOINT_URL_S3", "", "http://localhost:9001/", unset=4),
     _maybe("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true", "TRUE", "false", unset=3),
+    _maybe("AWS_REGION", "ap-southeast-2", unset=2),  # boto3 reads AWS_DEFAULT_REGION only
     _maybe("AWS_PROFILE", "someone", unset=8),
     _maybe("AWS_CREDENTIAL_EXPIRATION", "2099-01-01T00:00:00Z", unset=8),
     _maybe("MY_KEY", "AKIDFROMVAR", unset=1),
