@@ -1,6 +1,6 @@
 """``read_ahead``: a listing read on its own thread gives the same entries in the same order, raises its error
 where it happened (never a short listing), holds a bounded number of entries ahead of its reader, and stops when
-its reader stops or is dropped; ``replicate`` reads both listings that way."""
+its reader stops or is dropped; ``replicate`` reads a listing that waits on a service that way."""
 from __future__ import annotations
 
 import gc
@@ -93,6 +93,9 @@ def test_replicate_raises_when_either_listing_fails_midway_never_a_short_copy():
     items = {hashlib.sha1(f"blob {i}".encode()).hexdigest(): f"blob {i}".encode() for i in range(3000)}
 
     class Broken(MemoryRaw):
+        def lists_remotely(self) -> bool:  # read ahead on a thread, as a cloud tier's listing
+            return True
+
         def list_names(self, prefix, *, start_after=None):
             for n, entry in enumerate(super().list_names(prefix, start_after=start_after)):
                 if n == 1500:
@@ -108,3 +111,32 @@ def test_replicate_raises_when_either_listing_fails_midway_never_a_short_copy():
             dst_raw.put(f"mem://d/{key}", data)
         with pytest.raises(FetchFailed, match="the listing broke"):
             bitstore.replicate(src, dst, max_workers=4, progress=False)
+
+
+def test_only_listings_that_wait_on_a_service_are_read_ahead(tmp_path, monkeypatch):
+    from bitstore import LocalRaw, Sha1Composite
+    from bitstore.backends.s3 import S3Raw
+    from bitstore.core import replicate as replicate_module
+
+    local = Sha1Store(LocalRaw(tmp_path), f"{tmp_path}/")
+    cloud = Sha1Store(S3Raw(endpoint_url="http://127.0.0.1:9"), "s3://bucket/blobs/")  # never asked: nothing listed
+    both = Sha1Composite()
+    both.append_source(local)
+    both.append_source(cloud)
+    assert [s.lists_remotely() for s in (local, cloud, both)] == [False, True, True]
+    assert not Sha1Store(MemoryRaw(), "mem://m/").lists_remotely()
+    ahead = []
+    monkeypatch.setattr(replicate_module, "read_ahead", lambda entries, name: ahead.append(name) or entries)
+    src = Sha1Store(MemoryRaw(), "mem://s/")
+    src.put(hashlib.sha1(b"x").hexdigest(), b"x")
+    bitstore.replicate(src, local, progress=False)
+    assert ahead == []
+
+    class Remote(MemoryRaw):
+        def lists_remotely(self) -> bool:
+            return True
+
+    far = Sha1Store(Remote(), "mem://far/")
+    far.put(hashlib.sha1(b"y").hexdigest(), b"y")
+    report = bitstore.replicate(far, local, progress=False)
+    assert ahead == ["source"] and report.copied == 1

@@ -304,6 +304,9 @@ class CloudRaw(Store):
                 if rest and "/" not in rest and name.startswith(folder):
                     yield Listed(rest, None if size is None else int(size))
 
+    def lists_remotely(self) -> bool:
+        return True
+
     def _split_prefix(self, prefix: Any) -> tuple[str, str]:
         """``(bucket, folder)`` of a listed prefix: ``<KIND>://bucket/`` or ``<KIND>://bucket/some/folder/``."""
         if not isinstance(prefix, str):

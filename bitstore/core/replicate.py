@@ -95,9 +95,9 @@ def replicate(src: Any, dst: Any, *, start_after: str | None = None, max_workers
     if hasher_for(dst)().name != new_hash().name:
         raise ValueError(f"{src.name} and {dst.name} key blobs by different hashes: nothing can be copied as is")
     dst.prepare_writes()  # a local destination's root is made, so an empty one lists as empty
-    source = read_ahead(listed(src, start_after), "source")  # both listings read at once, each on a thread
+    source = _ahead(src, listed(src, start_after), "source")
     try:
-        present: Iterator[Listed] | None = read_ahead(listed(dst, start_after), "destination")
+        present: Iterator[Listed] | None = _ahead(dst, listed(dst, start_after), "destination")
     except NotImplementedError:
         present = None
     report = ReplicateReport()
@@ -152,6 +152,13 @@ def replicate(src: Any, dst: Any, *, start_after: str | None = None, max_workers
         if bar is not None:
             bar.close()
     return report
+
+
+def _ahead(store: Any, entries: Iterator[Listed], name: str) -> Iterator[Listed]:
+    """A listing that waits on a service is read on a thread, ahead (``read_ahead``): the two listings' waits
+    overlap; a local one is read where it is compared."""
+    remote = getattr(store, "lists_remotely", None)
+    return read_ahead(entries, name) if callable(remote) and remote() else entries
 
 
 def _exists(dst: Any, key: str) -> bool:
