@@ -200,10 +200,14 @@ def replicate_s3(work: str, n: int, rounds: int, list_keys: int, copies: bool = 
                                                                            down)) if has_rclone else None)
         out.append(_line("  rerun S3->local, nothing to do", rerun, theirs, "rclone --size-only"))
         if shell:
-            rerun, theirs = _side_by_side(rounds, lambda: _shell_replicate(server.endpoint, "s3://down/blobs/", down),
-                                          (lambda: _rclone("copy", "--size-only", "bench:down/blobs", down))
-                                          if has_rclone else None)
+            cpu: dict[str, list[float]] = {"ours": [], "theirs": []}
+            rerun, theirs = _side_by_side(
+                rounds, _child_cpu(cpu["ours"], lambda: _shell_replicate(server.endpoint, "s3://down/blobs/", down)),
+                _child_cpu(cpu["theirs"], lambda: _rclone("copy", "--size-only", "bench:down/blobs", down))
+                if has_rclone else None)
             out.append(_line("  the same from the shell (a process each)", rerun, theirs, "rclone --size-only"))
+            out.append(_line("    CPU (user + system) of those processes", cpu["ours"], cpu["theirs"] or None,
+                             "rclone --size-only"))
 
         if not list_keys:
             return out
@@ -234,6 +238,19 @@ def replicate_s3(work: str, n: int, rounds: int, list_keys: int, copies: bool = 
     finally:
         server.stop()
     return out
+
+
+def _child_cpu(into: list[float], run: Callable[[], None]) -> Callable[[], None]:
+    """``run``, adding the CPU seconds (user + system) of the processes it waited for to ``into``."""
+    import resource
+
+    def timed() -> None:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        run()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        into.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+
+    return timed
 
 
 def _shell_replicate(endpoint: str, source: str, target: str) -> None:
