@@ -6,7 +6,9 @@ Cases (each the median of ``--rounds`` rounds, min-max beside it; the load avera
 - replicate 10,000 blobs of 16 KiB local -> local, then the rerun with nothing to do, beside ``rclone copy``
   (``--transfers``/``--checkers`` = the same concurrency; ``--size-only`` for the rerun) when rclone is installed;
 - local -> S3 and S3 -> local (and their reruns) beside rclone, and listing 100,000 keys beside boto3's paginator
-  alone, against the benchmarks' loopback S3 server (``benchmarks/server.py``, in a child process);
+  alone, against the benchmarks' loopback S3 server (``benchmarks/server.py``, in a child process); the S3 -> local
+  rerun also as the shell command (``python -m bitstore.cli replicate``, a process per run: start and imports
+  included);
 - scrub of a local tier beside ``sha1sum`` over the same files (one process, as it is usually run);
 - peak RSS of a child process listing N local keys and replicating them (``--million`` for N = 1,000,000).
 
@@ -127,9 +129,11 @@ def _rclone_env(endpoint: str) -> None:
                        "RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE": "true", "RCLONE_CONFIG_BENCH_REGION": "us-east-1"})
 
 
-def replicate_s3(work: str, n: int, rounds: int, list_keys: int, copies: bool = True) -> list[str]:
+def replicate_s3(work: str, n: int, rounds: int, list_keys: int, copies: bool = True, shell: bool = True
+                 ) -> list[str]:
     """local -> S3 and S3 -> local against the benchmarks' loopback S3 server, and listing beside boto3; without
-    ``copies``, the copies are made once, untimed, and only their reruns are measured."""
+    ``copies``, the copies are made once, untimed, and only their reruns are measured; with ``shell``, the S3 ->
+    local rerun is also timed as the ``bitstore`` command (a process per run)."""
     import bitstore
 
     from .server import ServerProcess
@@ -195,7 +199,18 @@ def replicate_s3(work: str, n: int, rounds: int, list_keys: int, copies: bool = 
         rerun, theirs = _side_by_side(rounds, get_rerun, (lambda: _rclone("copy", "--size-only", "bench:down/blobs",
                                                                            down)) if has_rclone else None)
         out.append(_line("  rerun S3->local, nothing to do", rerun, theirs, "rclone --size-only"))
+        if shell:
+            cpu: dict[str, list[float]] = {"ours": [], "theirs": []}
+            rerun, theirs = _side_by_side(
+                rounds, _child_cpu(cpu["ours"], lambda: _shell_replicate(server.endpoint, "s3://down/blobs/", down)),
+                _child_cpu(cpu["theirs"], lambda: _rclone("copy", "--size-only", "bench:down/blobs", down))
+                if has_rclone else None)
+            out.append(_line("  the same from the shell (a process each)", rerun, theirs, "rclone --size-only"))
+            out.append(_line("    CPU (user + system) of those processes", cpu["ours"], cpu["theirs"] or None,
+                             "rclone --size-only"))
 
+        if not list_keys:
+            return out
         client.create_bucket(Bucket="many")
         server.fill("many", "blobs/", list_keys, 16)  # 16 random bytes each: every key distinct
 
@@ -223,6 +238,31 @@ def replicate_s3(work: str, n: int, rounds: int, list_keys: int, copies: bool = 
     finally:
         server.stop()
     return out
+
+
+def _child_cpu(into: list[float], run: Callable[[], None]) -> Callable[[], None]:
+    """``run``, adding the CPU seconds (user + system) of the processes it waited for to ``into``."""
+    import resource
+
+    def timed() -> None:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        run()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        into.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+
+    return timed
+
+
+def _shell_replicate(endpoint: str, source: str, target: str) -> None:
+    """``bitstore replicate --from SOURCE --to TARGET`` in a process of its own, as from the shell: Python's start,
+    the imports and the first client are timed with the copy (the S3 keys and endpoint in the environment)."""
+    env = {**os.environ, "PYTHONPATH": _REPO, "AWS_ACCESS_KEY_ID": _KEYS["aws_access_key_id"],
+           "AWS_SECRET_ACCESS_KEY": _KEYS["aws_secret_access_key"], "AWS_DEFAULT_REGION": _KEYS["region_name"],
+           "AWS_ENDPOINT_URL": endpoint}
+    done = subprocess.run([sys.executable, "-m", "bitstore.cli", "replicate", "--from", source, "--to", target,
+                           "--max-workers", str(WORKERS), "--no-progress"], env=env, capture_output=True, text=True)
+    if done.returncode != 0 or "copied 0 " not in done.stderr:
+        raise RuntimeError(f"bitstore replicate exited {done.returncode}: {done.stderr.strip()[-500:]}")
 
 
 def _sdk_store(endpoint: str):
@@ -288,10 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blobs", type=int, default=10_000)
     parser.add_argument("--rss-keys", type=int, default=100_000)
     parser.add_argument("--million", action="store_true", help="peak RSS with 1,000,000 keys")
-    parser.add_argument("--list-keys", type=int, default=100_000, help="keys listed from S3 (100,000)")
+    parser.add_argument("--list-keys", type=int, default=100_000, help="keys listed from S3 (100,000; 0: no "
+                                                                         "listing case)")
     parser.add_argument("--skip", action="append", default=[],
-                        choices=("replicate", "scrub", "s3", "s3-copies", "rss"),
-                        help="leave a case out (s3-copies: time only the S3 reruns and listings)")
+                        choices=("replicate", "scrub", "s3", "s3-copies", "shell", "rss"),
+                        help="leave a case out (s3-copies: time only the S3 reruns and listings; shell: the "
+                             "bitstore command's rerun, a process per run)")
     args = parser.parse_args(argv)
     print(f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}; "
           f"{os.cpu_count()} CPUs; {WORKERS} workers / rclone --transfers {WORKERS} --checkers {WORKERS}")
@@ -311,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
                 os.makedirs(os.path.join(work, "src"))
                 write_blobs(os.path.join(work, "src"), args.blobs, 16 * 1024)
             for line in replicate_s3(work, args.blobs, args.rounds, args.list_keys,
-                                     copies="s3-copies" not in args.skip):
+                                     copies="s3-copies" not in args.skip, shell="shell" not in args.skip):
                 print(line, flush=True)
         if "rss" not in args.skip:
             for line in peak_rss(work, 1_000_000 if args.million else args.rss_keys):

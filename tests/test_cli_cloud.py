@@ -144,3 +144,34 @@ credentials_env = {{ aws_access_key_id = "CLOUD_KEY_ID", aws_secret_access_key =
     for output in (done, get):
         text = (output.stdout + output.stderr).decode()
         assert CANARY not in text and "AKIDCLOUDTEST" not in text and "Traceback" not in text
+
+
+def test_replicate_from_s3_to_a_folder_imports_no_boto3_and_a_missing_bucket_exits_3(s3, tmp_path):
+    """With the keys and endpoint in the environment, the fast transport lists without boto3 (a short command's
+    start); a bucket that is not there is an error (exit 3), never an empty source."""
+    pytest.importorskip("obstore")
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from .test_cli import REPO
+
+    s3.create_bucket("archive")
+    blobs = {sha1(d): d for d in (b"first", b"second")}
+    for key, data in blobs.items():
+        s3.put("archive", f"files/{key}", data)
+    env = {**os.environ, "AWS_ENDPOINT_URL": s3.endpoint_url, "PYTHONPATH": str(REPO)}
+    probe = ("import sys, json\nfrom bitstore.cli.main import main\ncode = main(sys.argv[1:])\n"
+             "print(json.dumps([code, sorted(m for m in ('boto3', 'botocore') if m in sys.modules)]))")
+    out = tmp_path / "copy"
+    for _ in range(2):  # the copy, then the rerun with nothing to do
+        done = subprocess.run([sys.executable, "-c", probe, "replicate", "--from", "s3://archive/files/", "--to",
+                               str(out), "--no-progress"], env=env, capture_output=True, text=True, timeout=60)
+        assert json.loads(done.stdout.splitlines()[-1]) == [0, []], done.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(blobs)
+    assert "skipped 2" in done.stderr
+    missing = bitstore("replicate", "--from", "s3://no-such-bucket/files/", "--to", tmp_path / "none",
+                       home=tmp_path / "home", env={"AWS_ENDPOINT_URL": s3.endpoint_url})
+    said = missing.stderr.decode()
+    assert missing.returncode == 3 and "no-such-bucket" in said and "does not exist" in said, said

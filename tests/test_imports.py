@@ -78,3 +78,38 @@ def test_public_names():
     from bitstore.core.sha1 import InvalidDataFound
 
     assert InvalidDataFound is bitstore.InvalidDataFound  # importable from where the original had it
+
+
+_CLI = """
+import sys
+from bitstore.cli.main import main
+code = main({argv!r})
+assert code == 0, code
+"""
+_SDKS = ["boto3", "botocore", "google", "azure", "obstore", "pyarrow"]
+
+
+def test_cli_help_ls_scrub_and_a_local_replicate_import_no_sdk(tmp_path):
+    """The shell commands that touch no cloud store start light: no SDK, obstore or Arrow (and a replicate
+    with nothing left to copy starts no threads: the pool's library is not imported)."""
+    import hashlib
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    for data in (b"one", b"two", b"three"):
+        (src / hashlib.sha1(data).hexdigest()).write_bytes(data)
+    runs = {
+        "--help": ["--help"],
+        "ls": ["ls", "--url", str(src)],
+        "scrub": ["scrub", "--url", str(src), "--no-progress"],
+        "replicate": ["replicate", "--from", str(src), "--to", str(dst), "--no-progress"],
+        "rerun": ["replicate", "--from", str(src), "--to", str(dst), "--no-progress"],
+    }
+    for name, argv in runs.items():
+        probe = _CLI.format(argv=argv) if name != "--help" else (
+            "from bitstore.cli.main import main\nassert main(['--help']) == 0")
+        modules = _modules_after(probe)
+        assert [m for m in _SDKS if m in modules or any(k.startswith(m + ".") for k in modules)] == [], name
+        if name == "rerun":
+            assert "ultima" not in modules
+    assert len(list(dst.iterdir())) == 3  # the replicate did copy (the probe ran the command)

@@ -21,7 +21,6 @@ the SDK, logged once; ``fast`` answers ``StoreNotAvailable``); then the bucket i
 """
 from __future__ import annotations
 
-import asyncio
 import functools
 import io
 import logging
@@ -186,6 +185,8 @@ class CloudRaw(Store):
             raise Fallback
         bucket, name = match.groups()
         started = self.retry.clock()
+        import asyncio  # here, not at the top: a command that never reads on the loop does not import it
+
         try:
             data = await fast.get_async(bucket, name, self, uri, views)
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
@@ -303,6 +304,9 @@ class CloudRaw(Store):
                 if rest and "/" not in rest and name.startswith(folder):
                     yield Listed(rest, None if size is None else int(size))
 
+    def lists_remotely(self) -> bool:
+        return True
+
     def _split_prefix(self, prefix: Any) -> tuple[str, str]:
         """``(bucket, folder)`` of a listed prefix: ``<KIND>://bucket/`` or ``<KIND>://bucket/some/folder/``."""
         if not isinstance(prefix, str):
@@ -412,7 +416,7 @@ class CloudRaw(Store):
             log_once(logger, logging.INFO, "fast-transport", "forked",
                      "obstore cannot run in a process forked after it ran in its parent: using the SDK here")
             return None
-        conn = self._conn.get()
+        conn = self._fast_conn()
         try:
             return self._build_fast(conn)
         except Exception as exc:
@@ -421,6 +425,11 @@ class CloudRaw(Store):
             log_once(logger, logging.WARNING, "fast-transport", cause_of(exc),
                      f"the fast transport could not start ({cause_of(exc)}): using the SDK")
             return None
+
+    def _fast_conn(self) -> Any:
+        """What the fast transport is built from: this process's SDK connection (a backend may read its
+        credentials without the SDK where that gives the same answer)."""
+        return self._conn.get()
 
     @abstractmethod
     def _build_fast(self, conn: Any) -> Any:

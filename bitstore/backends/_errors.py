@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import time
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from ..ground.errors import BitstoreError, BlobTooLarge, FetchFailed, NotFoundInStore, StoreNotAvailable, short
@@ -87,6 +86,8 @@ def retry_after_of(value: Any) -> float | None:
     except ValueError:
         pass
     try:
+        from email.utils import parsedate_to_datetime
+
         return max(0.0, parsedate_to_datetime(text).timestamp() - time.time())
     except (TypeError, ValueError, IndexError, OverflowError):
         return None

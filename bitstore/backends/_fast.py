@@ -13,7 +13,6 @@ hangs on its first request. ``usable()`` tells the owner to stay on the SDK path
 """
 from __future__ import annotations
 
-import asyncio
 import importlib
 import os
 import threading
@@ -21,7 +20,6 @@ from abc import ABC, abstractmethod
 from datetime import timedelta
 from typing import Any
 
-from ..engine.loop import settled, tokio_call
 from ..ground.retry import Attempt
 from ..ground.views import VIEW_MIN_BYTES, views_allowed
 from ._client import require
@@ -118,6 +116,10 @@ class _Transport(ABC):
             store = self._store(bucket)
         except Exception as exc:
             raise config_error(owner, f"the fast transport cannot use this configuration ({exc})") from None
+        import asyncio  # here, not at the top: a command that never reads on the loop does not import it
+
+        from ..engine.loop import settled, tokio_call
+
         loop = asyncio.get_running_loop()
         try:
             # obstore's futures are settled from tokio's threads: made tracked, so exit can wait for them
@@ -200,7 +202,8 @@ def _streamed(result: Any, attempt: Attempt) -> bytes:
 
 
 class S3Fast(_Transport):
-    """obstore ``S3Store``s signed with a boto3 session's credentials (unsigned when ``session`` is None)."""
+    """obstore ``S3Store``s signed with a boto3 session's credentials, or with ``(key id, secret, token)`` read
+    from the environment (``_awsenv``); unsigned when ``session`` is None."""
 
     _STORE = "S3Store"
 
@@ -215,6 +218,9 @@ class S3Fast(_Transport):
                          endpoint=endpoint_url)
 
     def _provider(self, credentials: Any) -> Any:
+        if isinstance(credentials, tuple):  # keys as boto3 reads them from the environment, without boto3
+            key, secret, token = credentials
+            return lambda: {"access_key_id": key, "secret_access_key": secret, "token": token, "expires_at": None}
         from obstore.auth.boto3 import Boto3CredentialProvider
 
         return Boto3CredentialProvider(credentials)

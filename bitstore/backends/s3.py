@@ -8,6 +8,7 @@ GET data path goes through it, with the same credentials, retries and error mapp
 from __future__ import annotations
 
 import functools
+import importlib.util
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -18,6 +19,8 @@ from ..ground.errors import StoreNotAvailable
 from ..ground.fields import COMMON, Build, Field, TierType, env_name, keyname
 from ..ground.retry import Attempt, RetryPolicy
 from . import _redact
+from ._awsenv import EnvResolved
+from ._awsenv import resolve as resolve_from_env
 from ._body import read_body
 from ._client import EnvVar, endpoint_problem, require, resolve_env
 from ._cloud import ANONYMOUS, CLOUD, DEFAULT_POOL, DEFAULT_TIMEOUT, CloudRaw, cloud_options
@@ -99,8 +102,11 @@ class S3Raw(CloudRaw):
         if self.endpoint_url:
             return _without_credentials(self.endpoint_url)
         try:
-            resolved = self._conn.get().client.meta.endpoint_url
+            env = self._env_resolved()
+            resolved = env.endpoint if env is not None else self._conn.get().client.meta.endpoint_url
         except Exception:
+            return None
+        if resolved is None:
             return None
         return None if _is_aws(resolved) else _without_credentials(resolved)
 
@@ -187,12 +193,30 @@ class S3Raw(CloudRaw):
             return not isinstance(mapped, StoreNotAvailable)
         return True
 
-    def _build_fast(self, conn: _Conn) -> Any:
+    def _fast_conn(self) -> _Conn | EnvResolved:
+        """The environment's credentials, region and endpoint when boto3 would read nothing else (boto3 is then
+        not imported for the fast transport: a short command's start), else this process's boto3 client."""
+        resolved = self._env_resolved()
+        return resolved if resolved is not None else self._conn.get()
+
+    def _env_resolved(self) -> EnvResolved | None:
+        """``_awsenv.resolve`` for a store of one credentials option and the default access test (a list of
+        options, or an access test of the user's, is boto3's to settle), with boto3 installed (its absence is
+        reported on first use, as ever)."""
+        if len(self.credentials) != 1 or getattr(self._test_access, "__func__", None) is not S3Raw._test_access:
+            return None
+        if type(self)._connect is not S3Raw._connect or importlib.util.find_spec("boto3") is None:
+            return None
+        return resolve_from_env(self.credentials[0], self.endpoint_url)
+
+    def _build_fast(self, conn: _Conn | EnvResolved) -> Any:
         from ._fast import S3Fast
 
-        resolved = conn.client.meta.endpoint_url  # what boto3 made of the argument, environment and profile
-        return S3Fast(conn.session, region=conn.client.meta.region_name,
-                      endpoint_url=None if _is_aws(resolved) else resolved,
+        if isinstance(conn, EnvResolved):
+            credentials, region, resolved = conn.credentials, conn.region, conn.endpoint
+        else:  # what boto3 made of the argument, environment and profile
+            credentials, region, resolved = conn.session, conn.client.meta.region_name, conn.client.meta.endpoint_url
+        return S3Fast(credentials, region=region, endpoint_url=None if _is_aws(resolved) else resolved,
                       max_blob_bytes=self.max_blob_bytes, timeout=self.timeout, deadline=self.retry.deadline)
 
     # --- inspect and stream: one attempt each, SDK path (CloudRaw.head/open retry them and map their errors) --

@@ -66,6 +66,9 @@ class Composite(Store):
         """The tier records, in order."""
         return tuple(self._tiers)
 
+    def lists_remotely(self) -> bool:
+        return any(callable(getattr(t.store, "lists_remotely", None)) and t.store.lists_remotely() for t in self._tiers)
+
     @property
     def sources(self) -> list[Store]:
         """The stores read, in order (a cache appended with ``read=True`` included)."""

@@ -206,6 +206,10 @@ class HashStore(HashFormatMixin, VerifyHashMixin, Store):
         base = self.base_store.async_route()
         return base.over(self, self._uri, self._read) if isinstance(base, Route) else None
 
+    def lists_remotely(self) -> bool:
+        remote = getattr(self.base_store, "lists_remotely", None)
+        return bool(callable(remote) and remote())
+
     def reads_on_loop(self) -> bool:
         return (self._reads_as_written() and type(self).__dict__.get("_LOOP_SAFE", False)
                 and self.base_store.reads_on_loop())

@@ -15,7 +15,7 @@ from typing import Any
 from .listed import Listed
 from .store import Store
 
-__all__ = ["listed", "keys_under", "merged", "start_key", "hasher_for", "can_list", "can_delete"]
+__all__ = ["listed", "keys_under", "merged", "start_key", "hasher_for", "can_list", "can_delete", "read_ahead"]
 
 #: Hashes tried, in this order, to tell from ``key_for(b"")`` which one a store's keys are.
 _HASHES = ("sha1", "sha256", "sha512", "sha224", "sha384", "md5", "blake2b", "blake2s", "sha3_256", "sha3_512")
@@ -105,3 +105,68 @@ def hasher_for(store: Any) -> Callable[[], Any]:
                 return lambda name=name: hashlib.new(name)
     raise TypeError(f"{store.name} does not derive its keys from a blob's bytes by a known hash: nothing to "
                     "check its blobs against")
+
+
+#: Entries a read-ahead listing hands over at a time, and batches it may hold ahead of its reader.
+READ_AHEAD_BATCH = 1000
+READ_AHEAD_BATCHES = 4
+
+
+def read_ahead(entries: Iterator[Listed], name: str = "listing", batch_size: int = READ_AHEAD_BATCH,
+               batches_ahead: int = READ_AHEAD_BATCHES) -> Iterator[Listed]:
+    """``entries`` read on a thread of their own, started now and up to ``READ_AHEAD_BATCHES`` batches ahead of
+    the reader (memory stays bounded), so two listings compared side by side wait on their services at the same
+    time. The entries and their order are the same; an error of the listing is raised to the reader where it
+    happened, after the entries read before it. A reader that stops early, or never starts, stops the thread at
+    its next batch."""
+    import queue
+    import threading
+    import weakref
+
+    batches: queue.Queue = queue.Queue(batches_ahead)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                batches.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        batch: list[Listed] = []
+        try:
+            for entry in entries:
+                batch.append(entry)
+                if len(batch) >= batch_size:
+                    if not put(batch):
+                        return
+                    batch = []
+            if put(batch):
+                put(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader, raised there
+            if not batch or put(batch):
+                put(exc)
+        finally:
+            close = getattr(entries, "close", None)
+            if callable(close):
+                close()
+
+    def read() -> Iterator[Listed]:
+        try:
+            while True:
+                item = batches.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield from item
+        finally:
+            stop.set()
+
+    reader = read()
+    weakref.finalize(reader, stop.set)  # a reader dropped before its first entry
+    threading.Thread(target=produce, name=f"bitstore-{name}", daemon=True).start()
+    return reader

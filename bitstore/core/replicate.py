@@ -9,6 +9,7 @@ running it again: it copies only what is still missing.
 """
 from __future__ import annotations
 
+import itertools
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from typing import Any
 from ..ground.errors import InvalidDataFound, NotFoundInStore
 from .bulk import failure
 from .listed import Listed
-from .listing import hasher_for, listed
+from .listing import hasher_for, listed, read_ahead
 from .store import DEFAULT_MAX_BYTES_IN_FLIGHT
 
 __all__ = ["replicate", "ReplicateReport", "MAX_PROBLEMS"]
@@ -94,9 +95,9 @@ def replicate(src: Any, dst: Any, *, start_after: str | None = None, max_workers
     if hasher_for(dst)().name != new_hash().name:
         raise ValueError(f"{src.name} and {dst.name} key blobs by different hashes: nothing can be copied as is")
     dst.prepare_writes()  # a local destination's root is made, so an empty one lists as empty
-    source = listed(src, start_after)
+    source = _ahead(src, listed(src, start_after), "source")
     try:
-        present: Iterator[Listed] | None = listed(dst, start_after)
+        present: Iterator[Listed] | None = _ahead(dst, listed(dst, start_after), "destination")
     except NotImplementedError:
         present = None
     report = ReplicateReport()
@@ -138,15 +139,26 @@ def replicate(src: Any, dst: Any, *, start_after: str | None = None, max_workers
             return _Copy(key, "failed", error=failure(src, exc)[1])
 
     try:
-        for outcome in run_many(src, missing(), copy, lambda key, error: _Copy(key, "failed", error=error),
-                                max_workers=max_workers, progress=False, keyed=False):
-            report._add(outcome)
-            if bar is not None:
-                bar.update(1)
+        pending = missing()
+        first = next(pending, None)  # nothing to copy (a rerun): no threads started
+        if first is not None:
+            for outcome in run_many(src, itertools.chain((first,), pending), copy,
+                                    lambda key, error: _Copy(key, "failed", error=error),
+                                    max_workers=max_workers, progress=False, keyed=False):
+                report._add(outcome)
+                if bar is not None:
+                    bar.update(1)
     finally:
         if bar is not None:
             bar.close()
     return report
+
+
+def _ahead(store: Any, entries: Iterator[Listed], name: str) -> Iterator[Listed]:
+    """A listing that waits on a service is read on a thread, ahead (``read_ahead``): the two listings' waits
+    overlap; a local one is read where it is compared."""
+    remote = getattr(store, "lists_remotely", None)
+    return read_ahead(entries, name) if callable(remote) and remote() else entries
 
 
 def _exists(dst: Any, key: str) -> bool:

@@ -117,6 +117,12 @@ class Store(ABC):
         dict lookup), when it is a composite's tier. The default, False, reads it on a thread."""
         return False
 
+    def lists_remotely(self) -> bool:
+        """Whether listing this store waits on a remote service (a cloud bucket): ``replicate`` then reads its
+        listing on a thread of its own, ahead of the comparison. The default, False, lists on the caller's thread (a
+        local folder's listing is CPU work that another thread would only slow)."""
+        return False
+
     def keys_on_loop(self) -> bool:
         """Whether ``accepts`` and ``canonical_key`` may run on a caller's event loop: they are bitstore's own (a
         pattern match, no I/O). A user's own ``is_valid`` may do anything, so its keys are checked on a thread."""
