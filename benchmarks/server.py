@@ -46,7 +46,7 @@ __all__ = ["ObjectServer", "ServerProcess", "blob_for", "serve"]
 
 _S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 _REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            409: "Conflict"}
+            206: "Partial Content", 409: "Conflict", 416: "Range Not Satisfiable"}
 #: Requests about no object (a client's access check, bucket metadata) are answered at once, whatever the delay.
 _UNDELAYED = ("s3:list-buckets", "gcs:bucket")
 _LAST_MODIFIED = formatdate(1735689600, usegmt=True)  # 2025-01-01, fixed so responses are reproducible
@@ -110,7 +110,8 @@ class ObjectServer:
             if route == "s3:list-buckets":
                 return self._list_buckets()
             if route in ("gcs:media", "s3:object"):
-                return self._object(bucket, name, head_only=method == "HEAD", gcs_json=route == "gcs:media")
+                return self._object(bucket, name, head_only=method == "HEAD", gcs_json=route == "gcs:media",
+                                    byte_range=headers.get("range") if method == "GET" else None)
             if route == "gcs:metadata":
                 return self._metadata(bucket, name)
             if route == "gcs:bucket":
@@ -150,7 +151,8 @@ class ObjectServer:
         found = objects.get(name)
         return "NoSuchKey" if found is None else found
 
-    def _object(self, bucket: str, name: str, *, head_only: bool, gcs_json: bool) -> _Response:
+    def _object(self, bucket: str, name: str, *, head_only: bool, gcs_json: bool,
+                byte_range: str | None = None) -> _Response:
         found = self._lookup(bucket, name)
         if isinstance(found, str):
             return self._gcs_404(bucket, name) if gcs_json else self._s3_error(404, found, bucket, name, head_only)
@@ -165,7 +167,32 @@ class ObjectServer:
             "x-goog-stored-content-length": str(len(found.data)),
             "x-goog-hash": f"crc32c={found.crc32c_b64},md5={found.md5_b64}",
         }
+        if byte_range:
+            return self._ranged(found.data, headers, byte_range)
         return _Response(200, headers, found.data, head_only)
+
+    @staticmethod
+    def _ranged(data: bytes, headers: dict[str, str], byte_range: str) -> _Response:
+        """A ``Range: bytes=a-b`` / ``bytes=a-`` / ``bytes=-n`` GET as S3 answers it: 206 with the part that exists
+        (an end past the object's is cut to it), 416 when the range starts at or past the end."""
+        size = len(data)
+        first, _, last = byte_range.strip().removeprefix("bytes=").partition("-")
+        try:
+            if first:
+                start, stop = int(first), (int(last) + 1 if last else size)
+            else:
+                start, stop = max(0, size - int(last)), size
+        except ValueError:
+            return _Response(200, headers, data)  # not a range S3 understands: ignored, as S3 ignores it
+        if start >= size:
+            body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidRange</Code><Message>The requested '
+                    f'range is not satisfiable</Message><RangeRequested>{byte_range}</RangeRequested>'
+                    f'<ActualObjectSize>{size}</ActualObjectSize></Error>').encode()
+            return _Response(416, {"Content-Type": "application/xml", "Content-Range": f"bytes */{size}"}, body)
+        stop = min(stop, size)
+        part = data[start:stop]
+        return _Response(206, dict(headers, **{"Content-Length": str(len(part)),
+                                               "Content-Range": f"bytes {start}-{stop - 1}/{size}"}), part)
 
     def _metadata(self, bucket: str, name: str) -> _Response:
         found = self._lookup(bucket, name)

@@ -16,7 +16,7 @@ from ..ground.retry import TransientError
 
 __all__ = ["ShortRead", "HTTPStatusError", "Unconfirmed404", "check_size", "read_exactly", "status_error",
            "s3_error", "gcs_error", "azure_error", "obstore_error", "retry_after_of", "config_error",
-           "FastUnsupported", "http_error", "http_fast_error", "mask"]
+           "FastUnsupported", "http_error", "http_fast_error", "mask", "range_refusal"]
 
 # Error codes that answer "this object does not exist" (S3 XML ``NoSuchKey``; GCS JSON reason ``notFound``
 # unless its message is about the bucket; Azure ``BlobNotFound``) and "this bucket (container) does not exist".
@@ -282,6 +282,27 @@ def obstore_error(exc: BaseException, store: Any, uri: Any, writing: bool = Fals
     if status is not None:
         return status_error(status, code, message or type(exc).__name__, store, uri, writing)
     return _transient(exc)
+
+
+#: What obstore says when an endpoint did not answer a ranged GET as one (the range's own failure, not the blob's).
+_RANGE_REFUSED = re.compile(r"non-partial response|content.range|range request|wanted range|range started|"
+                            r"byte range|invalid range|unexpected range|range not satisfiable", re.I)
+
+
+def range_refusal(exc: BaseException) -> str | None:
+    """What an obstore error of a whole-blob ranged GET says of the range: ``"empty"`` (416: an empty object has
+    no byte 0), ``"range"`` (a whole object answered 200 by an endpoint that ignores ranges or transcodes it, a
+    ``Content-Range`` obstore cannot use), ``"request"`` (a 4xx but 401/403/404/408/429, or a 501: the request
+    as made does not work here), or None: an error a plain GET would meet (a 404 is the blob's)."""
+    text = str(exc)
+    status = _status_in(text)
+    if status == 416:
+        return "empty"
+    if _RANGE_REFUSED.search(text) is not None:
+        return "range"
+    if status is not None and (400 <= status < 500 and status not in (401, 403, 404, 408, 429) or status == 501):
+        return "request"
+    return None
 
 
 _STATUS = re.compile(r"(?:status|Client error|Server error)[^0-9]{0,20}([1-5][0-9]{2})\b", re.I)

@@ -8,6 +8,15 @@ Time: ``connect_timeout`` and a read-idle timeout (``read_timeout``: no byte for
 blob's overall deadline as obstore's whole-request ``timeout``, so a slow but steady download is not cut off at
 obstore's default 30 s. A retry (attempt > 0) streams the body in chunks and checks the deadline between them.
 
+A blob read whole (a first attempt, or any attempt without a deadline) is asked as one ranged GET of bytes 0 up
+to the size limit: obstore answers it in one call (and one hand-back to the event loop) where a plain GET takes
+two (the object's head, then its body), about a quarter less client CPU per small blob. An object has no byte
+0 when empty (416), an endpoint may ignore ranges (a whole-object 200, which obstore refuses) or send a range
+it cannot use: that key is then asked by a plain GET at once (``range_refusal``). A transport that has not yet
+seen a ranged GET answered stops ranging at the first such refusal, or at a 4xx/501 refusing the request. A 404
+is the blob's, as for a plain GET; any other error is one a plain GET would meet. ``RANGED = False`` (a user's
+HTTP server) never ranges.
+
 obstore's runtime (tokio) does not survive ``fork``: a process forked after obstore ran in its parent
 hangs on its first request. ``usable()`` tells the owner to stay on the SDK path in such a process.
 """
@@ -23,7 +32,7 @@ from typing import Any
 from ..ground.retry import Attempt
 from ..ground.views import VIEW_MIN_BYTES, views_allowed
 from ._client import require
-from ._errors import FastUnsupported, check_size, config_error, read_exactly
+from ._errors import FastUnsupported, check_size, config_error, range_refusal, read_exactly
 
 __all__ = ["S3Fast", "GCSFast", "HTTPFast", "AzureFast", "ListPager", "usable"]
 
@@ -32,6 +41,8 @@ _started_in: int | None = None  # pid of the process in which obstore's runtime 
 #: obstore's whole-request timeout when the retry policy sets no deadline (it cannot be switched off).
 _NO_DEADLINE = timedelta(days=1)
 _STREAM_CHUNK = 1 << 20
+#: The end of a whole-blob ranged GET when no size limit is set (beyond any object a service stores).
+_RANGE_END = 1 << 53
 
 _NO_RETRIES = {"max_retries": 0, "retry_timeout": timedelta(seconds=0),
                "backoff": {"init_backoff": timedelta(milliseconds=1), "max_backoff": timedelta(milliseconds=1),
@@ -51,6 +62,8 @@ class _Transport(ABC):
     """
 
     _STORE: str
+    #: Whether a blob read whole is asked as one ranged GET (see the module doc).
+    RANGED = True
 
     def __init__(self, credentials: Any, config: dict[str, Any], *, max_blob_bytes: int | None,
                  timeout: tuple[float, float], deadline: float | None, endpoint: str | None):
@@ -58,6 +71,8 @@ class _Transport(ABC):
         self._obstore = require("obstore", "fast")
         _started_in = os.getpid()
         self.max_blob_bytes = max_blob_bytes
+        self._ranged: bool | None = None if self.RANGED else False  # None: no ranged GET answered yet
+        self._range_end = _RANGE_END if max_blob_bytes is None else max_blob_bytes + 1
         self._client_options = {
             "connect_timeout": timedelta(seconds=timeout[0]),
             "read_timeout": timedelta(seconds=timeout[1]),
@@ -96,7 +111,17 @@ class _Transport(ABC):
             store = self._store(bucket)
         except Exception as exc:  # obstore refused the configuration: no attempt will fix it
             raise config_error(owner, f"the fast transport cannot use this configuration ({exc})") from None
+        whole = not (attempt.number and attempt.deadline_at is not None)  # a retry near its deadline streams
         try:
+            if whole and self._ranged is not False:
+                try:
+                    body = self._ranged_body(self._obstore.get_range(store, key, start=0, end=self._range_end))
+                except Exception as exc:
+                    if not self._plain_after(exc):
+                        raise
+                else:
+                    if body is not None:
+                        return _payload(body, len(body), views_allowed())
             result = self._obstore.get(store, key)
         except BaseException as exc:
             if type(exc).__name__ == "PanicException":  # obstore's Rust code gave up on this request: not ours to crash
@@ -104,7 +129,7 @@ class _Transport(ABC):
             raise
         length = result.meta["size"]
         check_size(owner, uri, length, self.max_blob_bytes)
-        if attempt.number and attempt.deadline_at is not None:  # a retry: the deadline is nearer than obstore's timeout
+        if not whole:  # a retry: the deadline is nearer than obstore's timeout
             return read_exactly(_streamed(result, attempt), length)
         return _payload(result.bytes(), length, views_allowed())
 
@@ -122,6 +147,19 @@ class _Transport(ABC):
 
         loop = asyncio.get_running_loop()
         try:
+            if self._ranged is not False:
+                try:
+                    pending = tokio_call(loop, self._get_range_async, store, key)
+                    try:
+                        body = self._ranged_body(await pending)
+                    finally:
+                        settled(pending)
+                except Exception as exc:
+                    if not self._plain_after(exc):
+                        raise
+                else:
+                    if body is not None:
+                        return _payload(body, len(body), views)
             # obstore's futures are settled from tokio's threads: made tracked, so exit can wait for them
             pending = tokio_call(loop, self._obstore.get_async, store, key)
             try:
@@ -141,6 +179,27 @@ class _Transport(ABC):
             raise
         return _payload(body, length, views)
 
+
+    def _get_range_async(self, store: Any, key: str) -> Any:
+        return self._obstore.get_range_async(store, key, start=0, end=self._range_end)
+
+    def _ranged_body(self, body: Any) -> Any:
+        """The blob from a whole-blob ranged GET; None when it may be larger than the limit (the plain GET then
+        reads its announced size and refuses it as too large)."""
+        if self._ranged is None:
+            self._ranged = True
+        return None if len(body) >= self._range_end else body
+
+    def _plain_after(self, exc: Exception) -> bool:
+        """Whether the key is asked by a plain GET after its ranged GET failed with ``exc`` (else ``exc`` stands, as
+        a plain GET's would: a 404 is the blob's, a 503 the service's): when the range was refused. While no ranged
+        GET was answered yet, a refusal of the range or the request (not an empty object's) stops the ranging."""
+        refusal = range_refusal(exc)
+        if refusal is None or isinstance(exc, FileNotFoundError):
+            return False
+        if self._ranged is None and refusal != "empty":
+            self._ranged = False  # this endpoint does not answer ranges as asked: plain GETs from now on
+        return refusal != "request" or self._ranged is False
 
     def pager(self, bucket: str, folder: str, after: str | None, page_size: int, owner: Any) -> ListPager:
         """A listing of ``folder`` after ``after`` through obstore's ``list`` (see ``ListPager``)."""
@@ -250,6 +309,7 @@ class HTTPFast(_Transport):
     only URLs obstore addresses as written (no query string, plain characters)."""
 
     _STORE = "HTTPStore"
+    RANGED = False  # any HTTP server: one that ignores ranges would cost every key a second GET until refused
 
     def __init__(self, headers: dict[str, str], *, max_blob_bytes: int | None, timeout: tuple[float, float],
                  deadline: float | None):
