@@ -16,6 +16,7 @@ from bitstore.backends._errors import (
     clean,
     gcs_error,
     obstore_error,
+    range_refusal,
     read_exactly,
     s3_error,
     status_error,
@@ -125,6 +126,26 @@ def test_obstore_errors():
     assert isinstance(obstore_error(generic, "s3", URI), TransientError)
     bad = ox.GenericError("Error performing GET http://h/b/k - Client error with status 400 Bad Request")
     assert isinstance(obstore_error(bad, "s3", URI), FetchFailed)
+
+
+def test_a_ranged_gets_refusal_is_told_from_the_blobs_answer():
+    from obstore import exceptions as ox
+
+    def generic(tail: str) -> Exception:
+        return ox.GenericError(f"Generic S3 error: Error performing GET http://h/b/k in 1ms - {tail}")
+
+    assert range_refusal(generic("Server returned non-2xx status code: 416 Range Not Satisfiable: <Error>")) == "empty"
+    assert range_refusal(ox.GenericError("Generic S3 error: Received non-partial response when range requested")
+                         ) == "range"
+    assert range_refusal(ox.GenericError("Failed to parse value for CONTENT_RANGE header: x")) == "range"
+    assert range_refusal(generic("Client error with status 400 Bad Request: <Error>")) == "request"
+    assert range_refusal(generic("Server returned non-2xx status code: 501 Not Implemented")) == "request"
+    for plain in ("Server returned non-2xx status code: 503 Service Unavailable", "Client error with status 403",
+                  "Client error with status 429 Too Many Requests", "Server returned non-2xx status code: 500",
+                  "error sending request: connection reset"):
+        assert range_refusal(generic(plain)) is None, plain  # what a plain GET meets too: it stands
+    body = "Object at location k not found: ... 404 Not Found: <?xml ?><Error><Code>NoSuchKey</Code>"
+    assert range_refusal(FileNotFoundError(body)) is None  # a 404 is the blob's answer
 
 
 AZ_URI = "az://container/key"

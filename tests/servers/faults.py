@@ -30,6 +30,8 @@ stops itself after ``lifetime`` seconds; ``stats`` counts requests, forwards and
 be faulted (all others are forwarded), so a client's own checks (list buckets, bucket metadata) pass.
 Requests are forwarded with ``Host`` set to the upstream's address (so fake-gcs-server's public host matches),
 or, with ``preserve_host``, as the client sent it (so an AWS SigV4 signature, which covers it, stays valid).
+With ``ignore_ranges``, requests are forwarded without their ``Range`` header: an endpoint that ignores ranges and
+answers the whole object (200).
 """
 from __future__ import annotations
 
@@ -63,11 +65,13 @@ class FaultProxy:
     def __init__(self, upstream: str, *, rate: float = 0.0, faults: tuple[str, ...] | list[str] = FAULTS,
                  fail_first: int = 0, methods: tuple[str, ...] = ("GET",), seed: int = 0,
                  stall_seconds: float = 3.0, lifetime: float = 600.0, fail_paths=(), retry_after: float | None = None,
-                 bytes_per_second: float = 8.0, match: str | None = None, preserve_host: bool = False):
+                 bytes_per_second: float = 8.0, match: str | None = None, preserve_host: bool = False,
+                 ignore_ranges: bool = False):
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.lifetime = lifetime
         self.preserve_host = preserve_host
+        self.ignore_ranges = ignore_ranges
         self.stats: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -269,6 +273,8 @@ class FaultProxy:
             dropped = (b"connection", b"keep-alive", b"proxy-connection")
             if not self.preserve_host:
                 dropped += (b"host",)
+            if self.ignore_ranges:
+                dropped += (b"range",)
             lines = [head[0]]
             for line in head[1:]:
                 name = line.split(b":", 1)[0].strip().lower()
