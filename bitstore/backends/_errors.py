@@ -292,15 +292,15 @@ _RANGE_REFUSED = re.compile(r"non-partial response|content.range|range request|w
 def range_refusal(exc: BaseException) -> str | None:
     """What an obstore error of a whole-blob ranged GET says of the range: ``"empty"`` (416: an empty object has
     no byte 0), ``"range"`` (a whole object answered 200 by an endpoint that ignores ranges or transcodes it, a
-    ``Content-Range`` obstore cannot use), ``"request"`` (a 4xx but 401/403/404/408/429, or a 501: the request
-    as made does not work here), or None: an error a plain GET would meet (a 404 is the blob's)."""
+    ``Content-Range`` obstore cannot use), ``"request"`` (a 4xx but 401/403/404/408/429: the request as made
+    does not work here), or None: an error a plain GET would meet (a 404 is the blob's)."""
     text = str(exc)
     status = _status_in(text)
     if status == 416:
         return "empty"
     if _RANGE_REFUSED.search(text) is not None:
         return "range"
-    if status is not None and (400 <= status < 500 and status not in (401, 403, 404, 408, 429) or status == 501):
+    if status is not None and 400 <= status < 500 and status not in (401, 403, 404, 408, 429):
         return "request"
     return None
 

@@ -13,7 +13,7 @@ to the size limit: obstore answers it in one call (and one hand-back to the even
 two (the object's head, then its body), about a quarter less client CPU per small blob. An object has no byte
 0 when empty (416), an endpoint may ignore ranges (a whole-object 200, which obstore refuses) or send a range
 it cannot use: that key is then asked by a plain GET at once (``range_refusal``). A transport that has not yet
-seen a ranged GET answered stops ranging at the first such refusal, or at a 4xx/501 refusing the request. A 404
+seen a ranged GET answered stops ranging at the first such refusal, or at a 4xx refusing the request. A 404
 is the blob's, as for a plain GET; any other error is one a plain GET would meet. ``RANGED = False`` (a user's
 HTTP server) never ranges.
 
