@@ -179,7 +179,6 @@ class _Transport(ABC):
             raise
         return _payload(body, length, views)
 
-
     def _get_range_async(self, store: Any, key: str) -> Any:
         return self._obstore.get_range_async(store, key, start=0, end=self._range_end)
 
