@@ -157,3 +157,26 @@ def test_obstore_lists_and_puts(server, client, many):
     assert listed == [k for k in many if k.startswith("blobs/")]
     obstore.put(store, "from-obstore", b"obstore body")
     assert client.get_object(Bucket="listing", Key="from-obstore")["Body"].read() == b"obstore body"
+
+
+def test_ranged_gets_are_answered_as_s3_answers_them(client):
+    from botocore.exceptions import ClientError
+
+    client.create_bucket(Bucket="ranges")
+    client.put_object(Bucket="ranges", Key="ten", Body=b"0123456789")
+    client.put_object(Bucket="ranges", Key="empty", Body=b"")
+
+    def ranged(key: str, spec: str):
+        answer = client.get_object(Bucket="ranges", Key=key, Range=spec)
+        return answer["ResponseMetadata"]["HTTPStatusCode"], answer.get("ContentRange"), answer["Body"].read()
+
+    assert ranged("ten", "bytes=2-4") == (206, "bytes 2-4/10", b"234")
+    assert ranged("ten", "bytes=0-1000") == (206, "bytes 0-9/10", b"0123456789")  # an end past the object's is cut
+    assert ranged("ten", "bytes=7-") == (206, "bytes 7-9/10", b"789")
+    assert ranged("ten", "bytes=-3") == (206, "bytes 7-9/10", b"789")
+    for key, spec in (("ten", "bytes=10-20"), ("empty", "bytes=0-100")):
+        with pytest.raises(ClientError) as info:
+            client.get_object(Bucket="ranges", Key=key, Range=spec)
+        assert info.value.response["Error"]["Code"] == "InvalidRange"
+        assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 416
+    assert client.get_object(Bucket="ranges", Key="ten")["Body"].read() == b"0123456789"  # no range: the whole
