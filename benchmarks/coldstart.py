@@ -106,8 +106,10 @@ def cold_case(server, in_flight: int, n: int, rounds: int, later: int = 1, engin
                 if got["later"]:
                     rec["later"].append(statistics.median(c["blobs_per_s"] for c in got["later"]))
                     rec["later_cpu"].append(statistics.median(c["cpu_ms_per_blob"] for c in got["later"]))
-                print(f"  [{round_ + 1}/{rounds}] {name:<20} first {got['first']['blobs_per_s']:>7,.0f} blobs/s"
-                      + (f", later {rec['later'][-1]:>7,.0f}" if got["later"] else ""), flush=True)
+                print(f"  [{round_ + 1}/{rounds}] {name:<20} first {got['first']['blobs_per_s']:>7,.0f} blobs/s "
+                      f"({1000 * rec['first_cpu'][-1]:,.0f} µs CPU/blob)"
+                      + (f", later {rec['later'][-1]:>7,.0f} ({1000 * rec['later_cpu'][-1]:,.0f} µs)"
+                         if got["later"] else ""), flush=True)
     finally:
         os.unlink(f.name)
         server.drop(bucket)
@@ -157,11 +159,17 @@ def main(argv: list[str] | None = None) -> None:
                             connect=args.connect)
             other = out["obstore async"]
             for name, ref in out.items():
+                cpu = {phase: statistics.median(ref[f"{phase}_cpu"]) * 1000 for phase in ("first", "later")
+                       if ref[f"{phase}_cpu"]}
+                print(f"  {name}: client CPU per blob, median: "
+                      + ", ".join(f"{phase} {v:,.0f} µs" for phase, v in cpu.items()), flush=True)
+            for name, ref in out.items():
                 for phase in ("first", "later"):
                     ratios = [a / b for a, b in zip(ref[phase], other[phase]) if b]
                     if ratios and ref is not other:
                         print(f"  {phase}: {name} / obstore {statistics.median(ratios):.2f}x "
                               f"[{min(ratios):.2f}-{max(ratios):.2f}]", flush=True)
+            print(f"  load after: {os.getloadavg()[0]:.1f}", flush=True)
 
 
 if __name__ == "__main__":
