@@ -289,7 +289,7 @@ def scrub_local(work: str, rounds: int) -> list[str]:
 
 
 _RSS_CHILD = r"""
-import os, resource, sys, time
+import os, sys, time
 from bitstore import LocalRaw, Sha1Store, replicate
 src, dst, what = sys.argv[1], sys.argv[2], sys.argv[3]
 store = lambda f: Sha1Store(LocalRaw(f), os.path.join(f, ""))
@@ -299,7 +299,9 @@ if what == "list":
 else:
     report = replicate(store(src), store(dst), max_workers=16, progress=False)
     n = report.copied + report.skipped
-print(n, time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+# VmHWM: this process's own peak (ru_maxrss keeps the peak of the process it was forked from, across exec)
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(n, time.perf_counter() - start, peak // 1024)
 """
 
 
