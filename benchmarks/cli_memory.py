@@ -139,9 +139,8 @@ def run_fetch(home: Path, keys_file: Path, output: Path, engine: str, workers: i
     proc.returncode = code = os.waitstatus_to_exitcode(status)
     stderr = proc.stderr.read().decode()
     seconds = time.perf_counter() - started
-    if len(peaks) <= 1:  # wait4's ru_maxrss covers the process's children too: exact only when it had none
-        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB elsewhere
-        peaks[proc.pid] = max(peaks.get(proc.pid, 0), usage.ru_maxrss * scale)
+    # Not wait4's ru_maxrss: on Linux it keeps the peak of the process the child was forked (or vforked) from,
+    # across exec, so a large benchmark process showed up as the fetch's peak. VmHWM is the child's own.
     roles[proc.pid] = "driver"
     by_role: dict[str, dict] = defaultdict(lambda: {"processes": 0, "peak": 0})
     for pid, peak in peaks.items():
