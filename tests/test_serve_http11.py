@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import io
 import os
 import socket
 import threading
@@ -24,6 +23,7 @@ from bitstore.serve import app
 pytest.importorskip("httptools")
 from bitstore.serve.http11 import MAX_HEAD_BYTES, MAX_URL_BYTES  # noqa: E402
 from bitstore.serve.server import Server, bind  # noqa: E402
+from tests.test_serve import OpenOnly  # noqa: E402
 
 
 def _sha1(data: bytes) -> str:
@@ -238,30 +238,6 @@ def test_idle_connections_are_closed(blobs):
         assert Reader(fresh).response()[0] == 200
         for conn in (idle, slow, fresh):
             conn.close()
-
-
-class CountingFile(io.BytesIO):
-    def __init__(self, data: bytes, reads: list[int]):
-        super().__init__(data)
-        self.reads = reads
-
-    def read(self, size: int = -1) -> bytes:
-        self.reads.append(size)
-        return super().read(size)
-
-
-class OpenOnly(Store):
-    def __init__(self, data: bytes):
-        self.data, self.reads = data, []
-
-    def is_valid(self, uri) -> bool:
-        return uri == "blob"
-
-    def get(self, uri) -> bytes:
-        raise AssertionError("a range read fetched the whole blob")
-
-    def open(self, uri):
-        return CountingFile(self.data, self.reads)
 
 
 def test_a_streamed_body_waits_for_a_slow_client():

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core.composite import Composite
+from ..core.store import Store
 from ..engine.onloop import OneKey, in_thread
 from ..ground.errors import InvalidURI, NotFoundInStore, short
 from .metrics import render
@@ -281,15 +282,10 @@ def _matches(if_none_match: bytes | None, etag: bytes) -> bool:
 
 
 def _accepts_and_canonical(store: Any, key: str) -> tuple[bool, Any]:
+    """``Store._accepted_canonical``: the store's own (one match for a hash-keyed composite), or ``Store``'s for an
+    object that only has ``accepts`` and ``canonical_key``."""
     check = getattr(store, "_accepted_canonical", None)
-    if check is not None:  # a Store: one match for a hash-keyed composite
-        return check(key)
-    if not store.accepts(key):
-        return False, None
-    try:
-        return True, store.canonical_key(key)
-    except Exception:  # noqa: BLE001 - the key itself then
-        return True, key
+    return check(key) if check is not None else Store._accepted_canonical(store, key)
 
 
 def _all_read_on_loop(store: Any) -> bool:
