@@ -9,7 +9,9 @@ the engine's processes (the JVM and its Python workers; Ray's daemons and worker
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Sequence
@@ -102,7 +104,9 @@ def _ray(t: Target) -> Fetcher:
     except ImportError as exc:
         raise Unavailable(f"ray not installed: {exc}") from None
     start = time.perf_counter()
-    local_cluster(num_cpus=ENGINE_WORKERS, temp_dir=tempfile.mkdtemp(prefix="bitstore-bench-ray-"),
+    temp_dir = tempfile.mkdtemp(prefix="bitstore-bench-ray-")
+    atexit.register(_remove_ray_dir, temp_dir)  # before ray.init registers its own handler: runs after it
+    local_cluster(num_cpus=ENGINE_WORKERS, temp_dir=temp_dir,
                   env={k: v for k, v in os.environ.items() if k.startswith(("AWS_", "STORAGE_EMULATOR"))})
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -124,6 +128,14 @@ def _ray(t: Target) -> Fetcher:
         return sum(p["n"] for p in parts), sum(p["bytes"] for p in parts)
 
     return _Counted(fetch)
+
+
+def _remove_ray_dir(path: str) -> None:
+    """At exit: the local cluster stopped, then its temp dir (sessions, logs, sockets) removed."""
+    import ray
+
+    ray.shutdown()
+    shutil.rmtree(path, ignore_errors=True)
 
 
 #: Warm-up keys of the engines: enough that the warm-up's tasks overlap, so every worker process the timed job
