@@ -5,7 +5,7 @@ present blob answered 404, memory that does not grow.
 (``tests/servers/faults.py``: 5xx, 429, resets, stalls, truncated bodies) failing ``--fault-rate`` of the GETs.
 ``bitstore serve`` (one worker, no cache tier: every request reaches the faulty tier) is asked by ``--connections``
 keep-alive clients for random present keys; each body is checked against its SHA1. Prints the answers by status,
-wrong bodies, 404s for present blobs, and the server's RSS at the start and the end.
+wrong bodies, 404s for present blobs, and the server's RSS at the start, ten times during the run, and at the end.
 
 Run: ``python -m benchmarks.serve_soak [--minutes 3] [--connections 64] [--fault-rate 0.2] [--server uvicorn]``.
 """
@@ -94,8 +94,13 @@ def main(argv: list[str] | None = None) -> None:
             threads = [threading.Thread(target=client, args=(i,)) for i in range(args.connections)]
             for t in threads:
                 t.start()
-            for t in threads:
-                t.join()
+            started, step = time.monotonic(), max(1.0, args.minutes * 6)  # ten samples over the run
+            samples, next_at = [(0.0, rss_start)], started + step
+            while any(t.is_alive() for t in threads):
+                time.sleep(min(1.0, max(0.0, next_at - time.monotonic())))
+                if time.monotonic() >= next_at:
+                    samples.append((time.monotonic() - started, _rss_kib(process.pid)))
+                    next_at += step
             rss_end = _rss_kib(process.pid)
         finally:
             _stop(process)
@@ -107,6 +112,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrong bytes: {counts['wrong bytes']}; present blobs answered 404: "
               f"{counts['present blob answered 404']}; server RSS {rss_start / 1024:.1f} MiB at start, "
               f"{rss_end / 1024:.1f} MiB at the end")
+        print("server RSS over the run (minute: MiB): "
+              + ", ".join(f"{seconds / 60:.1f}: {kib / 1024:.1f}" for seconds, kib in samples))
 
 
 if __name__ == "__main__":
