@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Hashable, Iterable, Iterator
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
+from ..engine.routes import CompositeRoute, Route, replay
 from ..ground.errors import (
     BitstoreError,
     InvalidURI,
@@ -18,9 +19,6 @@ from ..ground.stats import Usage
 from ..ground.views import blob
 from .bulk import BlobInfo, PutResult, put_many, stat_many, stat_one
 from .listed import Listed
-
-if TYPE_CHECKING:
-    from ..engine.routes import CompositeRoute, Route
 
 __all__ = ["Store", "FetchResult", "Status", "DEFAULT_MAX_BYTES_IN_FLIGHT"]
 
@@ -166,7 +164,7 @@ class Store(ABC):
         if (type(outcome) is tuple and len(outcome) == 3 and type(outcome[0]) is bytes
                 and type(self)._answer is Store._answer):
             return FetchResult(key, outcome[0], "found", outcome[1], None, outcome[2])
-        return self._answer(key, _replay(outcome))
+        return self._answer(key, replay(outcome))
 
     # --- batches ---------------------------------------------------------------------------------
     def get_many(
@@ -306,11 +304,3 @@ def _ours(function: Any) -> bool:
     return getattr(function, "__module__", "").startswith("bitstore.")
 
 
-def _replay(outcome: Any) -> Callable[[Any], Any]:
-    """A ``fetch`` that answers ``outcome`` (returned, or raised when it is an exception) whatever it is asked."""
-    def fetch(_key: Any) -> Any:
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
-
-    return fetch

@@ -31,7 +31,7 @@ from ..ground.errors import InvalidURI, short
 from ..ground.results import FetchResult
 from ..ground.retry import first_attempt
 from ..ground.views import allow, restore
-from .routes import CompositeRoute, Fallback, OffLoop, Route, TierGet
+from .routes import CompositeRoute, Fallback, OffLoop, Route, TierGet, replay
 
 __all__ = ["Driver", "result_of", "replay", "after", "outcome_of"]
 
@@ -54,16 +54,6 @@ def outcome_of(call: Callable[..., Any], *args: Any) -> tuple[Any, BaseException
         return call(*args), None
     except BaseException as exc:  # noqa: BLE001 - handed to the walk, which decides
         return None, exc
-
-
-def replay(outcome: Any) -> Callable[[Any], Any]:
-    """A ``get`` that answers ``outcome`` (returned, or raised when it is an exception) whatever it is asked."""
-    def get(_uri: Any) -> Any:
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
-
-    return get
 
 
 def result_of(store: Any, key: Any, outcome: Any) -> FetchResult:

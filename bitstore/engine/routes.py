@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, NamedTuple, Protocol
 
-__all__ = ["Fetchable", "Route", "CompositeRoute", "Fallback", "TierGet", "WriteBack", "OffLoop"]
+__all__ = ["Fetchable", "Route", "CompositeRoute", "Fallback", "TierGet", "WriteBack", "OffLoop", "replay"]
 
 
 class Fetchable(Protocol):
@@ -109,3 +109,14 @@ class OffLoop(NamedTuple):
     driver makes it on a thread, a thread's driver inline. Send back its value."""
 
     call: Callable[[], Any]
+
+
+def replay(outcome: Any) -> Callable[[Any], Any]:
+    """A ``get`` that answers ``outcome`` (returned, or raised when it is an exception) whatever it is asked: a raw
+    outcome handed to a store's reading code (``Route.answer``, ``Store._answer``)."""
+    def get(_uri: Any) -> Any:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    return get
