@@ -147,8 +147,12 @@ class Composite(Store):
         """The walk (``_walk``) driven here, on the calling thread: each tier asked by ``tier.get``, each
         write-back by ``_write_to_cache``. The async engine drives the same walk (``bitstore.engine.aio``)."""
         walk = self._walk(uri)
+        return self._drive(walk, next(walk))
+
+    def _drive(self, walk: Generator, step: Any) -> tuple[bytes, str, bool | None]:
+        """``_fetch``'s driving of ``walk`` from its pending ``step`` on (``_resume`` starts it after a first tier
+        that was asked directly)."""
         try:
-            step = next(walk)
             while True:
                 if type(step) is TierGet:
                     try:
@@ -163,6 +167,21 @@ class Composite(Store):
                     step = walk.send(self._write_to_cache(step.data, step.uri))
         except StopIteration as done:
             return done.value
+
+    def _resume(self, uri: Any, outcome: Any) -> tuple[bytes, str, bool | None]:
+        """The walk of ``uri`` (canonical, checked), its first tier's answer already in hand (bytes, or the error
+        it raised; counted by the caller): the rest of the walk as ``_fetch`` drives it, so what a miss, a failure
+        or a corrupt copy of the first tier means is still decided by ``_walk`` alone."""
+        walk = Composite._walk(self, uri, checked=True)
+        step = next(walk)
+        if type(step) is not TierGet or step.tier is not self._tiers[0]:
+            walk.close()
+            raise RuntimeError("the walk did not start at the first tier")
+        try:
+            step = walk.throw(outcome) if isinstance(outcome, BaseException) else walk.send(outcome)
+        except StopIteration as done:
+            return done.value
+        return self._drive(walk, step)
 
     def async_route(self) -> CompositeRoute | None:
         """A route for the event-loop engine when at least one tier's first attempts can be made on the loop: its

@@ -24,6 +24,7 @@ from .composite import Composite
 from .listed import Listed
 from .listing import keys_under
 from .store import Store
+from .tier import Tier
 
 __all__ = [
     "KeyFamily",
@@ -390,6 +391,46 @@ class HashComposite(HashFormatMixin, VerifyHashMixin, Composite):
             canonical = self.FAMILY.canonical(key)
             return canonical is not None, canonical
         return super()._accepted_canonical(key)
+
+    def hit_reader(self) -> Callable[[str], bytes] | None:
+        """``get`` of a canonical key, for a server's hot path over a first tier read locally (ours: a file, a dict;
+        no limits, no write-back): that tier's read asked directly, timed and counted as ``Tier.get`` counts it and
+        verified by its store as ever; any other answer (a miss, a failure, a corrupt copy) goes on through the
+        walk from there, and a key remembered missing takes the walk. None when the stack is not such a one."""
+        cls = type(self)
+        if not (self._own_keys() and cls._fetch is Composite._fetch and cls.get is Composite.get
+                and cls._walk is HashComposite._walk and self._tiers):
+            return None
+        tier = self._tiers[0]
+        store = tier.store
+        if (type(tier).get is not Tier.get or tier.limited or not isinstance(store, HashStore)
+                or family_of(store) != self.FAMILY or (tier.write_back and store is not self.cache)
+                or type(store).is_valid is not HashFormatMixin.is_valid or type(store).accepts is not Store.accepts
+                or not store.reads_on_loop()):
+            return None
+        read, raw_get, stats = store._read, store.base_store.get, tier.stats
+
+        def get(key: str) -> bytes:
+            missing = self._missing
+            if tier.limited or (missing is not None and key in missing):
+                return self._fetch(key)[0]
+            now = tier.clock.monotonic
+            start = now()
+            try:
+                data = read(key, raw_get)
+            except Exception as exc:  # counted as the tier's, then the walk decides what it means
+                tier.account(exc, now() - start)
+                return self._resume(key, exc)[0]
+            except BaseException as exc:
+                tier.account(exc, now() - start)
+                raise
+            if type(data) is bytes:
+                stats.hit(now() - start, len(data))
+                return data
+            tier.account(data, now() - start)
+            return self._resume(key, data)[0]
+
+        return get
 
     def _locate(self, uri: Any) -> tuple[int, str]:
         self._check_valid(uri)

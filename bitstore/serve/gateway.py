@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core.composite import Composite
+from ..core.hashed import KeyFamily
 from ..core.store import Store
 from ..engine.onloop import OneKey, in_thread
 from ..ground.errors import InvalidURI, NotFoundInStore, short
@@ -63,6 +64,7 @@ class Gateway:
         self._keys_on_loop = _keys_on_loop(store)
         self._fetch = OneKey(store, inline=True)  # local tiers read on the server's own loop, cloud GETs there too
         self._all_inline = _all_read_on_loop(store)
+        self._hit = _hit_reader(store) if self._all_inline else None
         self.responses: Counter[int] = Counter()
         self.single_flight_joins = 0
         self.in_flight = 0
@@ -129,7 +131,7 @@ class Gateway:
             return await self._range(key, etag, wanted, send)
         try:
             if self._all_inline:  # every tier a local read: at once, on the loop (nothing to share a flight with)
-                data = self.store.get(key)
+                data = self._hit(canonical) if self._hit is not None else self.store.get(key)
             else:
                 data = await self._single_flight(canonical, key)
         except Exception as exc:  # noqa: BLE001 - mapped to 400 / 404 / 502 in one place
@@ -204,14 +206,43 @@ class Gateway:
             await in_thread(stream.close)
 
     async def _failed(self, send: Send, exc: BaseException, head: bool) -> None:
-        if isinstance(exc, InvalidURI):
-            status = 400
-        elif isinstance(exc, NotFoundInStore):  # every tier said "not found" (a corrupt copy is not a copy)
-            status = 404
-        else:  # a tier failed: never reported as missing
-            status = 502
-            logger.warning("a tier failed: %s", short(str(exc), 300))
-        await self._plain(send, status, (short(str(exc), 500) + "\n").encode(), head)
+        await self._plain(send, *_failure(exc), head)
+
+    # --- the lean server's direct call --------------------------------------------------------------------
+    def respond_now(self, method: str, path: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes,
+                                                                                               bytes] | None:
+        """The answer to a plain ``GET /blobs/{key}`` of an all-local stack, made at once without ASGI (the lean
+        server asks this first): ``(status, header lines, body)``, the same status, headers and body as the ASGI
+        call gives, the same counting. None for anything else (a range, a HEAD, an invalid key, a refused token,
+        another route, a stack that reads remotely): the ASGI call then answers it."""
+        if self._hit is None or method != "GET" or not path.startswith(_PREFIX):
+            return None
+        given = if_none_match = None
+        for name, value in headers:
+            if name == b"authorization":
+                if given is None:
+                    given = value
+            elif name == b"if-none-match":
+                if_none_match = value
+            elif name == b"range":
+                return None
+        if self.__token is not None and not hmac.compare_digest(given or b"", self.__token):
+            return None
+        canonical = self.store.FAMILY.canonical(path[len(_PREFIX):])
+        if canonical is None:
+            return None
+        etag = b'"' + canonical.encode() + b'"'
+        if if_none_match is not None and _matches(if_none_match, etag):
+            self.responses[304] += 1
+            return 304, b"etag: " + etag + _CACHE_LINE, b""
+        try:
+            data = self._hit(canonical)
+        except Exception as exc:  # noqa: BLE001 - mapped to 400 / 404 / 502 in one place
+            status, body = _failure(exc)
+            self.responses[status] += 1
+            return status, _PLAIN_LINES % len(body), body
+        self.responses[200] += 1
+        return 200, _BLOB_LINES % (len(data), etag), data
 
     # --- responses -------------------------------------------------------------------------------------
     async def _plain(self, send: Send, status: int, body: bytes, head: bool, extra: list | None = None,
@@ -250,6 +281,33 @@ def parse_range(value: bytes, size: int) -> tuple[int, int] | str | None:
     if start >= size:
         return "unsatisfiable"
     return start, min(int(last), size - 1) if last else size - 1
+
+
+_CACHE_LINE = b"\r\ncache-control: " + CACHE_CONTROL + b"\r\n"
+_BLOB_LINES = b"content-type: " + OCTETS + b"\r\ncontent-length: %d\r\netag: %s" + _CACHE_LINE
+_PLAIN_LINES = b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+
+
+def _failure(exc: BaseException) -> tuple[int, bytes]:
+    """The status and body for a fetch's error: 400 invalid, 404 only when missing, 502 when a tier failed."""
+    if isinstance(exc, InvalidURI):
+        status = 400
+    elif isinstance(exc, NotFoundInStore):  # every tier said "not found" (a corrupt copy is not a copy)
+        status = 404
+    else:  # a tier failed: never reported as missing
+        status = 502
+        logger.warning("a tier failed: %s", short(str(exc), 300))
+    return status, (short(str(exc), 500) + "\n").encode()
+
+
+def _hit_reader(store: Any) -> Callable[[Any], bytes] | None:
+    """The store's direct reader of canonical keys (``HashComposite.hit_reader``), when its key checks are its
+    class's own and it has one for this stack."""
+    make = getattr(store, "hit_reader", None)
+    try:
+        return make() if callable(make) and isinstance(getattr(type(store), "FAMILY", None), KeyFamily) else None
+    except Exception:  # noqa: BLE001 - the general path then
+        return None
 
 
 def _blob_headers(etag: bytes, length: int) -> list[tuple[bytes, bytes]]:

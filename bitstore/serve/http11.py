@@ -44,6 +44,9 @@ _NO_BODY_STATUS = frozenset({204, 304})
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
 _EMPTY_REQUEST = {"type": "http.request", "body": b"", "more_body": False}
 _STATUS_LINES: dict[int, bytes] = {}
+_CLOSE = b"connection: close\r\n"
+_KEEP_ALIVE_10 = b"connection: keep-alive\r\n"
+_PLAIN_500 = b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
 
 
 def _status_line(status: int) -> bytes:
@@ -80,18 +83,33 @@ class ConnectionState:
         self.stopping = False
         self.connections: set[HttpConnection] = set()
         self.tasks: set[asyncio.Task] = set()
+        #: The app's direct answer, when it has one (see the module doc).
+        self.respond_now: Callable[[str, str, list], tuple[int, bytes, bytes] | None] | None = getattr(
+            app, "respond_now", None)
 
 
 class _Request:
-    __slots__ = ("scope", "keep_alive", "head", "body_done", "expects_body", "version")
+    __slots__ = ("method", "path", "raw_path", "query", "headers", "keep_alive", "head", "body_done", "expects_body",
+                 "version")
 
-    def __init__(self, scope: dict, keep_alive: bool, head: bool, expects_body: bool, version: str):
-        self.scope = scope
+    def __init__(self, method: str, path: str, raw_path: bytes, query: bytes, headers: list[tuple[bytes, bytes]],
+                 keep_alive: bool, expects_body: bool, version: str):
+        self.method = method
+        self.path = path
+        self.raw_path = raw_path
+        self.query = query
+        self.headers = headers
         self.keep_alive = keep_alive
-        self.head = head
+        self.head = method == "HEAD"
         self.expects_body = expects_body
         self.body_done = not expects_body
         self.version = version
+
+    def scope(self, conn: HttpConnection) -> dict:
+        """The ASGI scope (made only for a request the app is called for)."""
+        return {"type": "http", "asgi": _ASGI, "http_version": self.version, "server": conn.server,
+                "client": conn.client, "scheme": "http", "method": self.method, "root_path": "", "path": self.path,
+                "raw_path": self.raw_path, "query_string": self.query, "headers": self.headers}
 
 
 class HttpConnection(asyncio.Protocol):
@@ -235,11 +253,8 @@ class HttpConnection(asyncio.Protocol):
         path = raw_path.decode("ascii")
         if "%" in path:
             path = urllib.parse.unquote(path)
-        scope = {"type": "http", "asgi": _ASGI, "http_version": version, "server": self.server,
-                 "client": self.client, "scheme": "http", "method": method, "root_path": "", "path": path,
-                 "raw_path": raw_path, "query_string": url.query or b"", "headers": self._headers}
-        request = _Request(scope, parser.should_keep_alive() and not self.state.stopping, method == "HEAD",
-                           self._has_body == b"early", version)
+        request = _Request(method, path, raw_path, url.query or b"", self._headers,
+                           parser.should_keep_alive() and not self.state.stopping, self._has_body == b"early", version)
         self._parsing = request
         if request.expects_body:  # a large body: answered now, the body read (and dropped) meanwhile
             self._queue(request)
@@ -286,6 +301,17 @@ class HttpConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _start(self, request: _Request) -> None:
+        respond_now = self.state.respond_now
+        if respond_now is not None and not request.expects_body:
+            try:
+                answer = respond_now(request.method, request.path, request.headers)
+            except Exception:  # noqa: BLE001 - the app's failure ends this response, never the server
+                logger.exception("the app failed before it answered: 500")
+                self._write_error(request)
+                return
+            if answer is not None:
+                self._write_now(request, *answer)
+                return
         cycle = self.cycle = _Cycle(self, request)
         context = contextvars.copy_context()
         coro = cycle.run(self.state.app)
@@ -297,17 +323,39 @@ class HttpConnection(asyncio.Protocol):
         self.state.tasks.add(task)
         task.add_done_callback(self.state.tasks.discard)
 
+    def _write_now(self, request: _Request, status: int, lines: bytes, body: bytes, keep_alive: bool = True) -> None:
+        """Write the app's direct answer (``respond_now``): status line, its header lines, the connection's own
+        (``connection``, ``date``) and the body, in one write; then on as after an ASGI response."""
+        keep_alive = keep_alive and request.keep_alive and not self.state.stopping
+        if keep_alive:
+            framing = _KEEP_ALIVE_10 if request.version == "1.0" else b""
+        else:
+            framing = _CLOSE
+        transport = self.transport
+        if transport is not None and not self.closing:
+            head = _status_line(status) + lines + framing + self.state.date + b"\r\n"
+            if body and not request.head and status not in _NO_BODY_STATUS:
+                transport.writelines((head, body))
+            else:
+                transport.write(head)
+        self._after(request, status, keep_alive)
+
+    def _write_error(self, request: _Request) -> None:
+        body = b"internal server error\n"
+        self._write_now(request, 500, _PLAIN_500 % len(body), body, keep_alive=False)
+
     def finished(self, cycle: _Cycle) -> None:
         """The app returned: keep the connection for the next request, or close it."""
         if self.cycle is not cycle:
             return
         self.cycle = None
-        request = cycle.request
+        self._after(cycle.request, cycle.status, cycle.complete and cycle.keep_alive)
+
+    def _after(self, request: _Request, status: int, keep_alive: bool) -> None:
         if self.state.access_log:
-            access_logger.info('%s - "%s %s HTTP/%s" %s', _shown(self.client), request.scope["method"],
-                               request.scope["path"], request.version, cycle.status or "-")
-        if (not cycle.complete or not cycle.keep_alive or not request.body_done or self.state.stopping
-                or self.closing):
+            access_logger.info('%s - "%s %s HTTP/%s" %s', _shown(self.client), request.method, request.path,
+                               request.version, status or "-")
+        if not keep_alive or not request.body_done or self.state.stopping or self.closing:
             self.close()
             return
         self.last_active = self.loop.time()
@@ -369,7 +417,7 @@ class _Cycle:
 
     async def run(self, app: Callable[..., Awaitable[None]]) -> None:
         try:
-            await app(self.request.scope, self.receive, self.send)
+            await app(self.request.scope(self.conn), self.receive, self.send)
         except BaseException as exc:  # noqa: BLE001 - the app's failure ends this response, never the server
             if isinstance(exc, ClientDisconnected) and self.disconnected:
                 pass
