@@ -10,6 +10,10 @@ streamed body stays streamed.
 
 A request's app call runs at once, inside the callback that completed the request (no Task): most answers of the
 gateway never wait. When the app does wait, the rest of the call goes on as a Task, in the same context.
+
+An app with a ``respond_now(method, path, headers)`` method (the gateway) is offered each request without a body
+first: it returns ``(status, header lines, body)``, written at once in one write with the connection's own headers
+(no scope, no ASGI messages), or None, and the request goes to the ASGI call.
 """
 from __future__ import annotations
 
@@ -84,6 +88,8 @@ class ConnectionState:
         self.connections: set[HttpConnection] = set()
         self.tasks: set[asyncio.Task] = set()
         #: The app's direct answer, when it has one (see the module doc).
+        #: The app's lifespan ``state`` (a copy goes into each request's scope), when it speaks the protocol.
+        self.lifespan_state: dict | None = None
         self.respond_now: Callable[[str, str, list], tuple[int, bytes, bytes] | None] | None = getattr(
             app, "respond_now", None)
 
@@ -107,9 +113,13 @@ class _Request:
 
     def scope(self, conn: HttpConnection) -> dict:
         """The ASGI scope (made only for a request the app is called for)."""
-        return {"type": "http", "asgi": _ASGI, "http_version": self.version, "server": conn.server,
-                "client": conn.client, "scheme": "http", "method": self.method, "root_path": "", "path": self.path,
-                "raw_path": self.raw_path, "query_string": self.query, "headers": self.headers}
+        scope = {"type": "http", "asgi": _ASGI, "http_version": self.version, "server": conn.server,
+                 "client": conn.client, "scheme": "http", "method": self.method, "root_path": "", "path": self.path,
+                 "raw_path": self.raw_path, "query_string": self.query, "headers": self.headers}
+        shared = conn.state.lifespan_state
+        if shared is not None:  # the app's lifespan state, a shallow copy per request (ASGI)
+            scope["state"] = dict(shared)
+        return scope
 
 
 class HttpConnection(asyncio.Protocol):

@@ -3,7 +3,8 @@ several forked after the listening socket is bound (extra ``serve``).
 
 ``Server(app).serve(sock)`` serves until ``stop()`` (any thread) or SIGTERM / SIGINT (in the main thread): it then
 stops accepting, closes idle connections, lets the requests in flight finish (at most ``shutdown_timeout``
-seconds; then their connections are cut) and returns. ``serve_forked(make_app, sock, workers)`` runs ``workers``
+seconds; then their connections are cut) and returns. The app's ASGI lifespan (``lifespan``) starts before the first
+connection is taken and shuts down after the last request. ``serve_forked(make_app, sock, workers)`` runs ``workers``
 processes, each building its app after the fork (``make_app``: its own store, its own clients) and serving the
 shared socket; the parent passes SIGTERM / SIGINT on, restarts a worker that died, and returns once every worker
 has stopped.
@@ -23,6 +24,7 @@ from email.utils import formatdate
 from typing import Any
 
 from .http11 import ConnectionState, HttpConnection
+from .lifespan import Lifespan
 
 __all__ = ["Server", "bind", "serve_forked", "new_loop", "reuse_port_works"]
 
@@ -77,8 +79,9 @@ class Server:
     """Serves an ASGI ``app`` on a bound socket (see the module doc)."""
 
     def __init__(self, app: Any, *, keep_alive_timeout: float = 5.0, header_timeout: float = 30.0,
-                 shutdown_timeout: float = 30.0, access_log: bool = False):
+                 shutdown_timeout: float = 30.0, access_log: bool = False, lifespan: bool = True):
         self.app = app
+        self.lifespan = lifespan
         self.keep_alive_timeout = keep_alive_timeout
         self.header_timeout = header_timeout
         self.shutdown_timeout = shutdown_timeout
@@ -112,6 +115,19 @@ class Server:
         state = ConnectionState(self.app, loop, keep_alive_timeout=self.keep_alive_timeout,
                                 header_timeout=self.header_timeout, access_log=self.access_log)
         self.state = state
+        lifespan = None
+        if self.lifespan:  # the app's startup before the first connection (LifespanFailed: nothing served)
+            lifespan = Lifespan(self.app, timeout=self.shutdown_timeout)
+            await lifespan.startup()
+            if lifespan.supported:
+                state.lifespan_state = lifespan.state
+        try:
+            await self._serve(sock, loop, state)
+        finally:
+            if lifespan is not None:
+                await lifespan.shutdown()
+
+    async def _serve(self, sock: socket.socket, loop: asyncio.AbstractEventLoop, state: ConnectionState) -> None:
         server = await loop.create_server(lambda: HttpConnection(state), sock=sock, backlog=BACKLOG)
         handled = _add_signal_handlers(loop, self.stop)
         ticker = loop.create_task(_tick(state))

@@ -1,0 +1,310 @@
+"""The lean server's direct answer (``Gateway.respond_now``) and the direct first-tier read
+(``HashComposite.hit_reader``) keep every contract behaviour: the bytes on the wire are the ASGI call's, a corrupt
+copy is never served as 200, a failing tier is 502, a miss 404, counters and statistics move as before; and the
+lean server's ASGI lifespan (startup before serving, shutdown after, a failed startup serves nothing)."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import socket
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bitstore import InvalidDataFound, LocalRaw, NotFoundInStore, Sha1Cache, Sha1Composite, Sha1Store
+from bitstore.ground.errors import FetchFailed
+from bitstore.serve import app
+
+pytest.importorskip("httptools")
+from bitstore.serve.lifespan import LifespanFailed  # noqa: E402
+from bitstore.serve.server import Server, bind  # noqa: E402
+from tests.test_serve_http11 import Reader, running  # noqa: E402
+
+
+def _sha1(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()
+
+
+GOOD = [b"good blob %d " % i * (i + 3) for i in range(3)]
+CORRUPT_KEY = _sha1(b"the bytes this key names")
+TOKEN = "s3cret"
+
+
+def _stack(tmp_path, second: bool = False, **composite):
+    """A local cache tier (verified reads), optionally a second local tier holding the good copy of the corrupt key."""
+    store = Sha1Composite(**composite).append_cache(Sha1Cache(LocalRaw(tmp_path / "cache"), ""))
+    for d in GOOD:
+        store.put(_sha1(d), d)
+    (tmp_path / "cache" / CORRUPT_KEY).write_bytes(b"not the bytes of its key")
+    if second:
+        (tmp_path / "second").mkdir()
+        (tmp_path / "second" / CORRUPT_KEY).write_bytes(b"the bytes this key names")
+        store.append_source(Sha1Store(LocalRaw(tmp_path / "second"), "", verify=True))
+    return store
+
+
+class AsgiOnly:
+    """The gateway without its direct answer: every request through the ASGI call."""
+
+    def __init__(self, gateway):
+        self.gateway = gateway
+
+    async def __call__(self, scope, receive, send):
+        await self.gateway(scope, receive, send)
+
+
+def _exchange(port: int, raw: bytes) -> bytes:
+    """Everything the server answers to ``raw`` (the request asks the connection to close)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(raw)
+        out = b""
+        while chunk := conn.recv(1 << 16):
+            out += chunk
+    return out
+
+
+def _without_date(answer: bytes) -> bytes:
+    return b"\r\n".join(line for line in answer.split(b"\r\n") if not line.lower().startswith(b"date:"))
+
+
+KEYS = [_sha1(d) for d in GOOD] + [CORRUPT_KEY, "0" * 40, "nope", _sha1(GOOD[0]).upper(), "sha1://" + _sha1(GOOD[1])]
+HEADERS = [b"", b"If-None-Match: \"%s\"\r\n" % _sha1(GOOD[0]).encode(), b"If-None-Match: W/\"x\", *\r\n",
+           b"Range: bytes=2-5\r\n", b"Authorization: Bearer wrong\r\n"]
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory):
+    """The same stack served twice: directly answered, and through ASGI only."""
+    tmp = tmp_path_factory.mktemp("direct")
+    store = _stack(tmp, second=True)
+    direct, asgi = app(store, token=TOKEN), app(store, token=TOKEN)
+    assert direct._hit is not None
+    answered = []
+    respond_now = direct.respond_now
+
+    def spied(*args):
+        answer = respond_now(*args)
+        answered.append(answer is not None)
+        return answer
+
+    direct.respond_now = spied
+    with running(direct) as (_, port_direct), running(AsgiOnly(asgi)) as (_, port_asgi):
+        yield port_direct, port_asgi, answered
+
+
+@given(key=st.sampled_from(KEYS), extra=st.sampled_from(HEADERS), version=st.sampled_from(["1.1", "1.0"]),
+       method=st.sampled_from(["GET", "HEAD"]), authorized=st.booleans())
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_direct_answer_is_the_asgi_answer_byte_for_byte(both, key, extra, version, method, authorized):
+    port_direct, port_asgi, answered = both
+    answered.clear()
+    auth = b"Authorization: Bearer %s\r\n" % TOKEN.encode() if authorized else b""
+    raw = (b"%s /blobs/%s HTTP/%s\r\nHost: x\r\n%s%sConnection: close\r\n\r\n"
+           % (method.encode(), key.encode(), version.encode(), auth, extra))
+    direct, asgi = _exchange(port_direct, raw), _exchange(port_asgi, raw)
+    assert direct.startswith(b"HTTP/1.1 ")
+    assert _without_date(direct) == _without_date(asgi)
+    plain = method == "GET" and authorized and key != "nope" and not extra.startswith(b"Range")  # first token wins
+    assert answered == [plain]  # answered directly exactly when it can be
+
+
+def test_keep_alive_and_pipelining_on_the_direct_path(tmp_path):
+    store = _stack(tmp_path)
+    gateway = app(store)
+    keys = [_sha1(d) for d in GOOD]
+    with running(gateway) as (_, port), socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(b"".join(b"GET /blobs/%s HTTP/1.1\r\nHost: x\r\n\r\n" % k.encode() for k in keys * 3))
+        reader = Reader(conn)
+        for d in GOOD * 3:
+            status, headers, body = reader.response()
+            assert (status, body, headers["etag"]) == (200, d, f'"{_sha1(d)}"')
+            assert "connection" not in headers
+        conn.sendall(b"GET /blobs/%s HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" % keys[0].encode())
+        status, headers, body = reader.response()
+        assert (status, body, headers["connection"]) == (200, GOOD[0], "keep-alive")
+        conn.sendall(b"GET /blobs/%s HTTP/1.0\r\n\r\n" % keys[1].encode())
+        status, headers, body = reader.response()
+        assert (status, body, headers["connection"]) == (200, GOOD[1], "close")
+        assert reader.closed()
+    assert gateway.responses[200] == 11
+
+
+def test_a_corrupt_copy_is_never_served_and_counts_as_a_miss(tmp_path):
+    store = _stack(tmp_path)
+    gateway = app(store)
+    status, lines, body = gateway.respond_now("GET", "/blobs/" + CORRUPT_KEY, [])
+    assert status == 404 and b"do not match" in body
+    with running(gateway) as (_, port):
+        answer = _exchange(port, b"GET /blobs/%s HTTP/1.1\r\nConnection: close\r\n\r\n" % CORRUPT_KEY.encode())
+    assert answer.startswith(b"HTTP/1.1 404 ") and b"not the bytes" not in answer
+    [snapshot] = store.stats().values()
+    assert (snapshot.calls, snapshot.hits, snapshot.misses) == (2, 0, 2)
+    assert gateway.responses[404] == 2 and gateway.responses[200] == 0
+
+
+def test_after_a_corrupt_first_copy_the_next_tier_serves_the_right_bytes(tmp_path):
+    store = _stack(tmp_path, second=True)
+    gateway = app(store)
+    status, _, body = gateway.respond_now("GET", "/blobs/" + CORRUPT_KEY, [])
+    assert (status, body) == (200, b"the bytes this key names")
+    first, second = store.stats().values()
+    assert (first.calls, first.misses, second.calls, second.hits) == (1, 1, 1, 1)
+
+
+def test_hits_are_counted_in_statistics_responses_and_metrics(tmp_path):
+    store = _stack(tmp_path)
+    gateway = app(store)
+    for d in GOOD:
+        status, lines, body = gateway.respond_now("GET", "/blobs/" + _sha1(d), [])
+        assert (status, body) == (200, d)
+        assert b"content-length: %d\r\n" % len(d) in lines
+    [snapshot] = store.stats().values()
+    assert (snapshot.calls, snapshot.hits, snapshot.bytes) == (3, 3, sum(map(len, GOOD)))
+    with running(gateway) as (_, port):
+        answer = _exchange(port, b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert b'bitstore_http_responses_total{status="200"} 3\n' in answer
+    assert b'tier="local:' in answer and b"} 3\n" in answer
+    assert gateway.responses[200] == 4  # three blobs and the metrics
+
+
+def test_a_failing_tier_is_502_never_404(tmp_path):
+    store = _stack(tmp_path)
+    key = _sha1(b"a fifo sits where the blob would be")
+    os.mkfifo(tmp_path / "cache" / key)
+    status, _, body = app(store).respond_now("GET", "/blobs/" + key, [])
+    assert status == 502 and b"not a regular file" in body
+    [snapshot] = store.stats().values()
+    assert snapshot.failures == 1
+
+
+def test_a_key_remembered_missing_takes_the_walk(tmp_path):
+    store = _stack(tmp_path, missing_ttl=60)
+    gateway = app(store)
+    key = _sha1(b"absent")
+    assert gateway.respond_now("GET", "/blobs/" + key, [])[0] == 404
+    (tmp_path / "cache" / key).write_bytes(b"absent")  # behind the store's back: still remembered missing
+    assert gateway.respond_now("GET", "/blobs/" + key, [])[0] == 404
+    [snapshot] = store.stats().values()
+    assert snapshot.calls == 1  # the second answer came from the memory of misses, as for get
+    store.forget_missing(key)
+    assert gateway.respond_now("GET", "/blobs/" + key, [])[:3:2] == (200, b"absent")
+
+
+def test_the_hit_reader_is_the_walk_for_every_outcome(tmp_path):
+    store = _stack(tmp_path, second=True)
+    read = store.hit_reader()
+    assert read is not None
+    for d in GOOD:
+        assert read(_sha1(d)) == store.get(_sha1(d)) == d
+    assert read(CORRUPT_KEY) == store.get(CORRUPT_KEY)
+    with pytest.raises(NotFoundInStore) as direct:
+        read("1" * 40)
+    with pytest.raises(NotFoundInStore) as walked:
+        store.get("1" * 40)
+    assert str(direct.value) == str(walked.value)
+    alone = _stack(tmp_path / "alone")
+    with pytest.raises(NotFoundInStore) as corrupt:
+        alone.hit_reader()(CORRUPT_KEY)
+    assert not isinstance(corrupt.value, InvalidDataFound) and "do not match" in str(corrupt.value)
+    os.mkfifo(tmp_path / "alone" / "cache" / ("2" * 40))
+    with pytest.raises(FetchFailed):
+        alone.hit_reader()("2" * 40)
+
+
+def test_no_hit_reader_where_the_walk_must_do_more(tmp_path):
+    local = Sha1Cache(LocalRaw(tmp_path), "")
+    assert Sha1Composite().append_cache(local, max_concurrency=2).hit_reader() is None  # a limiter
+    assert Sha1Composite().hit_reader() is None  # no tier
+
+    class OwnKeys(Sha1Composite):
+        def is_valid(self, uri):
+            return super().is_valid(uri) and uri.startswith("a")
+
+    assert OwnKeys().append_cache(local).hit_reader() is None
+    remote_first = Sha1Composite().append_source(Sha1Store(LocalRaw(tmp_path), ""), cache_result=True)
+    assert remote_first.append_cache(Sha1Cache(LocalRaw(tmp_path / "c"), "")).hit_reader() is None  # a write-back
+    bounded = Sha1Composite().append_cache(Sha1Cache(LocalRaw(tmp_path / "b", max_bytes=10**6), ""))
+    assert bounded.hit_reader() is None  # its reads touch an index
+
+
+# --- lifespan ------------------------------------------------------------------------------------------------------
+class WithLifespan:
+    """An app that records its lifespan and answers from the state it set up."""
+
+    def __init__(self, fail: str | None = None):
+        self.events: list[str] = []
+        self.fail = fail
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                self.events.append(message["type"])
+                if message["type"] == "lifespan.startup":
+                    if self.fail:
+                        await send({"type": "lifespan.startup.failed", "message": self.fail})
+                        return
+                    scope["state"]["greeting"] = b"hello"
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = scope["state"]["greeting"]
+        self.events.append("request")
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def test_lifespan_startup_before_serving_and_shutdown_after():
+    asgi = WithLifespan()
+    with running(asgi) as (server, port):
+        assert asgi.events == ["lifespan.startup"]
+        answer = _exchange(port, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"hello")
+    assert asgi.events == ["lifespan.startup", "request", "lifespan.shutdown"]
+
+
+def test_a_failed_startup_serves_nothing():
+    asgi = WithLifespan(fail="no database")
+    sock = bind("127.0.0.1", 0)
+    try:
+        with pytest.raises(LifespanFailed, match="no database"):
+            Server(asgi, shutdown_timeout=5).run(sock)
+    finally:
+        sock.close()
+    assert asgi.events == ["lifespan.startup"]
+
+
+def test_an_app_without_lifespan_is_served_and_the_gateway_speaks_it(tmp_path):
+    async def plain(scope, receive, send):
+        if scope["type"] != "http":
+            raise RuntimeError("only http")
+        assert "state" not in scope
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    with running(plain) as (_, port):
+        assert _exchange(port, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 204 ")
+    gateway = app(_stack(tmp_path))
+    with running(gateway) as (server, port):
+        assert server.state.lifespan_state == {}  # the gateway answered the startup
+        assert _exchange(port, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n").endswith(b"ok\n")
+
+
+def test_lifespan_is_off_when_asked():
+    asgi = WithLifespan()
+
+    async def serve_one() -> None:
+        server = Server(asgi, lifespan=False, shutdown_timeout=5)
+        sock = bind("127.0.0.1", 0)
+        task = asyncio.ensure_future(server.serve(sock))
+        while not server.started.is_set():
+            await asyncio.sleep(0)  # noqa: ASYNC110 - the serving task runs meanwhile
+        server.stop()
+        await task
+        sock.close()
+
+    asyncio.run(serve_one())
+    assert asgi.events == []
