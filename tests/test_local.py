@@ -295,6 +295,35 @@ def test_read_at_most_reads_up_to_the_limit_or_the_end(tmp_path, limit):
         os.close(fd)
 
 
+def test_a_file_of_the_size_fstat_gave_is_read_in_one_call(tmp_path, monkeypatch):
+    from bitstore.backends import local
+
+    data = bytes(range(256)) * 64
+    (tmp_path / "f").write_bytes(data)
+    (tmp_path / "g").write_bytes(data + b"more")
+    real_read, reads = os.read, []
+
+    def counted(fd, n):
+        chunk = real_read(fd, n)
+        reads.append(len(chunk))
+        return chunk
+
+    monkeypatch.setattr(local.os, "read", counted)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:
+        assert local.read_at_most(fd, len(data) + 1, len(data)) == data and reads == [len(data)]
+    finally:
+        os.close(fd)
+    reads.clear()
+    fd = os.open(tmp_path / "g", os.O_RDONLY)
+    try:  # more than expected: the limit's extra byte shows it
+        assert local.read_at_most(fd, len(data) + 1, len(data)) == (data + b"m")
+    finally:
+        os.close(fd)
+    reads.clear()
+    assert LocalRaw(tmp_path).get("f") == data and reads == [len(data)]
+
+
 # --- hardening: races, special files, size caps, temp files, fsync -------------------------------------
 def _outside_files(outside: Path) -> list[str]:
     return sorted(str(p.relative_to(outside)) for p in outside.rglob("*") if p.name != "secret.txt")

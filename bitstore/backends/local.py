@@ -211,7 +211,7 @@ class LocalRaw(Store):
         size, cap = info.st_size, self.max_blob_bytes
         if cap is not None and size > cap:
             raise BlobTooLarge(self, uri, size, cap)
-        data = read_at_most(fd, size + 1 if cap is None else min(size, cap) + 1)
+        data = read_at_most(fd, size + 1 if cap is None else min(size, cap) + 1, size)
         if cap is not None and len(data) > cap:
             raise BlobTooLarge(self, uri, len(data), cap)
         if len(data) != size:
@@ -505,10 +505,12 @@ def _root_slash(root: str | None) -> str | None:
     return None if root is None or os.sep != "/" else root.rstrip("/") + "/"
 
 
-def read_at_most(fd: int, limit: int) -> bytes:
-    """Up to ``limit`` bytes from ``fd`` (fewer only at the end of the file): one read call when it can."""
+def read_at_most(fd: int, limit: int, expected: int | None = None) -> bytes:
+    """Up to ``limit`` bytes from ``fd`` (fewer only at the end of the file): one read call when it can. A first read
+    that gives exactly ``expected`` bytes (the size ``fstat`` gave; ``limit`` asks one more, so a file that grew
+    shows) is the whole file: no second call to see its end."""
     data = os.read(fd, min(limit, _MAX_READ))
-    if len(data) == limit or not data:
+    if len(data) == limit or not data or len(data) == expected:
         return data
     parts = [data]
     got = len(data)
