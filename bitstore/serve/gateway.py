@@ -17,7 +17,9 @@ At most ``max_concurrency`` store calls at once (fetches, stats, opens, range re
 Reads are driven as ``Store.aget`` drives them (cloud GETs on the server's loop, API and user tiers on a bounded
 pool); tiers that ``reads_on_loop()`` (local files, memory) are read on the loop itself, as on the batch engine's
 own loop: a hop to a thread costs more than the read. A stack of local tiers only is read at once, without a
-flight. The token is compared in constant time and never logged or echoed.
+flight, its first tier directly (``HashComposite.hit_reader``: verified and counted as ``get`` does, the walk taking
+over on anything but a hit); on the lean server such a plain GET is answered without ASGI (``respond_now``: the
+same status, headers and body). The token is compared in constant time and never logged or echoed.
 """
 from __future__ import annotations
 
