@@ -308,3 +308,34 @@ def test_lifespan_is_off_when_asked():
 
     asyncio.run(serve_one())
     assert asgi.events == []
+
+
+def test_the_direct_answer_is_in_the_access_log(tmp_path, caplog):
+    store = _stack(tmp_path)
+    key = _sha1(GOOD[0])
+    with caplog.at_level("INFO", logger="bitstore.serve.access"), running(app(store), access_log=True) as (_, port):
+        assert _exchange(port, b"GET /blobs/%s HTTP/1.1\r\nConnection: close\r\n\r\n" % key.encode()).endswith(GOOD[0])
+    assert any(f'"GET /blobs/{key} HTTP/1.1" 200' in r.getMessage() for r in caplog.records)
+
+
+def test_a_direct_answer_that_raises_is_500_and_the_connection_closes():
+    class Broken:
+        def respond_now(self, method, path, headers):
+            if path == "/boom":
+                raise RuntimeError("boom")
+            return None
+
+        async def __call__(self, scope, receive, send):
+            if scope["type"] != "http":
+                raise ValueError("http only")
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+    with running(Broken()) as (_, port), socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(b"GET /fine HTTP/1.1\r\nHost: x\r\n\r\nGET /boom HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /fine HTTP/1.1\r\nHost: x\r\n\r\n")
+        reader = Reader(conn)
+        assert reader.response()[::2] == (200, b"ok")
+        status, headers, body = reader.response()
+        assert (status, headers["connection"], body) == (500, "close", b"internal server error\n")
+        assert reader.closed()
