@@ -87,9 +87,9 @@ class ConnectionState:
         self.stopping = False
         self.connections: set[HttpConnection] = set()
         self.tasks: set[asyncio.Task] = set()
-        #: The app's direct answer, when it has one (see the module doc).
         #: The app's lifespan ``state`` (a copy goes into each request's scope), when it speaks the protocol.
         self.lifespan_state: dict | None = None
+        #: The app's direct answer, when it has one (see the module doc).
         self.respond_now: Callable[[str, str, list], tuple[int, bytes, bytes] | None] | None = getattr(
             app, "respond_now", None)
 
