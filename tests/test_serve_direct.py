@@ -339,3 +339,55 @@ def test_a_direct_answer_that_raises_is_500_and_the_connection_closes():
         status, headers, body = reader.response()
         assert (status, headers["connection"], body) == (500, "close", b"internal server error\n")
         assert reader.closed()
+
+
+STATES = ("present", "absent", "corrupt", "fifo", "folder")
+
+
+def _tier_folder(root, state: str, key: str, data: bytes):
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / key
+    if state == "present":
+        path.write_bytes(data)
+    elif state == "corrupt":
+        path.write_bytes(data + b"!")
+    elif state == "fifo":
+        os.mkfifo(path)
+    elif state == "folder":
+        path.mkdir()
+    return root
+
+
+@given(states=st.lists(st.sampled_from(STATES), min_size=1, max_size=3), ttl=st.booleans(), verify=st.booleans(),
+       repeat=st.integers(1, 2))
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_hit_reader_answers_and_counts_as_get_does(tmp_path_factory, states, ttl, verify, repeat):
+    data = b"the blob under test"
+    key = _sha1(data)
+
+    def stack(name: str) -> Sha1Composite:
+        base = tmp_path_factory.mktemp(name)
+        store = Sha1Composite(missing_ttl=60 if ttl else None)
+        store.append_cache(Sha1Cache(LocalRaw(_tier_folder(base / "0", states[0], key, data)), "", verify=verify))
+        for i, state in enumerate(states[1:], 1):
+            store.append_source(Sha1Store(LocalRaw(_tier_folder(base / str(i), state, key, data)), "", verify=True))
+        return store
+
+    direct, walked = stack("direct"), stack("walked")
+    read = direct.hit_reader()
+    assert read is not None
+    for _ in range(repeat):
+        outcomes = []
+        for call in (read, walked.get):
+            try:
+                outcomes.append(("bytes", call(key)))
+            except Exception as exc:  # noqa: BLE001 - compared below
+                outcomes.append((type(exc).__name__, str(exc).replace(str(tmp_path_factory.getbasetemp()), "")))
+        assert outcomes[0][0] == outcomes[1][0]
+        if outcomes[0][0] == "bytes":
+            assert outcomes[0] == outcomes[1] and outcomes[0][1] in (data, data + b"!")
+    mine = [(s.calls, s.hits, s.misses, s.failures, s.bytes) for s in direct.stats().values()]
+    theirs = [(s.calls, s.hits, s.misses, s.failures, s.bytes) for s in walked.stats().values()]
+    assert mine == theirs
+    assert (direct.cache_read_failures.value, key in (direct._missing or ())) == (
+        walked.cache_read_failures.value, key in (walked._missing or ()))
