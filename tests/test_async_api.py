@@ -60,6 +60,20 @@ async def _collect(iterator) -> list:
     return [r async for r in iterator]
 
 
+async def _collect_batched(iterator) -> list:
+    """``_collect``, checking that obstore's completions were batched on the loop while it ran (``wakeups``) and
+    that the loop has its own ``call_soon_threadsafe`` back after."""
+    from bitstore.engine.wakeups import Batched
+
+    loop = asyncio.get_running_loop()
+    out = []
+    async for result in iterator:
+        assert isinstance(loop.__dict__.get("call_soon_threadsafe"), Batched)
+        out.append(result)
+    assert "call_soon_threadsafe" not in loop.__dict__
+    return out
+
+
 async def _agen(keys):
     for key in keys:
         await asyncio.sleep(0)
@@ -122,7 +136,7 @@ def test_aget_many_answers_as_get_many(cloud, max_in_flight):
     keys = _mixed_keys(cloud)
     expected = _answers(store.get_many(keys, max_workers=max_in_flight, engine="threads"))
     counting = Counting(store.base_store)
-    got = asyncio.run(_collect(store.aget_many(keys, max_in_flight=max_in_flight)))
+    got = asyncio.run(_collect_batched(store.aget_many(keys, max_in_flight=max_in_flight)))
     from_async_keys = asyncio.run(_collect(store.aget_many(_agen(keys), max_in_flight=max_in_flight)))
     assert _answers(got) == _answers(from_async_keys) == expected
     assert [r.key for r in got] == keys
@@ -438,6 +452,7 @@ def test_breaking_out_cancels_cloud_requests_in_flight(s3, fault_proxy):
             await asyncio.sleep(0)
         assert engine_loop.foreign_in_flight() == 0
         assert _fetch_tasks() == []
+        assert "call_soon_threadsafe" not in asyncio.get_running_loop().__dict__  # the loop's own method is back
         return proxy.stats["hold"]
 
     async def release_first():

@@ -25,6 +25,7 @@ import functools
 import io
 import logging
 import re
+import sys
 import threading
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping
@@ -185,19 +186,17 @@ class CloudRaw(Store):
             raise Fallback
         bucket, name = match.groups()
         started = self.retry.clock()
-        import asyncio  # here, not at the top: a command that never reads on the loop does not import it
-
         try:
             data = await fast.get_async(bucket, name, self, uri, views)
-        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:  # noqa: BLE001 - obstore's Rust panics are BaseExceptions
-            if not isinstance(exc, Exception):
-                raise Fallback from None
+        except Exception as exc:
             mapped = obstore_error(exc, self, uri)
             if type(mapped) is NotFoundInStore:
                 return mapped
             raise Fallback((uri, exc, started)) from None
+        except BaseException as exc:  # noqa: BLE001 - obstore's Rust panics are BaseExceptions
+            if isinstance(exc, (KeyboardInterrupt, SystemExit, sys.modules["asyncio"].CancelledError)):
+                raise  # (asyncio is imported: this runs on its loop)
+            raise Fallback from None
         self._facts.fast_reaches_objects = True  # as get records after a success through the fast transport
         return data
 

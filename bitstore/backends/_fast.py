@@ -49,6 +49,21 @@ _NO_RETRIES = {"max_retries": 0, "retry_timeout": timedelta(seconds=0),
                            "base": 2}}
 
 
+#: ``(asyncio.get_running_loop, engine.loop.tokio_call, engine.loop.settled)`` once a read was made on a loop
+#: (imported then, not at the top: a command that never reads on a loop does not import asyncio).
+_loop_api: tuple[Any, Any, Any] | None = None
+
+
+def _load_loop_api() -> tuple[Any, Any, Any]:
+    global _loop_api
+    import asyncio
+
+    from ..engine.loop import settled, tokio_call
+
+    _loop_api = (asyncio.get_running_loop, tokio_call, settled)
+    return _loop_api
+
+
 def usable() -> bool:
     """Whether obstore can run in this process: not in one forked after obstore ran in its parent."""
     return _started_in in (None, os.getpid())
@@ -137,18 +152,18 @@ class _Transport(ABC):
         """``get``'s first attempt through obstore's async API, on the running event loop (the async batch
         engine's). Raises what ``get`` raises, left for the caller to map with ``obstore_error``; ``views``
         stands for ``views_allowed()``, which the loop's context does not carry."""
-        try:
-            store = self._store(bucket)
-        except Exception as exc:
-            raise config_error(owner, f"the fast transport cannot use this configuration ({exc})") from None
-        import asyncio  # here, not at the top: a command that never reads on the loop does not import it
-
-        from ..engine.loop import settled, tokio_call
-
-        loop = asyncio.get_running_loop()
+        store = self._stores.get(bucket)
+        if store is None:
+            try:
+                store = self._store(bucket)
+            except Exception as exc:
+                raise config_error(owner, f"the fast transport cannot use this configuration ({exc})") from None
+        running_loop, tokio_call, settled = _loop_api or _load_loop_api()
+        loop = running_loop()
         try:
             if self._ranged is not False:
                 try:
+                    # obstore's futures are settled from tokio's threads: made tracked, so exit can wait for them
                     pending = tokio_call(loop, self._get_range_async, store, key)
                     try:
                         body = self._ranged_body(await pending)
@@ -160,7 +175,6 @@ class _Transport(ABC):
                 else:
                     if body is not None:
                         return _payload(body, len(body), views)
-            # obstore's futures are settled from tokio's threads: made tracked, so exit can wait for them
             pending = tokio_call(loop, self._obstore.get_async, store, key)
             try:
                 result = await pending

@@ -133,8 +133,9 @@ class Driver:
         route = self.route
         made = None
         if route.usable():
+            uri_of, read = route.uri_of, route.read  # ``route.uri`` and ``route.answer``, inlined: per key
             try:
-                raw = await route.attempt(route.uri(key), self.views)
+                raw = await route.attempt(key if uri_of is None else uri_of(key), self.views)
             except Fallback as fallback:
                 made = fallback.made
             except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
@@ -143,7 +144,11 @@ class Driver:
                 pass
             else:
                 try:
-                    return route.answer(key, replay(raw)), self._source, None
+                    if read is not None:
+                        return read(key, replay(raw)), self._source, None
+                    if isinstance(raw, BaseException):
+                        raise raw
+                    return raw, self._source, None
                 except BaseException as exc:  # noqa: BLE001 - the store's reading code said what it is
                     return exc
         value, error = await self.in_thread(after, made, self._store_fetch, key)

@@ -30,6 +30,7 @@ from .answers import _CANCELLED, _DONE, _QUEUED, _RUNNING, _Answer
 from .batch import _check_limits, _pools, _Slot, _Slots
 from .drive import Driver, result_of
 from .routes import CompositeRoute, Fetchable, Route
+from .wakeups import batch_wakeups, release_wakeups
 
 __all__ = ["AsyncFetchMany", "OneKey", "route_on_loop", "in_thread", "aget", "SINGLE_CALL_THREADS"]
 
@@ -174,6 +175,7 @@ class _LoopWindow(_Slots[FetchResult]):
         self._free = max_in_flight
         self._awaited: _Answer | None = None  # the answer the consumer waits for, woken by ``_wake``
         self._wake: asyncio.Future | None = None
+        self._batched = False  # obstore's completions batched on the caller's loop (``wakeups``)
 
     async def next(self) -> FetchResult:
         if self._closed:
@@ -247,6 +249,8 @@ class _LoopWindow(_Slots[FetchResult]):
         else:
             self._keys, self._sync = iter(self._source), True
         self._workforce, _ = _pools.take(self._max_workers)
+        if self._route is not None:
+            self._batched = batch_wakeups(self._loop)
         self._driver = Driver(self._store, self._route, self._loop, self._views, self._workforce.submit,
                               inline=False, checked=not self._check_keys)
 
@@ -315,6 +319,9 @@ class _LoopWindow(_Slots[FetchResult]):
         if self._workforce is not None:
             _pools.give(self._max_workers, self._workforce)
             self._workforce = None
+        if self._batched:
+            self._batched = False
+            release_wakeups(self._loop)
 
 
 def _keys_on_loop(store: Any) -> bool:
