@@ -7,6 +7,10 @@ request), a composite's walk driven there, everything else (local and memory tie
 loop only where the check is bitstore's own (``keys_on_loop()``: a pattern match); a raw store whose ``is_valid``
 is a user's, and a store that answers no route, are fetched whole on the pool, key check included.
 
+While an ``aget_many`` runs, obstore's completions are handed to the caller's loop in batches (``wakeups``: one
+self-pipe write and wake-up for all that finished meanwhile, not one per request); the loop's own
+``call_soon_threadsafe`` is back when the last one ends.
+
 ``AsyncFetchMany`` is ``aget_many``'s async iterator: the same window as ``get_many`` (``batch._Slots``: bounds,
 dedupe of keys with one canonical form, bytes in flight), at most ``max_in_flight`` fetches at once, results in
 input order, the same statuses. Leaving the ``async for`` (``break``, an exception, the task cancelled), or
