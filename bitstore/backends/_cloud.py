@@ -1,8 +1,9 @@
 """``CloudRaw``: what ``S3Raw``, ``GSRaw`` and ``AZRaw`` share, so each backend keeps only its SDK's part.
 
-Shared: ``bucket/key`` URIs, the retried GET through the fast transport (obstore) or the SDK, the retried
-PUT, errors mapped once per attempt, and per-process state (``_conn`` from ``_connect``, ``_fast`` from
-``_make_fast``, ``_facts``) that is rebuilt after ``fork`` and dropped when pickled. A subclass sets ``KIND``,
+Shared: ``bucket/key`` URIs, the retried GET and PUT (of bytes) through the fast transport (obstore) or the SDK
+(``put_stream``, ``delete``, ``head`` and ``open`` through the SDK), errors mapped once per attempt, and
+per-process state (``_conn`` from ``_connect``, ``_fast`` from ``_make_fast``, ``_facts``) that is rebuilt after
+``fork`` and dropped when pickled. A subclass sets ``KIND``,
 ``URI_HINT``, ``_URI`` and ``_sdk_error``, and implements ``_connect``, ``_build_fast``, ``_get_once``,
 ``_put_once``, ``_sdk_has`` and ``_bucket_exists``.
 
@@ -235,10 +236,56 @@ class CloudRaw(Store):
         return TransientError(f"{why}; next attempt through the SDK", immediate=True)
 
     def put(self, uri: Any, data: bytes) -> None:
+        """Store ``data`` at ``uri`` (one request, atomic): through the fast transport when it is on and reaches
+        objects at this endpoint, else through the SDK; retried and mapped as a GET's, with a write's 404 a missing
+        bucket (a 404 that does not say so is settled first: see ``_settle_put_404``)."""
         bucket, key = self._split(uri)
         body = bytes(data)
-        self.retry.run(lambda _attempt: self._put_once(bucket, key, body),
-                       lambda exc: self._sdk_error(exc, self, uri, writing=True), self, uri)
+        fast = self._fast.get() if self._facts.fast_reaches_objects is not False else None
+        via = ["sdk" if fast is None else "fast"]  # this blob's transport
+
+        def attempt(_attempt: Attempt) -> None:
+            if via[0] == "sdk":
+                self._put_once(bucket, key, body)
+            else:
+                fast.put(bucket, key, body, self)
+
+        def classify(exc: BaseException) -> BaseException | None:
+            if via[0] == "sdk":
+                return self._sdk_error(exc, self, uri, writing=True)
+            mapped = obstore_error(exc, self, uri, writing=True)
+            if isinstance(mapped, StoreNotAvailable) and isinstance(obstore_error(exc, self, uri),
+                                                                    (Unconfirmed404, NotFoundInStore)):
+                return self._settle_put_404(bucket, via, mapped)
+            if isinstance(mapped, FastUnsupported):
+                if mapped.endpoint_wide:
+                    return self._fast_cannot_address(via, str(mapped))
+                via[0] = "sdk"
+                return TransientError(f"{mapped}; next attempt through the SDK", immediate=True)
+            if isinstance(mapped, TransientError) and mapped.throttled:
+                via[0] = "sdk"  # obstore does not show Retry-After; the SDK does
+            return mapped
+
+        self.retry.run(attempt, classify, self, uri)
+
+    def _settle_put_404(self, bucket: str, via: list[str], missing_bucket: StoreNotAvailable) -> BaseException:
+        """A fast PUT answered 404 without naming the bucket: the bucket is missing (``missing_bucket``), or, when
+        it exists, the fast transport does not address objects at this endpoint (an emulator serving its XML API
+        on another host name): ``auto`` goes on through the SDK, ``fast`` is unavailable, naming the transport."""
+        try:
+            exists = bucket in self._facts.buckets or self._bucket_exists(bucket)
+        except BitstoreError as error:
+            return error
+        except Exception as error:  # noqa: BLE001 - the check failed: retried if it may pass next time
+            checked = self._sdk_error(error, self, f"{self.KIND}://{bucket}/")
+            if isinstance(checked, TransientError):
+                return TransientError(f"{missing_bucket}; the bucket check failed: {checked}")
+            return checked
+        if not exists:
+            return missing_bucket
+        with self._facts.lock:
+            self._facts.buckets.add(bucket)
+        return self._fast_cannot_address(via, f"it answered 404 to a PUT in a {self.BUCKET_WORD} that exists")
 
     def put_stream(self, uri: Any, stream: IO[bytes]) -> None:
         """Upload what the seekable ``stream`` reads from its current position, in parts (never held whole);

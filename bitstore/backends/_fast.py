@@ -1,4 +1,5 @@
-"""The ``fast`` transport (``bitstore[fast]``): object GETs through obstore (Rust), driven from our threads.
+"""The ``fast`` transport (``bitstore[fast]``): object GETs, listings and PUTs of bytes through obstore (Rust), driven
+from our threads (a streamed upload, ``put_stream``, stays on the SDK).
 
 Credentials still come from the SDKs (boto3's credential chain, google-auth) through obstore's credential
 providers; obstore's own retries are off, so ``RetryPolicy`` and ``_errors`` behave exactly as on the SDK
@@ -121,11 +122,15 @@ class _Transport(ABC):
                     store = self._stores[bucket] = self._build(bucket)
         return store
 
-    def get(self, bucket: str, key: str, owner: Any, uri: str, attempt: Attempt) -> bytes:
+    def _usable_store(self, bucket: str, owner: Any) -> Any:
+        """``_store(bucket)``; a configuration obstore refuses is ``config_error`` (no attempt will fix it)."""
         try:
-            store = self._store(bucket)
-        except Exception as exc:  # obstore refused the configuration: no attempt will fix it
+            return self._store(bucket)
+        except Exception as exc:
             raise config_error(owner, f"the fast transport cannot use this configuration ({exc})") from None
+
+    def get(self, bucket: str, key: str, owner: Any, uri: str, attempt: Attempt) -> bytes:
+        store = self._usable_store(bucket, owner)
         whole = not (attempt.number and attempt.deadline_at is not None)  # a retry near its deadline streams
         try:
             if whole and self._ranged is not False:
@@ -214,12 +219,21 @@ class _Transport(ABC):
             self._ranged = False  # this endpoint does not answer ranges as asked: plain GETs from now on
         return refusal != "request" or self._ranged is False
 
+    def put(self, bucket: str, key: str, body: bytes, owner: Any) -> None:
+        """One PUT of the whole ``body`` at ``key`` (obstore's ``put``, one request: no multipart, so a failed
+        attempt leaves nothing behind, and the write is atomic: the object is the old one or ``body``). Raises
+        what obstore raises, for the owner to map with ``obstore_error(..., writing=True)``."""
+        store = self._usable_store(bucket, owner)
+        try:
+            self._obstore.put(store, key, body, use_multipart=False)
+        except BaseException as exc:
+            if type(exc).__name__ == "PanicException":
+                raise FastUnsupported(f"obstore panicked: {str(exc)[:200]}") from None
+            raise
+
     def pager(self, bucket: str, folder: str, after: str | None, page_size: int, owner: Any) -> ListPager:
         """A listing of ``folder`` after ``after`` through obstore's ``list`` (see ``ListPager``)."""
-        try:
-            store = self._store(bucket)
-        except Exception as exc:
-            raise config_error(owner, f"the fast transport cannot use this configuration ({exc})") from None
+        store = self._usable_store(bucket, owner)
         return ListPager(self._obstore, store, folder, after, page_size)
 
 

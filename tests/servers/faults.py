@@ -192,7 +192,7 @@ class FaultProxy:
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                request = await _read_message(reader, is_request=True)
+                request = await _read_message(reader, is_request=True, writer=writer)
                 if request is None:
                     break
                 head, body = request
@@ -270,7 +270,7 @@ class FaultProxy:
     async def _forward(self, head: list[bytes], body: bytes, method: bytes) -> tuple[bytes, list, bytes]:
         reader, writer = await asyncio.open_connection(*self.upstream, limit=_LIMIT)
         try:
-            dropped = (b"connection", b"keep-alive", b"proxy-connection")
+            dropped = (b"connection", b"keep-alive", b"proxy-connection", b"expect")  # the body is read: no 100
             if not self.preserve_host:
                 dropped += (b"host",)
             if self.ignore_ranges:
@@ -296,8 +296,11 @@ class FaultProxy:
             writer.close()
 
 
-async def _read_message(reader: asyncio.StreamReader, is_request: bool, no_body: bool = False):
-    """(head lines, body) of one HTTP/1.1 message, the body de-chunked for responses; None at EOF."""
+async def _read_message(reader: asyncio.StreamReader, is_request: bool, no_body: bool = False,
+                        writer: asyncio.StreamWriter | None = None):
+    """(head lines, body) of one HTTP/1.1 message, the body de-chunked for responses; None at EOF. A request that
+    says ``Expect: 100-continue`` (botocore's PUTs) is answered ``100 Continue`` on ``writer`` before its body is
+    read (the upstream is then asked without the header: its own 100 would be taken for the answer)."""
     try:
         raw = await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError as exc:
@@ -312,6 +315,9 @@ async def _read_message(reader: asyncio.StreamReader, is_request: bool, no_body:
     status = 0 if is_request else int(head[0].split(b" ")[1])
     if no_body or status in (204, 304) or 100 <= status < 200:
         return head, b""
+    if writer is not None and fields.get(b"expect", b"").lower() == b"100-continue":
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await writer.drain()
     if fields.get(b"transfer-encoding", b"").lower() == b"chunked":
         raw_body, decoded = await _read_chunked(reader)
         return head, raw_body if is_request else decoded
