@@ -111,12 +111,16 @@ def test_put_fault_once_is_retried_and_stored(row: Row, fault_proxy, fault):
     data = blob(seed=7)
     proxy = fault_proxy(row.endpoint, fail_first=1, faults=[fault], methods=WRITES, match=BUCKET)
     sleep = RecordingSleep()
-    store = _no_sdk_write(row, row.store(proxy.url, retry=policy(sleep)))
+    store = row.store(proxy.url, retry=policy(sleep))
+    if fault != "503":  # a throttling answer sends the blob's next attempts through the SDK (to see Retry-After)
+        _no_sdk_write(row, store)
     error = _put(store, row.uri(), data)
     if _refused(row, error):
         return
     assert error is None, f"{row.id}: {error!r}"
-    assert proxy.stats[fault] == 1 and len(sleep.waits) >= 1, f"{row.id}: {proxy.stats}, waits {sleep.waits}"
+    assert proxy.stats[fault] == 1, f"{row.id}: {proxy.stats}"
+    if fault != "truncate":  # an answer with no body (S3's, Azure's 201) has nothing to cut: no retry needed
+        assert len(sleep.waits) >= 1, f"{row.id}: {proxy.stats}, waits {sleep.waits}"
     seen = _reads(row, row.uri())
     assert seen.kind == "bytes" and seen.data == data, f"{row.id}: {seen!r}"
 
@@ -134,11 +138,14 @@ def test_put_fault_always_raises_failed_never_a_wrong_object(row: Row, fault_pro
     error = _put(store, row.uri(), data)
     if _refused(row, error):
         return
-    assert isinstance(error, FetchFailed), f"{row.id}: a put that always fails answered {error!r}"
     assert proxy.stats[fault] >= 1, f"{row.id}: {proxy.stats}"
+    seen = _reads(row, row.uri())
+    if fault == "truncate" and error is None:  # an answer with no body has nothing to cut: the put succeeded
+        assert seen.kind == "bytes" and seen.data == data, f"{row.id}: {seen!r}"
+        return
+    assert isinstance(error, FetchFailed), f"{row.id}: a put that always fails answered {error!r}"
     if fault != "silent":
         assert len(sleep.waits) == 2, f"{row.id}: 3 attempts should wait twice, waited {sleep.waits}"
-    seen = _reads(row, row.uri())
     assert seen.kind == "bytes" and seen.data in (old, data), f"{row.id}: after a failed put the key reads {seen!r}"
     if fault in ("500", "reset"):  # never forwarded: the old object stands
         assert seen.data == old, f"{row.id}: a put never forwarded changed the object"
@@ -192,7 +199,7 @@ def test_cache_write_back_is_stored_or_counted(row: Row, fault_proxy, tmp_path, 
     cache = Sha1Cache(raw, f"{row.backend}://{BUCKET}/cache/")
     store = Sha1Composite()
     store.append_cache(cache)
-    store.append_source(source)
+    store.append_source(source, cache_result=True)
     got = fetch(store, sha1)
     assert got.kind == "bytes" and got.data == data, f"{row.id}: {got!r}"
     seen = _reads(row, row.uri(f"cache/{sha1}"))
