@@ -41,7 +41,7 @@ from ..ground.log import cause_of, log_once
 from ..ground.retry import Attempt, RetryPolicy, TransientError, take_first_attempt
 from . import _fast
 from ._client import TRANSPORTS, ProcessLocal, resolve_transport
-from ._errors import FastUnsupported, Unconfirmed404, obstore_error, read_exactly
+from ._errors import FastUnsupported, Unconfirmed404, obstore_error, read_exactly, write_refusal
 
 __all__ = ["CloudRaw", "ANONYMOUS", "DEFAULT_POOL", "CLOUD", "cloud_options"]
 
@@ -63,6 +63,8 @@ class _Facts:
     def __init__(self) -> None:
         self.buckets: set[str] = set()
         self.fast_reaches_objects: bool | None = None
+        #: Whether the fast transport writes here: True once a PUT through it succeeded, False once one was refused.
+        self.fast_writes: bool | None = None
         self.lock = threading.Lock()
 
 
@@ -241,14 +243,17 @@ class CloudRaw(Store):
         bucket (a 404 that does not say so is settled first: see ``_settle_put_404``)."""
         bucket, key = self._split(uri)
         body = bytes(data)
-        fast = self._fast.get() if self._facts.fast_reaches_objects is not False else None
-        via = ["sdk" if fast is None else "fast"]  # this blob's transport
+        facts = self._facts
+        fast = self._fast.get() if facts.fast_reaches_objects is not False and facts.fast_writes is not False \
+            else None
+        via = ["sdk" if fast is None or not fast.writes else "fast"]  # this blob's transport
 
         def attempt(_attempt: Attempt) -> None:
             if via[0] == "sdk":
                 self._put_once(bucket, key, body)
             else:
                 fast.put(bucket, key, body, self)
+                facts.fast_writes = True
 
         def classify(exc: BaseException) -> BaseException | None:
             if via[0] == "sdk":
@@ -257,9 +262,10 @@ class CloudRaw(Store):
             if isinstance(mapped, StoreNotAvailable) and isinstance(obstore_error(exc, self, uri),
                                                                     (Unconfirmed404, NotFoundInStore)):
                 return self._settle_put_404(bucket, via, mapped)
+            if facts.fast_writes is None and (write_refusal(exc) or (isinstance(mapped, FastUnsupported)
+                                                                     and mapped.endpoint_wide)):
+                return self._fast_cannot_write(via, f"it refused a PUT as obstore makes it: {mapped}")
             if isinstance(mapped, FastUnsupported):
-                if mapped.endpoint_wide:
-                    return self._fast_cannot_address(via, str(mapped))
                 via[0] = "sdk"
                 return TransientError(f"{mapped}; next attempt through the SDK", immediate=True)
             if isinstance(mapped, TransientError) and mapped.throttled:
@@ -270,8 +276,8 @@ class CloudRaw(Store):
 
     def _settle_put_404(self, bucket: str, via: list[str], missing_bucket: StoreNotAvailable) -> BaseException:
         """A fast PUT answered 404 without naming the bucket: the bucket is missing (``missing_bucket``), or, when
-        it exists, the fast transport does not address objects at this endpoint (an emulator serving its XML API
-        on another host name): ``auto`` goes on through the SDK, ``fast`` is unavailable, naming the transport."""
+        it exists, the fast transport cannot write at this endpoint (an emulator serving its XML API on another
+        host name): ``_fast_cannot_write``."""
         try:
             exists = bucket in self._facts.buckets or self._bucket_exists(bucket)
         except BitstoreError as error:
@@ -285,7 +291,20 @@ class CloudRaw(Store):
             return missing_bucket
         with self._facts.lock:
             self._facts.buckets.add(bucket)
-        return self._fast_cannot_address(via, f"it answered 404 to a PUT in a {self.BUCKET_WORD} that exists")
+        return self._fast_cannot_write(via, f"it answered 404 to a PUT in a {self.BUCKET_WORD} that exists")
+
+    def _fast_cannot_write(self, via: list[str], evidence: str) -> BaseException:
+        """The endpoint does not take the fast transport's writes (a GCS emulator serves no XML-API upload): ``auto``
+        writes through the SDK for this store in this process (logged once); explicit ``fast`` is unavailable."""
+        self._facts.fast_writes = False
+        where = self.endpoint_label or "this endpoint"
+        why = f"the fast transport cannot write at {where} ({evidence})"
+        if self.transport == "fast":
+            return StoreNotAvailable(self, f"{why}; use transport='auto' or 'sdk'")
+        log_once(logger, logging.WARNING, "fast-transport", f"unwritable:{where}",
+                 f"{self.name}: {why}; writing through the SDK for this store in this process")
+        via[0] = "sdk"
+        return TransientError(f"{why}; next attempt through the SDK", immediate=True)
 
     def put_stream(self, uri: Any, stream: IO[bytes]) -> None:
         """Upload what the seekable ``stream`` reads from its current position, in parts (never held whole);

@@ -16,7 +16,7 @@ from ..ground.retry import TransientError
 
 __all__ = ["ShortRead", "HTTPStatusError", "Unconfirmed404", "check_size", "read_exactly", "status_error",
            "s3_error", "gcs_error", "azure_error", "obstore_error", "retry_after_of", "config_error",
-           "FastUnsupported", "http_error", "http_fast_error", "mask", "range_refusal"]
+           "FastUnsupported", "http_error", "http_fast_error", "mask", "range_refusal", "write_refusal"]
 
 # Error codes that answer "this object does not exist" (S3 XML ``NoSuchKey``; GCS JSON reason ``notFound``
 # unless its message is about the bucket; Azure ``BlobNotFound``) and "this bucket (container) does not exist".
@@ -303,6 +303,18 @@ def range_refusal(exc: BaseException) -> str | None:
     if status is not None and 400 <= status < 500 and status not in (401, 403, 404, 408, 429):
         return "request"
     return None
+
+
+#: What obstore says when it cannot read a write's answer (an emulator's PUT answered without an ETag).
+_WRITE_UNREAD = re.compile(r"extract metadata|ETag Header missing", re.I)
+
+
+def write_refusal(exc: BaseException) -> bool:
+    """Whether an obstore error of a PUT says the endpoint does not take writes as obstore makes them: a 400, 405
+    or 501 answer (GCS emulators serve no XML-API upload), or an answer obstore cannot read (no ETag). The store
+    takes it so only while no fast write has succeeded there (after one, a 400 is that request's own)."""
+    status = _status_in(str(exc))
+    return status in (400, 405, 501) or _WRITE_UNREAD.search(str(exc)) is not None
 
 
 _STATUS = re.compile(r"(?:status|Client error|Server error)[^0-9]{0,20}([1-5][0-9]{2})\b", re.I)

@@ -80,6 +80,8 @@ class _Transport(ABC):
     _STORE: str
     #: Whether a blob read whole is asked as one ranged GET (see the module doc).
     RANGED = True
+    #: Whether ``put`` may be used (else the owner writes through the SDK).
+    writes = True
 
     def __init__(self, credentials: Any, config: dict[str, Any], *, max_blob_bytes: int | None,
                  timeout: tuple[float, float], deadline: float | None, endpoint: str | None):
@@ -224,12 +226,17 @@ class _Transport(ABC):
         attempt leaves nothing behind, and the write is atomic: the object is the old one or ``body``). Raises
         what obstore raises, for the owner to map with ``obstore_error(..., writing=True)``."""
         store = self._usable_store(bucket, owner)
+        store = self._writer(bucket, store)
         try:
             self._obstore.put(store, key, body, use_multipart=False)
         except BaseException as exc:
             if type(exc).__name__ == "PanicException":
                 raise FastUnsupported(f"obstore panicked: {str(exc)[:200]}") from None
             raise
+
+    def _writer(self, bucket: str, store: Any) -> Any:
+        """The obstore store that writes to ``bucket``: the one that reads it, unless a transport needs another."""
+        return store
 
     def pager(self, bucket: str, folder: str, after: str | None, page_size: int, owner: Any) -> ListPager:
         """A listing of ``folder`` after ``after`` through obstore's ``list`` (see ``ListPager``)."""
@@ -313,7 +320,11 @@ class S3Fast(_Transport):
 
 
 class GCSFast(_Transport):
-    """obstore ``GCSStore``s authorised by google-auth credentials (unsigned when anonymous)."""
+    """obstore ``GCSStore``s authorised by google-auth credentials (unsigned when anonymous).
+
+    obstore signs every GCS write, even with ``skip_signature`` (it would ask the metadata server for a token): an
+    anonymous store writes to an emulator (``endpoint``, which authenticates nothing) with a placeholder token,
+    and to Google's own endpoint through the SDK, unsigned (``writes`` False)."""
 
     _STORE = "GCSStore"
 
@@ -322,11 +333,35 @@ class GCSFast(_Transport):
         config: dict[str, Any] = {"base_url": endpoint} if endpoint else {}
         super().__init__(None if anonymous else credentials, config, max_blob_bytes=max_blob_bytes, timeout=timeout,
                          deadline=deadline, endpoint=endpoint)
+        self._unsigned_writes = anonymous
+        self.writes = not anonymous or bool(endpoint)
+        self._writers: dict[str, Any] = {}
+
+    def _writer(self, bucket: str, store: Any) -> Any:
+        if not self._unsigned_writes:
+            return store
+        writer = self._writers.get(bucket)
+        if writer is None:
+            from obstore.store import GCSStore
+
+            config = {k: v for k, v in self._config.items() if k != "skip_signature"}
+            with self._lock:
+                writer = self._writers.get(bucket)
+                if writer is None:
+                    writer = self._writers[bucket] = GCSStore(
+                        bucket, config=config, client_options=self._client_options, retry_config=_NO_RETRIES,
+                        credential_provider=_emulator_token)
+        return writer
 
     def _provider(self, credentials: Any) -> Any:
         from obstore.auth.google import GoogleCredentialProvider
 
         return GoogleCredentialProvider(credentials)
+
+
+def _emulator_token() -> dict[str, Any]:
+    """A bearer token for a GCS emulator, which checks none (never sent to Google: see ``GCSFast``)."""
+    return {"token": "emulator", "expires_at": None}
 
 
 class HTTPFast(_Transport):

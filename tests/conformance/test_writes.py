@@ -5,8 +5,9 @@ A put either stores the whole blob (read back with the same bytes through the ro
 fast transport wrote where every client reads) or raises a typed error: a missing bucket, rejected credentials and
 configuration errors are ``StoreNotAvailable`` at once (not retried); 5xx, resets and silences are retried within the
 policy, then ``FetchFailed``. A failed put never leaves an object that reads as present with other bytes than the old
-or the new ones. On a fast row not refused (``_rows.FAST_MAY_REFUSE``), the put goes through obstore: the SDK's
-write is never called. A cache tier whose writes fail counts them (``write_failures``) and the read still answers.
+or the new ones. On a fast row, the put goes through obstore (the SDK's write is never called), or, where the server
+does not take obstore's writes (every GCS emulator: ``_may_refuse_writes``), refuses naming the transport; ``auto``
+then writes through the SDK. A cache tier whose writes fail counts them (``write_failures``) and the read still answers.
 An http tier cannot write: its rows are skipped.
 """
 from __future__ import annotations
@@ -31,9 +32,15 @@ def _cloud(row: Row) -> None:
         pytest.skip("an http tier is read-only: no put")
 
 
+def _may_refuse_writes(row: Row) -> bool:
+    """Explicit fast on a row whose server does not take obstore's writes: every GCS emulator (fake-gcs-server serves
+    no XML-API upload, gcp-storage-emulator answers one without an ETag), besides the columns it cannot address."""
+    return row.transport == "fast" and (row.may_refuse or row.backend == "gs")
+
+
 def _no_sdk_write(row: Row, store):
-    """On a fast row the fast transport must reach, the SDK's write is not called."""
-    if row.transport == "fast" and not row.may_refuse:
+    """On a fast row the fast transport must write to, the SDK's write is not called."""
+    if row.transport == "fast" and not _may_refuse_writes(row):
         def sdk_put(*_args):
             raise AssertionError(f"{row.id}: the put went through the SDK")
 
@@ -56,7 +63,7 @@ def _reads(row: Row, uri: str, url: str | None = None):
 
 
 def _refused(row: Row, error: BaseException | None) -> bool:
-    return (error is not None and row.may_refuse and isinstance(error, StoreNotAvailable)
+    return (error is not None and _may_refuse_writes(row) and isinstance(error, StoreNotAvailable)
             and ("fast" in str(error).lower() or "transport" in str(error).lower()))
 
 
@@ -118,7 +125,7 @@ def test_put_fault_once_is_retried_and_stored(row: Row, fault_proxy, fault):
     if _refused(row, error):
         return
     assert error is None, f"{row.id}: {error!r}"
-    assert proxy.stats[fault] == 1, f"{row.id}: {proxy.stats}"
+    assert proxy.stats[fault] >= 1, f"{row.id}: {proxy.stats}"  # the SDK, on another path, meets its own
     if fault != "truncate":  # an answer with no body (S3's, Azure's 201) has nothing to cut: no retry needed
         assert len(sleep.waits) >= 1, f"{row.id}: {proxy.stats}, waits {sleep.waits}"
     seen = _reads(row, row.uri())
@@ -207,7 +214,7 @@ def test_cache_write_back_is_stored_or_counted(row: Row, fault_proxy, tmp_path, 
         assert cache.write_failures.value == 1 and store.cache_write_failures.value == 1, f"{row.id}"
         assert seen.kind == "missing", f"{row.id}: a failed write-back left {seen!r}"
         return
-    if row.may_refuse and cache.write_failures.value == 1:  # refused naming the transport: counted, not stored
+    if _may_refuse_writes(row) and cache.write_failures.value == 1:  # refused naming the transport: counted
         return
     assert cache.write_failures.value == 0 and store.cache_writes.value == 1, f"{row.id}"
     assert seen.kind == "bytes" and seen.data == data, f"{row.id}: {seen!r}"
