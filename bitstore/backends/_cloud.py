@@ -262,9 +262,9 @@ class CloudRaw(Store):
             if isinstance(mapped, StoreNotAvailable) and isinstance(obstore_error(exc, self, uri),
                                                                     (Unconfirmed404, NotFoundInStore)):
                 return self._settle_put_404(bucket, via, mapped)
-            if facts.fast_writes is None and (write_refusal(exc) or (isinstance(mapped, FastUnsupported)
-                                                                     and mapped.endpoint_wide)):
-                return self._fast_cannot_write(via, f"it refused a PUT as obstore makes it: {mapped}")
+            refusal = write_refusal(exc) if facts.fast_writes is None else None
+            if refusal is not None:
+                return self._fast_cannot_write(via, f"it refused a PUT as obstore makes it: {refusal}")
             if isinstance(mapped, FastUnsupported):
                 via[0] = "sdk"
                 return TransientError(f"{mapped}; next attempt through the SDK", immediate=True)

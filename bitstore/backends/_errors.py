@@ -309,12 +309,17 @@ def range_refusal(exc: BaseException) -> str | None:
 _WRITE_UNREAD = re.compile(r"extract metadata|ETag Header missing", re.I)
 
 
-def write_refusal(exc: BaseException) -> bool:
-    """Whether an obstore error of a PUT says the endpoint does not take writes as obstore makes them: a 400, 405
-    or 501 answer (GCS emulators serve no XML-API upload), or an answer obstore cannot read (no ETag). The store
-    takes it so only while no fast write has succeeded there (after one, a 400 is that request's own)."""
-    status = _status_in(str(exc))
-    return status in (400, 405, 501) or _WRITE_UNREAD.search(str(exc)) is not None
+def write_refusal(exc: BaseException) -> str | None:
+    """What an obstore error of a PUT says when the endpoint does not take writes as obstore makes them (a 400, 405
+    or 501 answer: GCS emulators serve no XML-API upload; an answer obstore cannot read: no ETag), else None. The
+    store takes it so only while no fast write has succeeded there (after one, a 400 is that request's own)."""
+    text = str(exc)
+    status = _status_in(text)
+    if status in (400, 405, 501):
+        code, message = _service_error_in(text)
+        return clean(" ".join(p for p in (f"HTTP {status}", code, message) if p), 200)
+    unread = _WRITE_UNREAD.search(text)
+    return None if unread is None else f"an answer obstore cannot read ({clean(text.split(chr(10))[0], 200)})"
 
 
 _STATUS = re.compile(r"(?:status|Client error|Server error)[^0-9]{0,20}([1-5][0-9]{2})\b", re.I)
