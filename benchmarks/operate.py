@@ -12,7 +12,8 @@ Cases (each the median of ``--rounds`` rounds, min-max beside it; the load avera
 - scrub of a local tier beside ``sha1sum`` over the same files (one process, as it is usually run);
 - peak RSS of a child process listing N local keys and replicating them (``--million`` for N = 1,000,000).
 
-Run: ``python -m benchmarks.operate [--rounds 5] [--blobs 10000] [--million]``.
+Run: ``python -m benchmarks.operate [--rounds 5] [--blobs 10000] [--million]``; ``--only up`` runs the local -> S3
+copy alone beside rclone (interleaved rounds), with the client CPU per blob of each.
 """
 from __future__ import annotations
 
@@ -54,12 +55,12 @@ def _side_by_side(rounds: int, ours: Callable[[], None], theirs: Callable[[], No
     return mine, other
 
 
-def _line(case: str, ours: list[float], theirs: list[float] | None, name: str) -> str:
+def _line(case: str, ours: list[float], theirs: list[float] | None, name: str, unit: str = "s") -> str:
     med = statistics.median(ours)
-    text = f"{case:<46} bitstore {med:7.3f}s ({min(ours):.3f}-{max(ours):.3f})"
+    text = f"{case:<46} bitstore {med:7.3f}{unit} ({min(ours):.3f}-{max(ours):.3f})"
     if theirs:
         other = statistics.median(theirs)
-        text += f"  {name} {other:7.3f}s ({min(theirs):.3f}-{max(theirs):.3f})  ratio {other / med:5.2f}x"
+        text += f"  {name} {other:7.3f}{unit} ({min(theirs):.3f}-{max(theirs):.3f})  ratio {other / med:5.2f}x"
     return text
 
 
@@ -240,6 +241,57 @@ def replicate_s3(work: str, n: int, rounds: int, list_keys: int, copies: bool = 
     return out
 
 
+def replicate_up(work: str, n: int, rounds: int) -> list[str]:
+    """Only the local -> S3 copy (``--only up``): bitstore beside ``rclone copy``, round by round in turns, the
+    bucket emptied before each run (untimed), with the client CPU (user + system) per blob of each: this process's
+    for bitstore (the S3 server is a child process, not counted), rclone's process for rclone."""
+    import resource
+
+    import bitstore
+
+    from .server import ServerProcess
+
+    src = os.path.join(work, "src")
+    server = ServerProcess()
+    has_rclone = shutil.which("rclone") is not None
+    times: dict[str, list[float]] = {"ours": [], "theirs": []}
+    cpu: dict[str, list[float]] = {"ours": [], "theirs": []}
+    try:
+        _rclone_env(server.endpoint)
+        client = _s3_client(server.endpoint)
+
+        def ours() -> None:
+            report = bitstore.replicate(_store(src), _s3_store(server.endpoint, "up"), max_workers=WORKERS,
+                                        progress=False)
+            assert report.copied == n, report
+
+        def theirs() -> None:
+            _rclone("copy", src, "bench:up/blobs")
+
+        runs = [("ours", ours, resource.RUSAGE_SELF)]
+        if has_rclone:
+            runs.append(("theirs", theirs, resource.RUSAGE_CHILDREN))
+        for r in range(rounds):
+            for name, run, who in runs[:: 1 if r % 2 == 0 else -1]:
+                server.drop("up")
+                client.create_bucket(Bucket="up")
+                before = resource.getrusage(who)
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+                after = resource.getrusage(who)
+                cpu[name].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    finally:
+        server.stop()
+    per_blob = {k: [c / n * 1e3 for c in v] for k, v in cpu.items()}  # ms of CPU per blob
+    out = [_line(f"replicate {n:,} x 16 KiB local->S3", times["ours"], times["theirs"] or None, "rclone copy"),
+           _line("  client CPU (user + system) per blob", per_blob["ours"], per_blob["theirs"] or None,
+                 "rclone copy", unit="ms")]
+    if not has_rclone:
+        out.append("  (rclone is not installed: no comparison)")
+    return out
+
+
 def _child_cpu(into: list[float], run: Callable[[], None]) -> Callable[[], None]:
     """``run``, adding the CPU seconds (user + system) of the processes it waited for to ``into``."""
     import resource
@@ -336,11 +388,20 @@ def main(argv: list[str] | None = None) -> int:
                         choices=("replicate", "scrub", "s3", "s3-copies", "shell", "rss"),
                         help="leave a case out (s3-copies: time only the S3 reruns and listings; shell: the "
                              "bitstore command's rerun, a process per run)")
+    parser.add_argument("--only", choices=("up",),
+                        help="run one case alone (up: replicate local -> S3 beside rclone copy, with client CPU)")
     args = parser.parse_args(argv)
     print(f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}; "
           f"{os.cpu_count()} CPUs; {WORKERS} workers / rclone --transfers {WORKERS} --checkers {WORKERS}")
     work = tempfile.mkdtemp(prefix="bitstore-bench-operate-")
     try:
+        if args.only == "up":
+            os.makedirs(os.path.join(work, "src"))
+            write_blobs(os.path.join(work, "src"), args.blobs, 16 * 1024)
+            for line in replicate_up(work, args.blobs, args.rounds):
+                print(line, flush=True)
+            print(f"load average after: {os.getloadavg()[0]:.2f}")
+            return 0
         if "replicate" not in args.skip:
             for line in replicate_local(work, args.blobs, args.rounds):
                 print(line, flush=True)
