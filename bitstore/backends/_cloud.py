@@ -555,8 +555,8 @@ TIMEOUTS = (
 CLOUD = (
     *RETRY,
     *TIMEOUTS,
-    Field("transport", str, "GET data path: `auto`, `sdk` or `fast` (obstore)", "sdk", one_of(TRANSPORTS),
-          default="auto"),
+    Field("transport", str, "GET, list and PUT data path: `auto`, `sdk` or `fast` (obstore)", "sdk",
+          one_of(TRANSPORTS), default="auto"),
     MAX_BLOB_BYTES,
     Field("max_connections", int, "HTTP connection pool size", 16, POSITIVE, default=DEFAULT_POOL),
     Field("anonymous", bool, "unsigned requests (a public bucket); no credentials with it", True),

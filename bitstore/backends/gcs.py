@@ -3,8 +3,9 @@
 One client per process, built on first use and shared by threads; its HTTP session's pool is sized for
 ``get_many`` and does no retries of its own. A GET is one media download read by us (so the size limit is
 checked from Content-Length before the body is read, and the bytes read are checked against it); the
-whole GET is retried by ``RetryPolicy``. With obstore installed (``bitstore[fast]``) the GET data path goes
-through it, with the same credentials, retries and error mapping.
+whole GET is retried by ``RetryPolicy``. With obstore installed (``bitstore[fast]``) GETs, listings and PUTs of
+bytes go through it, with the same credentials, endpoint, retries and error mapping (an emulator that does not take
+obstore's XML-API upload is written through the SDK under ``auto``).
 """
 from __future__ import annotations
 

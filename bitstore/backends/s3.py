@@ -2,8 +2,9 @@
 
 One client per process, built on first use and shared by threads; its connection pool is sized for
 ``get_many``. botocore's own retries are off (one attempt per call): ``RetryPolicy`` retries the whole GET,
-body included, and errors are mapped once, in ``_errors``. With obstore installed (``bitstore[fast]``) the
-GET data path goes through it, with the same credentials, retries and error mapping.
+body included, and errors are mapped once, in ``_errors``. With obstore installed (``bitstore[fast]``) GETs,
+listings and PUTs of bytes go through it, with the same credentials, endpoint, retries and error mapping
+(``put_stream``, ``head``, ``open`` and ``delete`` stay on boto3).
 """
 from __future__ import annotations
 
