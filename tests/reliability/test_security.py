@@ -349,6 +349,7 @@ def test_azure_secrets_never_leak(azure_canaries, caplog, monkeypatch, transport
     raw = make(server.endpoint_url, retry=FAST)
     seen = exercise(raw, f"az://{BUCKET}/files/", f"az://{BUCKET}/nope", unreachable)
     assert raw.get(f"az://{BUCKET}/files/{KEY}") == DATA
+    assert raw.head(f"az://{BUCKET}/files/{KEY}") == len(DATA)  # through the SDK on both transports (fast puts too)
     assert "<redacted>" in caplog.text or "REDACTED" in caplog.text  # the SDK did log its signed requests
     assert_clean("\n".join(seen) + log_text(caplog), *canaries)
     if how == "connection string in the environment":
