@@ -140,8 +140,9 @@ def test_put_fault_always_raises_failed_never_a_wrong_object(row: Row, fault_pro
         assert seen.kind == "bytes" and seen.data == data, f"{row.id}: {seen!r}"
         return
     assert isinstance(error, FetchFailed), f"{row.id}: a put that always fails answered {error!r}"
-    if fault != "silent":
-        assert len(sleep.waits) == 2, f"{row.id}: 3 attempts should wait twice, waited {sleep.waits}"
+    if fault != "silent":  # switching to the SDK (a server that refused obstore's PUT) costs an attempt, no wait
+        switched = int(row.transport != "sdk" and store._facts.fast_writes is False)
+        assert len(sleep.waits) == 2 - switched, f"{row.id}: 3 attempts, {switched} switch, waited {sleep.waits}"
     assert seen.kind == "bytes" and seen.data in (old, data), f"{row.id}: after a failed put the key reads {seen!r}"
     if fault in ("500", "reset"):  # never forwarded: the old object stands
         assert seen.data == old, f"{row.id}: a put never forwarded changed the object"
