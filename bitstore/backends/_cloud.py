@@ -262,7 +262,7 @@ class CloudRaw(Store):
             if isinstance(mapped, StoreNotAvailable) and isinstance(obstore_error(exc, self, uri),
                                                                     (Unconfirmed404, NotFoundInStore)):
                 return self._settle_put_404(bucket, via, mapped)
-            refusal = write_refusal(exc) if facts.fast_writes is None else None
+            refusal = write_refusal(exc) if facts.fast_writes is not True else None  # none succeeded yet
             if refusal is not None:
                 return self._fast_cannot_write(via, f"it refused a PUT as obstore makes it: {refusal}")
             if isinstance(mapped, FastUnsupported):

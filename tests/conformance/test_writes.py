@@ -206,3 +206,20 @@ def test_cache_write_back_is_stored_or_counted(row: Row, fault_proxy, tmp_path, 
         return
     assert cache.write_failures.value == 0 and store.cache_writes.value == 1, f"{row.id}"
     assert seen.kind == "bytes" and seen.data == data, f"{row.id}: {seen!r}"
+
+
+def test_concurrent_first_puts_are_all_stored(any_row: Row):
+    """A fresh store's first puts at once (replicate's workers): where the server refuses obstore's PUT, each of them
+    learns it and goes on through the SDK; none fails for another's refusal."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _cloud(any_row)
+    any_row.seed(b"x", key="other")
+    blobs = {f"many/{i:02}": blob(200 + i, seed=i) for i in range(12)}
+    store = _no_sdk_write(any_row, any_row.store(retry=policy(RecordingSleep())))
+    with ThreadPoolExecutor(8) as pool:
+        errors = list(pool.map(lambda key: _put(store, any_row.uri(key), blobs[key]), blobs))
+    assert errors == [None] * len(blobs), f"{any_row.id}: {errors}"
+    for key, data in blobs.items():
+        seen = _reads(any_row, any_row.uri(key))
+        assert seen.kind == "bytes" and seen.data == data, f"{any_row.id}: {key} reads {seen!r}"
