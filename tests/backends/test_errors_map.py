@@ -20,6 +20,7 @@ from bitstore.backends._errors import (
     read_exactly,
     s3_error,
     status_error,
+    write_refusal,
 )
 from bitstore.ground.retry import TransientError
 
@@ -237,3 +238,23 @@ def test_clean_removes_query_strings_of_request_paths_and_connection_string_keys
             f"sig={secret} (Caused by NewConnectionError); AccountName=a;AccountKey={secret}==;")
     cleaned = clean(text)
     assert secret not in cleaned and "/acct/ctr/key?<query removed>" in cleaned
+
+
+def test_a_puts_refusal_is_told_from_the_services_answer():
+    from obstore import exceptions as ox
+
+    def generic(tail: str) -> Exception:
+        return ox.GenericError(f"Generic GCS error: Error performing PUT http://h/b/k in 1ms - {tail}")
+
+    told = write_refusal(generic('Server returned non-2xx status code: 400 Bad Request: {"error":{"code":400,'
+                                 '"message":"invalid uploadType","errors":[{"reason":"Bad Request"}]}}'))
+    assert told is not None and "400" in told and "invalid uploadType" in told
+    assert "405" in (write_refusal(generic("Client error with status 405 Method Not Allowed")) or "")
+    assert "501" in (write_refusal(generic("Server returned non-2xx status code: 501 Not Implemented")) or "")
+    unread = write_refusal(ox.GenericError("Generic GCS error: Unable to extract metadata from headers: ETag Header "
+                                           "missing from response\n\nDebug source: ..."))
+    assert unread is not None and "ETag" in unread and "Debug" not in unread
+    for answer in ("Server returned non-2xx status code: 503 Service Unavailable", "Client error with status 403",
+                   "Client error with status 401", "Client error with status 429 Too Many Requests",
+                   "Server returned non-2xx status code: 500", "error sending request: connection reset"):
+        assert write_refusal(generic(answer)) is None, answer  # the service's own answer: mapped as ever
