@@ -132,7 +132,8 @@ def test_put_fault_always_raises_failed_never_a_wrong_object(row: Row, fault_pro
     proxy = fault_proxy(row.endpoint, rate=1.0, faults=[fault], methods=WRITES, match=BUCKET)
     sleep = RecordingSleep()
     store = _no_sdk_write(row, row.store(proxy.url, timeout=FAST_TIMEOUT,
-                                         retry=policy(sleep, attempts=3, deadline=5.0)))
+                                         retry=policy(sleep, attempts=3,
+                                                      deadline=5.0 if fault == "silent" else 60.0)))
     error = _put(store, row.uri(), data)
     assert proxy.stats[fault] >= 1, f"{row.id}: {proxy.stats}"
     seen = _reads(row, row.uri())
