@@ -106,6 +106,7 @@ class LruIndex:
         self._tmp_fd = -1
         self._lock_fd = -1
         self._swept = 0.0
+        self._flusher: threading.Thread | None = None
         _live.add(self)
 
     # --- connection (per process) ------------------------------------------------------------------
@@ -236,6 +237,9 @@ class LruIndex:
         pending[name] = stamp
         if len(pending) < FLUSH_READS and stamp - self._first_pending < FLUSH_SECONDS * 1e9:
             return
+        if _on_event_loop():  # a read made on an event loop (a server's direct answer) never writes the index there
+            self._flush_aside()
+            return
         if self._lock.acquire(blocking=False):  # a reader never waits for a writer (it may be on the event loop)
             try:
                 self.flush(wait=False)
@@ -243,6 +247,23 @@ class LruIndex:
                 pass
             finally:
                 self._lock.release()
+
+    def _flush_aside(self) -> None:
+        """Write the gathered reads on a thread of their own (one at a time), without waiting on a busy index."""
+        if self._flusher is not None and self._flusher.is_alive():
+            return
+
+        def flush() -> None:
+            if self._lock.acquire(blocking=False):
+                try:
+                    self.flush(wait=False)
+                except Exception:  # noqa: BLE001 - recency is advisory: a busy index is tried again later
+                    pass
+                finally:
+                    self._lock.release()
+
+        self._flusher = threading.Thread(target=flush, name="bitstore-lru-reads", daemon=True)
+        self._flusher.start()
 
     def flush(self, wait: bool = True) -> None:
         """Write the reads gathered so far; without ``wait``, only if the index is free right now."""
@@ -406,3 +427,10 @@ def _transaction(db: sqlite3.Connection):
             db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def _on_event_loop() -> bool:
+    """Whether this thread is running an asyncio event loop (asked only when reads are due to be written)."""
+    import asyncio
+
+    return asyncio._get_running_loop() is not None

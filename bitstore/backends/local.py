@@ -172,6 +172,11 @@ class LocalRaw(Store):
         another process's writer)."""
         return type(self) is LocalRaw and self.max_bytes is None
 
+    def hits_on_loop(self) -> bool:
+        """A bounded one too: its read records the use in memory and, on an event loop, writes the gathered uses to
+        the index on a thread of its own (``_lru.LruIndex.touch``), never there."""
+        return type(self) is LocalRaw
+
     def get(self, uri: Any) -> bytes:
         """Reads follow symlinks, then check where the opened file really is (one readlink of the open file
         on Linux, instead of resolving every path component before opening)."""

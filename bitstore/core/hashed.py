@@ -215,6 +215,10 @@ class HashStore(HashFormatMixin, VerifyHashMixin, Store):
         return (self._reads_as_written() and type(self).__dict__.get("_LOOP_SAFE", False)
                 and self.base_store.reads_on_loop())
 
+    def hits_on_loop(self) -> bool:
+        return (self._reads_as_written() and type(self).__dict__.get("_LOOP_SAFE", False)
+                and self.base_store.hits_on_loop())
+
     def usage(self) -> Usage | None:
         """The base store's, when it is bounded (``max_bytes``)."""
         usage = getattr(self.base_store, "usage", None)
@@ -397,17 +401,10 @@ class HashComposite(HashFormatMixin, VerifyHashMixin, Composite):
         no limits, no write-back): that tier's read asked directly, timed and counted as ``Tier.get`` counts it and
         verified by its store as ever; any other answer (a miss, a failure, a corrupt copy) goes on through the
         walk from there, and a key remembered missing takes the walk. None when the stack is not such a one."""
-        cls = type(self)
-        if not (self._own_keys() and cls._fetch is Composite._fetch and cls.get is Composite.get
-                and cls._walk is HashComposite._walk and self._tiers):
+        tier = self._local_first_tier()
+        if tier is None:
             return None
-        tier = self._tiers[0]
         store = tier.store
-        if (type(tier).get is not Tier.get or tier.limited or not isinstance(store, HashStore)
-                or family_of(store) != self.FAMILY or (tier.write_back and store is not self.cache)
-                or type(store).is_valid is not HashFormatMixin.is_valid or type(store).accepts is not Store.accepts
-                or not store.reads_on_loop()):
-            return None
         read, raw_get, stats = store._read, store.base_store.get, tier.stats
 
         def get(key: str) -> bytes:
@@ -431,6 +428,56 @@ class HashComposite(HashFormatMixin, VerifyHashMixin, Composite):
             return self._resume(key, data)[0]
 
         return get
+
+    def first_hit(self) -> Callable[[str], bytes | None] | None:
+        """A peek at the first tier for a canonical key, for a server's hot path over a stack whose first tier is
+        read locally and whose others may not be (a bounded cache in front of a remote source): the blob's bytes
+        when that tier has them (verified as its ``get`` verifies, timed and counted as ``Tier.get`` counts a hit),
+        else None with nothing counted or logged (a miss, a key remembered missing, a corrupt copy, a failure, a
+        tier under limits): the caller then fetches it as ever, and that fetch asks and counts the first tier
+        itself. Never blocks on a remote tier (it asks none). None when the stack is not such a one."""
+        tier = self._local_first_tier(hits_only=True)
+        if tier is None:
+            return None
+        store = tier.store
+        raw_get, uri_of, stats, family = store.base_store.get, store._uri, tier.stats, self.FAMILY
+
+        def peek(key: str) -> bytes | None:
+            missing = self._missing
+            if tier.limited or (missing is not None and key in missing):
+                return None
+            now = tier.clock.monotonic
+            start = now()
+            try:
+                data = raw_get(uri_of(key))
+            except Exception:  # left to the fetch, which asks again and counts what it gets
+                return None
+            except BaseException as exc:
+                tier.account(exc, now() - start)
+                raise
+            if type(data) is not bytes or (store.verify and family.hex(data) != key):
+                return None  # a corrupt copy, or a value the walk judges: the fetch decides and counts
+            stats.hit(now() - start, len(data))
+            return data
+
+        return peek
+
+    def _local_first_tier(self, hits_only: bool = False) -> Tier | None:
+        """The first tier when it can be read directly for this composite (``hit_reader``, ``first_hit``): this
+        class's own walk and key checks, a tier of ours without limits or write-back, of this family, read
+        locally (``reads_on_loop``; ``hits_on_loop`` with ``hits_only``: a bounded cache too); else None."""
+        cls = type(self)
+        if not (self._own_keys() and cls._fetch is Composite._fetch and cls.get is Composite.get
+                and cls._walk is HashComposite._walk and self._tiers):
+            return None
+        tier = self._tiers[0]
+        store = tier.store
+        if (type(tier).get is not Tier.get or tier.limited or not isinstance(store, HashStore)
+                or family_of(store) != self.FAMILY or (tier.write_back and store is not self.cache)
+                or type(store).is_valid is not HashFormatMixin.is_valid or type(store).accepts is not Store.accepts
+                or not (store.hits_on_loop() if hits_only else store.reads_on_loop())):
+            return None
+        return tier
 
     def _locate(self, uri: Any) -> tuple[int, str]:
         self._check_valid(uri)

@@ -115,6 +115,12 @@ class Store(ABC):
         dict lookup), when it is a composite's tier. The default, False, reads it on a thread."""
         return False
 
+    def hits_on_loop(self) -> bool:
+        """Whether a read that finds the blob is cheap enough for the event loop even where ``reads_on_loop`` says
+        no (a bounded local cache: its read records the use in memory, written to its index aside); a server's
+        direct answer asks this of a first tier. The default: ``reads_on_loop()``."""
+        return self.reads_on_loop()
+
     def lists_remotely(self) -> bool:
         """Whether listing this store waits on a remote service (a cloud bucket): ``replicate`` then reads its
         listing on a thread of its own, ahead of the comparison. The default, False, lists on the caller's thread (a

@@ -67,6 +67,7 @@ class Gateway:
         self._fetch = OneKey(store, inline=True)  # local tiers read on the server's own loop, cloud GETs there too
         self._all_inline = _all_read_on_loop(store)
         self._hit = _hit_reader(store) if self._all_inline else None
+        self._first = None if self._all_inline else _maker(store, "first_hit")  # a cache in front of remote tiers
         self.responses: Counter[int] = Counter()
         self.single_flight_joins = 0
         self.in_flight = 0
@@ -216,8 +217,11 @@ class Gateway:
         """The answer to a plain ``GET /blobs/{key}`` of an all-local stack, made at once without ASGI (the lean
         server asks this first): ``(status, header lines, body)``, the same status, headers and body as the ASGI
         call gives, the same counting. None for anything else (a range, a HEAD, an invalid key, a refused token,
-        another route, a stack that reads remotely): the ASGI call then answers it."""
-        if self._hit is None or method != "GET" or not path.startswith(_PREFIX):
+        another route): the ASGI call then answers it. Over a stack whose first tier is read locally and the others
+        remotely (a cache in front of a cloud source), only a hit in that first tier (``HashComposite.first_hit``);
+        a miss, a failure, a corrupt copy, a key remembered missing or in flight is left, uncounted, to the ASGI
+        call (single flight, write-back), and no remote tier is ever asked here."""
+        if (self._hit is None and self._first is None) or method != "GET" or not path.startswith(_PREFIX):
             return None
         given = if_none_match = None
         for name, value in headers:
@@ -237,6 +241,14 @@ class Gateway:
         if if_none_match is not None and _matches(if_none_match, etag):
             self.responses[304] += 1
             return 304, b"etag: " + etag + _CACHE_LINE, b""
+        if self._hit is None:  # a first tier read here, the rest remote: a hit at once, anything else as ever
+            if canonical in self._flights:
+                return None  # joins the fetch in flight (as the ASGI call would, the first tier not asked again)
+            data = self._first(canonical)
+            if data is None:
+                return None  # nothing counted: the ASGI call fetches it (single flight), asking the first tier too
+            self.responses[200] += 1
+            return 200, _BLOB_LINES % (len(data), etag), data
         try:
             data = self._hit(canonical)
         except Exception as exc:  # noqa: BLE001 - mapped to 400 / 404 / 502 in one place
@@ -305,7 +317,12 @@ def _failure(exc: BaseException) -> tuple[int, bytes]:
 def _hit_reader(store: Any) -> Callable[[Any], bytes] | None:
     """The store's direct reader of canonical keys (``HashComposite.hit_reader``), when its key checks are its
     class's own and it has one for this stack."""
-    make = getattr(store, "hit_reader", None)
+    return _maker(store, "hit_reader")
+
+
+def _maker(store: Any, method: str) -> Callable[[Any], Any] | None:
+    """``store.<method>()`` (``hit_reader``, ``first_hit``) of a store keyed by a hash family, else None."""
+    make = getattr(store, method, None)
     try:
         return make() if callable(make) and isinstance(getattr(type(store), "FAMILY", None), KeyFamily) else None
     except Exception:  # noqa: BLE001 - the general path then
