@@ -391,3 +391,195 @@ def test_the_hit_reader_answers_and_counts_as_get_does(tmp_path_factory, states,
     assert mine == theirs
     assert (direct.cache_read_failures.value, key in (direct._missing or ())) == (
         walked.cache_read_failures.value, key in (walked._missing or ()))
+
+
+# --- a cache tier in front of a remote source (S3 on moto): a first-tier hit answered at once, the rest as ever ---
+
+CACHE_STATES = ("present", "absent", "corrupt", "fifo", "folder")
+S3_STATES = ("present", "absent", "corrupt", "no bucket")
+
+
+class Switch:
+    """One lean server for many stacks: the gateway under test is swapped in per example."""
+
+    def __init__(self):
+        self.gateway = None
+        self.answered: list[bool] = []
+
+    def respond_now(self, *args):
+        answer = self.gateway.respond_now(*args)
+        self.answered.append(answer is not None)
+        return answer
+
+    async def __call__(self, scope, receive, send):
+        await self.gateway(scope, receive, send)
+
+
+@pytest.fixture(scope="module")
+def switched():
+    """Two lean servers: one offering the direct answer, one through ASGI only."""
+    direct, asgi = Switch(), Switch()
+    with running(direct) as (_, port_direct), running(AsgiOnly(asgi)) as (_, port_asgi):
+        yield (direct, port_direct), (asgi, port_asgi)
+
+
+def _counters(store, gateway) -> dict:
+    """Every counter a deployment reads: per tier, the composite's, the missing memory, the gateway's, /metrics."""
+    tiers = {name: (s.calls, s.hits, s.misses, s.failures, s.bytes, s.cache_writes, s.cache_write_failures)
+             for name, s in store.stats().items()}
+    from bitstore.serve.metrics import render
+
+    metrics = [line for line in render(store, gateway).splitlines() if "latency" not in line]
+    return {"tiers": tiers, "cache_writes": store.cache_writes.value,
+            "cache_write_failures": store.cache_write_failures.value,
+            "cache_read_failures": store.cache_read_failures.value,
+            "missing": sorted(getattr(store._missing, "_expiry", {}) or ()), "responses": dict(gateway.responses),
+            "joins": gateway.single_flight_joins, "metrics": metrics}
+
+
+def _same_but_folders(answer: bytes, store) -> bytes:
+    """The answer without its date, its cache folder's path (a failure names it) and so the length of such a body."""
+    folder = str(store.cache.base_store.root).encode()
+    answer = _without_date(answer)
+    if folder not in answer:
+        return answer
+    return b"\r\n".join(line for line in answer.replace(folder, b"<cache>").split(b"\r\n")
+                         if not line.lower().startswith(b"content-length:"))
+
+
+def _cache_over_s3(base, s3, bucket: str, cache_state: str, s3_state: str, key: str, data: bytes, *,
+                   bounded: bool, verify: bool, ttl: bool) -> Sha1Composite:
+    store = Sha1Composite(missing_ttl=60 if ttl else None)
+    folder = _tier_folder(base, cache_state, key, data)
+    raw = LocalRaw(folder, max_bytes=10**6) if bounded else LocalRaw(folder)
+    store.append_cache(Sha1Cache(raw, "", verify=verify))
+    store.append_source(Sha1Store(s3.raw(), f"s3://{bucket}/b/", verify=True, name="s3"), cache_result=True)
+    return store
+
+
+@given(cache_state=st.sampled_from(CACHE_STATES), s3_state=st.sampled_from(S3_STATES), bounded=st.booleans(),
+       verify=st.booleans(), ttl=st.booleans(), repeat=st.integers(1, 3))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_cache_over_s3_answers_and_counts_as_the_asgi_path(switched, s3, tmp_path_factory, cache_state, s3_state,
+                                                              bounded, verify, ttl, repeat):
+    data = b"a blob behind a cache %d" % len(tmp_path_factory.getbasetemp().name)
+    key = _sha1(data)
+    bucket = "cs" + os.urandom(6).hex()
+    if s3_state != "no bucket":  # a missing bucket is a failure, never "missing"
+        s3.create_bucket(bucket)
+        if s3_state != "absent":
+            s3.put(bucket, f"b/{key}", data if s3_state == "present" else data + b"?")
+    (direct, port_direct), (asgi, port_asgi) = switched
+    stores = []
+    for side in (direct, asgi):
+        store = _cache_over_s3(tmp_path_factory.mktemp("cache"), s3, bucket, cache_state, s3_state, key, data,
+                               bounded=bounded, verify=verify, ttl=ttl)
+        side.gateway = app(store)
+        side.answered.clear()
+        stores.append(store)
+    assert direct.gateway._first is not None and direct.gateway._hit is None
+    raw = b"GET /blobs/%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % key.encode()
+    for _ in range(repeat):
+        mine, theirs = _exchange(port_direct, raw), _exchange(port_asgi, raw)
+        assert _same_but_folders(mine, stores[0]) == _same_but_folders(theirs, stores[1])
+        status = int(mine.split(b" ", 2)[1])
+        body = mine.split(b"\r\n\r\n", 1)[1]
+        assert status in (200, 404, 502)
+        if status == 200:  # the blob's bytes, or the unverified cache's own copy (as get gives it)
+            assert body == data or (body == data + b"!" and not verify)
+        if status == 404:  # only when no tier has it (a corrupt copy is not a copy) and none failed
+            assert s3_state in ("absent", "corrupt") and cache_state != "fifo"
+    assert _counters(stores[0], direct.gateway) == _counters(stores[1], asgi.gateway)
+    first_hit = cache_state == "present" or (cache_state == "corrupt" and not verify)
+    assert direct.answered[0] is first_hit  # answered at once exactly on a hit in the cache tier
+    assert stores[0].stats()["s3"].calls == stores[1].stats()["s3"].calls
+
+
+def test_a_miss_in_the_cache_is_left_uncounted_and_asks_no_remote_tier(s3, tmp_path):
+    data = b"only in the bucket"
+    key = _sha1(data)
+    s3.create_bucket("cmiss")
+    s3.put("cmiss", f"b/{key}", data)
+    store = _cache_over_s3(tmp_path / "c", s3, "cmiss", "absent", "present", key, data, bounded=False, verify=True,
+                           ttl=False)
+    gateway = app(store)
+    assert gateway.respond_now("GET", f"/blobs/{key}", []) is None
+    assert [(s.calls, s.misses) for s in store.stats().values()] == [(0, 0), (0, 0)]  # nothing asked of S3 here
+    assert not gateway.responses
+    with running(gateway) as (_, port):
+        answer = _exchange(port, b"GET /blobs/%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % key.encode())
+        assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(data)
+        assert [(s.calls, s.hits, s.misses) for s in store.stats().values()] == [(1, 0, 1), (1, 1, 0)]
+        assert store.cache_writes.value == 1  # written back by the fetch
+        # now a hit in the cache: answered at once, S3 not asked again
+        assert gateway.respond_now("GET", f"/blobs/{key}", [])[2] == data
+        assert [(s.calls, s.hits) for s in store.stats().values()] == [(2, 1), (1, 1)]
+        assert gateway.responses == {200: 2}
+
+
+def test_a_key_in_flight_joins_the_flight(s3, tmp_path):
+    data = b"in flight"
+    key = _sha1(data)
+    store = _cache_over_s3(tmp_path / "c", s3, "nobucket-f", "present", "no bucket", key, data, bounded=False,
+                           verify=True, ttl=False)
+    gateway = app(store)
+    gateway._flights[key] = object()  # a fetch of this key under way: its requesters share it, as over ASGI
+    assert gateway.respond_now("GET", f"/blobs/{key}", []) is None
+    assert store.stats()[store.tier_names[0]].calls == 0
+    del gateway._flights[key]
+    assert gateway.respond_now("GET", f"/blobs/{key}", [])[0] == 200
+
+
+def test_a_key_remembered_missing_is_left_to_the_walk(s3, tmp_path):
+    data = b"remembered"
+    key = _sha1(data)
+    s3.create_bucket("cmem")
+    store = _cache_over_s3(tmp_path / "c", s3, "cmem", "absent", "absent", key, data, bounded=False, verify=True,
+                           ttl=True)
+    with pytest.raises(NotFoundInStore):
+        store.get(key)
+    before = [(s.calls, s.misses) for s in store.stats().values()]
+    assert app(store).respond_now("GET", f"/blobs/{key}", []) is None
+    assert [(s.calls, s.misses) for s in store.stats().values()] == before
+
+
+def test_a_direct_hit_on_a_bounded_cache_records_its_use(s3, tmp_path):
+    old, new = b"written first", b"written second"
+    raw = LocalRaw(tmp_path / "lru", max_bytes=10**6)
+    store = Sha1Composite().append_cache(Sha1Cache(raw, ""))
+    store.append_source(Sha1Store(s3.raw(), "s3://nobucket-lru/b/"), cache_result=True)
+    store.put(_sha1(old), old)
+    store.put(_sha1(new), new)
+    assert raw._index.order() == [_sha1(old), _sha1(new)]
+    gateway = app(store)
+    assert gateway._first is not None
+    assert gateway.respond_now("GET", f"/blobs/{_sha1(old)}", [])[2] == old
+    assert raw._index.order() == [_sha1(new), _sha1(old)]  # the read counts: the other is now evicted first
+
+
+def test_reads_on_an_event_loop_write_the_index_aside(tmp_path, monkeypatch):
+    from bitstore.backends import _lru
+
+    raw = LocalRaw(tmp_path / "lru", max_bytes=10**6)
+    raw.put("a", b"1")
+    raw.put("b", b"2")
+    index = raw._index
+    monkeypatch.setattr(_lru, "FLUSH_READS", 1)  # every read is due to be written
+    writers = []
+    flush = index.flush
+
+    def spied(wait=True):
+        writers.append(__import__("threading").current_thread().name)
+        return flush(wait)
+
+    monkeypatch.setattr(index, "flush", spied)
+
+    async def read():
+        return raw.get("a")
+
+    assert asyncio.run(read()) == b"1"
+    if index._flusher is not None:
+        index._flusher.join(30)
+    assert writers and all(name == "bitstore-lru-reads" for name in writers)  # never on the loop's thread
+    monkeypatch.setattr(index, "flush", flush)
+    assert index.order() == ["b", "a"]
