@@ -9,6 +9,10 @@ round by round:
 - ``bitstore serve --server uvicorn``: the same gateway on uvicorn;
 - ``bitstore serve, verify = false``: the default server, the cache tier told not to verify (an extra row: what
   the SHA1 check costs);
+- ``bitstore serve, cache over S3``: the deployed shape, a bounded local cache tier (``max_bytes``, its own
+  folder, holding every blob, put through bitstore so its index knows them) in front of an ``s3`` source with
+  ``cache_result = true`` on the benchmarks' loopback object server (``benchmarks.server``, holding every blob
+  too); every request a hit in the cache tier;
 - ``uvicorn + Starlette``: ``benchmarks.serve_baseline`` (reads the file, returns its bytes);
 - ``nginx``: the folder served as static files (``alias``), access log off.
 
@@ -21,6 +25,7 @@ Run: ``python -m benchmarks.serve [--rounds 5] [--duration 5] [--blobs 2000] [--
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import re
@@ -93,13 +98,37 @@ def _fill(folder: Path, n: int) -> list[str]:
     return keys
 
 
+def _fill_cache_over_s3(folder: Path, work: Path, endpoint: str, keys: list[str]) -> Path:
+    """The ``cache over S3`` contender's own cache folder and the object server's bucket, each holding every blob of
+    ``folder`` (written through bitstore: the bounded cache's index knows them); its spec's path."""
+    sys.path.insert(0, str(ROOT))
+    from bitstore import LocalRaw, Sha1Cache, Sha1Store
+    from bitstore.backends.s3 import S3Raw
+
+    cache = Sha1Cache(LocalRaw(work / "cache-over-s3", max_bytes=CACHE_BYTES), "")
+    source = Sha1Store(S3Raw(endpoint_url=endpoint), f"s3://{BUCKET}/blobs/")
+    for key in keys:
+        data = (folder / key).read_bytes()
+        cache.put(key, data)
+        source.put(key, data)
+    spec = work / "spec-cache-over-s3.toml"
+    spec.write_text(f'keys = "sha1"\n\n[[tier]]\ntype = "local"\nprefix = "{work / "cache-over-s3"}/"\n'
+                    f'role = "cache"\nmax_bytes = {CACHE_BYTES}\n\n[[tier]]\ntype = "s3"\n'
+                    f'prefix = "s3://{BUCKET}/blobs/"\nendpoint_url = "{endpoint}"\ncache_result = true\n')
+    return spec
+
+
 def _start(name: str, workers: int, folder: Path, work: Path) -> tuple[subprocess.Popen, int]:
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_FOLDER": str(folder)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_FOLDER": str(folder), **S3_ENV}
     if name.startswith("bitstore serve"):
         spec = work / f"spec-{port}.toml"
         verify = "verify = false\n" if "verify = false" in name else ""
-        spec.write_text(f'keys = "sha1"\n\n[[tier]]\ntype = "local"\nprefix = "{folder}/"\nrole = "cache"\n{verify}')
+        if "cache over S3" in name:
+            spec = work / "spec-cache-over-s3.toml"
+        else:
+            spec.write_text(f'keys = "sha1"\n\n[[tier]]\ntype = "local"\nprefix = "{folder}/"\nrole = "cache"\n'
+                            f'{verify}')
         args = [sys.executable, "-m", "bitstore.cli", "serve", "--spec", str(spec), "--port", str(port),
                 "--workers", str(workers)] + (["--server", "uvicorn"] if "uvicorn" in name else [])
     elif name == "uvicorn + Starlette":
@@ -125,7 +154,12 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 CONTENDERS = ("bitstore serve", "bitstore serve --server uvicorn", "uvicorn + Starlette", "nginx",
-              "bitstore serve, verify = false")
+              "bitstore serve, verify = false", "bitstore serve, cache over S3")
+CACHE_BYTES = 1 << 30
+BUCKET = "bench-serve"
+#: Credentials for the loopback object server (it checks none); never the caller's own.
+S3_ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
+          "AWS_EC2_METADATA_DISABLED": "true"}
 _UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 
@@ -171,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
         if unknown:
             parser.error(f"--only: no contender named {', '.join(unknown)} (one of: {', '.join(CONTENDERS)})")
         contenders = [name for name in args.only if name in contenders]
-    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
         folder = work / "blobs"
         folder.mkdir()
@@ -180,6 +214,13 @@ def main(argv: list[str] | None = None) -> None:
         keys_file.write_text("\n".join(keys) + "\n")
         script = work / "random.lua"
         script.write_text(LUA)
+        if "bitstore serve, cache over S3" in contenders:
+            from benchmarks.server import ServerProcess
+
+            objects = stack.enter_context(ServerProcess())
+            os.environ.update(S3_ENV)
+            objects.fill(BUCKET, "blobs/", 0, SIZE)  # the bucket, empty
+            _fill_cache_over_s3(folder, work, objects.endpoint, keys)
         print(f"# 16 KiB blobs ({args.blobs:,}, random keys), wrk -t2 -c64 {args.duration:g}s a round, "
               f"{os.cpu_count()} CPUs shared by client and server; load average "
               f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -214,6 +255,10 @@ def main(argv: list[str] | None = None) -> None:
                 for name in others:
                     other = statistics.median(r[0] for r in results[name])
                     print(f"{mine} / {name}: {base / other:.2f}x requests/s")
+            if "bitstore serve, cache over S3" in results and "bitstore serve" in results:  # deployed vs all-local
+                deployed = statistics.median(r[0] for r in results["bitstore serve, cache over S3"])
+                local = statistics.median(r[0] for r in results["bitstore serve"])
+                print(f"bitstore serve, cache over S3 / bitstore serve: {deployed / local:.2f}x requests/s")
             print(f"load average now: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
