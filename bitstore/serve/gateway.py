@@ -19,7 +19,9 @@ pool); tiers that ``reads_on_loop()`` (local files, memory) are read on the loop
 own loop: a hop to a thread costs more than the read. A stack of local tiers only is read at once, without a
 flight, its first tier directly (``HashComposite.hit_reader``: verified and counted as ``get`` does, the walk taking
 over on anything but a hit); on the lean server such a plain GET is answered without ASGI (``respond_now``: the
-same status, headers and body). The token is compared in constant time and never logged or echoed.
+same status, headers and body). So is a hit in a first tier read locally in front of remote ones (a cache over S3:
+``HashComposite.first_hit``); anything else there is left, uncounted, to the ASGI call and its single flight. The
+token is compared in constant time and never logged or echoed.
 """
 from __future__ import annotations
 
