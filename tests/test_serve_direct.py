@@ -583,3 +583,40 @@ def test_reads_on_an_event_loop_write_the_index_aside(tmp_path, monkeypatch):
     assert writers and all(name == "bitstore-lru-reads" for name in writers)  # never on the loop's thread
     monkeypatch.setattr(index, "flush", flush)
     assert index.order() == ["b", "a"]
+
+
+def test_misses_behind_a_cache_share_one_fetch_and_later_hits_are_direct(s3, tmp_path, fault_proxy):
+    import concurrent.futures
+    import time
+
+    data = b"fetched once for everyone"
+    key = _sha1(data)
+    s3.create_bucket("cflight")
+    s3.put("cflight", f"b/{key}", data)
+    proxy = fault_proxy(s3.endpoint_url, rate=1.0, faults=["hold"], match="/cflight/b/")
+    store = Sha1Composite().append_cache(Sha1Cache(LocalRaw(tmp_path / "c"), ""))
+    store.append_source(Sha1Store(s3.raw(endpoint_url=proxy.url), "s3://cflight/b/", name="s3"), cache_result=True)
+    gateway = app(store)
+    raw = b"GET /blobs/%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % key.encode()
+
+    def until(condition, what):
+        deadline = time.monotonic() + 30
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.005)
+
+    with running(gateway) as (_, port), concurrent.futures.ThreadPoolExecutor(6) as pool:
+        first = pool.submit(_exchange, port, raw)
+        until(lambda: proxy.stats["hold"] >= 1, "the fetch to reach S3")
+        others = [pool.submit(_exchange, port, raw) for _ in range(5)]
+        until(lambda: gateway.single_flight_joins == 5, "the other requests to join the fetch")
+        proxy.release()
+        answers = [first.result(60)] + [f.result(60) for f in others]
+        assert all(a.startswith(b"HTTP/1.1 200 ") and a.endswith(data) for a in answers)
+        assert proxy.stats["hold"] == 1  # one GET of S3 for six requests
+        cache, source = store.stats().values()
+        assert (cache.calls, cache.misses, source.calls, source.hits) == (1, 1, 1, 1)  # the peeks left uncounted
+        assert store.cache_writes.value == 1
+        assert _exchange(port, raw).endswith(data)  # now a hit in the cache, answered at once
+        assert (store.stats()[store.tier_names[0]].hits, proxy.stats["hold"]) == (1, 1)
+        assert gateway.responses == {200: 7}
