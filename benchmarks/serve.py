@@ -13,6 +13,8 @@ round by round:
   folder, holding every blob, put through bitstore so its index knows them) in front of an ``s3`` source with
   ``cache_result = true`` on the benchmarks' loopback object server (``benchmarks.server``, holding every blob
   too); every request a hit in the cache tier;
+- ``bitstore serve, unbounded cache over S3``: the same without ``max_bytes`` (the first contender's folder): what
+  the bounded cache's bookkeeping of uses costs, apart from the S3 tier behind;
 - ``uvicorn + Starlette``: ``benchmarks.serve_baseline`` (reads the file, returns its bytes);
 - ``nginx``: the folder served as static files (``alias``), access log off.
 
@@ -111,10 +113,13 @@ def _fill_cache_over_s3(folder: Path, work: Path, endpoint: str, keys: list[str]
         data = (folder / key).read_bytes()
         cache.put(key, data)
         source.put(key, data)
+    source_tier = (f'[[tier]]\ntype = "s3"\nprefix = "s3://{BUCKET}/blobs/"\nendpoint_url = "{endpoint}"\n'
+                   'cache_result = true\n')
     spec = work / "spec-cache-over-s3.toml"
     spec.write_text(f'keys = "sha1"\n\n[[tier]]\ntype = "local"\nprefix = "{work / "cache-over-s3"}/"\n'
-                    f'role = "cache"\nmax_bytes = {CACHE_BYTES}\n\n[[tier]]\ntype = "s3"\n'
-                    f'prefix = "s3://{BUCKET}/blobs/"\nendpoint_url = "{endpoint}"\ncache_result = true\n')
+                    f'role = "cache"\nmax_bytes = {CACHE_BYTES}\n\n{source_tier}')
+    (work / "spec-unbounded-cache-over-s3.toml").write_text(
+        f'keys = "sha1"\n\n[[tier]]\ntype = "local"\nprefix = "{folder}/"\nrole = "cache"\n\n{source_tier}')
     return spec
 
 
@@ -125,7 +130,7 @@ def _start(name: str, workers: int, folder: Path, work: Path) -> tuple[subproces
         spec = work / f"spec-{port}.toml"
         verify = "verify = false\n" if "verify = false" in name else ""
         if "cache over S3" in name:
-            spec = work / "spec-cache-over-s3.toml"
+            spec = work / ("spec-unbounded-cache-over-s3.toml" if "unbounded" in name else "spec-cache-over-s3.toml")
         else:
             spec.write_text(f'keys = "sha1"\n\n[[tier]]\ntype = "local"\nprefix = "{folder}/"\nrole = "cache"\n'
                             f'{verify}')
@@ -154,7 +159,8 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 CONTENDERS = ("bitstore serve", "bitstore serve --server uvicorn", "uvicorn + Starlette", "nginx",
-              "bitstore serve, verify = false", "bitstore serve, cache over S3")
+              "bitstore serve, verify = false", "bitstore serve, cache over S3",
+              "bitstore serve, unbounded cache over S3")
 CACHE_BYTES = 1 << 30
 BUCKET = "bench-serve"
 #: Credentials for the loopback object server (it checks none); never the caller's own.
@@ -214,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
         keys_file.write_text("\n".join(keys) + "\n")
         script = work / "random.lua"
         script.write_text(LUA)
-        if "bitstore serve, cache over S3" in contenders:
+        if any("cache over S3" in name for name in contenders):
             from benchmarks.server import ServerProcess
 
             objects = stack.enter_context(ServerProcess())
@@ -255,10 +261,11 @@ def main(argv: list[str] | None = None) -> None:
                 for name in others:
                     other = statistics.median(r[0] for r in results[name])
                     print(f"{mine} / {name}: {base / other:.2f}x requests/s")
-            if "bitstore serve, cache over S3" in results and "bitstore serve" in results:  # deployed vs all-local
-                deployed = statistics.median(r[0] for r in results["bitstore serve, cache over S3"])
-                local = statistics.median(r[0] for r in results["bitstore serve"])
-                print(f"bitstore serve, cache over S3 / bitstore serve: {deployed / local:.2f}x requests/s")
+            for name in ("bitstore serve, cache over S3", "bitstore serve, unbounded cache over S3"):
+                if name in results and "bitstore serve" in results:  # the deployed shape vs the all-local stack
+                    deployed = statistics.median(r[0] for r in results[name])
+                    local = statistics.median(r[0] for r in results["bitstore serve"])
+                    print(f"{name} / bitstore serve: {deployed / local:.2f}x requests/s")
             print(f"load average now: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 

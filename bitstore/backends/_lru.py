@@ -33,7 +33,8 @@ from ..ground import tempfiles as _tempfiles
 if TYPE_CHECKING:
     import sqlite3
 
-__all__ = ["LruIndex", "STATE_DIR", "FLUSH_READS", "FLUSH_SECONDS", "SWEEP_SECONDS", "EVICT_SLACK", "EVICT_AHEAD"]
+__all__ = ["LruIndex", "STATE_DIR", "FLUSH_READS", "FLUSH_SECONDS", "ASIDE_GAP", "SWEEP_SECONDS", "EVICT_SLACK",
+           "EVICT_AHEAD"]
 
 try:
     import fcntl
@@ -47,6 +48,8 @@ _INDEX, _TMP, _LOCK = "index.sqlite3", "tmp", "lock"
 FLUSH_SECONDS = 0.5
 #: ... or once this many distinct blobs were read.
 FLUSH_READS = 512
+#: Reads made on an event loop are written on a thread, one started at most this often.
+ASIDE_GAP = 0.05
 #: A process looks for temp files of dead writers this often (and when it first uses the index).
 SWEEP_SECONDS = 10.0
 _BUSY_MS = 60_000  # a writer waits this long for the index (others hold it for one put's transaction)
@@ -107,6 +110,7 @@ class LruIndex:
         self._lock_fd = -1
         self._swept = 0.0
         self._flusher: threading.Thread | None = None
+        self._aside_after = 0.0  # no flush aside is started before this (monotonic seconds)
         _live.add(self)
 
     # --- connection (per process) ------------------------------------------------------------------
@@ -249,9 +253,12 @@ class LruIndex:
                 self._lock.release()
 
     def _flush_aside(self) -> None:
-        """Write the gathered reads on a thread of their own (one at a time), without waiting on a busy index."""
-        if self._flusher is not None and self._flusher.is_alive():
+        """Write the gathered reads on a thread of their own (one at a time, at most one started every
+        ``ASIDE_GAP`` seconds: another process's writer may hold the index), without waiting on a busy index."""
+        now = time.monotonic()
+        if now < self._aside_after or (self._flusher is not None and self._flusher.is_alive()):
             return
+        self._aside_after = now + ASIDE_GAP
 
         def flush() -> None:
             if self._lock.acquire(blocking=False):
