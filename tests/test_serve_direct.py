@@ -565,6 +565,7 @@ def test_reads_on_an_event_loop_write_the_index_aside(tmp_path, monkeypatch):
     raw.put("b", b"2")
     index = raw._index
     monkeypatch.setattr(_lru, "FLUSH_READS", 1)  # every read is due to be written
+    monkeypatch.setattr(_lru, "ASIDE_READS", 1)
     writers = []
     flush = index.flush
 

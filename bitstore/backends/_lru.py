@@ -33,8 +33,8 @@ from ..ground import tempfiles as _tempfiles
 if TYPE_CHECKING:
     import sqlite3
 
-__all__ = ["LruIndex", "STATE_DIR", "FLUSH_READS", "FLUSH_SECONDS", "ASIDE_GAP", "SWEEP_SECONDS", "EVICT_SLACK",
-           "EVICT_AHEAD"]
+__all__ = ["LruIndex", "STATE_DIR", "FLUSH_READS", "FLUSH_SECONDS", "ASIDE_GAP", "ASIDE_READS", "SWEEP_SECONDS",
+           "EVICT_SLACK", "EVICT_AHEAD"]
 
 try:
     import fcntl
@@ -48,8 +48,10 @@ _INDEX, _TMP, _LOCK = "index.sqlite3", "tmp", "lock"
 FLUSH_SECONDS = 0.5
 #: ... or once this many distinct blobs were read.
 FLUSH_READS = 512
-#: Reads made on an event loop are written on a thread, one started at most this often.
+#: Reads made on an event loop are written on a thread, one started at most this often, once ``FLUSH_SECONDS``
+#: have passed or this many distinct blobs were read.
 ASIDE_GAP = 0.05
+ASIDE_READS = 32768
 #: A process looks for temp files of dead writers this often (and when it first uses the index).
 SWEEP_SECONDS = 10.0
 _BUSY_MS = 60_000  # a writer waits this long for the index (others hold it for one put's transaction)
@@ -239,10 +241,12 @@ class LruIndex:
         if not pending:
             self._first_pending = stamp
         pending[name] = stamp
-        if len(pending) < FLUSH_READS and stamp - self._first_pending < FLUSH_SECONDS * 1e9:
+        late = stamp - self._first_pending >= FLUSH_SECONDS * 1e9
+        if len(pending) < FLUSH_READS and not late:
             return
         if _on_event_loop():  # a read made on an event loop (a server's direct answer) never writes the index there
-            self._flush_aside()
+            if late or len(pending) >= ASIDE_READS:  # by time, mostly: a hot blob read often is written once
+                self._flush_aside()
             return
         if self._lock.acquire(blocking=False):  # a reader never waits for a writer (it may be on the event loop)
             try:
@@ -436,8 +440,14 @@ def _transaction(db: sqlite3.Connection):
     db.execute("COMMIT")
 
 
+_running_loop: Callable[[], object] | None = None
+
+
 def _on_event_loop() -> bool:
     """Whether this thread is running an asyncio event loop (asked only when reads are due to be written)."""
-    import asyncio
+    global _running_loop
+    if _running_loop is None:
+        from asyncio import _get_running_loop
 
-    return asyncio._get_running_loop() is not None
+        _running_loop = _get_running_loop
+    return _running_loop() is not None
