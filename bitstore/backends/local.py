@@ -246,11 +246,7 @@ class LocalRaw(Store):
         self._write(uri, lambda fd: _copy_stream(stream, fd))
 
     def _write(self, uri: Any, write: Callable[[int], None], data: bytes | None = None) -> None:
-        path = self._path(uri)
-        base = self.root if self.root is not None else os.sep
-        if path == base:  # its temp file would be created outside the root
-            raise InvalidURI(self, uri, hint="a path to a file inside the root")
-        *folders, filename = os.path.relpath(path, base).split(os.sep)
+        base, folders, filename = self._target(uri)
         if self._index is not None:
             return self._put_bounded(uri, data, folders, filename)
         try:
@@ -263,6 +259,29 @@ class LocalRaw(Store):
                 os.close(folder)
         except OSError as exc:
             raise self._map_error(exc, uri, writing=True) from None
+
+    def _target(self, uri: Any) -> tuple[str, list[str], str]:
+        """Where a write of ``uri`` goes: ``(base folder, folders below it, file name)``. A name right under the root
+        that is not a symlink is its own answer (one ``lstat``); any other path is resolved first (``_path``: a
+        symlink out of the root is ``InvalidURI``)."""
+        root, raw = self._root_slash, self._raw_path(uri)
+        if root is not None and raw is not None:
+            name = raw[len(root):] if raw.startswith(root) else raw if raw[:1] != "/" else ""
+            if name and "/" not in name and name != "." and name != "..":
+                try:
+                    plain = not stat.S_ISLNK(os.lstat(root + name).st_mode)
+                except FileNotFoundError:
+                    plain = True
+                except OSError:  # (a root that is not a folder...) the slow way says what it is
+                    plain = False
+                if plain:
+                    return self.root, [], name
+        path = self._path(uri)
+        base = self.root if self.root is not None else os.sep
+        if path == base:  # its temp file would be created outside the root
+            raise InvalidURI(self, uri, hint="a path to a file inside the root")
+        *folders, filename = os.path.relpath(path, base).split(os.sep)
+        return base, folders, filename
 
     # --- the bounded cache (``max_bytes``) ------------------------------------------------------------
     def _put_bounded(self, uri: Any, data: bytes, folders: list[str], filename: str) -> None:
@@ -347,6 +366,11 @@ class LocalRaw(Store):
         created when missing (the root too: it is configured, so trusted), and whether it can be listed (a
         folder we may write but not read is written all the same). Without ``listable``, the lookup-only
         descriptor itself (enough for ``renameat``; its listing is not asked for)."""
+        if not folders and listable and _WALK_FLAGS != _DIR_FLAGS:  # the base itself: one open when it can be read
+            try:
+                return os.open(base, _DIR_FLAGS), True
+            except (FileNotFoundError, PermissionError):
+                pass  # made, or opened for lookups only, below
         try:
             fd = os.open(base, _WALK_FLAGS)
         except FileNotFoundError:

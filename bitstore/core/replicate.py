@@ -18,6 +18,7 @@ from typing import Any
 
 from ..ground.errors import InvalidDataFound, NotFoundInStore
 from .bulk import failure
+from .chunks import reads_locally, run_chunked
 from .listed import Listed
 from .listing import hasher_for, listed, read_ahead
 from .store import DEFAULT_MAX_BYTES_IN_FLIGHT
@@ -138,16 +139,50 @@ def replicate(src: Any, dst: Any, *, start_after: str | None = None, max_workers
         except Exception as exc:  # noqa: BLE001 - one key's failure is its result
             return _Copy(key, "failed", error=failure(src, exc)[1])
 
+    def copy_local(entry: Listed) -> _Copy:
+        """``copy`` between stores whose reads are local: the blob opened once, its size from the open stream."""
+        key = entry.name
+        try:
+            if present is None and _exists(dst, key):
+                return _Copy(key, "skipped")
+            with src.open(key) as stream:
+                size = entry.size if entry.size is not None else _size_of(stream)
+                if size is None:
+                    size = src.head(key)
+                if size > max_bytes_in_flight:
+                    return _spooled(stream, dst, key, new_hash, min(_CHUNK, max_bytes_in_flight))
+                budget.take(size)
+                try:
+                    return _checked(dst, key, stream.read(size + 1), new_hash)
+                finally:
+                    budget.give(size)
+        except InvalidDataFound as exc:
+            return _Copy(key, "corrupt", error=str(exc))
+        except NotFoundInStore:
+            return _Copy(key, "failed", error="listed, then not found in the source (removed meanwhile?)")
+        except Exception as exc:  # noqa: BLE001 - one key's failure is its result
+            return _Copy(key, "failed", error=failure(src, exc)[1])
+
+    def failed(entry: Any, error: str) -> _Copy:
+        return _Copy(getattr(entry, "name", entry), "failed", error=error)
+
     try:
         pending = missing()
         first = next(pending, None)  # nothing to copy (a rerun): no threads started
         if first is not None:
-            for outcome in run_many(src, itertools.chain((first,), pending), copy,
-                                    lambda key, error: _Copy(key, "failed", error=error),
-                                    max_workers=max_workers, progress=False, keyed=False):
-                report._add(outcome)
-                if bar is not None:
-                    bar.update(1)
+            if reads_locally(src, dst):  # a few threads, keys in chunks: a hand-off per key costs more than a copy
+                for outcomes in run_chunked(src, itertools.chain((first,), pending), copy_local, failed,
+                                            max_workers=max_workers):
+                    for outcome in outcomes:
+                        report._add(outcome)
+                    if bar is not None:
+                        bar.update(len(outcomes))
+            else:
+                for outcome in run_many(src, itertools.chain((first,), pending), copy, failed,
+                                        max_workers=max_workers, progress=False, keyed=False):
+                    report._add(outcome)
+                    if bar is not None:
+                        bar.update(1)
     finally:
         if bar is not None:
             bar.close()
@@ -170,22 +205,51 @@ def _exists(dst: Any, key: str) -> bool:
 
 
 def _in_memory(src: Any, dst: Any, key: str, new_hash: Any) -> _Copy:
-    data = src.get(key)
+    return _checked(dst, key, src.get(key), new_hash)
+
+
+def _checked(dst: Any, key: str, data: bytes, new_hash: Any) -> _Copy:
+    """``data`` hashed once and written only when it matches ``key``."""
     digest = new_hash()
     digest.update(data)
-    if digest.hexdigest() != key:
-        return _Copy(key, "corrupt", len(data), f"the source's bytes hash to {digest.hexdigest()}")
+    actual = digest.hexdigest()
+    if actual != key:
+        return _Copy(key, "corrupt", len(data), f"the source's bytes hash to {actual}")
     return _written(key, len(data), _put(dst, key, data))
+
+
+def _size_of(stream: Any) -> int | None:
+    """The size of an open blob from its stream (``Store.open`` answers a seekable file object), None if it cannot
+    seek: one ``lseek`` on a local file, where a ``head`` would look its path up again."""
+    seekable = getattr(stream, "seekable", None)
+    if not callable(seekable) or not seekable():
+        return None
+    size = stream.seek(0, 2)
+    stream.seek(0)
+    return size
 
 
 def _streamed(src: Any, dst: Any, key: str, new_hash: Any) -> _Copy:
     """A blob larger than the bytes allowed in flight: spooled to a temp file while it is hashed, then streamed."""
+    if not callable(getattr(dst, "put_stream", None)):
+        return _cannot_stream(dst, key)
+    with src.open(key) as stream:
+        return _spooled(stream, dst, key, new_hash, _CHUNK)
+
+
+def _cannot_stream(dst: Any, key: str) -> _Copy:
+    return _Copy(key, "failed", error=f"larger than max_bytes_in_flight and {dst.name} cannot write a stream")
+
+
+def _spooled(stream: Any, dst: Any, key: str, new_hash: Any, chunk_size: int) -> _Copy:
+    """``stream`` spooled to a temp file ``chunk_size`` bytes at a time while it is hashed, then written with the
+    destination's ``put_stream`` when it matches ``key``."""
     put_stream = getattr(dst, "put_stream", None)
     if not callable(put_stream):
-        return _Copy(key, "failed", error=f"larger than max_bytes_in_flight and {dst.name} cannot write a stream")
+        return _cannot_stream(dst, key)
     digest, size = new_hash(), 0
-    with src.open(key) as stream, tempfile.TemporaryFile(prefix="bitstore-replicate-") as spool:
-        while chunk := stream.read(_CHUNK):
+    with tempfile.TemporaryFile(prefix="bitstore-replicate-") as spool:
+        while chunk := stream.read(chunk_size):
             digest.update(chunk)
             spool.write(chunk)
             size += len(chunk)

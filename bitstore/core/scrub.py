@@ -1,7 +1,8 @@
 """``scrub``: every blob a store lists, re-hashed as it streams, and the corrupt ones reported (or removed).
 
-Concurrent through the batch engine (``run_many``), one ``ScrubResult`` per listed key in ascending order, so the
-last key yielded is where a later run resumes (``start_after``). A blob is read with ``open`` in chunks: one larger
+Concurrent through the batch engine (``run_many``; a store whose reads are local: a few threads, keys in chunks,
+``chunks``), one ``ScrubResult`` per listed key in ascending order, so the last key yielded is where a later run
+resumes (``start_after``). A blob is read with ``open`` in chunks: one larger
 than memory is checked without being held whole. The hash is the store's own (``listing.hasher_for``).
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from ..ground.errors import InvalidDataFound, NotFoundInStore
 from .bulk import failure
+from .chunks import reads_locally, run_chunked
 from .listing import can_delete, hasher_for
 
 __all__ = ["scrub", "ScrubResult", "SCRUB_STATUSES"]
@@ -62,8 +64,27 @@ def scrub(store: Any, *, start_after: str | None = None, max_workers: int = 16, 
             return _corrupt(store, key, size, f"the bytes hash to {actual}", delete_corrupt)
         return ScrubResult(key, "ok", size)
 
-    return run_many(store, keys, check, lambda key, error: ScrubResult(key, "failed", error=error),
-                    max_workers=max_workers, progress=progress, keyed=False)
+    def failed(key: str, error: str) -> ScrubResult:
+        return ScrubResult(key, "failed", error=error)
+
+    if reads_locally(store):  # a few threads, keys in chunks: a hand-off per key would cost more than its check
+        return _chunked(store, keys, check, failed, max_workers, progress)
+    return run_many(store, keys, check, failed, max_workers=max_workers, progress=progress, keyed=False)
+
+
+def _chunked(store: Any, keys: Iterator[str], check: Any, failed: Any, max_workers: int,
+             progress: bool | None) -> Iterator[ScrubResult]:
+    from ..engine.batch import _progress_bar, want_progress
+
+    bar = _progress_bar(None, want_progress(progress), "blob")
+    try:
+        for results in run_chunked(store, keys, check, failed, max_workers=max_workers):
+            if bar is not None:
+                bar.update(len(results))
+            yield from results
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _corrupt(store: Any, key: str, size: int | None, why: str, delete: bool) -> ScrubResult:
