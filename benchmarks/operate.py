@@ -13,7 +13,8 @@ Cases (each the median of ``--rounds`` rounds, min-max beside it; the load avera
 - peak RSS of a child process listing N local keys and replicating them (``--million`` for N = 1,000,000).
 
 Run: ``python -m benchmarks.operate [--rounds 5] [--blobs 10000] [--million]``; ``--only up`` runs the local -> S3
-copy alone beside rclone (interleaved rounds), with the client CPU per blob of each.
+copy alone beside rclone (interleaved rounds), with the client CPU per blob of each; ``--only local`` the local
+replicate and scrub alone.
 """
 from __future__ import annotations
 
@@ -43,15 +44,16 @@ def _timed(rounds: int, setup: Callable[[], None], run: Callable[[], None]) -> l
     return times
 
 
-def _side_by_side(rounds: int, ours: Callable[[], None], theirs: Callable[[], None] | None
-                  ) -> tuple[list[float], list[float] | None]:
-    """Both timed round by round, in an order that alternates (a loaded machine's swings fall on both)."""
+def _side_by_side(rounds: int, ours: Callable[[], None], theirs: Callable[[], None] | None,
+                  setup: Callable[[], None] = lambda: None) -> tuple[list[float], list[float] | None]:
+    """Both timed round by round, in an order that alternates (a loaded machine's swings fall on both); ``setup``
+    before each run, untimed."""
     mine: list[float] = []
     other: list[float] | None = None if theirs is None else []
     for r in range(rounds):
         pair = [(mine, ours)] + ([] if theirs is None else [(other, theirs)])
         for times, run in pair[:: 1 if r % 2 == 0 else -1]:
-            times += _timed(1, lambda: None, run)
+            times += _timed(1, setup, run)
     return mine, other
 
 
@@ -96,12 +98,12 @@ def replicate_local(work: str, n: int, rounds: int) -> list[str]:
 
     has_rclone = shutil.which("rclone") is not None
     out = []
-    copy = _timed(rounds, fresh, ours)
-    theirs = _timed(rounds, fresh, lambda: _rclone("copy", src, dst)) if has_rclone else None
+    copy, theirs = _side_by_side(rounds, ours, (lambda: _rclone("copy", src, dst)) if has_rclone else None, fresh)
     out.append(_line(f"replicate {n:,} x 16 KiB local->local", copy, theirs, "rclone copy"))
-    ours_rerun = _timed(rounds, lambda: None, rerun)
-    theirs_rerun = _timed(rounds, lambda: None, lambda: _rclone("copy", "--size-only", src, dst)) if has_rclone \
-        else None
+    fresh()
+    ours()  # the copy the reruns find
+    ours_rerun, theirs_rerun = _side_by_side(
+        rounds, rerun, (lambda: _rclone("copy", "--size-only", src, dst)) if has_rclone else None)
     out.append(_line("  rerun, nothing to do", ours_rerun, theirs_rerun, "rclone --size-only"))
     if not has_rclone:
         out.append("  (rclone is not installed: no comparison)")
@@ -336,8 +338,8 @@ def scrub_local(work: str, rounds: int) -> list[str]:
         subprocess.run(["sha1sum", "--", *names], cwd=src, check=True, stdout=subprocess.DEVNULL)
 
     n = len(os.listdir(src))
-    return [_line(f"scrub {n:,} x 16 KiB local", _timed(rounds, lambda: None, ours),
-                  _timed(rounds, lambda: None, theirs), "sha1sum")]
+    mine, other = _side_by_side(rounds, ours, theirs if shutil.which("sha1sum") else None)
+    return [_line(f"scrub {n:,} x 16 KiB local", mine, other, "sha1sum")]
 
 
 _RSS_CHILD = r"""
@@ -388,9 +390,12 @@ def main(argv: list[str] | None = None) -> int:
                         choices=("replicate", "scrub", "s3", "s3-copies", "shell", "rss"),
                         help="leave a case out (s3-copies: time only the S3 reruns and listings; shell: the "
                              "bitstore command's rerun, a process per run)")
-    parser.add_argument("--only", choices=("up",),
-                        help="run one case alone (up: replicate local -> S3 beside rclone copy, with client CPU)")
+    parser.add_argument("--only", choices=("up", "local"),
+                        help="run one case alone (up: replicate local -> S3 beside rclone copy, with client CPU; "
+                             "local: the local replicate and scrub, each interleaved with rclone / sha1sum)")
     args = parser.parse_args(argv)
+    if args.only == "local":
+        args.skip += ["s3", "rss"]
     print(f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}; "
           f"{os.cpu_count()} CPUs; {WORKERS} workers / rclone --transfers {WORKERS} --checkers {WORKERS}")
     work = tempfile.mkdtemp(prefix="bitstore-bench-operate-")

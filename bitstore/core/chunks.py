@@ -44,11 +44,11 @@ class _Chunk:
 
 
 def run_chunked(store: Any, items: Iterable[Any], call: Callable[[Any], Any], failed: Callable[[Any, str], Any], *,
-                max_workers: int, chunk: int = CHUNK) -> Iterator[list[Any]]:
-    """``call(item)`` for every item on ``local_workers(max_workers)`` threads, ``chunk`` items per hand-off; yields
-    each chunk's results (one per item, in order). An exception from ``call`` (``BaseException`` included) is that
-    item's ``failed(item, error)``; an error of ``items`` itself is raised after the results of the items read
-    before it."""
+                max_workers: int, chunk: int | None = None) -> Iterator[list[Any]]:
+    """``call(item)`` for every item on ``local_workers(max_workers)`` threads, ``chunk`` (``CHUNK``) items per
+    hand-off; yields each chunk's results (one per item, in order). An exception from ``call`` (``BaseException``
+    included) is that item's ``failed(item, error)``; an error of ``items`` itself is raised after the results of
+    the items read before it."""
     from ..engine.batch import run_many
     from ..ground.errors import short
 
@@ -64,7 +64,7 @@ def run_chunked(store: Any, items: Iterable[Any], call: Callable[[Any], Any], fa
     def broken(items: tuple, error: str) -> _Chunk:
         return _Chunk(items, [failed(item, error) for item in items], "failed")
 
-    for done in run_many(store, _chunks(items, chunk), work, broken, max_workers=local_workers(max_workers),
+    for done in run_many(store, _chunks(items, chunk or CHUNK), work, broken, max_workers=local_workers(max_workers),
                          progress=False, keyed=False):
         yield done.results
 
