@@ -5,7 +5,8 @@ key already there; a destination that cannot list is asked per key (``head``). A
 store's own hash and written only when it matches its key: a corrupt source copy is reported, never copied. Bytes
 in flight are bounded by ``max_bytes_in_flight``: a blob larger than that streams through a temp file (``open``,
 then the destination's ``put_stream``), never held whole. Writes are atomic, so a run that was killed is resumed by
-running it again: it copies only what is still missing.
+running it again: it copies only what is still missing. Between stores whose reads are local, the keys go to a few
+threads in chunks (``chunks``) and each blob is opened once, its size read from the open file.
 """
 from __future__ import annotations
 
