@@ -473,7 +473,7 @@ class LocalRaw(Store):
             os.set_blocking(fd, True)  # opened non-blocking (a FIFO must not hang the open): reads block as usual
             if self._index is not None:
                 self._index.touch(path[self._cut:])
-            return os.fdopen(fd, "rb")
+            return io.BufferedReader(io.FileIO(fd, "rb"))  # what os.fdopen makes, minus its isatty probe
         except BaseException:
             os.close(fd)
             raise

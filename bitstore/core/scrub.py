@@ -20,7 +20,7 @@ __all__ = ["scrub", "ScrubResult", "SCRUB_STATUSES"]
 
 #: ``ok``: the bytes match the key; ``corrupt``: they do not; ``failed``: they could not be read.
 SCRUB_STATUSES = ("ok", "corrupt", "failed")
-_READ = 8 * 1024 * 1024
+_READ = 1024 * 1024  # per read of a blob: small blobs need one, a large one is hashed a MiB at a time
 
 
 @dataclass(frozen=True, slots=True)
