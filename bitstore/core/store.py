@@ -190,8 +190,8 @@ class Store(ABC):
         ``views=True``: a large blob (256 KiB or more) that a transport holds in a buffer of its own (the
         ``fast`` one) comes as a read-only ``memoryview`` of that buffer instead of a ``bytes`` copy of it.
         ``engine``: ``"threads"`` (one thread per request in flight), ``"async"`` (requests of the fast transport
-        multiplexed on one event loop; anything else on threads) or ``"auto"`` (threads; for a composite
-        with a fast-transport tier, the loop above ``batch.ASYNC_MIN_WORKERS`` requests in flight).
+        multiplexed on one event loop; anything else on threads) or ``"auto"`` (threads; for a store on
+        the fast transport, or a composite with such a tier, the loop above ``batch.ASYNC_MIN_WORKERS`` in flight).
         ``processes=N``: spread the keys over N worker processes (spawned; the store is pickled to them), each
         running ``max_workers`` requests; results still in input order."""
         from ..engine.batch import fetch_many

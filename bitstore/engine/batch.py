@@ -11,10 +11,10 @@ Engines: ``threads`` runs each fetch on one of ``max_workers`` threads. ``async`
 that answers ``async_route()`` (a raw cloud store or SHA1 store on the fast transport, or a composite with such
 a tier; see ``routes``) on this process's event loop (``loop``), at most ``max_workers`` at once, and sends what
 the loop does not answer (and a composite's other tiers and write-backs) to the threads. ``auto`` is ``async`` above
-``ASYNC_MIN_WORKERS`` for a composite that can be routed (while ``AUTO_ASYNC`` is on), else ``threads``, whether the
-pool is warm or cold: a cold pool's threads are started by the pool itself as the window fills (``_Threads``), and
-measured side by side in fresh processes that first call was faster on threads than on the loop at 256 to 2,048 in
-flight (the benchmarks page's first-call cases).
+``ASYNC_MIN_WORKERS`` for a store that can be routed (while ``AUTO_ASYNC`` is on), else ``threads``: up to there a
+key costs the threads less than the loop; above it, starting and switching between a thousand threads costs more
+than the loop's per-request work, on a process's first call and on later ones (the benchmarks page's first-call
+cases). A cold pool's threads are started by the pool itself as the window fills (``_Threads``).
 ``processes=N`` spreads the keys over N worker processes (``procs``).
 
 ``_Window`` is the engine itself (offer a key, pop the head's result, with or without waiting); ``get_many`` is a
@@ -49,10 +49,8 @@ WINDOW_PER_WORKER = 4
 #: that used obstore's async API could abort at exit; the engine's loop now settles its requests at exit first
 #: (``bitstore.engine.loop``).
 AUTO_ASYNC = True
-#: With ``AUTO_ASYNC``, ``auto`` multiplexes a composite's requests on the event loop above this many in flight. A
-#: single store stays on threads at any N: since a key costs the threads no future, lock and condition of its own,
-#: they measured faster than the loop and than obstore's async API up to 2,048 in flight; a composite saves a
-#: thread hop per key for its local tiers on the loop (see the benchmarks page's curve).
+#: With ``AUTO_ASYNC``, ``auto`` multiplexes a store's requests on the event loop above this many in flight (a
+#: composite's local tiers are read there too, without a thread hop per key); up to there, on threads.
 ASYNC_MIN_WORKERS = 512
 ENGINES = ("auto", "threads", "async")
 #: Idle thread pools kept for the next runs in this process (any sizes, the most recently used).
@@ -351,8 +349,6 @@ def _route(store: Fetchable, max_workers: int, engine: str) -> Route | Composite
         return None
     if not isinstance(route, (Route, CompositeRoute)):
         return None
-    if engine == "auto" and not isinstance(route, CompositeRoute):
-        return None  # a single store: threads at any N (see ASYNC_MIN_WORKERS)
     return route
 
 
