@@ -248,10 +248,15 @@ class LruIndex:
             if late or len(pending) >= ASIDE_READS:  # by time, mostly: a hot blob read often is written once
                 self._flush_aside()
             return
-        if self._lock.acquire(blocking=False):  # a reader never waits for a writer (it may be on the event loop)
+        self._flush_if_free()
+
+    def _flush_if_free(self) -> None:
+        """Write the gathered reads if nobody is writing them and the index is free (a reader never waits for a
+        writer); a failure is dropped: recency is advisory, and a busy index is tried again later."""
+        if self._lock.acquire(blocking=False):
             try:
                 self.flush(wait=False)
-            except Exception:  # noqa: BLE001 - recency is advisory: a busy index is tried again later
+            except Exception:  # noqa: BLE001 - advisory (see the docstring)
                 pass
             finally:
                 self._lock.release()
@@ -263,17 +268,7 @@ class LruIndex:
         if now < self._aside_after or (self._flusher is not None and self._flusher.is_alive()):
             return
         self._aside_after = now + ASIDE_GAP
-
-        def flush() -> None:
-            if self._lock.acquire(blocking=False):
-                try:
-                    self.flush(wait=False)
-                except Exception:  # noqa: BLE001 - recency is advisory: a busy index is tried again later
-                    pass
-                finally:
-                    self._lock.release()
-
-        self._flusher = threading.Thread(target=flush, name="bitstore-lru-reads", daemon=True)
+        self._flusher = threading.Thread(target=self._flush_if_free, name="bitstore-lru-reads", daemon=True)
         self._flusher.start()
 
     def flush(self, wait: bool = True) -> None:
