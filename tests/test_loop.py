@@ -17,6 +17,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 _SCRIPT = """
     import atexit, socket, sys, threading
     from bitstore import Sha1Store
@@ -89,10 +91,24 @@ def _blobs(s3) -> list[str]:
     return keys
 
 
-def _child(s3, keys, held) -> subprocess.Popen:
+@pytest.fixture
+def children():
+    """The child processes a test starts: any still running when the test ends (a failed check, a timeout) is
+    killed, so none outlives the test waiting on its stdin."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for run in started:
+        if run.poll() is None:
+            run.kill()
+        run.communicate(timeout=30)
+
+
+def _child(children: list, s3, keys, held) -> subprocess.Popen:
     code = textwrap.dedent(_SCRIPT.format(endpoint=s3.endpoint_url, keys=keys, held=held and held.url))
-    return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    run = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    children.append(run)
+    return run
 
 
 def _check(run: subprocess.Popen, lines: list[str], expected: list[str]) -> None:
@@ -102,20 +118,20 @@ def _check(run: subprocess.Popen, lines: list[str], expected: list[str]) -> None
     assert "Fatal Python error" not in err and "Traceback" not in err, err[-2000:]
 
 
-def test_a_process_that_used_the_async_engine_exits_cleanly(s3):
+def test_a_process_that_used_the_async_engine_exits_cleanly(s3, children):
     keys = _blobs(s3)
-    for run in [_child(s3, keys, None) for _ in range(RUNS)]:
+    for run in [_child(children, s3, keys, None) for _ in range(RUNS)]:
         _check(run, [], ["work done", "late no threads at exit", "user atexit ran"])
 
 
-def test_requests_settled_at_exit_do_not_abort_the_interpreter(s3, fault_proxy):
+def test_requests_settled_at_exit_do_not_abort_the_interpreter(s3, fault_proxy, children):
     """Each child has requests in flight when it exits; its proxy answers them from the child's first atexit
     handler on, and the tokio threads that settle them spend 0.3 s in Python code with the GIL released. Exit
     has to wait for them (or cancel what is not answered yet) before the interpreter finalizes."""
     keys = _blobs(s3)
     # object GETs are held; the access check (ListBuckets) passes at once
     proxies = [fault_proxy(s3.endpoint_url, rate=1.0, faults=("hold",), match="/bkt/blobs/") for _ in range(RUNS)]
-    runs = [_child(s3, keys, proxy) for proxy in proxies]
+    runs = [_child(children, s3, keys, proxy) for proxy in proxies]
     _wait_for(lambda: all(p.stats["hold"] == len(keys) for p in proxies))
     for run, proxy in zip(runs, proxies):
         _say(run, "go")
