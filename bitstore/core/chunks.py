@@ -17,7 +17,7 @@ __all__ = ["reads_locally", "run_chunked", "local_workers", "CHUNK", "LOCAL_WORK
 
 #: Keys per hand-off to a thread.
 CHUNK = 64
-#: Threads at most (never more than the caller's ``max_workers``; see ``local_workers``).
+#: Threads at most (fewer with fewer CPUs, never more than the caller's ``max_workers``).
 LOCAL_WORKERS = 4
 
 
@@ -30,13 +30,11 @@ def reads_locally(*stores: Any) -> bool:
     return True
 
 
-def local_workers(max_workers: int, writes: bool = False) -> int:
-    """Threads for local work, at most ``max_workers``: one per CPU and at least two for reading and hashing
-    (``scrub``); ``LOCAL_WORKERS`` when each item also writes files (``replicate``): while some hash, others wait on
-    the disk creating and renaming files. On 2 cores, 4 threads copied a local folder 15-20% faster than 2; a scrub
-    was no faster."""
-    threads = LOCAL_WORKERS if writes else min(LOCAL_WORKERS, max(2, os.cpu_count() or 2))
-    return max(1, min(max_workers, threads))
+def local_workers(max_workers: int) -> int:
+    """Threads for local work: one per CPU, at least two (one hashes while another waits on the disk), at most
+    ``LOCAL_WORKERS`` and ``max_workers``. More threads than CPUs measured slower on a folder in memory (tmpfs:
+    the threads take turns at the GIL) and no faster on a disk."""
+    return max(1, min(max_workers, LOCAL_WORKERS, max(2, os.cpu_count() or 2)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +45,8 @@ class _Chunk:
 
 
 def run_chunked(store: Any, items: Iterable[Any], call: Callable[[Any], Any], failed: Callable[[Any, str], Any], *,
-                max_workers: int, chunk: int | None = None, writes: bool = False) -> Iterator[list[Any]]:
-    """``call(item)`` for every item on ``local_workers(max_workers, writes)`` threads, ``chunk`` (``CHUNK``) items per
+                max_workers: int, chunk: int | None = None) -> Iterator[list[Any]]:
+    """``call(item)`` for every item on ``local_workers(max_workers)`` threads, ``chunk`` (``CHUNK``) items per
     hand-off; yields each chunk's results (one per item, in order). An exception from ``call`` (``BaseException``
     included) is that item's ``failed(item, error)``; an error of ``items`` itself is raised after the results of
     the items read before it."""
@@ -67,9 +65,8 @@ def run_chunked(store: Any, items: Iterable[Any], call: Callable[[Any], Any], fa
     def broken(items: tuple, error: str) -> _Chunk:
         return _Chunk(items, [failed(item, error) for item in items], "failed")
 
-    threads = local_workers(max_workers, writes)
-    for done in run_many(store, _chunks(items, chunk or CHUNK), work, broken, max_workers=threads, progress=False,
-                         keyed=False):
+    for done in run_many(store, _chunks(items, chunk or CHUNK), work, broken, max_workers=local_workers(max_workers),
+                         progress=False, keyed=False):
         yield done.results
 
 

@@ -173,7 +173,7 @@ def replicate(src: Any, dst: Any, *, start_after: str | None = None, max_workers
         if first is not None:
             if reads_locally(src, dst):  # a few threads, keys in chunks: a hand-off per key costs more than a copy
                 for outcomes in run_chunked(src, itertools.chain((first,), pending), copy_local, failed,
-                                            max_workers=max_workers, writes=True):
+                                            max_workers=max_workers):
                     for outcome in outcomes:
                         report._add(outcome)
                     if bar is not None:
