@@ -159,12 +159,7 @@ class _Transport(ABC):
         """``get``'s first attempt through obstore's async API, on the running event loop (the async batch
         engine's). Raises what ``get`` raises, left for the caller to map with ``obstore_error``; ``views``
         stands for ``views_allowed()``, which the loop's context does not carry."""
-        store = self._stores.get(bucket)
-        if store is None:
-            try:
-                store = self._store(bucket)
-            except Exception as exc:
-                raise config_error(owner, f"the fast transport cannot use this configuration ({exc})") from None
+        store = self._stores.get(bucket) or self._usable_store(bucket, owner)  # the dict first: per blob, on the loop
         running_loop, tokio_call, settled = _loop_api or _load_loop_api()
         loop = running_loop()
         try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,48 +121,33 @@ def replicate(src: Any, dst: Any, *, start_after: str | None = None, max_workers
             yield entry
 
     def copy(entry: Listed) -> _Copy:
-        key = entry.name
+        if present is None and _exists(dst, entry.name):
+            return _Copy(entry.name, "skipped")
+        size = entry.size if entry.size is not None else src.head(entry.name)
+        if size > max_bytes_in_flight:
+            return _streamed(src, dst, entry.name, new_hash)
+        budget.take(size)
         try:
-            if present is None and _exists(dst, key):
-                return _Copy(key, "skipped")
-            size = entry.size if entry.size is not None else src.head(key)
-            if size > max_bytes_in_flight:
-                return _streamed(src, dst, key, new_hash)
-            budget.take(size)
-            try:
-                return _in_memory(src, dst, key, new_hash)
-            finally:
-                budget.give(size)
-        except InvalidDataFound as exc:  # a source that verifies as it reads found its copy corrupt
-            return _Copy(key, "corrupt", error=str(exc))
-        except NotFoundInStore:
-            return _Copy(key, "failed", error="listed, then not found in the source (removed meanwhile?)")
-        except Exception as exc:  # noqa: BLE001 - one key's failure is its result
-            return _Copy(key, "failed", error=failure(src, exc)[1])
+            return _in_memory(src, dst, entry.name, new_hash)
+        finally:
+            budget.give(size)
 
     def copy_local(entry: Listed) -> _Copy:
         """``copy`` between stores whose reads are local: the blob opened once, its size from the open stream."""
         key = entry.name
-        try:
-            if present is None and _exists(dst, key):
-                return _Copy(key, "skipped")
-            with src.open(key) as stream:
-                size = entry.size if entry.size is not None else _size_of(stream)
-                if size is None:
-                    size = src.head(key)
-                if size > max_bytes_in_flight:
-                    return _spooled(stream, dst, key, new_hash, min(_CHUNK, max_bytes_in_flight))
-                budget.take(size)
-                try:
-                    return _checked(dst, key, stream.read(size + 1), new_hash)
-                finally:
-                    budget.give(size)
-        except InvalidDataFound as exc:
-            return _Copy(key, "corrupt", error=str(exc))
-        except NotFoundInStore:
-            return _Copy(key, "failed", error="listed, then not found in the source (removed meanwhile?)")
-        except Exception as exc:  # noqa: BLE001 - one key's failure is its result
-            return _Copy(key, "failed", error=failure(src, exc)[1])
+        if present is None and _exists(dst, key):
+            return _Copy(key, "skipped")
+        with src.open(key) as stream:
+            size = entry.size if entry.size is not None else _size_of(stream)
+            if size is None:
+                size = src.head(key)
+            if size > max_bytes_in_flight:
+                return _spooled(stream, dst, key, new_hash, min(_CHUNK, max_bytes_in_flight))
+            budget.take(size)
+            try:
+                return _checked(dst, key, stream.read(size + 1), new_hash)
+            finally:
+                budget.give(size)
 
     def failed(entry: Any, error: str) -> _Copy:
         return _Copy(getattr(entry, "name", entry), "failed", error=error)
@@ -172,14 +157,14 @@ def replicate(src: Any, dst: Any, *, start_after: str | None = None, max_workers
         first = next(pending, None)  # nothing to copy (a rerun): no threads started
         if first is not None:
             if reads_locally(src, dst):  # a few threads, keys in chunks: a hand-off per key costs more than a copy
-                for outcomes in run_chunked(src, itertools.chain((first,), pending), copy_local, failed,
+                for outcomes in run_chunked(src, itertools.chain((first,), pending), _guarded(src, copy_local), failed,
                                             max_workers=max_workers):
                     for outcome in outcomes:
                         report._add(outcome)
                     if bar is not None:
                         bar.update(len(outcomes))
             else:
-                for outcome in run_many(src, itertools.chain((first,), pending), copy, failed,
+                for outcome in run_many(src, itertools.chain((first,), pending), _guarded(src, copy), failed,
                                         max_workers=max_workers, progress=False, keyed=False):
                     report._add(outcome)
                     if bar is not None:
@@ -188,6 +173,22 @@ def replicate(src: Any, dst: Any, *, start_after: str | None = None, max_workers
         if bar is not None:
             bar.close()
     return report
+
+
+def _guarded(src: Any, copy: Callable[[Listed], _Copy]) -> Callable[[Listed], _Copy]:
+    """``copy`` with a key's errors as its outcome: corrupt when a source that verifies as it reads says so, failed
+    otherwise."""
+    def run(entry: Listed) -> _Copy:
+        try:
+            return copy(entry)
+        except InvalidDataFound as exc:  # a source that verifies as it reads found its copy corrupt
+            return _Copy(entry.name, "corrupt", error=str(exc))
+        except NotFoundInStore:
+            return _Copy(entry.name, "failed", error="listed, then not found in the source (removed meanwhile?)")
+        except Exception as exc:  # noqa: BLE001 - one key's failure is its result
+            return _Copy(entry.name, "failed", error=failure(src, exc)[1])
+
+    return run
 
 
 def _ahead(store: Any, entries: Iterator[Listed], name: str) -> Iterator[Listed]:

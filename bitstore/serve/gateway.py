@@ -68,7 +68,7 @@ class Gateway:
         self._keys_on_loop = _keys_on_loop(store)
         self._fetch = OneKey(store, inline=True)  # local tiers read on the server's own loop, cloud GETs there too
         self._all_inline = _all_read_on_loop(store)
-        self._hit = _hit_reader(store) if self._all_inline else None
+        self._hit = _maker(store, "hit_reader") if self._all_inline else None  # the stack read at once
         self._first = None if self._all_inline else _maker(store, "first_hit")  # a cache in front of remote tiers
         self.responses: Counter[int] = Counter()
         self.single_flight_joins = 0
@@ -314,12 +314,6 @@ def _failure(exc: BaseException) -> tuple[int, bytes]:
         status = 502
         logger.warning("a tier failed: %s", short(str(exc), 300))
     return status, (short(str(exc), 500) + "\n").encode()
-
-
-def _hit_reader(store: Any) -> Callable[[Any], bytes] | None:
-    """The store's direct reader of canonical keys (``HashComposite.hit_reader``), when its key checks are its
-    class's own and it has one for this stack."""
-    return _maker(store, "hit_reader")
 
 
 def _maker(store: Any, method: str) -> Callable[[Any], Any] | None:
