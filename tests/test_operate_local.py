@@ -1,4 +1,5 @@
-"""``scrub`` and ``replicate`` over stores whose reads are local (``core.chunks``: a few threads, keys in chunks):
+"""``scrub`` and ``replicate`` over stores whose reads are local (``core.chunks``: keys in chunks, small blobs on the
+caller's thread, large ones on a few threads):
 the same results as the per-key path, in the same order, with the same guarantees (listing errors raised after the
 results before them, large blobs streamed, corrupt sources never copied, progress, bounded destinations)."""
 from __future__ import annotations
@@ -72,18 +73,61 @@ def test_chunks_keep_every_item_in_order_and_raise_after_them(n, size, fail_at):
     assert seen == list(range(fail_at if fails else n))
 
 
-def test_run_chunked_answers_every_item_even_a_base_exception():
+class Sized(tuple):
+    """A result with a blob's ``size``, as scrub's and replicate's results have."""
+
+    @property
+    def size(self):
+        return self[-1]
+
+
+@given(sizes=st.lists(st.sampled_from([None, 0, 100, chunks.SMALL_BLOB - 1, chunks.SMALL_BLOB, 10 * chunks.SMALL_BLOB]),
+                      max_size=40), size=st.integers(1, 7))
+@settings(max_examples=60, deadline=None)
+def test_run_chunked_works_small_blobs_on_the_callers_thread_and_large_ones_on_threads(sizes, size):
+    import threading
+
+    caller = threading.get_ident()
+    groups = [sizes[i:i + size] for i in range(0, len(sizes), size)]
+    large = next((i for i, group in enumerate(groups)
+                  if sum(s or 0 for s in group) >= chunks.SMALL_BLOB * len(group)), None)
+    out = [r for results in run_chunked(MemoryRaw(), range(len(sizes)),
+                                        lambda i: Sized((i, threading.get_ident(), sizes[i])),
+                                        lambda item, error: None, max_workers=16, chunk=size) for r in results]
+    assert [r[0] for r in out] == list(range(len(sizes)))
+    for i, (_, thread, _) in enumerate(out):  # the first large chunk on the caller's thread, what follows on others
+        assert (thread == caller) == (large is None or i // size <= large), (i, large)
+
+
+def test_run_chunked_answers_every_item_even_a_base_exception_on_its_threads():
     def call(item):
         if item == 4:
             raise KeyboardInterrupt("stop")
         if item == 5:
             raise ValueError("bad")
-        return ("ok", item)
+        return Sized(("ok", item, chunks.SMALL_BLOB))
 
     out = [r for results in run_chunked(MemoryRaw(), range(8), call, lambda item, error: ("failed", item, error),
                                         max_workers=16, chunk=3) for r in results]
-    assert out[:4] == [("ok", i) for i in range(4)] and out[6:] == [("ok", 6), ("ok", 7)]
+    assert out[:4] == [("ok", i, chunks.SMALL_BLOB) for i in range(4)]
+    assert out[6:] == [("ok", 6, chunks.SMALL_BLOB), ("ok", 7, chunks.SMALL_BLOB)]
     assert out[4] == ("failed", 4, "KeyboardInterrupt: stop") and out[5] == ("failed", 5, "ValueError: bad")
+
+
+def test_run_chunked_on_the_callers_thread_answers_an_error_and_stops_at_ctrl_c():
+    def call(item):
+        if item == 1:
+            raise ValueError("bad")
+        if item == 4:
+            raise KeyboardInterrupt
+        return ("ok", item)
+
+    seen = []
+    with pytest.raises(KeyboardInterrupt):
+        for results in run_chunked(MemoryRaw(), range(8), call, lambda item, error: ("failed", item, error),
+                                   max_workers=16, chunk=3):
+            seen.extend(results)
+    assert seen == [("ok", 0), ("failed", 1, "ValueError: bad"), ("ok", 2)]
 
 
 # --- scrub --------------------------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ key already there; a destination that cannot list is asked per key (``head``). A
 store's own hash and written only when it matches its key: a corrupt source copy is reported, never copied. Bytes
 in flight are bounded by ``max_bytes_in_flight``: a blob larger than that streams through a temp file (``open``,
 then the destination's ``put_stream``), never held whole. Writes are atomic, so a run that was killed is resumed by
-running it again: it copies only what is still missing. Between stores whose reads are local, the keys go to a few
-threads in chunks (``chunks``) and each blob is opened once, its size read from the open file.
+running it again: it copies only what is still missing. Between stores whose reads are local, the keys are worked in
+chunks (``chunks``: small blobs on the caller's thread, large ones on a few threads) and each blob is opened once,
+its size read from the open file.
 """
 from __future__ import annotations
 
@@ -156,7 +157,7 @@ def replicate(src: Any, dst: Any, *, start_after: str | None = None, max_workers
         pending = missing()
         first = next(pending, None)  # nothing to copy (a rerun): no threads started
         if first is not None:
-            if reads_locally(src, dst):  # a few threads, keys in chunks: a hand-off per key costs more than a copy
+            if reads_locally(src, dst):  # keys in chunks: a hand-off per key costs more than a copy
                 for outcomes in run_chunked(src, itertools.chain((first,), pending), _guarded(src, copy_local), failed,
                                             max_workers=max_workers):
                     for outcome in outcomes:

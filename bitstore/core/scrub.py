@@ -1,9 +1,9 @@
 """``scrub``: every blob a store lists, re-hashed as it streams, and the corrupt ones reported (or removed).
 
-Concurrent through the batch engine (``run_many``; a store whose reads are local: a few threads, keys in chunks,
-``chunks``), one ``ScrubResult`` per listed key in ascending order, so the last key yielded is where a later run
-resumes (``start_after``). A blob is read with ``open`` in chunks: one larger
-than memory is checked without being held whole. The hash is the store's own (``listing.hasher_for``).
+Concurrent through the batch engine (``run_many``; a store whose reads are local: keys in chunks, small blobs on the
+caller's thread, large ones on a few threads, ``chunks``), one ``ScrubResult`` per listed key in ascending order, so
+the last key yielded is where a later run resumes (``start_after``). A blob is read with ``open`` in chunks: one
+larger than memory is checked without being held whole. The hash is the store's own (``listing.hasher_for``).
 """
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def scrub(store: Any, *, start_after: str | None = None, max_workers: int = 16, 
     def failed(key: str, error: str) -> ScrubResult:
         return ScrubResult(key, "failed", error=error)
 
-    if reads_locally(store):  # a few threads, keys in chunks: a hand-off per key would cost more than its check
+    if reads_locally(store):  # keys in chunks: a hand-off per key would cost more than its check
         return _chunked(store, keys, check, failed, max_workers, progress)
     return run_many(store, keys, check, failed, max_workers=max_workers, progress=progress, keyed=False)
 
