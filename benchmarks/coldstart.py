@@ -77,7 +77,8 @@ def _spawn(kind: str, endpoint: str, bucket: str, keys_file: str, in_flight: int
     kind, _, tree = kind.partition("@")  # "get_many@/path": bitstore imported from another tree (before/after)
     args[args.index("--child") + 1] = kind
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [tree, root, os.environ.get("PYTHONPATH")])))
-    done = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT)
+    # ``-m`` puts the working folder first on sys.path: started in ``tree``, the child imports that bitstore
+    done = subprocess.run(args, cwd=tree or root, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT)
     if done.returncode != 0:
         raise RuntimeError(f"{kind} child exited {done.returncode}: {done.stderr.strip()[-800:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

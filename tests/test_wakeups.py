@@ -1,5 +1,6 @@
-"""obstore's completions handed to a caller's loop in batches (bitstore.engine.wakeups): one wake-up for all that
-came meanwhile, in order, every other callback untouched, the loop's own method back once no user holds it."""
+"""obstore's completions handed to a loop in batches (bitstore.engine.wakeups; a caller's, and the engine's own): one
+wake-up for all that came meanwhile, in order, every other callback untouched, a caller's loop's own method back
+once no user holds it."""
 from __future__ import annotations
 
 import asyncio
@@ -160,3 +161,32 @@ def test_only_the_completor_is_recognised():
     assert is_completor(CheckedCompletor())
     assert not is_completor(print)
     assert not is_completor(lambda: None)
+
+
+def test_the_engine_loop_batches_obstores_completions_and_still_sees_their_tails(monkeypatch):
+    """The engine's own loop (``engine.loop``): completions of the futures it made for obstore wake it once per
+    batch, in order, and each still counts as its tail begun (what exit waits for)."""
+    from bitstore.engine import loop as engine_loop
+
+    writes = []
+    write_to_self = asyncio.selector_events.BaseSelectorEventLoop._write_to_self
+    monkeypatch.setattr(asyncio.selector_events.BaseSelectorEventLoop, "_write_to_self",
+                        lambda loop: (writes.append(threading.get_ident()), write_to_self(loop)))
+
+    async def main() -> list:
+        loop = asyncio.get_running_loop()
+        loop.home = threading.get_ident()
+        loop.for_tokio = True
+        futures = [loop.create_future() for _ in range(40)]
+        loop.for_tokio = False
+        assert all(type(f) is engine_loop._TokioFuture and f in engine_loop._unbegun for f in futures)
+        _from_threads(loop, [(CheckedCompletor(), f, f.set_result, i) for i, f in enumerate(futures)])
+        assert not any(f in engine_loop._unbegun for f in futures)  # every tail seen as begun
+        return [await f for f in futures]
+
+    loop = engine_loop._EngineLoop()
+    try:
+        assert loop.run_until_complete(main()) == list(range(40))
+    finally:
+        loop.close()
+    assert len([w for w in writes if w != threading.get_ident()]) == 1  # one wake-up from the threads, not 40

@@ -8,8 +8,9 @@ Exit. obstore's async API (pyo3-async-runtimes over a tokio runtime that is neve
 future it returns from a tokio thread: that thread takes the GIL, asks the future ``cancelled()``, hands
 ``set_result`` to the loop's ``call_soon_threadsafe``, drops its references and lets the GIL go (its "tail").
 A tail that is inside Python code with the GIL released (``call_soon_threadsafe`` sends on the loop's
-self-pipe) when the interpreter begins to finalize is ended by CPython with ``pthread_exit`` as it takes the
-GIL back (up to Python 3.13), and that unwinding aborts the process (SIGABRT, nothing printed; seen with gdb).
+self-pipe, for the first completion of a batch: ``wakeups``) when the interpreter begins to finalize is ended by
+CPython with ``pthread_exit`` as it takes the GIL back (up to Python 3.13), and that unwinding aborts the process
+(SIGABRT, nothing printed; seen with gdb).
 It happened after all the work was done, when the tail of the last request was still running as the main
 thread finished (about 3 runs in 100), and can happen to a request answered just as the process exits. So at
 exit, while the interpreter is fully alive, ``_stop`` (an atexit handler) makes this loop quiet first:
@@ -37,6 +38,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from .wakeups import Batched
 
 __all__ = ["engine_loop", "tokio_call", "settled", "EXIT_WAIT"]
 
@@ -76,6 +79,7 @@ class _EngineLoop(asyncio.SelectorEventLoop):
 
     def __init__(self) -> None:
         super().__init__()
+        self._batched = Batched(self, super().call_soon_threadsafe)  # obstore's completions, a wake-up per batch
         self.for_tokio = False
         self.closing = False
         self.home = 0  # ident of the loop's thread
@@ -91,6 +95,7 @@ class _EngineLoop(asyncio.SelectorEventLoop):
     def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any, context: Any = None):
         if args and type(args[0]) is _TokioFuture:  # pyo3-async-runtimes: (completor, future, set_result, value)
             args[0].cancelled()
+            return self._batched(callback, *args, context=context)
         return super().call_soon_threadsafe(callback, *args, context=context)
 
 

@@ -9,10 +9,11 @@ completor's type, ``CheckedCompletor``) and writes to the pipe only for the firs
 the batch in order (each completor still checks that its future was not cancelled). Any other callback goes to
 the loop's own ``call_soon_threadsafe`` as it came.
 
-``batch_wakeups(loop)`` installs it on a caller's loop while ``aget_many`` (or another user) holds it. The engine's
-own loop keeps one wake-up per completion (batching there measured no gain). A loop whose
-``call_soon_threadsafe`` cannot be replaced (a C loop such as uvloop's) keeps its own. A completor is known by its
-type's name: should obstore's runtime rename it, completions are simply not batched.
+``batch_wakeups(loop)`` installs it on a caller's loop while ``aget_many`` (or another user) holds it; the engine's
+own loop (``loop``) hands the completions of its futures to a ``Batched`` of its own, always (at 1,024 requests in
+flight its client CPU per blob fell by about a tenth). A loop whose ``call_soon_threadsafe`` cannot be replaced (a C
+loop such as uvloop's) keeps its own. A completor is known by its type's name: should obstore's runtime rename it,
+completions are simply not batched.
 """
 from __future__ import annotations
 
