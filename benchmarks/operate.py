@@ -78,35 +78,46 @@ def _rclone(*args: str) -> None:
                    env=env)
 
 
+class _Destinations:
+    """A new destination folder for each copy (``fresh``, untimed, also writes the disk's dirty pages), never the
+    last one removed: for a minute or more after 10,000 files are deleted, ext4 skips each recently freed inode
+    as it allocates (``recently_deleted``), which took most of a copy's time here, in the kernel, for either tool.
+    The folders go with the work folder at the end."""
+
+    def __init__(self, base: str) -> None:
+        self.base, self.count, self.path = base, 0, base
+
+    def fresh(self) -> None:
+        self.count += 1
+        self.path = f"{self.base}-{self.count}"
+        os.sync()
+
+
 def replicate_local(work: str, n: int, rounds: int) -> list[str]:
     import bitstore
 
-    src, dst = os.path.join(work, "src"), os.path.join(work, "dst")
+    src = os.path.join(work, "src")
     os.makedirs(src, exist_ok=True)
     write_blobs(src, n, 16 * 1024)
-
-    def fresh() -> None:
-        """The destination removed and the disk's dirty pages written (untimed): each copy starts from the same
-        state, not paying for the previous one's write-back and deletions."""
-        shutil.rmtree(dst, ignore_errors=True)
-        os.sync()
+    dst = _Destinations(os.path.join(work, "dst"))
 
     def ours() -> None:
-        report = bitstore.replicate(_store(src), _store(dst), max_workers=WORKERS, progress=False)
+        report = bitstore.replicate(_store(src), _store(dst.path), max_workers=WORKERS, progress=False)
         assert report.copied == n, report
 
     def rerun() -> None:
-        report = bitstore.replicate(_store(src), _store(dst), max_workers=WORKERS, progress=False)
+        report = bitstore.replicate(_store(src), _store(dst.path), max_workers=WORKERS, progress=False)
         assert report.skipped == n and report.copied == 0, report
 
     has_rclone = shutil.which("rclone") is not None
     out = []
-    copy, theirs = _side_by_side(rounds, ours, (lambda: _rclone("copy", src, dst)) if has_rclone else None, fresh)
+    copy, theirs = _side_by_side(rounds, ours, (lambda: _rclone("copy", src, dst.path)) if has_rclone else None,
+                                 dst.fresh)
     out.append(_line(f"replicate {n:,} x 16 KiB local->local", copy, theirs, "rclone copy"))
-    fresh()
+    dst.fresh()
     ours()  # the copy the reruns find
     ours_rerun, theirs_rerun = _side_by_side(
-        rounds, rerun, (lambda: _rclone("copy", "--size-only", src, dst)) if has_rclone else None)
+        rounds, rerun, (lambda: _rclone("copy", "--size-only", src, dst.path)) if has_rclone else None)
     out.append(_line("  rerun, nothing to do", ours_rerun, theirs_rerun, "rclone --size-only"))
     if not has_rclone:
         out.append("  (rclone is not installed: no comparison)")
@@ -145,7 +156,7 @@ def replicate_s3(work: str, n: int, rounds: int, list_keys: int, copies: bool = 
     from .server import ServerProcess
 
     src = os.path.join(work, "src")
-    down = os.path.join(work, "down")
+    down = _Destinations(os.path.join(work, "down"))
     server = ServerProcess()
     out = []
     has_rclone = shutil.which("rclone") is not None
@@ -182,34 +193,33 @@ def replicate_s3(work: str, n: int, rounds: int, list_keys: int, copies: bool = 
         client.create_bucket(Bucket="down")
         server.fill("down", "blobs/", n, 16 * 1024)
 
-        def fresh() -> None:
-            shutil.rmtree(down, ignore_errors=True)
-
         def get() -> None:
-            report = bitstore.replicate(_s3_store(server.endpoint, "down"), _store(down), max_workers=WORKERS,
+            report = bitstore.replicate(_s3_store(server.endpoint, "down"), _store(down.path), max_workers=WORKERS,
                                         progress=False)
             assert report.copied == n, report
 
         def get_rerun() -> None:
-            report = bitstore.replicate(_s3_store(server.endpoint, "down"), _store(down), max_workers=WORKERS,
+            report = bitstore.replicate(_s3_store(server.endpoint, "down"), _store(down.path), max_workers=WORKERS,
                                         progress=False)
             assert report.skipped == n, report
 
         if copies:
-            copy = _timed(rounds, fresh, get)
-            theirs = _timed(rounds, fresh, lambda: _rclone("copy", "bench:down/blobs", down)) if has_rclone else None
+            copy = _timed(rounds, down.fresh, get)
+            theirs = _timed(rounds, down.fresh, lambda: _rclone("copy", "bench:down/blobs", down.path)) \
+                if has_rclone else None
             out.append(_line(f"replicate {n:,} x 16 KiB S3->local", copy, theirs, "rclone copy"))
         else:
-            fresh()
+            down.fresh()
             get()
         rerun, theirs = _side_by_side(rounds, get_rerun, (lambda: _rclone("copy", "--size-only", "bench:down/blobs",
-                                                                           down)) if has_rclone else None)
+                                                                           down.path)) if has_rclone else None)
         out.append(_line("  rerun S3->local, nothing to do", rerun, theirs, "rclone --size-only"))
         if shell:
             cpu: dict[str, list[float]] = {"ours": [], "theirs": []}
             rerun, theirs = _side_by_side(
-                rounds, _child_cpu(cpu["ours"], lambda: _shell_replicate(server.endpoint, "s3://down/blobs/", down)),
-                _child_cpu(cpu["theirs"], lambda: _rclone("copy", "--size-only", "bench:down/blobs", down))
+                rounds,
+                _child_cpu(cpu["ours"], lambda: _shell_replicate(server.endpoint, "s3://down/blobs/", down.path)),
+                _child_cpu(cpu["theirs"], lambda: _rclone("copy", "--size-only", "bench:down/blobs", down.path))
                 if has_rclone else None)
             out.append(_line("  the same from the shell (a process each)", rerun, theirs, "rclone --size-only"))
             out.append(_line("    CPU (user + system) of those processes", cpu["ours"], cpu["theirs"] or None,
