@@ -12,6 +12,10 @@ Cases (each the median of ``--rounds`` rounds, min-max beside it; the load avera
 - scrub of a local tier beside ``sha1sum`` over the same files (one process, as it is usually run);
 - peak RSS of a child process listing N local keys and replicating them (``--million`` for N = 1,000,000).
 
+A copy to the disk first waits (``--settle``, at most 300 s) until creating a file there is cheap: this machine's
+ext4 has no journal, and for a minute or two after many files are deleted it skips every freed inode on each
+create (200-350 µs per file against 5 once settled), which both tools would pay; the report prints what it found.
+
 Run: ``python -m benchmarks.operate [--rounds 5] [--blobs 10000] [--million]``; ``--only up`` runs the local -> S3
 copy alone beside rclone (interleaved rounds), with the client CPU per blob of each; ``--only local`` the local
 replicate and scrub alone.
@@ -93,13 +97,40 @@ class _Destinations:
         os.sync()
 
 
-def replicate_local(work: str, n: int, rounds: int) -> list[str]:
+#: Microseconds per empty file created below which the disk counts as settled (tmpfs: about 5; this machine's
+#: ext4, which has no journal, 200-350 for a minute or two after a mass deletion, while it skips the freed inodes).
+SETTLED_CREATE_US = 40.0
+#: Seconds at most that a copy to the disk waits for it to settle (``--settle``).
+SETTLE_WAIT = 300.0
+
+
+def settle_disk(work: str, wait: float = SETTLE_WAIT) -> str:
+    """Wait (at most ``wait`` seconds) until creating a file in ``work`` costs under ``SETTLED_CREATE_US``; what was
+    found, as a line of the report. The probe's files stay (removing them would unsettle the disk again)."""
+    start, probes = time.monotonic(), 0
+    while True:
+        probes += 1
+        folder = os.path.join(work, f"probe-{probes}")
+        os.makedirs(folder)
+        t0 = time.perf_counter()
+        for i in range(500):
+            os.close(os.open(os.path.join(folder, str(i)), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        cost = (time.perf_counter() - t0) / 500 * 1e6
+        waited = time.monotonic() - start
+        if cost < SETTLED_CREATE_US or waited >= wait:
+            state = "settled" if cost < SETTLED_CREATE_US else "NOT settled"
+            return f"  disk {state}: {cost:.0f} µs per file created (waited {waited:.0f} s for it)"
+        time.sleep(10)
+
+
+def replicate_local(work: str, n: int, rounds: int, settle: float = SETTLE_WAIT) -> list[str]:
     import bitstore
 
     src = os.path.join(work, "src")
     os.makedirs(src, exist_ok=True)
     write_blobs(src, n, 16 * 1024)
     dst = _Destinations(os.path.join(work, "dst"))
+    disk = settle_disk(work, settle)
 
     def ours() -> None:
         report = bitstore.replicate(_store(src), _store(dst.path), max_workers=WORKERS, progress=False)
@@ -114,6 +145,7 @@ def replicate_local(work: str, n: int, rounds: int) -> list[str]:
     copy, theirs = _side_by_side(rounds, ours, (lambda: _rclone("copy", src, dst.path)) if has_rclone else None,
                                  dst.fresh)
     out.append(_line(f"replicate {n:,} x 16 KiB local->local", copy, theirs, "rclone copy"))
+    out.append(disk)
     dst.fresh()
     ours()  # the copy the reruns find
     ours_rerun, theirs_rerun = _side_by_side(
@@ -146,8 +178,8 @@ def _rclone_env(endpoint: str) -> None:
                        "RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE": "true", "RCLONE_CONFIG_BENCH_REGION": "us-east-1"})
 
 
-def replicate_s3(work: str, n: int, rounds: int, list_keys: int, copies: bool = True, shell: bool = True
-                 ) -> list[str]:
+def replicate_s3(work: str, n: int, rounds: int, list_keys: int, copies: bool = True, shell: bool = True,
+                 settle: float = SETTLE_WAIT) -> list[str]:
     """local -> S3 and S3 -> local against the benchmarks' loopback S3 server, and listing beside boto3; without
     ``copies``, the copies are made once, untimed, and only their reruns are measured; with ``shell``, the S3 ->
     local rerun is also timed as the ``bitstore`` command (a process per run)."""
@@ -204,10 +236,12 @@ def replicate_s3(work: str, n: int, rounds: int, list_keys: int, copies: bool = 
             assert report.skipped == n, report
 
         if copies:
+            disk = settle_disk(work, settle)
             copy = _timed(rounds, down.fresh, get)
             theirs = _timed(rounds, down.fresh, lambda: _rclone("copy", "bench:down/blobs", down.path)) \
                 if has_rclone else None
             out.append(_line(f"replicate {n:,} x 16 KiB S3->local", copy, theirs, "rclone copy"))
+            out.append(disk)
         else:
             down.fresh()
             get()
@@ -403,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
                         choices=("replicate", "scrub", "s3", "s3-copies", "shell", "rss"),
                         help="leave a case out (s3-copies: time only the S3 reruns and listings; shell: the "
                              "bitstore command's rerun, a process per run)")
+    parser.add_argument("--settle", type=float, default=SETTLE_WAIT,
+                        help="seconds at most to wait, before a copy to the disk, until creating a file there is "
+                             f"cheap again after earlier deletions (default {SETTLE_WAIT:g}; 0: no wait)")
     parser.add_argument("--only", choices=("up", "local"),
                         help="run one case alone (up: replicate local -> S3 beside rclone copy, with client CPU; "
                              "local: the local replicate and scrub, each interleaved with rclone / sha1sum)")
@@ -421,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"load average after: {os.getloadavg()[0]:.2f}")
             return 0
         if "replicate" not in args.skip:
-            for line in replicate_local(work, args.blobs, args.rounds):
+            for line in replicate_local(work, args.blobs, args.rounds, args.settle):
                 print(line, flush=True)
         if "scrub" not in args.skip:
             if not os.path.isdir(os.path.join(work, "src")):
@@ -434,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
                 os.makedirs(os.path.join(work, "src"))
                 write_blobs(os.path.join(work, "src"), args.blobs, 16 * 1024)
             for line in replicate_s3(work, args.blobs, args.rounds, args.list_keys,
-                                     copies="s3-copies" not in args.skip, shell="shell" not in args.skip):
+                                     copies="s3-copies" not in args.skip, shell="shell" not in args.skip,
+                                     settle=args.settle):
                 print(line, flush=True)
         if "rss" not in args.skip:
             for line in peak_rss(work, 1_000_000 if args.million else args.rss_keys):
