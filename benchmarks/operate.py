@@ -4,7 +4,8 @@
 Cases (each the median of ``--rounds`` rounds, min-max beside it; the load average is printed with them):
 
 - replicate 10,000 blobs of 16 KiB local -> local, then the rerun with nothing to do, beside ``rclone copy``
-  (``--transfers``/``--checkers`` = the same concurrency; ``--size-only`` for the rerun) when rclone is installed;
+  (``--transfers``/``--checkers`` = the same concurrency; ``--size-only`` for the rerun) when rclone is installed,
+  on the disk and again in memory (tmpfs, ``/dev/shm``: the tools' own cost);
 - local -> S3 and S3 -> local (and their reruns) beside rclone, and listing 100,000 keys beside boto3's paginator
   alone, against the benchmarks' loopback S3 server (``benchmarks/server.py``, in a child process); the S3 -> local
   rerun also as the shell command (``python -m bitstore.cli replicate``, a process per run: start and imports
@@ -102,16 +103,16 @@ class _Destinations:
 SETTLED_CREATE_US = 40.0
 #: Seconds at most that a copy to the disk waits for it to settle (``--settle``).
 SETTLE_WAIT = 300.0
+#: A folder in memory (tmpfs): the local copy is timed there too, the tools' own cost without the disk's.
+MEMORY_FOLDER = "/dev/shm"
 
 
 def settle_disk(work: str, wait: float = SETTLE_WAIT) -> str:
     """Wait (at most ``wait`` seconds) until creating a file in ``work`` costs under ``SETTLED_CREATE_US``; what was
     found, as a line of the report. The probe's files stay (removing them would unsettle the disk again)."""
-    start, probes = time.monotonic(), 0
+    start = time.monotonic()
     while True:
-        probes += 1
-        folder = os.path.join(work, f"probe-{probes}")
-        os.makedirs(folder)
+        folder = tempfile.mkdtemp(prefix="probe-", dir=work)
         t0 = time.perf_counter()
         for i in range(500):
             os.close(os.open(os.path.join(folder, str(i)), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
@@ -123,14 +124,16 @@ def settle_disk(work: str, wait: float = SETTLE_WAIT) -> str:
         time.sleep(10)
 
 
-def replicate_local(work: str, n: int, rounds: int, settle: float = SETTLE_WAIT) -> list[str]:
+def replicate_local(work: str, n: int, rounds: int, settle: float | None = SETTLE_WAIT, where: str = "") -> list[str]:
+    """The local copy and its rerun in ``work``; ``settle``: seconds at most to wait for the disk (``settle_disk``),
+    None for a folder in memory; ``where`` is said after the case's name."""
     import bitstore
 
     src = os.path.join(work, "src")
     os.makedirs(src, exist_ok=True)
     write_blobs(src, n, 16 * 1024)
     dst = _Destinations(os.path.join(work, "dst"))
-    disk = settle_disk(work, settle)
+    disk = None if settle is None else settle_disk(work, settle)
 
     def ours() -> None:
         report = bitstore.replicate(_store(src), _store(dst.path), max_workers=WORKERS, progress=False)
@@ -144,8 +147,8 @@ def replicate_local(work: str, n: int, rounds: int, settle: float = SETTLE_WAIT)
     out = []
     copy, theirs = _side_by_side(rounds, ours, (lambda: _rclone("copy", src, dst.path)) if has_rclone else None,
                                  dst.fresh)
-    out.append(_line(f"replicate {n:,} x 16 KiB local->local", copy, theirs, "rclone copy"))
-    out.append(disk)
+    out.append(_line(f"replicate {n:,} x 16 KiB local->local{where}", copy, theirs, "rclone copy"))
+    out += [disk] if disk else []
     dst.fresh()
     ours()  # the copy the reruns find
     ours_rerun, theirs_rerun = _side_by_side(
@@ -460,6 +463,13 @@ def main(argv: list[str] | None = None) -> int:
         if "replicate" not in args.skip:
             for line in replicate_local(work, args.blobs, args.rounds, args.settle):
                 print(line, flush=True)
+            if os.path.isdir(MEMORY_FOLDER):  # the tools' own cost, without the disk's
+                in_memory = tempfile.mkdtemp(prefix="bitstore-bench-operate-", dir=MEMORY_FOLDER)
+                try:
+                    for line in replicate_local(in_memory, args.blobs, args.rounds, None, " (tmpfs)"):
+                        print(line, flush=True)
+                finally:
+                    shutil.rmtree(in_memory, ignore_errors=True)
         if "scrub" not in args.skip:
             if not os.path.isdir(os.path.join(work, "src")):
                 os.makedirs(os.path.join(work, "src"))
