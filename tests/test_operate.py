@@ -226,6 +226,116 @@ def test_replicate_property(src_ids, dst_ids, corrupt):
     assert report.copied == len(good - {key[i] for i in dst_ids})
 
 
+class Remote(Sha1Store):
+    """A source whose reads wait on a service, as far as replicate can tell (a subclass: ``reads_on_loop()`` is
+    False). Kept: the keys asked of its ``get_many``, and those read with ``get`` on the thread that made it."""
+
+    def __init__(self, *args, **kwargs):
+        import threading
+
+        super().__init__(*args, **kwargs)
+        self.batched, self.singly, self.home = [], [], threading.get_ident()
+
+    def get_many(self, keys, **options):
+        keys = list(keys)
+        self.batched += keys
+        return super().get_many(keys, **options)
+
+    def get(self, sha1):
+        import threading
+
+        if threading.get_ident() == self.home:  # not one of get_many's threads
+            self.singly.append(sha1)
+        return super().get(sha1)
+
+
+class Vanishing(MemoryRaw):
+    """Lists ``gone`` as well (10 bytes each): keys listed, then not found (removed meanwhile)."""
+
+    gone: tuple[str, ...] = ()
+
+    def list_names(self, prefix, *, start_after=None):
+        from bitstore.core.listed import Listed
+
+        names = {entry.name: entry for entry in super().list_names(prefix, start_after=start_after)}
+        names.update((key, Listed(key, 10)) for key in self.gone if start_after is None or key > start_after)
+        yield from (names[name] for name in sorted(names))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(small=st.sets(st.integers(0, 30), max_size=15), large=st.sets(st.integers(31, 40), max_size=4),
+       dst_ids=st.sets(st.integers(0, 40), max_size=10), corrupt=st.sets(st.integers(0, 40), max_size=4),
+       gone=st.sets(st.integers(41, 45), max_size=2))
+def test_replicate_from_a_remote_source_into_a_local_folder(tmp_path_factory, monkeypatch, small, large, dst_ids,
+                                                            corrupt, gone):
+    """Small blobs come through the source's ``get_many`` and are checked and written on the caller's thread; a
+    blob over ``max_bytes_in_flight`` streams; a corrupt copy is never written; a key listed and then gone
+    fails; the rest is as any other replicate."""
+    import threading
+
+    from bitstore.core import replicate as replicate_module
+
+    folder = tmp_path_factory.mktemp("dst")
+    data = {i: (f"value {i} " * (30 if i > 30 else 1)).encode() for i in range(46)}  # > 64 bytes from 31 on
+    key = {i: sha1(data[i]) for i in data}
+    raw = Vanishing()
+    raw.gone = tuple(key[i] for i in gone)
+    stored = {i: b"bad" if i in corrupt else data[i] for i in small | large}
+    for i, blob in stored.items():
+        raw.put(f"mem://s/{key[i]}", blob)
+    src = Remote(raw, "mem://s/")
+    dst = filled(local(folder), {key[i]: data[i] for i in dst_ids})
+    writers = set()
+    checked = replicate_module._checked
+    monkeypatch.setattr(replicate_module, "_checked",
+                        lambda *args: (writers.add(threading.get_ident()), checked(*args))[1])
+    report = bitstore.replicate(src, dst, max_workers=4, max_bytes_in_flight=64, progress=False)
+
+    there = {key[i] for i in dst_ids}
+    good = {key[i] for i in (small | large) - corrupt}
+    assert set(dst.iter_keys()) == good | there and all(sha1(dst.get(k)) == k for k in dst.iter_keys())
+    assert report.copied == len(good - there)
+    assert report.corrupt == len({key[i] for i in (small | large) & corrupt} - there)
+    assert report.failed == len({key[i] for i in gone} - there)
+    assert all(status == "failed" and "not found" in error for k, status, error in report.problems
+               if k in {key[i] for i in gone})
+    fetched = {key[i] for i, blob in stored.items() if len(blob) <= 64} | {key[i] for i in gone}
+    assert set(src.batched) == fetched - there  # every blob within the bound asked for in one get_many
+    assert set(src.singly) == {key[i] for i in gone} - there  # only those get_many did not find, asked again
+    assert writers <= {threading.get_ident()}
+
+
+def test_replicate_from_a_verifying_remote_source_reports_corrupt(tmp_path):
+    items = blobs(6)
+    raw = MemoryRaw()
+    for k, v in items.items():
+        raw.put(f"mem://s/{k}", v)
+    bad = sorted(items)[2]
+    raw.put(f"mem://s/{bad}", b"rotten")
+    report = bitstore.replicate(Remote(raw, "mem://s/", verify=True), local(tmp_path), progress=False)
+    assert (report.copied, report.corrupt, report.failed) == (5, 1, 0)
+    assert report.problems[0][:2] == (bad, "corrupt") and not (tmp_path / bad).exists()
+
+
+def test_replicate_from_a_remote_source_a_failed_write_is_that_keys_failure(tmp_path, monkeypatch):
+    from bitstore.core import replicate as replicate_module
+
+    items = blobs(5)
+    src = filled(Remote(MemoryRaw(), "mem://s/"), items)
+    refused = sorted(items)[1]
+    put = replicate_module._put
+
+    def failing(dst, key, data):
+        if key == refused:
+            raise OSError(28, "No space left on device")
+        return put(dst, key, data)
+
+    monkeypatch.setattr(replicate_module, "_put", failing)
+    report = bitstore.replicate(src, local(tmp_path), progress=False)
+    assert (report.copied, report.failed) == (4, 1)
+    assert report.problems[0][0] == refused and "No space left" in report.problems[0][2]
+
+
 def test_a_killed_replicate_rerun_copies_only_the_rest(tmp_path):
     items = blobs(3000, "k")
     filled(local(tmp_path / "src"), items)

@@ -7,13 +7,15 @@ in flight are bounded by ``max_bytes_in_flight``: a blob larger than that stream
 then the destination's ``put_stream``), never held whole. Writes are atomic, so a run that was killed is resumed by
 running it again: it copies only what is still missing. Between stores whose reads are local, the keys are worked in
 chunks (``chunks``: small blobs on the caller's thread, large ones on a few threads) and each blob is opened once,
-its size read from the open file.
+its size read from the open file. From a source that waits on a service into one whose writes are local, the
+blobs come from the source's ``get_many`` and are written on the caller's thread (``_fetched``).
 """
 from __future__ import annotations
 
 import itertools
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -165,8 +167,14 @@ def replicate(src: Any, dst: Any, *, start_after: str | None = None, max_workers
                     if bar is not None:
                         bar.update(len(outcomes))
             else:
-                for outcome in run_many(src, itertools.chain((first,), pending), _guarded(src, copy), failed,
-                                        max_workers=max_workers, progress=False, keyed=False):
+                entries = itertools.chain((first,), pending)
+                if present is not None and reads_locally(dst) and callable(getattr(src, "get_many", None)):
+                    outcomes = _fetched(src, dst, entries, _guarded(src, copy), new_hash, max_workers,
+                                        max_bytes_in_flight)
+                else:
+                    outcomes = run_many(src, entries, _guarded(src, copy), failed, max_workers=max_workers,
+                                        progress=False, keyed=False)
+                for outcome in outcomes:
                     report._add(outcome)
                     if bar is not None:
                         bar.update(1)
@@ -190,6 +198,40 @@ def _guarded(src: Any, copy: Callable[[Listed], _Copy]) -> Callable[[Listed], _C
             return _Copy(entry.name, "failed", error=failure(src, exc)[1])
 
     return run
+
+
+def _fetched(src: Any, dst: Any, entries: Iterator[Listed], copy: Callable[[Listed], _Copy], new_hash: Any,
+             max_workers: int, max_bytes_in_flight: int) -> Iterator[_Copy]:
+    """Copies from a source that waits on a service into a destination whose writes are local: the blobs come from
+    the source's own ``get_many`` (its engine, window and bound on bytes in flight) and each is checked and written
+    on the caller's thread as it arrives (written on the fetching threads, each write's system calls handed the GIL
+    around sixteen threads: the copy took 2.6 times the fetch's time). A blob larger than ``max_bytes_in_flight``,
+    or of unknown size, is copied by ``copy`` (streamed) after the others; so is a key the fetch did not find or
+    failed, once more, which then says corrupt (a source that verifies as it reads) or failed."""
+    later: list[Listed] = []
+    asked: deque[Listed] = deque()
+
+    def small() -> Iterator[str]:
+        for entry in entries:
+            if entry.size is None or entry.size > max_bytes_in_flight:
+                later.append(entry)
+            else:
+                asked.append(entry)
+                yield entry.name
+
+    for result in src.get_many(small(), max_workers=max_workers, max_bytes_in_flight=max_bytes_in_flight,
+                               progress=False):
+        entry = asked.popleft()
+        if not result.ok:
+            yield copy(entry)
+            continue
+        try:
+            outcome = _checked(dst, entry.name, result.data, new_hash)
+        except Exception as exc:  # noqa: BLE001 - the write's failure is this key's result
+            outcome = _Copy(entry.name, "failed", error=failure(dst, exc)[1])
+        yield outcome
+    for entry in later:
+        yield copy(entry)
 
 
 def _ahead(store: Any, entries: Iterator[Listed], name: str) -> Iterator[Listed]:
