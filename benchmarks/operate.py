@@ -85,9 +85,8 @@ def _rclone(*args: str) -> None:
 
 class _Destinations:
     """A new destination folder for each copy (``fresh``, untimed, also writes the disk's dirty pages), never the
-    last one removed: for a minute or more after 10,000 files are deleted, ext4 skips each recently freed inode
-    as it allocates (``recently_deleted``), which took most of a copy's time here, in the kernel, for either tool.
-    The folders go with the work folder at the end."""
+    last one removed (deletions make creating files slow here: see the module docstring). The folders go with the
+    work folder at the end."""
 
     def __init__(self, base: str) -> None:
         self.base, self.count, self.path = base, 0, base
