@@ -6,7 +6,7 @@ import threading
 import time
 from collections import Counter
 
-from bitstore import NotFoundInStore, Sha1APISource, Store
+from bitstore import FetchFailed, MemoryRaw, NotFoundInStore, Sha1APISource, Store
 from bitstore.ground.errors import Throttled
 
 CANARY = "AKIA-CANARY-SECRET-7f3b9c"
@@ -143,3 +143,15 @@ class QuotaAPI(Sha1APISource):
         finally:
             with state.lock:
                 state.current -= 1
+
+
+class BrokenListing(MemoryRaw):
+    """A memory store whose listing fails (``FetchFailed``) after ``breaks_after`` names."""
+
+    breaks_after = 5
+
+    def list_names(self, prefix, *, start_after=None):
+        for n, entry in enumerate(super().list_names(prefix, start_after=start_after)):
+            if n == self.breaks_after:
+                raise FetchFailed(self, prefix, "the listing broke")
+            yield entry

@@ -27,6 +27,8 @@ from bitstore import (
 )
 from bitstore.cli.main import main
 
+from .core_helpers import BrokenListing
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -158,14 +160,6 @@ def test_scrub_and_replicate_of_a_large_blob_stream(tmp_path):
     report = bitstore.replicate(store, local(tmp_path / "b"), max_bytes_in_flight=1 << 20, progress=False)
     assert (report.copied, report.bytes) == (1, len(data))
     assert (tmp_path / "b" / sha1(data)).read_bytes() == data
-
-
-class BrokenListing(MemoryRaw):
-    def list_names(self, prefix, *, start_after=None):
-        for n, entry in enumerate(super().list_names(prefix, start_after=start_after)):
-            if n == 5:
-                raise FetchFailed(self, prefix, "the listing broke")
-            yield entry
 
 
 def test_scrub_raises_when_the_listing_fails_midway():

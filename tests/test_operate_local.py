@@ -17,6 +17,8 @@ from bitstore import FetchFailed, InvalidURI, LocalRaw, MemoryRaw, Sha1Store
 from bitstore.core import chunks
 from bitstore.core.chunks import _chunks, reads_locally, run_chunked
 
+from .core_helpers import BrokenListing
+
 LOCAL_SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -166,17 +168,11 @@ def test_scrub_chunked_gives_the_per_key_results(tmp_path_factory, ids, corrupt,
     assert all(s == status[key] for key, s, _, _ in chunked)
 
 
-class LocalBrokenListing(MemoryRaw):
+class LocalBrokenListing(BrokenListing):
     """Reads as local as a ``MemoryRaw`` (chunked path), and a listing that fails after five names."""
 
     def reads_on_loop(self) -> bool:
         return True
-
-    def list_names(self, prefix, *, start_after=None):
-        for n, entry in enumerate(super().list_names(prefix, start_after=start_after)):
-            if n == 5:
-                raise FetchFailed(self, prefix, "the listing broke")
-            yield entry
 
 
 def _broken_source(n: int = 12) -> tuple[Sha1Store, list[str]]:

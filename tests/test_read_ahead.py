@@ -16,6 +16,8 @@ from bitstore import FetchFailed, MemoryRaw, Sha1Store
 from bitstore.core.listed import Listed
 from bitstore.core.listing import read_ahead
 
+from .core_helpers import BrokenListing
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -92,15 +94,11 @@ def test_a_reader_that_stops_early_or_never_starts_stops_the_thread():
 def test_replicate_raises_when_either_listing_fails_midway_never_a_short_copy():
     items = {hashlib.sha1(f"blob {i}".encode()).hexdigest(): f"blob {i}".encode() for i in range(3000)}
 
-    class Broken(MemoryRaw):
+    class Broken(BrokenListing):
+        breaks_after = 1500
+
         def lists_remotely(self) -> bool:  # read ahead on a thread, as a cloud tier's listing
             return True
-
-        def list_names(self, prefix, *, start_after=None):
-            for n, entry in enumerate(super().list_names(prefix, start_after=start_after)):
-                if n == 1500:
-                    raise FetchFailed(self, prefix, "the listing broke")
-                yield entry
 
     for broken_side in ("source", "destination"):
         src_raw, dst_raw = (Broken() if broken_side == "source" else MemoryRaw()), MemoryRaw()
