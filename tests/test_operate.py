@@ -26,8 +26,7 @@ from bitstore import (
     StoreNotAvailable,
 )
 from bitstore.cli.main import main
-
-from .core_helpers import BrokenListing
+from tests.core_helpers import BrokenListing
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

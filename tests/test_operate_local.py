@@ -16,8 +16,7 @@ import bitstore
 from bitstore import FetchFailed, InvalidURI, LocalRaw, MemoryRaw, Sha1Store
 from bitstore.core import chunks
 from bitstore.core.chunks import _chunks, reads_locally, run_chunked
-
-from .core_helpers import BrokenListing
+from tests.core_helpers import BrokenListing
 
 LOCAL_SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

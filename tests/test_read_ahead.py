@@ -15,8 +15,7 @@ import bitstore
 from bitstore import FetchFailed, MemoryRaw, Sha1Store
 from bitstore.core.listed import Listed
 from bitstore.core.listing import read_ahead
-
-from .core_helpers import BrokenListing
+from tests.core_helpers import BrokenListing
 
 pytestmark = pytest.mark.timeout(60)
 
