@@ -220,8 +220,7 @@ class _Transport(ABC):
         """One PUT of the whole ``body`` at ``key`` (obstore's ``put``, one request: no multipart, so a failed
         attempt leaves nothing behind, and the write is atomic: the object is the old one or ``body``). Raises
         what obstore raises, for the owner to map with ``obstore_error(..., writing=True)``."""
-        store = self._usable_store(bucket, owner)
-        store = self._writer(bucket, store)
+        store = self._writer(bucket, self._usable_store(bucket, owner))
         try:
             self._obstore.put(store, key, body, use_multipart=False)
         except BaseException as exc:

@@ -249,14 +249,13 @@ class Gateway:
             data = self._first(canonical)
             if data is None:
                 return None  # nothing counted: the ASGI call fetches it (single flight), asking the first tier too
-            self.responses[200] += 1
-            return 200, _BLOB_LINES % (len(data), etag), data
-        try:
-            data = self._hit(canonical)
-        except Exception as exc:  # noqa: BLE001 - mapped to 400 / 404 / 502 in one place
-            status, body = _failure(exc)
-            self.responses[status] += 1
-            return status, _PLAIN_LINES % len(body), body
+        else:
+            try:
+                data = self._hit(canonical)
+            except Exception as exc:  # noqa: BLE001 - mapped to 400 / 404 / 502 in one place
+                status, body = _failure(exc)
+                self.responses[status] += 1
+                return status, _PLAIN_LINES % len(body), body
         self.responses[200] += 1
         return 200, _BLOB_LINES % (len(data), etag), data
 
