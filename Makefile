@@ -27,7 +27,7 @@ demo: $(VENV)/.installed-all
 
 test: $(VENV)/.installed-test java $(NPM_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15
 
 # The Spark tests need a Java runtime (the only dependency pip cannot install).
 java:

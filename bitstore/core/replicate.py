@@ -205,7 +205,7 @@ def _fetched(src: Any, dst: Any, entries: Iterator[Listed], copy: Callable[[List
     """Copies from a source that waits on a service into a destination whose writes are local: the blobs come from
     the source's own ``get_many`` (its engine, window and bound on bytes in flight) and each is checked and written
     on the caller's thread as it arrives (written on the fetching threads, each write's system calls handed the GIL
-    around sixteen threads: the copy took 2.6 times the fetch's time). A blob larger than ``max_bytes_in_flight``,
+    around sixteen threads). A blob larger than ``max_bytes_in_flight``,
     or of unknown size, is copied by ``copy`` (streamed) after the others; so is a key the fetch did not find or
     failed, once more, which then says corrupt (a source that verifies as it reads) or failed."""
     later: list[Listed] = []
