@@ -136,10 +136,16 @@ class FaultProxy:
             raise RuntimeError("fault proxy did not start")
         return self
 
-    def release(self) -> None:
-        """Forward every request held (``"hold"``), and from now on each as it comes."""
+    def release(self, *, hold_later: bool = False) -> None:
+        """Forward every request held (``"hold"``), and from now on each as it comes; with ``hold_later``, only
+        those held now: later ones are held in turn (until the next ``release``, or the proxy stops)."""
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._released.set)
+            self._loop.call_soon_threadsafe(self._release, hold_later)
+
+    def _release(self, hold_later: bool) -> None:
+        self._released.set()  # the requests held now wait on this one
+        if hold_later:
+            self._released = asyncio.Event()
 
     def stop(self) -> None:
         loop, thread = self._loop, self._thread
